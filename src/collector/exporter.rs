@@ -1,0 +1,128 @@
+//! The exporter's own build and process metrics, named as every client library names them.
+
+use crate::metrics::MetricSet;
+use crate::proc;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn build_info(out: &mut MetricSet) {
+    out.gauge(
+        "stack_exporter_build_info",
+        "1; the version and build of stack_exporter.",
+        vec![
+            ("version", VERSION.to_string()),
+            (
+                "revision",
+                option_env!("STACK_EXPORTER_REVISION")
+                    .unwrap_or("unknown")
+                    .to_string(),
+            ),
+            ("rustversion", env!("STACK_EXPORTER_RUSTC").to_string()),
+        ],
+        1.0,
+    );
+}
+
+/// process_* metrics of this process, from /proc/self (always this process's own /proc, whatever
+/// `--path.procfs` says).
+pub fn process_metrics(out: &mut MetricSet) {
+    let Some(stat) = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|t| parse_self_stat(&t))
+    else {
+        return;
+    };
+    let ticks = proc::clock_ticks_per_second();
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .map(|t| proc::parse_stat(&t).boot_time)
+        .unwrap_or(0);
+    out.counter(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        vec![],
+        stat.cpu_ticks as f64 / ticks,
+    );
+    out.gauge(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        vec![],
+        (stat.rss_pages * proc::page_size()) as f64,
+    );
+    out.gauge(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes.",
+        vec![],
+        stat.vsize as f64,
+    );
+    out.gauge(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        vec![],
+        boot_time as f64 + stat.start_ticks as f64 / ticks,
+    );
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.gauge(
+            "process_open_fds",
+            "Number of open file descriptors.",
+            vec![],
+            fds.count() as f64,
+        );
+    }
+    if let Some(max) = max_fds() {
+        out.gauge(
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            vec![],
+            max as f64,
+        );
+    }
+}
+
+struct SelfStat {
+    cpu_ticks: u64,
+    start_ticks: u64,
+    rss_pages: u64,
+    vsize: u64,
+}
+
+fn parse_self_stat(text: &str) -> Option<SelfStat> {
+    let own = proc::parse_pid_stat(text)?;
+    let rest: Vec<&str> = text
+        .get(text.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    // Field 23 of proc(5) is vsize; utime and stime are fields 14 and 15 (children excluded).
+    let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
+    Some(SelfStat {
+        cpu_ticks: field(14)? + field(15)?,
+        start_ticks: own.start_ticks,
+        rss_pages: own.rss_pages,
+        vsize: field(23)?,
+    })
+}
+
+fn max_fds() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_metrics_are_plausible() {
+        let mut out = MetricSet::default();
+        process_metrics(&mut out);
+        let rss = out.value("process_resident_memory_bytes", &[]).unwrap();
+        assert!(rss > 100_000.0, "rss {rss}");
+        assert!(out.value("process_open_fds", &[]).unwrap() >= 3.0);
+        let start = out.value("process_start_time_seconds", &[]).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(start <= now + 1.0 && start > now - 86_400.0 * 365.0);
+    }
+}

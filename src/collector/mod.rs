@@ -1,0 +1,40 @@
+//! The collectors. Each file is one collector with its own config, code and tests; this enum lists
+//! them, and `scrape.rs` runs the enabled ones concurrently, each under the scrape's deadline.
+
+pub mod exporter;
+pub mod host;
+pub mod services;
+
+use std::sync::Arc;
+
+use crate::metrics::MetricSet;
+
+#[derive(Debug)]
+pub enum Collector {
+    Host(host::Host),
+    Services(services::Services),
+}
+
+impl Collector {
+    /// The `collector` label of its duration and success metrics, and the name of its flags.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Collector::Host(_) => "host",
+            Collector::Services(_) => "services",
+        }
+    }
+
+    /// Gathers this collector's metrics. Readers of /proc block on the kernel, so they run on the
+    /// blocking pool and never stall the scrapes of network collectors.
+    pub async fn collect(self: Arc<Self>) -> anyhow::Result<MetricSet> {
+        match &*self {
+            Collector::Host(_) | Collector::Services(_) => {
+                tokio::task::spawn_blocking(move || match &*self {
+                    Collector::Host(c) => c.collect(),
+                    Collector::Services(c) => c.collect(),
+                })
+                .await?
+            }
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! Per-service memory and CPU against the plan's budgets (THRESHOLDS.md rows M, H, C3, C4, A5),
+//! the plan's host-level figures, and the "everything else" memory of row M1.
+//!
+//! One pass over /proc per scrape: every process's `stat` (and `cmdline` where a matcher needs it)
+//! is read, matched to a service, and grouped into instances (process trees). RSS and CPU are read
+//! on every scrape; PSS costs a walk of the process's page tables in the kernel (about 0.25 ms a
+//! process, more for a big database), so each process's PSS is kept for up to `pss_max_age`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::{Matcher, PlanConfig, Service};
+use crate::metrics::MetricSet;
+use crate::proc::{self, PidStat, ProcFs};
+
+#[derive(Debug)]
+pub struct Services {
+    procfs: ProcFs,
+    profile: String,
+    plan: PlanConfig,
+    services: Vec<Service>,
+    pss_max_age: Duration,
+    pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
+    ticks_per_second: f64,
+    page_size: u64,
+}
+
+/// A PID alone is reused; with its start time it names one process.
+type ProcessKey = (u32, u64);
+
+#[derive(Debug, Clone, Copy)]
+struct PssReading {
+    /// `None` when the kernel refused smaps_rollup (EACCES happens even as root).
+    pss: Option<u64>,
+    expires: Instant,
+}
+
+/// One process as this scrape saw it.
+struct Process {
+    pid: u32,
+    stat: PidStat,
+    cmdline: Option<String>,
+}
+
+/// What one service adds up to in this scrape.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ServiceUsage {
+    pub processes: u64,
+    pub instances: u64,
+    pub rss: u64,
+    pub pss: u64,
+    pub pss_fallbacks: u64,
+    pub instance_max: u64,
+    pub process_max: u64,
+    pub cpu_ticks: u64,
+}
+
+impl Services {
+    pub fn new(
+        procfs: ProcFs,
+        profile: String,
+        plan: PlanConfig,
+        services: Vec<Service>,
+        pss_max_age: Duration,
+    ) -> Services {
+        Services {
+            procfs,
+            profile,
+            plan,
+            services,
+            pss_max_age,
+            pss_cache: Mutex::new(HashMap::new()),
+            ticks_per_second: proc::clock_ticks_per_second(),
+            page_size: proc::page_size(),
+        }
+    }
+
+    pub fn collect(&self) -> anyhow::Result<MetricSet> {
+        let processes = self.read_processes()?;
+        let owners = assign_services(&processes, |p| self.matching_service(p));
+        let usage = self.add_up(&processes, &owners);
+        let meminfo = proc::parse_meminfo(&self.procfs.read("meminfo")?);
+
+        let mut out = MetricSet::default();
+        for (service, usage) in self.services.iter().zip(&usage) {
+            self.emit_service(&mut out, service, usage);
+        }
+        let services_pss: u64 = usage.iter().map(|u| u.pss).sum();
+        self.emit_plan(&mut out, meminfo.used().saturating_sub(services_pss));
+        Ok(out)
+    }
+
+    fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
+        let needs_cmdline = self
+            .services
+            .iter()
+            .flat_map(|s| &s.matchers)
+            .any(|m| m.cmdline.is_some() || m.exclude_cmdline.is_some());
+        let mut processes = Vec::new();
+        for pid in self.procfs.pids()? {
+            let dir = self.procfs.pid_dir(pid);
+            // A process may exit between listing and reading: skip it.
+            let Some(stat) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|t| proc::parse_pid_stat(&t))
+            else {
+                continue;
+            };
+            if stat.is_kernel_thread {
+                continue;
+            }
+            let cmdline = needs_cmdline
+                .then(|| std::fs::read(dir.join("cmdline")).ok())
+                .flatten()
+                .map(|raw| proc::parse_cmdline(&raw));
+            processes.push(Process { pid, stat, cmdline });
+        }
+        Ok(processes)
+    }
+
+    /// The first service one of whose matchers fits the process itself.
+    fn matching_service(&self, process: &Process) -> Option<usize> {
+        self.services.iter().position(|service| {
+            service
+                .matchers
+                .iter()
+                .any(|m| self.matcher_fits(m, process))
+        })
+    }
+
+    fn matcher_fits(&self, matcher: &Matcher, process: &Process) -> bool {
+        let cmdline = process.cmdline.as_deref().unwrap_or("");
+        if let Some(comm) = &matcher.comm {
+            if !comm.0.is_match(&process.stat.comm) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &matcher.cmdline {
+            if !pattern.0.is_match(cmdline) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &matcher.exclude_cmdline {
+            if pattern.0.is_match(cmdline) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &matcher.exe {
+            let exe = std::fs::read_link(self.procfs.pid_dir(process.pid).join("exe"));
+            if !exe.is_ok_and(|p| pattern.0.is_match(&p.to_string_lossy())) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &matcher.cgroup {
+            let cgroup = std::fs::read_to_string(self.procfs.pid_dir(process.pid).join("cgroup"));
+            if !cgroup.is_ok_and(|c| pattern.0.is_match(&c)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn add_up(&self, processes: &[Process], owners: &[Option<Owner>]) -> Vec<ServiceUsage> {
+        let mut usage = vec![ServiceUsage::default(); self.services.len()];
+        let mut instance_pss: HashMap<(usize, usize), u64> = HashMap::new();
+        let mut cache = self.pss_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let mut alive = HashSet::new();
+        for (process, owner) in processes.iter().zip(owners) {
+            let Some(Owner { service, root }) = *owner else {
+                continue;
+            };
+            let key = (process.pid, process.stat.start_ticks);
+            alive.insert(key);
+            let rss = process.stat.rss_pages * self.page_size;
+            let pss = self.pss(&mut cache, key, now);
+            let u = &mut usage[service];
+            u.processes += 1;
+            u.rss += rss;
+            u.cpu_ticks += process.stat.cpu_ticks;
+            let counted = pss.unwrap_or_else(|| {
+                u.pss_fallbacks += 1;
+                rss
+            });
+            u.pss += counted;
+            u.process_max = u.process_max.max(counted);
+            *instance_pss.entry((service, root)).or_default() += counted;
+        }
+        cache.retain(|key, _| alive.contains(key));
+        for ((service, _), pss) in instance_pss {
+            usage[service].instances += 1;
+            usage[service].instance_max = usage[service].instance_max.max(pss);
+        }
+        usage
+    }
+
+    fn pss(
+        &self,
+        cache: &mut HashMap<ProcessKey, PssReading>,
+        key: ProcessKey,
+        now: Instant,
+    ) -> Option<u64> {
+        if let Some(reading) = cache.get(&key).filter(|r| r.expires > now) {
+            return reading.pss;
+        }
+        let path = self.procfs.pid_dir(key.0).join("smaps_rollup");
+        let pss = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| proc::parse_smaps_rollup_pss(&text));
+        // Spread expiries over [max_age / 2, max_age] so readings do not all fall due together.
+        let spread = 0.5 + f64::from(key.0 % 64) / 128.0;
+        let expires = now + self.pss_max_age.mul_f64(spread);
+        cache.insert(key, PssReading { pss, expires });
+        pss
+    }
+
+    fn emit_service(&self, out: &mut MetricSet, service: &Service, usage: &ServiceUsage) {
+        let labels = || vec![("service", service.name.clone())];
+        let measured: [(&str, &'static str, f64); 8] = [
+            ("stack_service_up", "1 if at least one process of the service runs.", f64::from(usage.processes > 0)),
+            ("stack_service_processes", "Processes of the service.", usage.processes as f64),
+            ("stack_service_instances", "Instances of the service: process trees rooted at a matched process (one master and its workers).", usage.instances as f64),
+            ("stack_service_resident_memory_bytes", "Sum of the RSS of the service's processes (shared pages counted in every process).", usage.rss as f64),
+            ("stack_service_proportional_memory_bytes", "Sum of the PSS of the service's processes: shared pages split between their sharers, so forked workers are not double counted. RSS where PSS is refused.", usage.pss as f64),
+            ("stack_service_pss_fallback_processes", "Processes whose PSS could not be read and which are counted at their RSS.", usage.pss_fallbacks as f64),
+            ("stack_service_instance_max_memory_bytes", "PSS of the service's largest instance.", usage.instance_max as f64),
+            ("stack_service_process_max_memory_bytes", "PSS of the service's largest process.", usage.process_max as f64),
+        ];
+        for (name, help, value) in measured {
+            out.gauge(name, help, labels(), value);
+        }
+        out.counter(
+            "stack_service_cpu_seconds_total",
+            "CPU time of the service's processes and of the children they reaped.",
+            labels(),
+            usage.cpu_ticks as f64 / self.ticks_per_second,
+        );
+        let budget = &service.budget;
+        if !budget.is_planned() {
+            return;
+        }
+        let planned: [(&str, &'static str, Option<f64>); 6] = [
+            ("stack_service_memory_budget_bytes", "The plan's memory for the service, all instances together.", budget.memory.map(|v| v as f64)),
+            ("stack_service_instance_memory_budget_bytes", "The plan's memory for one instance of the service.", budget.instance_memory.map(|v| v as f64)),
+            ("stack_service_process_memory_budget_bytes", "The plan's memory for one process of the service (one worker).", budget.process_memory.map(|v| v as f64)),
+            ("stack_service_cpu_budget_cores", "The plan's CPU cores for the service, all instances together.", budget.cpu_cores),
+            ("stack_service_expected_instances", "Instances of the service the plan runs; present only for planned services.", budget.instances.map(f64::from)),
+            ("stack_service_expected_processes", "Processes per instance the plan implies (Gunicorn master + 2 workers = 3; Celery solo = 1).", budget.processes.map(f64::from)),
+        ];
+        for (name, help, value) in planned {
+            if let Some(value) = value {
+                out.gauge(name, help, labels(), value);
+            }
+        }
+    }
+
+    fn emit_plan(&self, out: &mut MetricSet, system_memory: u64) {
+        out.gauge(
+            "stack_plan_info",
+            "The active plan profile.",
+            vec![("profile", self.profile.clone())],
+            1.0,
+        );
+        let plan = &self.plan;
+        let figures: [(&str, &'static str, Option<f64>); 6] = [
+            (
+                "stack_plan_host_memory_bytes",
+                "RAM the plan assumes the host has.",
+                plan.host_memory.map(|b| b.0 as f64),
+            ),
+            (
+                "stack_plan_host_cpu_cores",
+                "CPU cores the plan assumes the host has.",
+                plan.host_cpu_cores.map(|c| c.0),
+            ),
+            (
+                "stack_plan_swap_bytes",
+                "Swap the plan prescribes.",
+                plan.swap.map(|b| b.0 as f64),
+            ),
+            (
+                "stack_plan_buffer_memory_bytes",
+                "Memory the plan keeps free for spikes (not a service budget).",
+                plan.buffer_memory.map(|b| b.0 as f64),
+            ),
+            (
+                "stack_plan_database_pool_connections",
+                "The plan's ceiling of concurrent database connections.",
+                plan.database_pool_connections.map(f64::from),
+            ),
+            (
+                "stack_system_memory_budget_bytes",
+                "The plan's memory for the OS and everything that is not a service.",
+                plan.system_memory.map(|b| b.0 as f64),
+            ),
+        ];
+        for (name, help, value) in figures {
+            if let Some(value) = value {
+                out.gauge(name, help, vec![], value);
+            }
+        }
+        out.gauge(
+            "stack_system_memory_bytes",
+            "Host used memory (MemTotal - MemAvailable) minus the PSS of every watched service: the OS and everything else.",
+            vec![],
+            system_memory as f64,
+        );
+    }
+}
+
+/// The service a process counts toward, and the index of its instance's root process.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Owner {
+    service: usize,
+    root: usize,
+}
+
+/// Gives each process its service: its own match, or else its nearest matched ancestor's, so the
+/// workers a server spawns count toward it whatever they are called. An instance's root is a
+/// process whose parent belongs to another service (or none).
+fn assign_services(
+    processes: &[Process],
+    own_match: impl Fn(&Process) -> Option<usize>,
+) -> Vec<Option<Owner>> {
+    let index_of: HashMap<u32, usize> = processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.pid, i))
+        .collect();
+    let own: Vec<Option<usize>> = processes.iter().map(own_match).collect();
+    let mut owners: Vec<Option<Option<Owner>>> = vec![None; processes.len()];
+    for start in 0..processes.len() {
+        // Walk up to the first ancestor already resolved (or the top), then resolve downwards.
+        let mut chain = Vec::new();
+        let mut current = Some(start);
+        let mut guard = HashSet::new();
+        while let Some(i) = current {
+            if owners[i].is_some() || !guard.insert(i) {
+                break;
+            }
+            chain.push(i);
+            current = index_of.get(&processes[i].stat.ppid).copied();
+        }
+        let mut above: Option<Owner> = current.and_then(|i| owners[i].flatten());
+        for &i in chain.iter().rev() {
+            let owner = match (own[i], above) {
+                (Some(service), Some(parent)) if parent.service == service => Some(parent),
+                (Some(service), _) => Some(Owner { service, root: i }),
+                (None, parent) => parent,
+            };
+            owners[i] = Some(owner);
+            above = owner;
+        }
+    }
+    owners.into_iter().map(Option::flatten).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: u32, ppid: u32, comm: &str) -> Process {
+        Process {
+            pid,
+            stat: PidStat {
+                comm: comm.to_string(),
+                ppid,
+                ..PidStat::default()
+            },
+            cmdline: None,
+        }
+    }
+
+    fn by_comm(p: &Process) -> Option<usize> {
+        match p.stat.comm.as_str() {
+            "gunicorn" => Some(0),
+            "redis-server" => Some(1),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn workers_join_their_master_instance() {
+        let processes = vec![
+            process(1, 0, "init"),
+            process(10, 1, "gunicorn"),
+            process(11, 10, "gunicorn"),
+            process(12, 10, "gunicorn"),
+            process(20, 1, "redis-server"),
+        ];
+        let owners = assign_services(&processes, by_comm);
+        assert_eq!(owners[0], None);
+        let master = Some(Owner {
+            service: 0,
+            root: 1,
+        });
+        assert_eq!(owners[1..4], [master, master, master]);
+        assert_eq!(
+            owners[4],
+            Some(Owner {
+                service: 1,
+                root: 4
+            })
+        );
+    }
+
+    #[test]
+    fn unmatched_children_inherit_and_nested_services_split() {
+        // A worker spawned as "python3" still counts for gunicorn; a redis started by the
+        // gunicorn master is its own service and instance.
+        let processes = vec![
+            process(12, 11, "python3"),
+            process(11, 10, "gunicorn"),
+            process(10, 1, "bash"),
+            process(13, 11, "redis-server"),
+        ];
+        let owners = assign_services(&processes, by_comm);
+        assert_eq!(
+            owners[0],
+            Some(Owner {
+                service: 0,
+                root: 1
+            })
+        );
+        assert_eq!(owners[2], None);
+        assert_eq!(
+            owners[3],
+            Some(Owner {
+                service: 1,
+                root: 3
+            })
+        );
+    }
+
+    #[test]
+    fn two_masters_are_two_instances() {
+        let processes = vec![
+            process(10, 1, "gunicorn"),
+            process(11, 10, "gunicorn"),
+            process(20, 1, "gunicorn"),
+            process(21, 20, "gunicorn"),
+        ];
+        let owners = assign_services(&processes, by_comm);
+        let roots: HashSet<usize> = owners.iter().map(|o| o.unwrap().root).collect();
+        assert_eq!(roots.len(), 2);
+    }
+
+    #[test]
+    fn a_parent_loop_does_not_hang() {
+        let processes = vec![process(5, 6, "a"), process(6, 5, "b")];
+        assert_eq!(assign_services(&processes, by_comm), vec![None, None]);
+    }
+}

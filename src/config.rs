@@ -1,0 +1,641 @@
+//! The config file and the built-in plan profiles.
+//!
+//! Three layers, each a TOML document of the same shape: the standard service definitions
+//! (`profiles/services.toml`), a plan profile (`profiles/<name>.toml`, chosen by the config's
+//! `profile` key, `vps-2gb` by default) and the user's config file. A later layer overrides a
+//! service's fields one by one, so `[services.redis] memory_budget = "256MiB"` keeps the standard
+//! matchers. Every value is checked while it is parsed, so an error points at its file, line and key.
+
+use std::fmt;
+use std::path::Path;
+
+use regex::Regex;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+pub const DEFAULT_PROFILE: &str = "vps-2gb";
+
+/// The built-in profiles, embedded so the binary needs no files beside it.
+pub const PROFILES: &[(&str, &str)] = &[
+    ("vps-2gb", include_str!("../profiles/vps-2gb.toml")),
+    ("dev", include_str!("../profiles/dev.toml")),
+    ("staging", include_str!("../profiles/staging.toml")),
+    ("production", include_str!("../profiles/production.toml")),
+    (
+        "production-app",
+        include_str!("../profiles/production-app.toml"),
+    ),
+    (
+        "production-db",
+        include_str!("../profiles/production-db.toml"),
+    ),
+    (
+        "production-cache",
+        include_str!("../profiles/production-cache.toml"),
+    ),
+];
+
+const STANDARD_SERVICES: &str = include_str!("../profiles/services.toml");
+
+/// The configuration in force: the layers merged.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub profile: String,
+    pub plan: PlanConfig,
+    pub services: Vec<Service>,
+}
+
+/// A watched service with its matchers and, if the profile plans it, its budget.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub matchers: Vec<Matcher>,
+    pub budget: Budget,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Budget {
+    pub memory: Option<u64>,
+    pub instance_memory: Option<u64>,
+    pub process_memory: Option<u64>,
+    pub cpu_cores: Option<f64>,
+    pub instances: Option<u32>,
+    pub processes: Option<u32>,
+}
+
+impl Budget {
+    /// A service is planned when the profile says how many instances of it run.
+    pub fn is_planned(&self) -> bool {
+        self.instances.unwrap_or(0) > 0
+    }
+}
+
+/// One way to recognise a service's process; every field given must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matcher {
+    pub comm: Option<WholePattern>,
+    pub exe: Option<Pattern>,
+    pub cmdline: Option<Pattern>,
+    pub exclude_cmdline: Option<Pattern>,
+    pub cgroup: Option<Pattern>,
+}
+
+/// Host-level figures of the plan.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    pub host_memory: Option<Bytes>,
+    pub host_cpu_cores: Option<Cores>,
+    pub swap: Option<Bytes>,
+    pub system_memory: Option<Bytes>,
+    pub buffer_memory: Option<Bytes>,
+    pub database_pool_connections: Option<u32>,
+}
+
+impl PlanConfig {
+    fn overlay(&mut self, top: PlanConfig) {
+        let PlanConfig {
+            host_memory,
+            host_cpu_cores,
+            swap,
+            system_memory,
+            buffer_memory,
+            database_pool_connections,
+        } = top;
+        self.host_memory = host_memory.or(self.host_memory);
+        self.host_cpu_cores = host_cpu_cores.or(self.host_cpu_cores);
+        self.swap = swap.or(self.swap);
+        self.system_memory = system_memory.or(self.system_memory);
+        self.buffer_memory = buffer_memory.or(self.buffer_memory);
+        self.database_pool_connections =
+            database_pool_connections.or(self.database_pool_connections);
+    }
+}
+
+/// A service as one layer gives it: any field may be left to the layer below.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceLayer {
+    #[serde(rename = "match")]
+    matchers: Option<Vec<Matcher>>,
+    memory_budget: Option<Bytes>,
+    instance_memory_budget: Option<Bytes>,
+    process_memory_budget: Option<Bytes>,
+    cpu_budget: Option<Cores>,
+    instances: Option<u32>,
+    processes: Option<u32>,
+}
+
+/// One TOML document: the standard services, a profile or the user's file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Layer {
+    profile: Option<ProfileName>,
+    #[allow(dead_code)] // documents the profile files; shown by nobody yet
+    description: Option<String>,
+    #[serde(default)]
+    plan: PlanConfig,
+    #[serde(default)]
+    services: OrderedServices,
+}
+
+/// Loads the configuration: `path` may be absent, then the default profile runs as it is.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let user = match path {
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            })?;
+            Some((name, text))
+        }
+        None => None,
+    };
+    match &user {
+        Some((name, text)) => load_str(Some((name.as_str(), text.as_str()))),
+        None => load_str(None),
+    }
+}
+
+/// Loads from a config text already read: `(file name for messages, text)`.
+pub fn load_str(user: Option<(&str, &str)>) -> Result<Config, ConfigError> {
+    let user_layer = match user {
+        Some((name, text)) => parse_layer(name, text)?,
+        None => Layer::default(),
+    };
+    let profile = user_layer
+        .profile
+        .as_ref()
+        .map_or(DEFAULT_PROFILE, |p| p.0.as_str())
+        .to_string();
+    let profile_text = PROFILES
+        .iter()
+        .find(|(name, _)| *name == profile)
+        .map(|(_, text)| *text)
+        .expect("ProfileName only accepts built-in profiles");
+
+    let standard = parse_layer("profiles/services.toml (built in)", STANDARD_SERVICES)?;
+    let profile_layer = parse_layer(&format!("profiles/{profile}.toml (built in)"), profile_text)?;
+
+    let mut plan = PlanConfig::default();
+    let mut services: Vec<(String, ServiceLayer)> = Vec::new();
+    for layer in [standard, profile_layer] {
+        plan.overlay(layer.plan);
+        merge_services(&mut services, layer.services.0);
+    }
+    let Layer {
+        plan: user_plan,
+        services: user_services,
+        ..
+    } = user_layer;
+    plan.overlay(user_plan);
+    merge_services(&mut services, user_services.0);
+
+    let services = services
+        .into_iter()
+        .map(|(name, layer)| resolve_service(name, layer, user))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Config {
+        profile,
+        plan,
+        services,
+    })
+}
+
+fn parse_layer(file: &str, text: &str) -> Result<Layer, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))
+}
+
+fn merge_services(into: &mut Vec<(String, ServiceLayer)>, layer: Vec<(String, ServiceLayer)>) {
+    for (name, top) in layer {
+        match into.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, below)) => {
+                below.matchers = top.matchers.or(below.matchers.take());
+                below.memory_budget = top.memory_budget.or(below.memory_budget);
+                below.instance_memory_budget =
+                    top.instance_memory_budget.or(below.instance_memory_budget);
+                below.process_memory_budget =
+                    top.process_memory_budget.or(below.process_memory_budget);
+                below.cpu_budget = top.cpu_budget.or(below.cpu_budget);
+                below.instances = top.instances.or(below.instances);
+                below.processes = top.processes.or(below.processes);
+            }
+            None => into.push((name, top)),
+        }
+    }
+}
+
+fn resolve_service(
+    name: String,
+    layer: ServiceLayer,
+    user: Option<(&str, &str)>,
+) -> Result<Service, ConfigError> {
+    let matchers = layer.matchers.unwrap_or_default();
+    if matchers.is_empty() {
+        let (file, text) = user.unwrap_or(("(built in)", ""));
+        return Err(ConfigError::at_table(
+            file,
+            text,
+            &format!("services.{name}"),
+            "a service needs at least one matcher: match = [{ comm = \"...\" }]",
+        ));
+    }
+    let instances = layer.instances;
+    let memory = layer.memory_budget.map(|b| b.0);
+    // Without a per-instance figure, the plan's total is shared evenly between its instances.
+    let instance_memory = layer
+        .instance_memory_budget
+        .map(|b| b.0)
+        .or(match instances {
+            Some(n) if n > 0 => memory.map(|m| m / u64::from(n)),
+            _ => None,
+        });
+    Ok(Service {
+        name,
+        matchers,
+        budget: Budget {
+            memory,
+            instance_memory,
+            process_memory: layer.process_memory_budget.map(|b| b.0),
+            cpu_cores: layer.cpu_budget.map(|c| c.0),
+            instances,
+            processes: layer.processes,
+        },
+    })
+}
+
+/// A size in bytes: an integer, or a string such as "512MiB", "512MB", "512M" or "1.5GiB".
+/// As in MySQL's and Redis's own configs, K, M, G and T are powers of 1024 with or without `i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            de::Error::custom(
+                "expected a size: a whole number of bytes or a string like \"512MiB\"",
+            )
+        })? {
+            Raw::Int(n) if n < 0 => Err(de::Error::custom(format!(
+                "a size cannot be negative (got {n})"
+            ))),
+            Raw::Int(n) => Ok(Bytes(n as u64)),
+            Raw::Text(s) => parse_size(&s).map(Bytes).map_err(de::Error::custom),
+        }
+    }
+}
+
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like \"512MiB\""))?;
+    if value < 0.0 {
+        return Err(format!("a size cannot be negative (got {text:?})"));
+    }
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (use B, KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    Ok((value * multiplier as f64).round() as u64)
+}
+
+/// A number of CPU cores, possibly fractional, never negative.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cores(pub f64);
+
+impl<'de> Deserialize<'de> for Cores {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = f64::deserialize(d)?;
+        if !(value >= 0.0 && value.is_finite()) {
+            return Err(de::Error::custom(format!(
+                "a number of cores cannot be negative (got {value})"
+            )));
+        }
+        Ok(Cores(value))
+    }
+}
+
+/// A regex searched anywhere in the text.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub Regex);
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Regex::new(&text).map(Pattern).map_err(|e| {
+            de::Error::custom(format!(
+                "bad regex {text:?}: {}",
+                first_line(&e.to_string())
+            ))
+        })
+    }
+}
+
+/// A regex that must match the whole text (used for `comm`, as process-exporter does).
+#[derive(Debug, Clone)]
+pub struct WholePattern(pub Regex);
+
+impl<'de> Deserialize<'de> for WholePattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Regex::new(&text).map_err(|e| {
+            de::Error::custom(format!(
+                "bad regex {text:?}: {}",
+                first_line(&e.to_string())
+            ))
+        })?;
+        Ok(WholePattern(
+            Regex::new(&format!("^(?:{text})$")).expect("checked above"),
+        ))
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or(text)
+        .trim()
+        .to_string()
+}
+
+/// A built-in profile's name.
+#[derive(Debug, Clone)]
+struct ProfileName(String);
+
+impl<'de> Deserialize<'de> for ProfileName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        if PROFILES.iter().any(|(known, _)| *known == name) {
+            return Ok(ProfileName(name));
+        }
+        let known: Vec<&str> = PROFILES.iter().map(|(n, _)| *n).collect();
+        Err(de::Error::custom(format!(
+            "unknown profile {name:?}; the built-in profiles are {}",
+            known.join(", ")
+        )))
+    }
+}
+
+/// `[services.NAME]` tables in the order the document gives them: the first service whose matcher
+/// fits a process wins, so order is meaning.
+#[derive(Debug, Default)]
+struct OrderedServices(Vec<(String, ServiceLayer)>);
+
+impl<'de> Deserialize<'de> for OrderedServices {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OrderedVisitor;
+        impl<'de> Visitor<'de> for OrderedVisitor {
+            type Value = OrderedServices;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table of services")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut services = Vec::new();
+                while let Some((name, service)) = map.next_entry::<String, ServiceLayer>()? {
+                    services.push((name, service));
+                }
+                Ok(OrderedServices(services))
+            }
+        }
+        d.deserialize_map(OrderedVisitor)
+    }
+}
+
+/// A config problem, located: `file:line:column: key: message`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn from_toml(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
+        let offset = error.span().map_or(0, |s| s.start);
+        let (line, column) = line_and_column(text, offset);
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            key: key_at(text, line),
+            message: error.message().trim().to_string(),
+        }
+    }
+
+    fn at_table(file: &str, text: &str, table: &str, message: &str) -> ConfigError {
+        let header = format!("[{table}]");
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&header))
+            .map_or(0, |i| i + 1);
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column: 1,
+            key: table.to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": key `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// The dotted key at `line` (1-based): the nearest `[table]` header above it and the nearest
+/// `key =` at or above it within that table (an inline table in a multi-line array has its key
+/// lines above).
+fn key_at(text: &str, line: usize) -> String {
+    let lines: Vec<&str> = text.lines().take(line).map(str::trim).collect();
+    let mut key = None;
+    for current in lines.iter().rev() {
+        if current.starts_with('[') {
+            let table = current.trim_matches(|c| c == '[' || c == ']').trim();
+            return match key {
+                Some(key) => format!("{table}.{key}"),
+                None => table.to_string(),
+            };
+        }
+        if key.is_none() {
+            key = bare_key(current);
+        }
+    }
+    key.unwrap_or_default().to_string()
+}
+
+/// `name` of a `name = value` line.
+fn bare_key(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    let is_key = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    is_key.then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        load_str(Some(("stack.toml", text)))
+    }
+
+    fn service<'a>(config: &'a Config, name: &str) -> &'a Service {
+        config.services.iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn no_config_runs_the_vps_profile() {
+        let config = load_str(None).unwrap();
+        assert_eq!(config.profile, "vps-2gb");
+        assert_eq!(config.plan.host_memory, Some(Bytes(2 << 30)));
+        assert_eq!(config.plan.database_pool_connections, Some(20));
+        let wsgi = service(&config, "wsgi");
+        assert_eq!(wsgi.budget.memory, Some(600 << 20));
+        assert_eq!(wsgi.budget.process_memory, Some(300 << 20));
+        assert_eq!(wsgi.budget.processes, Some(3));
+        assert!(service(&config, "redis").budget.is_planned());
+        // Watched but not planned on this profile.
+        assert!(!service(&config, "postgresql").budget.is_planned());
+        assert!(!service(&config, "asgi").budget.is_planned());
+    }
+
+    #[test]
+    fn every_profile_parses_and_plans_something() {
+        for (name, _) in PROFILES {
+            let config = load_text(&format!("profile = {name:?}\n")).unwrap();
+            assert!(
+                config.services.iter().any(|s| s.budget.is_planned()),
+                "{name} plans nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn per_instance_budget_defaults_to_an_even_share() {
+        let config = load_text("profile = \"production-app\"\n").unwrap();
+        let wsgi = service(&config, "wsgi");
+        assert_eq!(wsgi.budget.memory, Some(3 << 30));
+        assert_eq!(wsgi.budget.instance_memory, Some(3 << 29));
+        assert_eq!(wsgi.budget.cpu_cores, Some(4.0));
+    }
+
+    #[test]
+    fn user_override_keeps_standard_matchers() {
+        let config = load_text("[services.redis]\nmemory_budget = \"256MiB\"\n").unwrap();
+        let redis = service(&config, "redis");
+        assert_eq!(redis.budget.memory, Some(256 << 20));
+        assert_eq!(redis.budget.instances, Some(1));
+        assert_eq!(redis.matchers.len(), 1);
+    }
+
+    #[test]
+    fn user_defined_service_is_added_in_order() {
+        let config = load_text(
+            "[services.flower]\nmatch = [{ cmdline = 'celery .*flower' }]\ninstances = 1\n",
+        )
+        .unwrap();
+        assert_eq!(config.services.last().unwrap().name, "flower");
+    }
+
+    #[test]
+    fn sizes_parse_in_binary_units() {
+        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("512mb"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err =
+            load_text("profile = \"vps-2gb\"\n\n[services.redis]\nmemroy_budget = \"1GiB\"\n")
+                .unwrap_err();
+        assert_eq!((err.file.as_str(), err.line), ("stack.toml", 4));
+        assert_eq!(err.key, "services.redis.memroy_budget");
+        assert!(err.message.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn bad_regex_is_located() {
+        let err = load_text("[services.web]\nmatch = [{ cmdline = 'gunicorn(' }]\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(err.key, "services.web.match");
+        assert!(err.message.contains("bad regex"), "{err}");
+    }
+
+    #[test]
+    fn negative_budget_is_located() {
+        let err = load_text("[services.redis]\nmemory_budget = -5\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(err.key, "services.redis.memory_budget");
+        assert!(err.message.contains("negative"), "{err}");
+        let err = load_text("[services.redis]\ncpu_budget = -1.5\n").unwrap_err();
+        assert!(err.message.contains("negative"), "{err}");
+    }
+
+    #[test]
+    fn unknown_profile_lists_the_known_ones() {
+        let err = load_text("# my box\nprofile = \"vps-4gb\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (2, "profile"));
+        assert!(err.message.contains("production-cache"), "{err}");
+        assert_eq!(
+            err.to_string().lines().next().unwrap(),
+            format!("stack.toml:2:11: key `profile`: {}", err.message)
+        );
+    }
+
+    #[test]
+    fn new_service_without_matcher_is_refused() {
+        let err = load_text("[services.flower]\ninstances = 1\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (1, "services.flower"));
+    }
+}

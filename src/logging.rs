@@ -1,0 +1,175 @@
+//! A small logger in the two formats Prometheus exporters use: logfmt (the default) and JSON,
+//! one line per record on standard error.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{Level, LevelFilter, Log, Metadata, Record};
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum Format {
+    Logfmt,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, clap::ValueEnum)]
+pub enum LevelName {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LevelName {
+    fn filter(self) -> LevelFilter {
+        match self {
+            LevelName::Debug => LevelFilter::Debug,
+            LevelName::Info => LevelFilter::Info,
+            LevelName::Warn => LevelFilter::Warn,
+            LevelName::Error => LevelFilter::Error,
+        }
+    }
+}
+
+struct Logger {
+    format: Format,
+}
+
+pub fn init(level: LevelName, format: Format) {
+    // A second init (tests) keeps the first logger.
+    if log::set_boxed_logger(Box::new(Logger { format })).is_ok() {
+        log::set_max_level(level.filter());
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let line = format_record(
+            self.format,
+            &timestamp(SystemTime::now()),
+            record.level(),
+            record.target(),
+            &record.args().to_string(),
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn flush(&self) {}
+}
+
+fn format_record(format: Format, ts: &str, level: Level, target: &str, msg: &str) -> String {
+    let level = level.as_str().to_ascii_lowercase();
+    match format {
+        Format::Logfmt => format!(
+            "ts={ts} level={level} source={} msg={}\n",
+            logfmt_value(target),
+            logfmt_value(msg)
+        ),
+        Format::Json => format!(
+            "{{\"ts\":\"{ts}\",\"level\":\"{level}\",\"source\":{},\"msg\":{}}}\n",
+            json_string(target),
+            json_string(msg)
+        ),
+    }
+}
+
+fn logfmt_value(value: &str) -> String {
+    if !value.is_empty() && !value.contains([' ', '"', '=', '\\', '\n', '\t']) {
+        return value.to_string();
+    }
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t");
+    format!("\"{escaped}\"")
+}
+
+fn json_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// RFC 3339 UTC with milliseconds, without a date crate.
+fn timestamp(now: SystemTime) -> String {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_437_296_123);
+        assert_eq!(timestamp(t), "2026-11-23T12:34:56.123Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn logfmt_quotes_when_needed() {
+        let line = format_record(
+            Format::Logfmt,
+            "T",
+            Level::Warn,
+            "stack_exporter::scrape",
+            "collector mysql failed: \"x\"",
+        );
+        assert_eq!(
+            line,
+            "ts=T level=warn source=stack_exporter::scrape msg=\"collector mysql failed: \\\"x\\\"\"\n"
+        );
+    }
+
+    #[test]
+    fn json_escapes() {
+        let line = format_record(Format::Json, "T", Level::Info, "a", "line\n\"two\"");
+        assert_eq!(
+            line,
+            "{\"ts\":\"T\",\"level\":\"info\",\"source\":\"a\",\"msg\":\"line\\n\\\"two\\\"\"}\n"
+        );
+    }
+}

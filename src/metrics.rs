@@ -1,0 +1,307 @@
+//! The metric model every collector fills in, and its encoding.
+//!
+//! Collectors gather plain values into a [`MetricSet`] (async I/O first, no locks held); the set is
+//! then encoded by `prometheus-client`, whose `Collector::encode` is synchronous. The crate only
+//! writes OpenMetrics, so [`to_prometheus_text`] turns that into the classic text format 0.0.4 that
+//! Prometheus scrapers and `promtool check metrics` expect unless they ask for OpenMetrics.
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+pub type Labels = Vec<(&'static str, String)>;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Gauge,
+    Counter,
+    Histogram,
+}
+
+/// A histogram as counted by a collector: `buckets` are (upper bound, observations in that bucket
+/// alone), not cumulative; the last bound should be `f64::INFINITY`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Number(f64),
+    Histogram(Histogram),
+}
+
+#[derive(Debug, Clone)]
+struct Sample {
+    labels: Labels,
+    value: Value,
+}
+
+#[derive(Debug, Clone)]
+struct Family {
+    /// The name as exposed, including `_total` for counters.
+    name: String,
+    help: &'static str,
+    kind: Kind,
+    samples: Vec<Sample>,
+}
+
+/// An ordered set of metric families. Adding a sample to a name that exists appends to that family.
+#[derive(Debug, Default, Clone)]
+pub struct MetricSet {
+    families: Vec<Family>,
+}
+
+impl MetricSet {
+    pub fn gauge(&mut self, name: &str, help: &'static str, labels: Labels, value: f64) {
+        self.push(name, help, Kind::Gauge, labels, Value::Number(value));
+    }
+
+    /// `name` ends in `_total`, as it is exposed.
+    pub fn counter(&mut self, name: &str, help: &'static str, labels: Labels, value: f64) {
+        debug_assert!(
+            name.ends_with("_total"),
+            "counter {name} must end in _total"
+        );
+        self.push(name, help, Kind::Counter, labels, Value::Number(value));
+    }
+
+    pub fn histogram(&mut self, name: &str, help: &'static str, labels: Labels, h: Histogram) {
+        self.push(name, help, Kind::Histogram, labels, Value::Histogram(h));
+    }
+
+    /// Declares a family with no samples yet, so that its HELP and TYPE appear even when empty.
+    pub fn declare_gauge(&mut self, name: &str, help: &'static str) {
+        self.family(name, help, Kind::Gauge);
+    }
+
+    pub fn extend(&mut self, other: MetricSet) {
+        for family in other.families {
+            let target = self.family(&family.name, family.help, family.kind);
+            target.samples.extend(family.samples);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+
+    /// The value of the first sample of `name` whose labels include all of `want`; for tests and
+    /// for figures one collector derives from another's.
+    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let family = self.families.iter().find(|f| f.name == name)?;
+        family.samples.iter().find_map(|s| {
+            let matches = want
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v));
+            match (&s.value, matches) {
+                (Value::Number(n), true) => Some(*n),
+                _ => None,
+            }
+        })
+    }
+
+    fn push(&mut self, name: &str, help: &'static str, kind: Kind, labels: Labels, value: Value) {
+        self.family(name, help, kind)
+            .samples
+            .push(Sample { labels, value });
+    }
+
+    fn family(&mut self, name: &str, help: &'static str, kind: Kind) -> &mut Family {
+        // Collectors add a family's samples together, so the last family is the usual hit.
+        let index = match self.families.iter().rposition(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                self.families.push(Family {
+                    name: name.to_string(),
+                    help,
+                    kind,
+                    samples: Vec::new(),
+                });
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[index]
+    }
+}
+
+impl Collector for MetricSet {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for family in &self.families {
+            let (name, metric_type) = match family.kind {
+                Kind::Gauge => (family.name.as_str(), MetricType::Gauge),
+                // prometheus-client appends `_total` to counter samples itself.
+                Kind::Counter => (family.name.trim_end_matches("_total"), MetricType::Counter),
+                Kind::Histogram => (family.name.as_str(), MetricType::Histogram),
+            };
+            let mut metric = encoder.encode_descriptor(name, family.help, None, metric_type)?;
+            for sample in &family.samples {
+                let labels = sample.labels.as_slice();
+                if labels.is_empty() {
+                    encode_value(&mut metric, &sample.value, family.kind)?;
+                } else {
+                    encode_value(
+                        &mut metric.encode_family(&labels)?,
+                        &sample.value,
+                        family.kind,
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(
+    encoder: &mut MetricEncoder,
+    value: &Value,
+    kind: Kind,
+) -> Result<(), std::fmt::Error> {
+    match (value, kind) {
+        (Value::Number(v), Kind::Counter) => encoder.encode_counter::<NoLabelSet, _, f64>(v, None),
+        (Value::Number(v), _) => encoder.encode_gauge(v),
+        (Value::Histogram(h), _) => {
+            encoder.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+        }
+    }
+}
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Encodes `set` as OpenMetrics text, ending with `# EOF`.
+pub fn to_openmetrics(set: std::sync::Arc<MetricSet>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(set));
+    let mut out = String::with_capacity(32 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, &registry)
+        .expect("writing to a String cannot fail");
+    out
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4: a counter family's HELP and TYPE
+/// carry the `_total` name its samples have, and `# UNIT` / `# EOF` lines go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut held_help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line.starts_with("# HELP ") {
+            held_help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.rsplit_once(' ').unwrap_or((rest, ""));
+            let help = held_help.take().unwrap_or("");
+            if kind == "counter" {
+                let help_text = help.strip_prefix("# HELP ").unwrap_or("");
+                let help_text = help_text.strip_prefix(name).unwrap_or(help_text);
+                out.push_str(&format!("# HELP {name}_total{help_text}\n"));
+                out.push_str(&format!("# TYPE {name}_total counter\n"));
+            } else {
+                out.push_str(help);
+                out.push('\n');
+                out.push_str(line);
+                out.push('\n');
+            }
+            continue;
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_set() -> MetricSet {
+        let mut set = MetricSet::default();
+        set.gauge(
+            "stack_service_up",
+            "Whether the service runs.",
+            vec![("service", "redis".into())],
+            1.0,
+        );
+        set.gauge(
+            "stack_service_up",
+            "Whether the service runs.",
+            vec![("service", "say \"hi\"\n".into())],
+            0.0,
+        );
+        set.counter(
+            "stack_host_cpu_seconds_total",
+            "CPU time.",
+            vec![("mode", "idle".into())],
+            12.5,
+        );
+        set.histogram(
+            "stack_x_seconds",
+            "Latency.",
+            vec![],
+            Histogram {
+                sum: 1.5,
+                count: 3,
+                buckets: vec![(0.1, 1), (1.0, 2), (f64::INFINITY, 0)],
+            },
+        );
+        set
+    }
+
+    #[test]
+    fn openmetrics_names_counters_and_ends_with_eof() {
+        let text = to_openmetrics(sample_set().into());
+        assert!(
+            text.contains("# TYPE stack_host_cpu_seconds counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("stack_host_cpu_seconds_total{mode=\"idle\"} 12.5\n"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn prometheus_text_renames_counter_family_and_drops_eof() {
+        let text = to_prometheus_text(&to_openmetrics(sample_set().into()));
+        assert!(
+            text.contains("# HELP stack_host_cpu_seconds_total CPU time.\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE stack_host_cpu_seconds_total counter\n"));
+        assert!(text.contains("# TYPE stack_service_up gauge\n"));
+        assert!(!text.contains("# EOF"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = to_openmetrics(sample_set().into());
+        assert!(text.contains(r#"service="say \"hi\"\n""#), "{text}");
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let text = to_openmetrics(sample_set().into());
+        assert!(
+            text.contains("stack_x_seconds_bucket{le=\"1.0\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("stack_x_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("stack_x_seconds_count 3\n"), "{text}");
+    }
+
+    #[test]
+    fn value_finds_sample_by_labels() {
+        let set = sample_set();
+        assert_eq!(
+            set.value("stack_service_up", &[("service", "redis")]),
+            Some(1.0)
+        );
+        assert_eq!(set.value("stack_service_up", &[("service", "nginx")]), None);
+    }
+}

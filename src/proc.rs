@@ -1,0 +1,347 @@
+//! Readers of the /proc files the collectors need: pure parsers tested on fixtures, and a [`ProcFs`]
+//! that reads them under a configurable root (`--path.procfs`), so the exporter can run in a
+//! container with the host's /proc mounted elsewhere.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct ProcFs {
+    root: PathBuf,
+}
+
+impl ProcFs {
+    pub fn new(root: impl Into<PathBuf>) -> ProcFs {
+        ProcFs { root: root.into() }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    pub fn read(&self, relative: &str) -> io::Result<String> {
+        std::fs::read_to_string(self.path(relative))
+    }
+
+    /// The numeric entries of /proc: one per process (thread group), never per thread.
+    pub fn pids(&self) -> io::Result<Vec<u32>> {
+        let mut pids: Vec<u32> = std::fs::read_dir(&self.root)?
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        Ok(pids)
+    }
+
+    pub fn pid_dir(&self, pid: u32) -> PathBuf {
+        self.root.join(pid.to_string())
+    }
+}
+
+/// Figures from /proc/meminfo, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Meminfo {
+    pub mem_total: u64,
+    pub mem_available: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+impl Meminfo {
+    pub fn used(&self) -> u64 {
+        self.mem_total.saturating_sub(self.mem_available)
+    }
+}
+
+pub fn parse_meminfo(text: &str) -> Meminfo {
+    let mut info = Meminfo::default();
+    let (mut free, mut buffers, mut cached, mut has_available) = (0, 0, 0, false);
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let kib: u64 = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let bytes = kib * 1024;
+        match key {
+            "MemTotal" => info.mem_total = bytes,
+            "MemAvailable" => {
+                info.mem_available = bytes;
+                has_available = true;
+            }
+            "MemFree" => free = bytes,
+            "Buffers" => buffers = bytes,
+            "Cached" => cached = bytes,
+            "SwapTotal" => info.swap_total = bytes,
+            "SwapFree" => info.swap_free = bytes,
+            _ => {}
+        }
+    }
+    // Kernels before 3.14 have no MemAvailable; this is the usual estimate.
+    if !has_available {
+        info.mem_available = free + buffers + cached;
+    }
+    info
+}
+
+/// The CPU modes of /proc/stat's `cpu` line, in the order the kernel writes them.
+pub const CPU_MODES: [&str; 8] = [
+    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
+];
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostStat {
+    /// Clock ticks of all CPUs together per mode of [`CPU_MODES`].
+    pub cpu_ticks: [u64; 8],
+    pub cpu_count: u32,
+    pub boot_time: u64,
+}
+
+pub fn parse_stat(text: &str) -> HostStat {
+    let mut stat = HostStat::default();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("cpu") => {
+                for (slot, value) in stat.cpu_ticks.iter_mut().zip(fields) {
+                    *slot = value.parse().unwrap_or(0);
+                }
+            }
+            Some(name) if name.starts_with("cpu") => stat.cpu_count += 1,
+            Some("btime") => {
+                stat.boot_time = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+            }
+            _ => {}
+        }
+    }
+    stat
+}
+
+pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(|f| f.parse::<f64>());
+    Some([
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+    ])
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mount {
+    pub device: String,
+    pub mountpoint: String,
+    pub fstype: String,
+}
+
+pub fn parse_mounts(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some(Mount {
+                device: unescape_octal(fields.next()?),
+                mountpoint: unescape_octal(fields.next()?),
+                fstype: fields.next()?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// /proc/mounts writes space, tab, newline and backslash as `\040`-style octal escapes.
+fn unescape_octal(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_string();
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes.get(i + 1..i + 4).filter(|_| bytes[i] == b'\\');
+        match escape.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The fields of /proc/PID/stat the services collector uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PidStat {
+    pub comm: String,
+    pub ppid: u32,
+    /// utime + stime + cutime + cstime, in clock ticks: the process's CPU and that of its reaped
+    /// children, so a service's total does not drop when its master reaps a worker.
+    pub cpu_ticks: u64,
+    /// Start time after boot, in clock ticks: with the PID, identifies the process over time.
+    pub start_ticks: u64,
+    pub rss_pages: u64,
+    /// Kernel threads have no memory map and belong to no service.
+    pub is_kernel_thread: bool,
+}
+
+pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
+    // comm may contain spaces and parentheses: it runs from the first '(' to the last ')'.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3].
+    let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
+    const PF_KTHREAD: u64 = 0x0020_0000;
+    Some(PidStat {
+        comm,
+        ppid: field(4)? as u32,
+        cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        start_ticks: field(22)?,
+        rss_pages: field(24)?,
+        is_kernel_thread: field(9)? & PF_KTHREAD != 0,
+    })
+}
+
+/// `Pss:` of /proc/PID/smaps_rollup, in bytes.
+pub fn parse_smaps_rollup_pss(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("Pss:"))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}
+
+/// /proc/PID/cmdline's NUL-separated arguments joined by spaces.
+pub fn parse_cmdline(raw: &[u8]) -> String {
+    let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
+    String::from_utf8_lossy(trimmed).replace('\0', " ")
+}
+
+/// Clock ticks per second and page size, asked of the kernel once.
+pub fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
+    }
+}
+
+/// Size and space available to unprivileged users of the filesystem holding `path`.
+pub fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+    // SAFETY: a zeroed statvfs is a valid out-parameter; c_path is NUL-terminated.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let block = stat.f_frsize as u64;
+    Ok((stat.f_blocks as u64 * block, stat.f_bavail as u64 * block))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc");
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap()
+    }
+
+    #[test]
+    fn meminfo_uses_mem_available() {
+        let info = parse_meminfo(&fixture("meminfo"));
+        assert_eq!(info.mem_total, 2_014_256 * 1024);
+        assert_eq!(info.mem_available, 1_187_520 * 1024);
+        assert_eq!(info.swap_total, 2_097_148 * 1024);
+        assert_eq!(info.swap_free, 2_000_000 * 1024);
+        assert_eq!(info.used(), (2_014_256 - 1_187_520) * 1024);
+    }
+
+    #[test]
+    fn meminfo_without_mem_available_estimates_it() {
+        let info =
+            parse_meminfo("MemTotal: 100 kB\nMemFree: 10 kB\nBuffers: 5 kB\nCached: 20 kB\n");
+        assert_eq!(info.mem_available, 35 * 1024);
+    }
+
+    #[test]
+    fn stat_sums_cpus_and_counts_cores() {
+        let stat = parse_stat(&fixture("stat"));
+        assert_eq!(stat.cpu_count, 2);
+        assert_eq!(stat.cpu_ticks[0], 46_000);
+        assert_eq!(stat.cpu_ticks[3], 800_000);
+        assert_eq!(stat.cpu_ticks[7], 12);
+        assert_eq!(stat.boot_time, 1_763_900_000);
+    }
+
+    #[test]
+    fn loadavg_parses_three_figures() {
+        assert_eq!(
+            parse_loadavg("0.52 0.58 0.59 1/380 12345\n"),
+            Some([0.52, 0.58, 0.59])
+        );
+        assert_eq!(parse_loadavg("garbage"), None);
+    }
+
+    #[test]
+    fn mounts_unescape_spaces() {
+        let mounts = parse_mounts(&fixture("mounts"));
+        assert!(mounts
+            .iter()
+            .any(|m| m.mountpoint == "/" && m.fstype == "ext4"));
+        assert!(mounts.iter().any(|m| m.mountpoint == "/mnt/my disk"));
+    }
+
+    #[test]
+    fn pid_stat_handles_parentheses_in_comm() {
+        let stat = parse_pid_stat(&fixture("pid_stat")).unwrap();
+        assert_eq!(stat.comm, "gunicorn: (x) y");
+        assert_eq!(stat.ppid, 4120);
+        assert_eq!(stat.cpu_ticks, 150 + 30 + 7 + 3);
+        assert_eq!(stat.start_ticks, 9_876_543);
+        assert_eq!(stat.rss_pages, 5_120);
+        assert!(!stat.is_kernel_thread);
+    }
+
+    #[test]
+    fn pid_stat_flags_kernel_threads() {
+        let line = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 4 0 0 20 0 1 0 3 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        assert!(parse_pid_stat(line).unwrap().is_kernel_thread);
+        assert_eq!(parse_pid_stat("12 (trunc"), None);
+    }
+
+    #[test]
+    fn smaps_rollup_gives_pss() {
+        assert_eq!(
+            parse_smaps_rollup_pss(&fixture("smaps_rollup")),
+            Some(10_450 * 1024)
+        );
+        assert_eq!(parse_smaps_rollup_pss(""), None);
+    }
+
+    #[test]
+    fn cmdline_joins_arguments() {
+        assert_eq!(
+            parse_cmdline(b"/usr/bin/python3\0-m\0celery\0worker\0"),
+            "/usr/bin/python3 -m celery worker"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! One scrape: every enabled collector runs concurrently under the scrape's deadline; the framework
+//! times each and publishes `stack_scrape_collector_duration_seconds` and `_success`, so a failing
+//! or slow collector shows in the output and never fails the scrape.
+//!
+//! Scrapes that arrive while one is running wait for it and share its result, so two Prometheus
+//! servers scraping at once do not double the load on the host or the databases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::collector::{exporter, Collector};
+use crate::metrics::MetricSet;
+
+pub struct Scraper {
+    collectors: Vec<Arc<Collector>>,
+    last: Mutex<Option<Finished>>,
+}
+
+struct Finished {
+    at: Instant,
+    set: Arc<MetricSet>,
+}
+
+impl Scraper {
+    pub fn new(collectors: Vec<Collector>) -> Scraper {
+        Scraper {
+            collectors: collectors.into_iter().map(Arc::new).collect(),
+            last: Mutex::new(None),
+        }
+    }
+
+    pub fn collector_names(&self) -> Vec<&'static str> {
+        self.collectors.iter().map(|c| c.name()).collect()
+    }
+
+    /// The metrics of a scrape that finishes after this call began, run within `timeout`.
+    pub async fn scrape(&self, timeout: Duration) -> Arc<MetricSet> {
+        let arrived = Instant::now();
+        let mut last = self.last.lock().await;
+        if let Some(finished) = last.as_ref().filter(|f| f.at >= arrived) {
+            return finished.set.clone();
+        }
+        let set = Arc::new(self.collect_all(timeout).await);
+        *last = Some(Finished {
+            at: Instant::now(),
+            set: set.clone(),
+        });
+        set
+    }
+
+    async fn collect_all(&self, timeout: Duration) -> MetricSet {
+        let handles: Vec<_> = self
+            .collectors
+            .iter()
+            .map(|collector| tokio::spawn(run_one(collector.clone(), timeout)))
+            .collect();
+        let mut out = MetricSet::default();
+        let mut outcomes = MetricSet::default();
+        for (collector, handle) in self.collectors.iter().zip(handles) {
+            let name = collector.name();
+            let (elapsed, result) = match handle.await {
+                Ok(outcome) => outcome,
+                Err(e) => (
+                    Duration::ZERO,
+                    Err(anyhow::anyhow!("collector panicked: {e}")),
+                ),
+            };
+            let success = match result {
+                Ok(set) => {
+                    out.extend(set);
+                    true
+                }
+                Err(e) => {
+                    log::warn!("collector {name} failed: {e:#}");
+                    false
+                }
+            };
+            let labels = || vec![("collector", name.to_string())];
+            outcomes.gauge(
+                "stack_scrape_collector_duration_seconds",
+                "How long the collector took in this scrape.",
+                labels(),
+                elapsed.as_secs_f64(),
+            );
+            outcomes.gauge(
+                "stack_scrape_collector_success",
+                "1 if the collector ran to the end in this scrape, 0 if it failed or ran out of time.",
+                labels(),
+                f64::from(success),
+            );
+        }
+        out.extend(outcomes);
+        exporter::build_info(&mut out);
+        exporter::process_metrics(&mut out);
+        out
+    }
+}
+
+async fn run_one(
+    collector: Arc<Collector>,
+    timeout: Duration,
+) -> (Duration, anyhow::Result<MetricSet>) {
+    let started = Instant::now();
+    let result = match tokio::time::timeout(timeout, collector.collect()).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!(
+            "did not finish within the scrape timeout of {timeout:?}"
+        )),
+    };
+    (started.elapsed(), result)
+}

@@ -1,0 +1,221 @@
+//! Helpers shared by the integration tests: free ports, the exporter binary started as a user
+//! would start it, scrapes, and reading a value out of the text format.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The path of a program the test needs, or a failure that says what to install. Tests never skip
+/// themselves quietly.
+pub fn require(program: &str, install_hint: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("`{program}` is not installed; install it with: {install_hint} (or run scripts/test.sh, which does)")
+    })
+}
+
+/// Waits until `check` returns true, up to `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    wait_for(&format!("port {port}"), timeout, || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// A child process killed when dropped.
+pub struct Guard {
+    pub child: Child,
+}
+
+impl Guard {
+    pub fn spawn(command: &mut Command) -> Guard {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        Guard { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The exporter binary built by cargo for these tests.
+pub fn exporter_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stack_exporter"))
+}
+
+/// A running stack_exporter on a free port, its log collected.
+pub struct Exporter {
+    guard: Guard,
+    pub port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl Exporter {
+    pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
+        let port = free_port();
+        let mut command = Command::new(exporter_binary());
+        command
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .env_remove("STACK_MYSQL_URL")
+            .env_remove("STACK_POSTGRES_URL")
+            .env_remove("STACK_REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut guard = Guard::spawn(&mut command);
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = guard.child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                panic!("exporter exited with {status}: {}", log.lock().unwrap());
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "exporter did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Exporter { guard, port, log }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// GET /metrics in text format.
+    pub fn scrape(&self) -> String {
+        let (status, _, body) = http_get(self.port, "/metrics", &[]);
+        assert_eq!(status, 200, "scrape failed: {body}");
+        body
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+        http_get(self.port, path, headers)
+    }
+}
+
+/// A plain HTTP/1.1 GET: status, headers, body (bodies are read raw, so gzip stays compressed
+/// text only if the caller did not ask for it).
+pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let (status, head, body) = http_get_bytes(port, path, headers);
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+pub fn http_get_bytes(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP response without header end");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, raw[split + 4..].to_vec())
+}
+
+/// The value of the sample `name{labels}` whose labels include every pair of `want`.
+pub fn metric(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if series_name != name {
+                return None;
+            }
+            let all = want
+                .iter()
+                .all(|(k, v)| labels.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse().ok()).flatten()
+        })
+}
+
+/// Like [`metric`], but fails with the scrape when the sample is absent.
+pub fn must(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+    metric(text, name, want).unwrap_or_else(|| panic!("no {name}{want:?} in:\n{text}"))
+}
+
+/// A fresh temporary directory kept for the test's life.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("stack-exporter-test-")
+        .tempdir()
+        .unwrap()
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
