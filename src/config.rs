@@ -377,7 +377,7 @@ impl<'de> Deserialize<'de> for WholePattern {
 fn first_line(text: &str) -> String {
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .last()
+        .next_back()
         .unwrap_or(text)
         .trim()
         .to_string()

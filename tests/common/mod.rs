@@ -97,10 +97,11 @@ impl Exporter {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
-        let port = free_port();
+        // Port 0: the kernel picks a free port and the exporter logs it, so two tests can never
+        // race for the same port.
         let mut command = Command::new(exporter_binary());
         command
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .args(args)
             .env_remove("STACK_MYSQL_URL")
             .env_remove("STACK_POSTGRES_URL")
@@ -122,13 +123,19 @@ impl Exporter {
             }
         });
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let port = loop {
+            if let Some(port) = listening_port(&log.lock().unwrap()) {
+                break port;
+            }
             if let Ok(Some(status)) = guard.child.try_wait() {
                 panic!("exporter exited with {status}: {}", log.lock().unwrap());
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "exporter did not listen");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "exporter did not listen"
+            );
             std::thread::sleep(Duration::from_millis(20));
-        }
+        };
         Exporter { guard, port, log }
     }
 
@@ -152,6 +159,15 @@ impl Exporter {
     }
 }
 
+/// The port of the exporter's "listening on 127.0.0.1:PORT" log line.
+fn listening_port(log: &str) -> Option<u16> {
+    let rest = log.split("listening on 127.0.0.1:").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A plain HTTP/1.1 GET: status, headers, body (bodies are read raw, so gzip stays compressed
 /// text only if the caller did not ask for it).
 pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
@@ -161,7 +177,9 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String
 
 pub fn http_get_bytes(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Runs every query of every dashboard against a Prometheus, as Grafana would.
+
+    query_dashboards.py http://127.0.0.1:9090 [--job REGEX] [--instance REGEX]
+                        [--require TITLE_REGEX]... [--require-preset host|services]...
+                        [--wait SECONDS]
+
+Each query gets the dashboard variables expanded ($job, $instance, $service: the given regexes,
+".+" by default; $__rate_interval: 1m, $__range: 1h, $__interval: 15s) and goes to
+/api/v1/query. Fails when Prometheus rejects any query. Reports the queries that return no data;
+that is only a failure for panels named by --require (a regex searched in the panel title) or a
+preset: `host` = the host panels, `services` = the service panels that have data whenever the
+exporter runs with a profile (planned services' up and expected counts, system memory). A panel
+has data when at least one of its queries returns a series. A pattern that matches no panel is a
+failure too, so a renamed panel cannot silently drop out of the check. With --wait, queries are
+rerun until the required panels have data or the time is up (rates need two scrapes, recording
+rules one evaluation).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dashlib  # noqa: E402
+
+PRESETS = {
+    "host": [r"^Plan profile$", r"^Host memory used$", r"^CPU busy$", r"^Fullest filesystem$",
+             r"^Host memory: used vs total$", r"^Disk used per filesystem$",
+             r"^Collectors OK$"],
+    "services": [r"^Planned services up$", r"^Services against the plan$",
+                 r"^System memory vs allowance$", r"^\$service processes and instances vs plan$"],
+}
+
+
+def run_query(base_url, expr, timeout=10):
+    """(series count, None) or (None, error message)."""
+    data = urllib.parse.urlencode({"query": expr}).encode()
+    req = urllib.request.Request(base_url.rstrip("/") + "/api/v1/query", data=data,
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as e:
+        try:
+            body = json.load(e)
+        except ValueError:
+            return None, "HTTP %d" % e.code
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        return None, str(e)
+    if body.get("status") != "success":
+        return None, "%s: %s" % (body.get("errorType"), body.get("error"))
+    result = body["data"]["result"]
+    if body["data"]["resultType"] in ("scalar", "string"):
+        return 1, None
+    return len(result), None
+
+
+def collect(files, values):
+    """[(dashboard file, panel title, refId, expanded expr)] of every query."""
+    queries = []
+    for path in files:
+        d = dashlib.load(path)
+        for p, t in dashlib.targets(d):
+            queries.append((os.path.basename(path), p.get("title", ""), t.get("refId"),
+                            dashlib.expand(t.get("expr", ""), values)))
+    return queries
+
+
+def run_all(url, queries):
+    """{(file, title): [(refId, count, error)]}"""
+    results = {}
+    for file, title, ref, expr in queries:
+        count, error = run_query(url, expr)
+        results.setdefault((file, title), []).append((ref, count, error))
+    return results
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
+    ap.add_argument("--job", default=".+", help="value of $job (a regex; default .+)")
+    ap.add_argument("--instance", default=".+", help="value of $instance (default .+)")
+    ap.add_argument("--service", default=".+", help="value of $service (default .+)")
+    ap.add_argument("--rate-interval", default="1m", help="value of $__rate_interval")
+    ap.add_argument("--require", action="append", default=[], metavar="TITLE_REGEX",
+                    help="panels whose title matches must return data (repeatable)")
+    ap.add_argument("--require-preset", action="append", default=[], choices=sorted(PRESETS),
+                    help="a named set of --require patterns (repeatable)")
+    ap.add_argument("--wait", type=float, default=0,
+                    help="rerun for up to this many seconds until required panels have data")
+    ap.add_argument("--dashboards", nargs="*", default=None, help="files (default: all)")
+    ap.add_argument("--quiet", action="store_true", help="print only problems and the summary")
+    args = ap.parse_args(argv)
+
+    values = dict(dashlib.DEFAULT_VALUES, job=args.job, instance=args.instance,
+                  service=args.service, __rate_interval=args.rate_interval)
+    files = args.dashboards or dashlib.dashboard_files()
+    queries = collect(files, values)
+    patterns = list(args.require)
+    for preset in args.require_preset:
+        patterns += PRESETS[preset]
+    titles = {(f, t) for f, t, _, _ in queries}
+    unmatched = [p for p in patterns if not any(re.search(p, t) for _, t in titles)]
+    required = {k for k in titles if any(re.search(p, k[1]) for p in patterns)}
+
+    deadline = time.monotonic() + args.wait
+    while True:
+        results = run_all(args.url, queries)
+        missing = sorted(k for k in required
+                         if not any(count for _, count, _ in results[k]))
+        if not missing or time.monotonic() >= deadline:
+            break
+        time.sleep(min(5, max(0.5, deadline - time.monotonic())))
+
+    errors = empty = 0
+    for (file, title), rows in sorted(results.items()):
+        for ref, count, error in rows:
+            where = "%s / %s / %s" % (file, title, ref)
+            if error:
+                errors += 1
+                print("ERROR %s: %s" % (where, error))
+            elif not count:
+                empty += 1
+                if not args.quiet:
+                    print("empty %s" % where)
+            elif not args.quiet:
+                print("ok    %s (%d series)" % (where, count))
+    for file, title in missing:
+        print("NO DATA (required) %s / %s" % (file, title))
+    for p in unmatched:
+        print("NO PANEL matches required pattern %r" % p)
+    print("queries: %d run, %d errors, %d empty; required panels: %d with data, %d without"
+          % (len(queries), errors, empty, len(required) - len(missing), len(missing)))
+    return 1 if errors or missing or unmatched else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

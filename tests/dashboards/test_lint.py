@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""The linter fails what it should: each case breaks one convention in a copy of a real dashboard
+and expects the linter to name it. Run: python3 tests/dashboards/test_lint.py"""
+import copy
+import json
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dashlib  # noqa: E402
+import lint_dashboards  # noqa: E402
+
+SOURCE = os.path.join(dashlib.DASHBOARD_DIR, "stack-overview.json")
+SEL = 'job=~"$job", instance=~"$instance"'
+
+
+def first_timeseries(d):
+    return next(p for p in d["panels"] if p["type"] == "timeseries")
+
+
+class LintTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.original = dashlib.load(SOURCE)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def lint(self, d, name="stack-overview.json", linter=None):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            json.dump(d, f)
+        linter = linter or lint_dashboards.Linter()
+        errors = linter.lint(path)
+        for file_errors in linter.promtool_parse().values():
+            errors += file_errors
+        return "\n".join(errors)
+
+    def broken(self, mutate, expected):
+        d = copy.deepcopy(self.original)
+        mutate(d)
+        self.assertIn(expected, self.lint(d))
+
+    def test_real_dashboards_pass(self):
+        linter = lint_dashboards.Linter()
+        for path in dashlib.dashboard_files():
+            self.assertEqual(linter.lint(path), [], path)
+        self.assertEqual(linter.promtool_parse(), {})
+
+    def test_panel_without_unit(self):
+        self.broken(lambda d: first_timeseries(d)["fieldConfig"]["defaults"].pop("unit"),
+                    "is not a Grafana unit")
+
+    def test_panel_with_invented_unit(self):
+        self.broken(lambda d: first_timeseries(d)["fieldConfig"]["defaults"].update(unit="cores"),
+                    "'cores' is not a Grafana unit")
+
+    def test_panel_without_description(self):
+        self.broken(lambda d: first_timeseries(d).pop("description"), "no description")
+
+    def test_description_citing_no_row(self):
+        self.broken(lambda d: first_timeseries(d).update(description="Memory."),
+                    "cites no THRESHOLDS.md row")
+
+    def test_description_citing_unknown_row(self):
+        self.broken(lambda d: first_timeseries(d).update(description="A1 and S9."),
+                    "cites unknown rows S9")
+
+    def test_hard_coded_datasource(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["datasource"] = {"type": "prometheus",
+                                                               "uid": "P1809F7CD0C75ACF3"}
+        self.broken(mutate, "hard-coded Prometheus uid 'P1809F7CD0C75ACF3'")
+
+    def test_selector_without_instance(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = \
+                'stack_host_memory_total_bytes{job=~"$job"}'
+        self.broken(mutate, 'lacks instance=~"$instance"')
+
+    def test_rate_without_rate_interval(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = \
+                "rate(stack_host_cpu_seconds_total{%s}[5m])" % SEL
+        self.broken(mutate, "must use [$__rate_interval], not [5m]")
+
+    def test_counter_without_rate(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = "stack_host_cpu_seconds_total{%s}" % SEL
+        self.broken(mutate, "a counter must be inside rate")
+
+    def test_threshold_as_a_number(self):
+        self.broken(lambda d: first_timeseries(d)["targets"][0].update(expr="0.85"),
+                    "selects no series")
+
+    def test_unknown_metric(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = "stack_host_memroy_bytes{%s}" % SEL
+        self.broken(mutate, "not a metric of docs/metrics.md")
+
+    def test_query_that_does_not_parse(self):
+        if not shutil.which("promtool"):
+            self.skipTest("promtool not installed")
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = \
+                "stack_host_memory_total_bytes{%s} +" % SEL
+        self.broken(mutate, "does not parse as PromQL")
+
+    def test_undefined_variable(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = \
+                'stack_host_memory_total_bytes{%s, mountpoint=~"$mount"}' % SEL
+        self.broken(mutate, "undefined variables mount")
+
+    def test_editable(self):
+        self.broken(lambda d: d.update(editable=True), "is editable")
+
+    def test_job_variable_all_value(self):
+        def mutate(d):
+            next(v for v in d["templating"]["list"] if v["name"] == "job")["allValue"] = ".*"
+        self.broken(mutate, "variable job: must be multi-select")
+
+    def test_missing_datasource_variable(self):
+        def mutate(d):
+            d["templating"]["list"] = [v for v in d["templating"]["list"]
+                                       if v["name"] != "datasource"]
+        self.broken(mutate, "needs a variable `datasource`")
+
+    def test_overlapping_panels(self):
+        def mutate(d):
+            a, b = [p for p in d["panels"] if p["type"] == "timeseries"][:2]
+            b["gridPos"] = dict(a["gridPos"])
+        self.broken(mutate, "overlaps")
+
+    def test_uid_must_be_file_name(self):
+        self.broken(lambda d: d.update(uid="abc123"), "uid 'abc123'")
+
+    def test_duplicate_uid(self):
+        linter = lint_dashboards.Linter()
+        self.lint(copy.deepcopy(self.original), linter=linter)
+        d = copy.deepcopy(self.original)
+        os.makedirs(os.path.join(self.dir, "other"))
+        self.assertIn("also used by", self.lint(d, "other/stack-overview.json", linter))
+
+    def test_unknown_alert(self):
+        if lint_dashboards.known_metrics()[2] is None:
+            self.skipTest("rules/ not present")
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = \
+                'ALERTS{alertname="StackNoSuchAlert", %s}' % SEL
+        self.broken(mutate, "no alert StackNoSuchAlert")
+
+    def test_coverage(self):
+        def mutate(d):
+            for p in d["panels"]:
+                if "description" in p:
+                    p["description"] = p["description"].replace("C7", "M9")
+        self.broken(mutate, "no panel cites C7")
+
+    def test_scaling_table_lists_every_signal(self):
+        d = dashlib.load(os.path.join(dashlib.DASHBOARD_DIR, "stack-traffic.json"))
+        table = next(p for p in d["panels"] if p["title"].startswith("Scaling signals"))
+        table["targets"][0]["expr"] = table["targets"][0]["expr"].replace('"id", "W3"',
+                                                                          '"id", "W9"')
+        self.assertIn("lacks rows W3", self.lint(d, "stack-traffic.json"))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,143 @@
+//! The HTTP surface: content negotiation as client_golang does it, gzip, the landing page, health,
+//! and output that `promtool check metrics` accepts.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use common::{http_get_bytes, must, require, Exporter};
+
+#[test]
+fn text_format_by_default_and_promtool_accepts_it() {
+    let exporter = Exporter::start(&[]);
+    let (status, head, body) = exporter.get("/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(!body.contains("# EOF"));
+    assert!(body.contains("# TYPE stack_host_cpu_seconds_total counter"));
+    for name in [
+        "stack_host_memory_available_bytes",
+        "stack_host_cpu_cores",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(must(&body, name, &[]) > 0.0, "{name}");
+    }
+    assert_eq!(
+        must(
+            &body,
+            "stack_scrape_collector_success",
+            &[("collector", "host")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        must(
+            &body,
+            "stack_scrape_collector_success",
+            &[("collector", "services")]
+        ),
+        1.0
+    );
+
+    let promtool = require("promtool", "apt-get install prometheus");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "promtool check metrics: {complaints}"
+    );
+}
+
+#[test]
+fn openmetrics_when_asked_for() {
+    let exporter = Exporter::start(&[]);
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (status, head, body) = exporter.get("/metrics", &[("Accept", accept)]);
+    assert_eq!(status, 200);
+    assert!(
+        head.contains("application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(body.ends_with("# EOF\n"));
+    assert!(body.contains("# TYPE stack_host_cpu_seconds counter"));
+}
+
+#[test]
+fn gzip_when_accepted() {
+    let exporter = Exporter::start(&[]);
+    let (status, head, body) =
+        http_get_bytes(exporter.port, "/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains("content-encoding: gzip"),
+        "{head}"
+    );
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body.as_slice())
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(text.contains("stack_host_memory_total_bytes"));
+}
+
+#[test]
+fn landing_page_health_and_unknown_paths() {
+    let exporter = Exporter::start(&["--web.telemetry-path=/stack-metrics"]);
+    let (status, _, page) = exporter.get("/", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        page.contains(env!("CARGO_PKG_VERSION")) && page.contains("href=\"/stack-metrics\""),
+        "{page}"
+    );
+    assert_eq!(exporter.get("/-/healthy", &[]).0, 200);
+    assert_eq!(exporter.get("/metrics", &[]).0, 404);
+    assert_eq!(exporter.get("/stack-metrics", &[]).0, 200);
+}
+
+#[test]
+fn concurrent_scrapes_all_succeed() {
+    let exporter = Exporter::start(&[]);
+    let port = exporter.port;
+    let handles: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || common::http_get(port, "/metrics", &[])))
+        .collect();
+    for handle in handles {
+        let (status, _, body) = handle.join().unwrap();
+        assert_eq!(status, 200);
+        assert!(body.contains("stack_service_up"));
+    }
+}
+
+#[test]
+fn json_logs_when_asked_for() {
+    let exporter = Exporter::start(&["--log.format=json"]);
+    common::wait_for("a log line", std::time::Duration::from_secs(5), || {
+        !exporter.log().is_empty()
+    });
+    let first = exporter.log().lines().next().unwrap().to_string();
+    assert!(
+        first.starts_with("{\"ts\":\"") && first.contains("\"level\":\"info\""),
+        "{first}"
+    );
+}
