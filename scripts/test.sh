@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need on a fresh Debian/Ubuntu
+# machine (as root), then lints, then runs every test against real servers the tests start.
+#
+#   scripts/test.sh            install what is missing, lint, test
+#   SKIP_INSTALL=1 scripts/test.sh   do not install anything
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages: the servers the tests start, Prometheus' tools, compose validation.
+APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql prometheus
+  prometheus-alertmanager docker-compose python3-yaml procps)
+# Python packages: the application servers the tests start.
+PIP_PACKAGES=(gunicorn uvicorn celery redis pyyaml)
+
+have_all_programs() {
+  local program
+  for program in nginx redis-server mariadbd mariadb-install-db promtool amtool docker-compose \
+    /usr/lib/postgresql/*/bin/initdb; do
+    command -v "$program" >/dev/null 2>&1 || [ -x "$program" ] || PATH="$PATH:/usr/sbin" command -v "$program" >/dev/null 2>&1 || return 1
+  done
+}
+
+install_dependencies() {
+  if ! have_all_programs; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "test.sh: missing servers or tools; run as root or install: ${APT_PACKAGES[*]}" >&2
+      exit 1
+    fi
+    echo "== installing Debian packages: ${APT_PACKAGES[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Packaged services must not start (or fail to start) during installation: the tests start
+    # their own servers in temp dirs.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+  fi
+  local missing=()
+  python3 -c 'import gunicorn' 2>/dev/null || missing+=(gunicorn)
+  python3 -c 'import uvicorn' 2>/dev/null || missing+=(uvicorn)
+  python3 -c 'import celery' 2>/dev/null || missing+=(celery)
+  python3 -c 'import redis' 2>/dev/null || missing+=(redis)
+  python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing Python packages: ${missing[*]}"
+    python3 -m pip install -q "${missing[@]}"
+  fi
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+}
+
+[ "${SKIP_INSTALL:-0}" = 1 ] || install_dependencies
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+
+# Integration tests start servers on free ports; two at a time keeps a 2-core machine honest.
+echo "== cargo test"
+cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"
+
+for suite in scripts/test-rules.sh scripts/test-dashboards.sh; do
+  if [ -x "$suite" ]; then
+    echo "== $suite"
+    "$suite"
+  fi
+done
