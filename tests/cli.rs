@@ -117,3 +117,19 @@ fn bad_flag_value_is_refused() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("logfmt"));
 }
+
+#[test]
+fn the_sample_config_checks() {
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/stack.toml");
+    let out = run(&["--config.check", &format!("--config.file={sample}")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("flower") && stdout.contains("planned"),
+        "{stdout}"
+    );
+}
