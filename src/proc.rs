@@ -19,13 +19,18 @@ impl ProcFs {
         self.root.join(relative)
     }
 
+    /// Reads a file under the root; the error names the file.
     pub fn read(&self, relative: &str) -> io::Result<String> {
-        std::fs::read_to_string(self.path(relative))
+        let path = self.path(relative);
+        std::fs::read_to_string(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
 
     /// The numeric entries of /proc: one per process (thread group), never per thread.
     pub fn pids(&self) -> io::Result<Vec<u32>> {
-        let mut pids: Vec<u32> = std::fs::read_dir(&self.root)?
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.root.display())))?;
+        let mut pids: Vec<u32> = entries
             .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
             .collect();
         pids.sort_unstable();
