@@ -168,13 +168,13 @@ fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
         )));
     }
     if !flags.no_services {
-        collectors.push(Collector::Services(Services::new(
+        collectors.push(Collector::Services(Box::new(Services::new(
             procfs,
             config.profile,
             config.plan,
             config.services,
             flags.pss_max_age,
-        )));
+        ))));
     }
     collectors
 }

@@ -190,6 +190,8 @@ pub struct PidStat {
     pub rss_pages: u64,
     /// Kernel threads have no memory map and belong to no service.
     pub is_kernel_thread: bool,
+    /// A zombie has exited and waits to be reaped: it uses no memory and runs no more.
+    pub is_zombie: bool,
 }
 
 pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
@@ -208,6 +210,7 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
         start_ticks: field(22)?,
         rss_pages: field(24)?,
         is_kernel_thread: field(9)? & PF_KTHREAD != 0,
+        is_zombie: matches!(*rest.first()?, "Z" | "X"),
     })
 }
 
@@ -324,6 +327,9 @@ mod tests {
         assert_eq!(stat.start_ticks, 9_876_543);
         assert_eq!(stat.rss_pages, 5_120);
         assert!(!stat.is_kernel_thread);
+        assert!(!stat.is_zombie);
+        let zombie = "77 (gunicorn) Z 1 1 1 0 -1 4227084 0 0 0 0 5 1 0 0 20 0 1 0 999 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0";
+        assert!(parse_pid_stat(zombie).unwrap().is_zombie);
     }
 
     #[test]

@@ -217,13 +217,22 @@ fn gunicorn_redis_and_nginx_agree_with_proc() {
     );
 
     // Killed, the service is down on the next scrape, and nothing else is lost.
-    for pid in process_tree(gunicorn.pid()) {
+    let tree = process_tree(gunicorn.pid());
+    for &pid in &tree {
         kill9(pid);
     }
     gunicorn.kill();
-    wait_for("gunicorn gone", Duration::from_secs(10), || {
-        std::fs::metadata(format!("/proc/{}", gunicorn.pid())).is_err()
-    });
+    // Gone from the kernel's point of view: no /proc entry, or a zombie waiting to be reaped.
+    wait_for(
+        "every gunicorn process gone",
+        Duration::from_secs(10),
+        || {
+            tree.iter().all(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map_or(true, |stat| stat.contains(") Z ") || stat.contains(") X "))
+            })
+        },
+    );
     let text = exporter.scrape();
     assert_eq!(must(&text, "stack_service_up", &wsgi), 0.0);
     assert_eq!(must(&text, "stack_service_processes", &wsgi), 0.0);

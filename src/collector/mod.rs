@@ -12,7 +12,7 @@ use crate::metrics::MetricSet;
 #[derive(Debug)]
 pub enum Collector {
     Host(host::Host),
-    Services(services::Services),
+    Services(Box<services::Services>),
 }
 
 impl Collector {

@@ -1,11 +1,14 @@
 //! Per-service memory and CPU against the plan's budgets (THRESHOLDS.md rows M, H, C3, C4, A5),
 //! the plan's host-level figures, and the "everything else" memory of row M1.
 //!
-//! One pass over /proc per scrape: every process's `stat` (and `cmdline` where a matcher needs it)
-//! is read, matched to a service, and grouped into instances (process trees). RSS and CPU are read
-//! on every scrape; PSS costs a walk of the process's page tables in the kernel (about 0.25 ms a
-//! process, more for a big database), so each process's PSS is kept for up to `pss_max_age`.
+//! One pass over /proc per scrape: every process's `stat` is read, the process matched to a service,
+//! and grouped into instances (process trees). RSS and CPU are read on every scrape. A process's
+//! match is kept while its PID, start time and name stay the same (an exec changes the name), so
+//! its `cmdline` is read once, not on every scrape. PSS costs a walk of the process's page tables
+//! in the kernel (about 0.25 ms a process, more for a big database), so each process's PSS is kept
+//! for up to `pss_max_age`.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,6 +25,7 @@ pub struct Services {
     services: Vec<Service>,
     pss_max_age: Duration,
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
+    match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
     ticks_per_second: f64,
     page_size: u64,
 }
@@ -36,11 +40,17 @@ struct PssReading {
     expires: Instant,
 }
 
+/// The service a process matched, valid while its name (`comm`) is unchanged.
+#[derive(Debug)]
+struct CachedMatch {
+    comm: String,
+    service: Option<usize>,
+}
+
 /// One process as this scrape saw it.
 struct Process {
     pid: u32,
     stat: PidStat,
-    cmdline: Option<String>,
 }
 
 /// What one service adds up to in this scrape.
@@ -71,6 +81,7 @@ impl Services {
             services,
             pss_max_age,
             pss_cache: Mutex::new(HashMap::new()),
+            match_cache: Mutex::new(HashMap::new()),
             ticks_per_second: proc::clock_ticks_per_second(),
             page_size: proc::page_size(),
         }
@@ -78,7 +89,7 @@ impl Services {
 
     pub fn collect(&self) -> anyhow::Result<MetricSet> {
         let processes = self.read_processes()?;
-        let owners = assign_services(&processes, |p| self.matching_service(p));
+        let owners = assign_services(&processes, &self.own_services(&processes));
         let usage = self.add_up(&processes, &owners);
         let meminfo = proc::parse_meminfo(&self.procfs.read("meminfo")?);
 
@@ -92,68 +103,96 @@ impl Services {
     }
 
     fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
-        let needs_cmdline = self
-            .services
-            .iter()
-            .flat_map(|s| &s.matchers)
-            .any(|m| m.cmdline.is_some() || m.exclude_cmdline.is_some());
         let mut processes = Vec::new();
         for pid in self.procfs.pids()? {
-            let dir = self.procfs.pid_dir(pid);
             // A process may exit between listing and reading: skip it.
-            let Some(stat) = std::fs::read_to_string(dir.join("stat"))
+            let Some(stat) = std::fs::read_to_string(self.procfs.pid_dir(pid).join("stat"))
                 .ok()
                 .and_then(|t| proc::parse_pid_stat(&t))
             else {
                 continue;
             };
-            if stat.is_kernel_thread {
-                continue;
+            if !stat.is_kernel_thread && !stat.is_zombie {
+                processes.push(Process { pid, stat });
             }
-            let cmdline = needs_cmdline
-                .then(|| std::fs::read(dir.join("cmdline")).ok())
-                .flatten()
-                .map(|raw| proc::parse_cmdline(&raw));
-            processes.push(Process { pid, stat, cmdline });
         }
         Ok(processes)
     }
 
+    /// Each process's own match, from the cache where its name has not changed since.
+    fn own_services(&self, processes: &[Process]) -> Vec<Option<usize>> {
+        let mut cache = self.match_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let own = processes
+            .iter()
+            .map(|process| {
+                let key = (process.pid, process.stat.start_ticks);
+                match cache.get(&key) {
+                    Some(cached) if cached.comm == process.stat.comm => cached.service,
+                    _ => {
+                        let service = self.matching_service(process);
+                        let comm = process.stat.comm.clone();
+                        cache.insert(key, CachedMatch { comm, service });
+                        service
+                    }
+                }
+            })
+            .collect();
+        let alive: HashSet<ProcessKey> = processes
+            .iter()
+            .map(|p| (p.pid, p.stat.start_ticks))
+            .collect();
+        cache.retain(|key, _| alive.contains(key));
+        own
+    }
+
     /// The first service one of whose matchers fits the process itself.
     fn matching_service(&self, process: &Process) -> Option<usize> {
+        let cmdline = OnceCell::new();
         self.services.iter().position(|service| {
             service
                 .matchers
                 .iter()
-                .any(|m| self.matcher_fits(m, process))
+                .any(|m| self.matcher_fits(m, process, &cmdline))
         })
     }
 
-    fn matcher_fits(&self, matcher: &Matcher, process: &Process) -> bool {
-        let cmdline = process.cmdline.as_deref().unwrap_or("");
+    fn matcher_fits(
+        &self,
+        matcher: &Matcher,
+        process: &Process,
+        cmdline: &OnceCell<String>,
+    ) -> bool {
+        let dir = || self.procfs.pid_dir(process.pid);
+        let cmdline = || {
+            cmdline.get_or_init(|| {
+                std::fs::read(dir().join("cmdline"))
+                    .map(|raw| proc::parse_cmdline(&raw))
+                    .unwrap_or_default()
+            })
+        };
         if let Some(comm) = &matcher.comm {
             if !comm.0.is_match(&process.stat.comm) {
                 return false;
             }
         }
         if let Some(pattern) = &matcher.cmdline {
-            if !pattern.0.is_match(cmdline) {
+            if !pattern.0.is_match(cmdline()) {
                 return false;
             }
         }
         if let Some(pattern) = &matcher.exclude_cmdline {
-            if pattern.0.is_match(cmdline) {
+            if pattern.0.is_match(cmdline()) {
                 return false;
             }
         }
         if let Some(pattern) = &matcher.exe {
-            let exe = std::fs::read_link(self.procfs.pid_dir(process.pid).join("exe"));
+            let exe = std::fs::read_link(dir().join("exe"));
             if !exe.is_ok_and(|p| pattern.0.is_match(&p.to_string_lossy())) {
                 return false;
             }
         }
         if let Some(pattern) = &matcher.cgroup {
-            let cgroup = std::fs::read_to_string(self.procfs.pid_dir(process.pid).join("cgroup"));
+            let cgroup = std::fs::read_to_string(dir().join("cgroup"));
             if !cgroup.is_ok_and(|c| pattern.0.is_match(&c)) {
                 return false;
             }
@@ -319,16 +358,12 @@ struct Owner {
 /// Gives each process its service: its own match, or else its nearest matched ancestor's, so the
 /// workers a server spawns count toward it whatever they are called. An instance's root is a
 /// process whose parent belongs to another service (or none).
-fn assign_services(
-    processes: &[Process],
-    own_match: impl Fn(&Process) -> Option<usize>,
-) -> Vec<Option<Owner>> {
+fn assign_services(processes: &[Process], own: &[Option<usize>]) -> Vec<Option<Owner>> {
     let index_of: HashMap<u32, usize> = processes
         .iter()
         .enumerate()
         .map(|(i, p)| (p.pid, i))
         .collect();
-    let own: Vec<Option<usize>> = processes.iter().map(own_match).collect();
     let mut owners: Vec<Option<Option<Owner>>> = vec![None; processes.len()];
     for start in 0..processes.len() {
         // Walk up to the first ancestor already resolved (or the top), then resolve downwards.
@@ -368,16 +403,19 @@ mod tests {
                 ppid,
                 ..PidStat::default()
             },
-            cmdline: None,
         }
     }
 
-    fn by_comm(p: &Process) -> Option<usize> {
-        match p.stat.comm.as_str() {
-            "gunicorn" => Some(0),
-            "redis-server" => Some(1),
-            _ => None,
-        }
+    fn assign(processes: &[Process]) -> Vec<Option<Owner>> {
+        let own: Vec<Option<usize>> = processes
+            .iter()
+            .map(|p| match p.stat.comm.as_str() {
+                "gunicorn" => Some(0),
+                "redis-server" => Some(1),
+                _ => None,
+            })
+            .collect();
+        assign_services(processes, &own)
     }
 
     #[test]
@@ -389,7 +427,7 @@ mod tests {
             process(12, 10, "gunicorn"),
             process(20, 1, "redis-server"),
         ];
-        let owners = assign_services(&processes, by_comm);
+        let owners = assign(&processes);
         assert_eq!(owners[0], None);
         let master = Some(Owner {
             service: 0,
@@ -415,7 +453,7 @@ mod tests {
             process(10, 1, "bash"),
             process(13, 11, "redis-server"),
         ];
-        let owners = assign_services(&processes, by_comm);
+        let owners = assign(&processes);
         assert_eq!(
             owners[0],
             Some(Owner {
@@ -441,7 +479,7 @@ mod tests {
             process(20, 1, "gunicorn"),
             process(21, 20, "gunicorn"),
         ];
-        let owners = assign_services(&processes, by_comm);
+        let owners = assign(&processes);
         let roots: HashSet<usize> = owners.iter().map(|o| o.unwrap().root).collect();
         assert_eq!(roots.len(), 2);
     }
@@ -449,6 +487,6 @@ mod tests {
     #[test]
     fn a_parent_loop_does_not_hang() {
         let processes = vec![process(5, 6, "a"), process(6, 5, "b")];
-        assert_eq!(assign_services(&processes, by_comm), vec![None, None]);
+        assert_eq!(assign(&processes), vec![None, None]);
     }
 }

@@ -50,14 +50,18 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     });
 }
 
-/// A child process killed when dropped.
+/// A child process, in a process group of its own, stopped with everything it started when
+/// dropped: SIGTERM to the group (nginx and Gunicorn masters take their workers down), then
+/// SIGKILL to whatever is left, so no worker outlives the test holding its pipes open.
 pub struct Guard {
     pub child: Child,
 }
 
 impl Guard {
     pub fn spawn(command: &mut Command) -> Guard {
+        use std::os::unix::process::CommandExt;
         let child = command
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         Guard { child }
@@ -68,6 +72,17 @@ impl Guard {
     }
 
     pub fn kill(&mut self) {
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) with a negative pid signals our child's own process group.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
