@@ -125,10 +125,6 @@ def _skip_group(tokens, i, open_, close):
     raise PromQLError("unbalanced %s" % open_)
 
 
-def _text(tokens, start, end):
-    return " ".join(t[1] for t in tokens[start:end])
-
-
 def selectors(expr):
     """Every vector selector of a PromQL expression (Grafana variables may be left in it)."""
     tokens = tokenize(expr)
@@ -169,8 +165,7 @@ def selectors(expr):
             matchers = []
             if j < len(tokens) and tokens[j][1] == "{":
                 end = _skip_group(tokens, j, "{", "}")
-                body = expr_of_braces(tokens, j, end)
-                matchers = parse_matchers(body)
+                matchers = parse_matchers("".join(t[1] for t in tokens[j + 1:end - 1]))
                 j = end
             range_ = None
             if j < len(tokens) and tokens[j][1] == "[":
@@ -187,10 +182,6 @@ def selectors(expr):
     if stack:
         raise PromQLError("unbalanced (")
     return found
-
-
-def expr_of_braces(tokens, start, end):
-    return "".join(t[1] if t[0] != "ws" else " " for t in tokens[start + 1:end - 1])
 
 
 def parse_matchers(body):

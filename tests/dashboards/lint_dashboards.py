@@ -13,7 +13,7 @@ dashboard-linter and of this project:
   every alertname="..." names an alert of rules/;
 - every panel has a title, a description citing at least one THRESHOLDS.md row (A1, S1, M4, ...)
   and no unknown row, a valid unit in fieldConfig.defaults.unit, at least one query, a grid
-  position that overlaps no other panel; table columns "Value #X" refer to an existing query;
+  position that overlaps no other panel, a title no other panel of the dashboard has; table columns "Value #X" refer to an existing query;
 - uid = file name without .json, `stack-` + lowercase words, unique; schemaVersion 36-39;
   editable false; the dashboard cites the rows it is meant to cover; the scaling table lists
   every scaling signal (S1-S5, W1-W3, X1-X3);
@@ -68,7 +68,8 @@ KNOWN_EXTRA_METRICS = {"ALERTS", "ALERTS_FOR_STATE", "up"}
 
 
 def known_metrics():
-    """(metric names of docs/metrics.md, recorded names of rules/*.yml or None without rules/)."""
+    """(metric names of docs/metrics.md, recorded names and alert names of rules/*.yml; both
+    None without rules/)."""
     names = set(KNOWN_EXTRA_METRICS)
     with open(os.path.join(dashlib.REPO, "docs", "metrics.md"), encoding="utf-8") as f:
         names |= set(re.findall(r"`((?:stack|process|celery)_[a-z0-9_]+)`", f.read()))
@@ -125,7 +126,7 @@ class Linter:
         self.lint_datasources(d, err)
 
         cited = set()
-        seen_ids = set()
+        seen_ids, seen_titles = set(), set()
         boxes = []
         for p in dashlib.panels(d):
             where = "panel %r" % p.get("title")
@@ -135,6 +136,9 @@ class Linter:
             self.lint_grid(p, where, boxes, err)
             if p.get("type") == "row":
                 continue
+            if p.get("title") in seen_titles:
+                err("%s: another panel has the same title" % where)
+            seen_titles.add(p.get("title"))
             cited |= self.lint_panel(p, where, err)
             for t in p.get("targets") or []:
                 self.lint_target(stem, p, t, "%s query %s" % (where, t.get("refId")), defined,

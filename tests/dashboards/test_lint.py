@@ -135,6 +135,12 @@ class LintTest(unittest.TestCase):
             b["gridPos"] = dict(a["gridPos"])
         self.broken(mutate, "overlaps")
 
+    def test_duplicate_title(self):
+        def mutate(d):
+            a, b = [p for p in d["panels"] if p["type"] == "timeseries"][:2]
+            b["title"] = a["title"]
+        self.broken(mutate, "another panel has the same title")
+
     def test_uid_must_be_file_name(self):
         self.broken(lambda d: d.update(uid="abc123"), "uid 'abc123'")
 

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# The monitoring stack without Docker: Prometheus with prometheus/prometheus-native.yml and the
+# repository's rules/, Alertmanager with alertmanager/alertmanager.yml, from Debian's `prometheus`
+# and `prometheus-alertmanager` packages, each on a localhost port with its data in one directory.
+# Optionally also the exporter (STACK_EXPORTER_BIN) and Grafana (when installed). docs/native-stack.md
+# explains it.
+#
+#   deploy/native-stack.sh up       start what is not running, wait until it is ready
+#   deploy/native-stack.sh down     stop what `up` started (by the pids it wrote)
+#   deploy/native-stack.sh status   what runs, and where
+#   deploy/native-stack.sh check    render the configs and check them (promtool, amtool); start nothing
+#   deploy/native-stack.sh render   print the Prometheus config `up` would use
+#
+# Settings (environment):
+#   STACK_NATIVE_DIR     data, logs, pid files, rendered configs   (default ${TMPDIR:-/tmp}/stack-native)
+#   PROMETHEUS_PORT      9090          ALERTMANAGER_PORT   9093          GRAFANA_PORT   3000
+#   EXPORTER_ADDRESS     host:port Prometheus scrapes the exporter at   (default localhost:9488)
+#   SCRAPE_INTERVAL      scrape and rule evaluation interval            (default 15s)
+#   SCRAPE_TIMEOUT       default 10s, or SCRAPE_INTERVAL when that is set and shorter
+#   ALERTMANAGER_CONFIG  default alertmanager/alertmanager.yml; without it Alertmanager is skipped
+#   STACK_EXPORTER_BIN   start this stack_exporter binary too, on EXPORTER_ADDRESS
+#   STACK_EXPORTER_ARGS  extra flags for it (e.g. --config.file=/etc/stack_exporter/config.toml)
+#   STACK_GRAFANA        0 to skip Grafana even when it is installed
+#   PROMETHEUS, ALERTMANAGER, PROMTOOL, AMTOOL, GRAFANA   the binaries (default: found on PATH)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dir=${STACK_NATIVE_DIR:-${TMPDIR:-/tmp}/stack-native}
+prometheus_port=${PROMETHEUS_PORT:-9090}
+alertmanager_port=${ALERTMANAGER_PORT:-9093}
+grafana_port=${GRAFANA_PORT:-3000}
+exporter_address=${EXPORTER_ADDRESS:-localhost:9488}
+scrape_interval=${SCRAPE_INTERVAL:-15s}
+# A timeout longer than the interval is refused: by default 10s, or the interval when shorter.
+scrape_timeout=${SCRAPE_TIMEOUT:-10s}
+[ -n "${SCRAPE_TIMEOUT:-}" ] || [ "$scrape_interval" = 15s ] || scrape_timeout=$scrape_interval
+alertmanager_config=${ALERTMANAGER_CONFIG:-$repo/alertmanager/alertmanager.yml}
+
+find_bin() { # first of the names that is on PATH (or in /usr/sbin), empty if none
+  local name
+  for name in "$@"; do
+    if command -v "$name" >/dev/null 2>&1; then command -v "$name"; return; fi
+    if [ -x "/usr/sbin/$name" ]; then echo "/usr/sbin/$name"; return; fi
+  done
+}
+prometheus_bin=${PROMETHEUS:-$(find_bin prometheus)}
+alertmanager_bin=${ALERTMANAGER:-$(find_bin prometheus-alertmanager alertmanager)}
+promtool_bin=${PROMTOOL:-$(find_bin promtool)}
+amtool_bin=${AMTOOL:-$(find_bin amtool)}
+grafana_bin=${GRAFANA:-$(find_bin grafana grafana-server)}
+
+say() { printf 'native-stack: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# The Prometheus config `up` runs: prometheus-native.yml with the ports and interval asked for
+# and rule_files pointing at this repository's rules/.
+render() {
+  sed -e "s|\"localhost:9488\"|\"$exporter_address\"|" \
+      -e "s|\"localhost:9093\"|\"localhost:$alertmanager_port\"|g" \
+      -e "s|\"localhost:9090\"|\"localhost:$prometheus_port\"|g" \
+      -e "s|^\(  scrape_interval:\).*|\1 $scrape_interval|" \
+      -e "s|^\(  scrape_timeout:\).*|\1 $scrape_timeout|" \
+      -e "s|^\(  evaluation_interval:\).*|\1 $scrape_interval|" \
+      -e "s|\.\./rules/|$repo/rules/|" \
+      "$repo/prometheus/prometheus-native.yml"
+}
+
+have_alertmanager() { [ -f "$alertmanager_config" ]; }
+
+check() {
+  mkdir -p "$dir"
+  render >"$dir/prometheus.yml"
+  [ -n "$promtool_bin" ] || die "promtool not found (apt-get install prometheus)"
+  "$promtool_bin" check config "$dir/prometheus.yml" >/dev/null
+  say "prometheus config ok ($dir/prometheus.yml)"
+  if have_alertmanager; then
+    [ -n "$amtool_bin" ] || die "amtool not found (apt-get install prometheus-alertmanager)"
+    "$amtool_bin" check-config "$alertmanager_config" >/dev/null
+    say "alertmanager config ok ($alertmanager_config)"
+  else
+    say "no $alertmanager_config: Alertmanager would be skipped"
+  fi
+}
+
+pid_of() { # pid from the pid file if that process still runs
+  local file="$dir/$1.pid" pid
+  [ -f "$file" ] || return 1
+  pid=$(cat "$file")
+  kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+wait_ready() { # name url: poll until it answers 200, or fail with its log
+  local name=$1 url=$2 i
+  for i in $(seq 1 120); do
+    if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then
+      say "$name ready: $url"
+      return 0
+    fi
+    pid_of "$name" >/dev/null || break
+    sleep 0.5
+  done
+  say "$name did not become ready; last lines of $dir/$name.log:"
+  tail -n 20 "$dir/$name.log" >&2 || true
+  return 1
+}
+
+start() { # name port ready-url command...
+  local name=$1 port=$2 url=$3
+  shift 3
+  if pid=$(pid_of "$name"); then
+    say "$name already runs (pid $pid)"
+    return 0
+  fi
+  port_free "$port" || die "port $port is taken: stop what uses it or set ${name^^}_PORT"
+  setsid "$@" >"$dir/$name.log" 2>&1 </dev/null &
+  echo $! >"$dir/$name.pid"
+  wait_ready "$name" "$url"
+}
+
+up() {
+  command -v curl >/dev/null || die "curl not found"
+  [ -n "$prometheus_bin" ] || die "prometheus not found (apt-get install prometheus)"
+  check
+  if [ -n "${STACK_EXPORTER_BIN:-}" ]; then
+    local exporter_port=${exporter_address##*:}
+    # shellcheck disable=SC2086 # STACK_EXPORTER_ARGS is a list of flags
+    start exporter "$exporter_port" "http://$exporter_address/-/healthy" \
+      "$STACK_EXPORTER_BIN" "--web.listen-address=$exporter_address" ${STACK_EXPORTER_ARGS:-}
+  fi
+  if have_alertmanager; then
+    [ -n "$alertmanager_bin" ] || die "alertmanager not found (apt-get install prometheus-alertmanager)"
+    mkdir -p "$dir/alertmanager-data"
+    start alertmanager "$alertmanager_port" "http://localhost:$alertmanager_port/-/ready" \
+      "$alertmanager_bin" \
+      "--config.file=$alertmanager_config" \
+      "--storage.path=$dir/alertmanager-data" \
+      "--web.listen-address=127.0.0.1:$alertmanager_port" \
+      "--cluster.listen-address="
+  fi
+  mkdir -p "$dir/prometheus-data"
+  start prometheus "$prometheus_port" "http://localhost:$prometheus_port/-/ready" \
+    "$prometheus_bin" \
+    "--config.file=$dir/prometheus.yml" \
+    "--storage.tsdb.path=$dir/prometheus-data" \
+    "--web.listen-address=127.0.0.1:$prometheus_port" \
+    "--web.enable-lifecycle"
+  if [ -n "$grafana_bin" ] && [ "${STACK_GRAFANA:-1}" != 0 ]; then
+    local homepath=/usr/share/grafana sub=()
+    [ "$(basename "$grafana_bin")" = grafana ] && sub=(server)
+    mkdir -p "$dir/grafana-data" "$dir/grafana-logs" "$dir/grafana-plugins"
+    # The provisioning files read STACK_PROMETHEUS_URL and STACK_DASHBOARDS_DIR.
+    STACK_PROMETHEUS_URL="http://localhost:$prometheus_port" \
+    STACK_DASHBOARDS_DIR="$repo/grafana/dashboards" \
+    GF_PATHS_PROVISIONING="$repo/grafana/provisioning" \
+    GF_PATHS_DATA="$dir/grafana-data" GF_PATHS_LOGS="$dir/grafana-logs" \
+    GF_PATHS_PLUGINS="$dir/grafana-plugins" \
+    GF_SERVER_HTTP_ADDR=127.0.0.1 GF_SERVER_HTTP_PORT="$grafana_port" \
+    GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH="$repo/grafana/dashboards/stack-overview.json" \
+      start grafana "$grafana_port" "http://localhost:$grafana_port/api/health" \
+        "$grafana_bin" "${sub[@]}" --homepath "$homepath"
+  fi
+  status
+}
+
+down() {
+  local name pid i
+  for name in grafana prometheus alertmanager exporter; do
+    if pid=$(pid_of "$name"); then
+      kill "$pid"
+      for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
+      say "stopped $name (pid $pid)"
+    fi
+    rm -f "$dir/$name.pid"
+  done
+}
+
+status() {
+  local name pid
+  for name in exporter alertmanager prometheus grafana; do
+    if pid=$(pid_of "$name"); then
+      case $name in
+        exporter) where="http://$exporter_address/metrics" ;;
+        alertmanager) where="http://localhost:$alertmanager_port" ;;
+        prometheus) where="http://localhost:$prometheus_port" ;;
+        grafana) where="http://localhost:$grafana_port" ;;
+      esac
+      printf '%-13s pid %-8s %s\n' "$name" "$pid" "$where"
+    fi
+  done
+  printf 'data and logs: %s\n' "$dir"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  check) check ;;
+  render) render ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+esac

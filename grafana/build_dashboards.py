@@ -1,0 +1,1026 @@
+#!/usr/bin/env python3
+"""Writes grafana/dashboards/*.json, the four stack_exporter dashboards.
+
+The JSON files are generated: edit this file, then run it (`python3 grafana/build_dashboards.py`).
+`--check` writes nothing and fails when a JSON file differs from what this script would write, or
+when an action in the scaling table differs from the `action` annotation of the alert named beside
+it in rules/*.yml (scripts/test-dashboards.sh runs it).
+
+Every panel cites the THRESHOLDS.md row(s) it shows (A1, S1, M4, ...). Threshold lines are either
+fieldConfig thresholds drawn as dashed lines (fixed numbers of the plans: 85 %, 500 ms, 150, ...)
+or a query on the exporter's budget series (stack_service_memory_budget_bytes, ...), never a
+budget written here: budgets differ by profile and live in the exporter.
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "dashboards")
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+SEL = 'job=~"$job", instance=~"$instance"'
+TAG = "stack_exporter"
+GIB = 1024 ** 3     # sizes are binary, as in the profiles and rules/storage.yml (5 GB = 5 GiB)
+GIB5 = 5 * GIB
+
+
+def sel(metric, extra=""):
+    """`metric{extra, job=~"$job", instance=~"$instance"}`."""
+    return "%s{%s}" % (metric, (extra + ", " if extra else "") + SEL)
+
+
+def rate(metric, extra=""):
+    return "rate(%s[$__rate_interval])" % sel(metric, extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Panel building blocks
+
+
+def target(expr, legend="", instant=False, table=False, ref=None):
+    """A query. `ref` makes it a reference line (budget, plan figure): dashed, in that colour."""
+    t = {"datasource": DS, "expr": expr, "legendFormat": legend or "__auto"}
+    if table:
+        t.update(format="table", instant=True, range=False)
+    elif instant:
+        t.update(instant=True, range=False)
+    else:
+        t.update(instant=False, range=True)
+    if ref:
+        t["_ref"] = ref
+    return t
+
+
+def ref(expr, legend, color="red"):
+    return target(expr, legend, ref=color)
+
+
+def steps(*pairs):
+    """Threshold steps: steps("green", 0.85, "orange", 0.9, "red")."""
+    out = [{"color": pairs[0], "value": None}]
+    for i in range(1, len(pairs), 2):
+        out.append({"color": pairs[i + 1], "value": pairs[i]})
+    return {"mode": "absolute", "steps": out}
+
+
+def _finish_targets(panel, targets):
+    overrides = panel["fieldConfig"]["overrides"]
+    for i, t in enumerate(targets):
+        t["refId"] = chr(ord("A") + i)
+        color = t.pop("_ref", None)
+        if color:
+            overrides.append({
+                "matcher": {"id": "byFrameRefID", "options": t["refId"]},
+                "properties": [
+                    {"id": "color", "value": {"fixedColor": color, "mode": "fixed"}},
+                    {"id": "custom.lineStyle", "value": {"dash": [10, 10], "fill": "dash"}},
+                    {"id": "custom.fillOpacity", "value": 0},
+                    {"id": "custom.lineWidth", "value": 2},
+                    {"id": "custom.stacking", "value": {"group": "A", "mode": "none"}},
+                ],
+            })
+    panel["targets"] = targets
+
+
+def panel(kind, title, description, unit, targets, w, h, thresholds=None, **fc):
+    p = {
+        "type": kind,
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "gridPos": {"w": w, "h": h},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {},
+    }
+    d = p["fieldConfig"]["defaults"]
+    d["thresholds"] = thresholds or steps("green")
+    for k, v in fc.items():
+        if v is not None:
+            d[k] = v
+    _finish_targets(p, targets)
+    return p
+
+
+def timeseries(title, description, unit, targets, w=12, h=8, thresholds=None, stack=False,
+               min=None, max=None, decimals=None):
+    p = panel("timeseries", title, description, unit, targets, w, h, thresholds,
+              min=min, max=max, decimals=decimals)
+    d = p["fieldConfig"]["defaults"]
+    d["color"] = {"mode": "palette-classic"}
+    d["custom"] = {
+        "drawStyle": "line",
+        "lineWidth": 1,
+        "fillOpacity": 25 if stack else 10,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
+        # Threshold steps are the plan's lines: draw them dashed; without steps draw nothing.
+        "thresholdsStyle": {"mode": "dashed" if thresholds else "off"},
+    }
+    p["options"] = {
+        "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True,
+                   "calcs": ["lastNotNull", "max"]},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+    return p
+
+
+def stat(title, description, unit, targets, w=4, h=4, thresholds=None, mappings=None,
+         text_mode="auto", fields="", color_mode="background", decimals=None):
+    p = panel("stat", title, description, unit, targets, w, h, thresholds, decimals=decimals)
+    d = p["fieldConfig"]["defaults"]
+    d["color"] = {"mode": "thresholds"}
+    if mappings:
+        d["mappings"] = mappings
+    p["options"] = {
+        "colorMode": color_mode,
+        "graphMode": "none",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": fields, "values": False},
+        "textMode": text_mode,
+    }
+    return p
+
+
+def bargauge(title, description, unit, targets, w=12, h=8, thresholds=None, min=0, max=None):
+    p = panel("bargauge", title, description, unit, targets, w, h, thresholds, min=min, max=max)
+    p["fieldConfig"]["defaults"]["color"] = {"mode": "thresholds"}
+    p["options"] = {
+        "displayMode": "gradient",
+        "orientation": "horizontal",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "showUnfilled": True,
+        "valueMode": "color",
+    }
+    return p
+
+
+def table(title, description, targets, columns, hidden=(), w=24, h=9):
+    """An instant table of several queries merged on their labels. `columns` maps each column
+    (a label or "Value #<refId>") to (header, unit-or-None, extra properties)."""
+    p = panel("table", title, description, "none", targets, w, h)
+    p["fieldConfig"]["defaults"]["custom"] = {"align": "auto", "cellOptions": {"type": "auto"}}
+    overrides = p["fieldConfig"]["overrides"]
+    order = {}
+    for i, (name, (header, unit, props)) in enumerate(columns.items()):
+        order[name] = i
+        properties = [{"id": "displayName", "value": header}]
+        if unit:
+            properties.append({"id": "unit", "value": unit})
+        properties.extend({"id": k, "value": v} for k, v in props.items())
+        overrides.append({"matcher": {"id": "byName", "options": name}, "properties": properties})
+    p["options"] = {"cellHeight": "sm", "footer": {"show": False}, "showHeader": True}
+    p["transformations"] = [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {
+            "excludeByName": {name: True for name in ("Time", "job", *hidden)},
+            "indexByName": order,
+            "renameByName": {},
+        }},
+    ]
+    return p
+
+
+def row(title, repeat=None):
+    r = {"type": "row", "title": title, "collapsed": False, "panels": [],
+         "gridPos": {"w": 24, "h": 1}}
+    if repeat:
+        r["repeat"] = repeat
+    return r
+
+
+def up_mappings(down="DOWN", up="up"):
+    return [{"type": "value", "options": {
+        "0": {"text": down, "color": "red", "index": 0},
+        "1": {"text": up, "color": "green", "index": 1},
+    }}]
+
+
+def labels(expr, **pairs):
+    """Wraps expr in one label_replace per pair: label_replace(expr, "k", "v", "", "")."""
+    for k, v in pairs.items():
+        expr = 'label_replace(%s, "%s", "%s", "", "")' % (expr, k, v)
+    return expr
+
+
+# ---------------------------------------------------------------------------------------------
+# Dashboard skeleton
+
+
+def query_var(name, query, all_value=".+"):
+    return {
+        "name": name,
+        "label": name.capitalize(),
+        "type": "query",
+        "datasource": DS,
+        "definition": query,
+        "query": query,
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "multi": True,
+        "includeAll": True,
+        "allValue": all_value,
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "options": [],
+        "hide": 0,
+    }
+
+
+def variables(*extra):
+    return [
+        {
+            "name": "datasource",
+            "label": "Data source",
+            "type": "datasource",
+            "query": "prometheus",
+            "current": {},
+            "hide": 0,
+            "includeAll": False,
+            "multi": False,
+            "options": [],
+            "refresh": 1,
+            "regex": "",
+        },
+        query_var("job", "label_values(stack_exporter_build_info, job)"),
+        query_var("instance", 'label_values(stack_exporter_build_info{job=~"$job"}, instance)'),
+        *extra,
+    ]
+
+
+def layout(panels):
+    """Flows panels left to right in lines of 24 columns; a row starts a new line."""
+    x = y = line_h = 0
+    for i, p in enumerate(panels, start=1):
+        p["id"] = i
+        g = p["gridPos"]
+        if p["type"] == "row" or x + g["w"] > 24:
+            x, y, line_h = 0, y + line_h, 0
+        g["x"], g["y"] = x, y
+        x += g["w"]
+        line_h = max(line_h, g["h"])
+        if p["type"] == "row":
+            x, y, line_h = 0, y + 1, 0
+    return panels
+
+
+def dashboard(uid, title, description, panels, extra_vars=()):
+    return {
+        "__requires": [
+            {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"},
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"},
+        ],
+        "annotations": {"list": [{
+            "builtIn": 1,
+            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+            "enable": True,
+            "hide": True,
+            "iconColor": "rgba(0, 211, 255, 1)",
+            "name": "Annotations & Alerts",
+            "type": "dashboard",
+        }]},
+        "description": description,
+        "editable": False,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "id": None,
+        "links": [{
+            "asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True,
+            "tags": [TAG], "targetBlank": False, "title": "stack_exporter", "type": "dashboards",
+        }],
+        "liveNow": False,
+        "panels": layout(panels),
+        "refresh": "1m",
+        "schemaVersion": 38,
+        "tags": [TAG],
+        "templating": {"list": variables(*extra_vars)},
+        "time": {"from": "now-6h", "to": "now"},
+        "timepicker": {},
+        "timezone": "",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Overview: does the box still fit the plan?
+
+
+def overview():
+    mem_total = sel("stack_host_memory_total_bytes")
+    panels = [
+        row("Host against the plan"),
+        stat("Plan profile",
+             "The exporter's active plan profile (vps-2gb, dev, staging, production, ...): every "
+             "budget and expected count on these dashboards comes from it (M8, H1-H4).",
+             "none", [target(sel("stack_plan_info"), table=True)], w=4,
+             fields="/^profile$/", color_mode="none"),
+        stat("Host memory used",
+             "MemTotal - MemAvailable as a share of MemTotal. A1 alerts above 85 %; S1 scales up "
+             "(vertical: 4 GB RAM, 4 cores) when it stays above 90 %.",
+             "percentunit", [target(sel("instance:stack_host_memory_used:ratio"), "{{instance}}")],
+             thresholds=steps("green", 0.85, "orange", 0.9, "red"), decimals=1),
+        stat("CPU busy",
+             "Share of all cores busy (not idle, not iowait), 5-minute rate. A2 alerts above 80 % "
+             "for more than 5 minutes; S2 scales up when it stays above 80 %.",
+             "percentunit",
+             [target(sel("instance:stack_host_cpu_busy:ratio_rate5m"), "{{instance}}")],
+             thresholds=steps("green", 0.8, "red"), decimals=1),
+        stat("Fullest filesystem",
+             "Used share of the fullest real filesystem (space left to unprivileged users). A3 "
+             "alerts and S3 scales up above 80 %; D1 plans 12-30 GB on a 50 GB disk.",
+             "percentunit",
+             [target("max by (instance) (%s)" % sel("instance:stack_host_filesystem_used:ratio"),
+                     "{{instance}}")],
+             thresholds=steps("green", 0.8, "red"), decimals=1),
+        stat("Swap configured vs plan",
+             "SwapTotal as a share of the swap the plan prescribes (C7, M9: a 2 GB swap file "
+             "\"for safety\"). Green within 10 % of it, where the StackSwapDrift alert is quiet.",
+             "percentunit",
+             [target("%s / on (instance, job) %s" % (sel("stack_host_swap_total_bytes"),
+                                                      sel("stack_plan_swap_bytes")),
+                     "{{instance}}")],
+             thresholds=steps("red", 0.9, "green", 1.1, "red"), decimals=0),
+        stat("Alerts firing",
+             "Stack* alerts firing now (A1-A5 and the S, W, X, P, M, H, C rows behind them); "
+             "the table at the bottom lists them.",
+             "none",
+             [target('count(%s) or vector(0)'
+                     % sel("ALERTS", 'alertstate="firing", alertname=~"Stack.*"'),
+                     "firing", instant=True)],
+             thresholds=steps("green", 1, "red")),
+        stat("Planned services up",
+             "1 when at least one process of the service runs. Only services the active profile "
+             "plans; A5 alerts when one is down.",
+             "none",
+             [target("%s and on (instance, job, service) %s"
+                     % (sel("stack_service_up"), sel("stack_service_expected_instances")),
+                     "{{service}}")],
+             w=6, h=8, thresholds=steps("red", 1, "green"), mappings=up_mappings(),
+             text_mode="value_and_name"),
+        bargauge("Service memory: share of budget",
+                 "Each service's PSS (all instances, shared pages of forked workers counted once) "
+                 "as a share of its budget from the profile (M2-M7, H1-H4). Past 100 % the "
+                 "service is outside the plan; 85 % is where X3 adds an ASGI container.",
+                 "percentunit",
+                 [target(sel("service:stack_service_memory_budget_used:ratio"), "{{service}}")],
+                 w=9, h=8, thresholds=steps("green", 0.85, "orange", 1, "red"), max=1.25),
+        stat("Collectors OK",
+             "1 when the collector ran to the end in the last scrape. A failed collector leaves "
+             "its rows unmeasured: host (A1-A3), services (A5, M, H), databases (A4, P3).",
+             "none", [target(sel("stack_scrape_collector_success"), "{{collector}}")],
+             w=5, h=8, thresholds=steps("red", 1, "green"),
+             mappings=up_mappings("FAILED", "ok"), text_mode="value_and_name"),
+        stat("Memory the plan leaves free",
+             "Host RAM minus every memory budget of the profile and its system allowance: the "
+             "plan's buffer (M8: 160-360 MB on vps-2gb; headroom on H2, H3). Below zero the plan "
+             "does not fit this host even before anything runs.",
+             "bytes", [target(sel("instance:stack_plan_memory_unallocated:bytes"), "{{instance}}")],
+             w=4, h=8, thresholds=steps("red", 0, "green"), text_mode="value"),
+        timeseries("Host memory: used vs total",
+                   "Used = MemTotal - MemAvailable. Dashed: A1 alert line at 85 % of total, S1 "
+                   "scale-up line at 90 % of total, and the RAM the plan assumes (M8, H1-H4).",
+                   "bytes",
+                   [target("%s - %s" % (mem_total, sel("stack_host_memory_available_bytes")),
+                           "used {{instance}}"),
+                    target(mem_total, "total {{instance}}"),
+                    ref("0.85 * " + mem_total, "A1 alert: 85 % of total", "orange"),
+                    ref("0.9 * " + mem_total, "S1 scale up: 90 % of total", "red"),
+                    ref(sel("stack_plan_host_memory_bytes"), "plan: host RAM (M8, H)", "blue")],
+                   min=0),
+        timeseries("CPU busy vs 80 %",
+                   "Share of all cores busy, 5-minute rate. Dashed line at 80 %: A2 alerts after "
+                   "5 minutes above it, S2 scales up (vertical: 4 GB RAM, 4 cores; or horizontal) "
+                   "when it stays there.",
+                   "percentunit",
+                   [target(sel("instance:stack_host_cpu_busy:ratio_rate5m"), "{{instance}}")],
+                   thresholds=steps("green", 0.8, "red"), min=0, max=1),
+        timeseries("Disk used per filesystem",
+                   "Used share of each real filesystem. Dashed line at 80 %: A3 alerts, S3 "
+                   "scales up. D1 plans 12-30 GB of use on a 50 GB disk (24-60 %).",
+                   "percentunit",
+                   [target(sel("instance:stack_host_filesystem_used:ratio"),
+                           "{{mountpoint}} {{instance}}")],
+                   thresholds=steps("green", 0.8, "red"), min=0, max=1),
+        timeseries("Swap: used vs configured and planned",
+                   "Swap in use and configured. Dashed: the swap the plan prescribes (C7, M9: "
+                   "2 GB \"for safety\"). Swap in steady use means memory is short (A1, S1).",
+                   "bytes",
+                   [target("%s - %s" % (sel("stack_host_swap_total_bytes"),
+                                        sel("stack_host_swap_free_bytes")), "used {{instance}}"),
+                    target(sel("stack_host_swap_total_bytes"), "configured {{instance}}"),
+                    ref(sel("stack_plan_swap_bytes"), "plan: swap (C7)", "blue")],
+                   min=0),
+        timeseries("Memory by service vs host and plan",
+                   "Stacked: each watched service's PSS and everything else (OS and unwatched "
+                   "processes, M1). Dashed: host RAM and the sum of every budget the plan hands "
+                   "out (M8, H1-H4). Does the box still fit the plan?",
+                   "bytes",
+                   [target(sel("stack_service_proportional_memory_bytes"), "{{service}}"),
+                    target(sel("stack_system_memory_bytes"), "system (everything else)"),
+                    ref(mem_total, "host RAM", "red"),
+                    ref(sel("instance:stack_plan_memory_budget:sum"), "plan: all budgets (M8)",
+                        "blue")],
+                   stack=True, min=0),
+        timeseries("System memory vs allowance",
+                   "Memory used outside the watched services (OS, sshd, the exporter ...). "
+                   "Dashed: the plan's allowance for it (M1: 200-300 MB on vps-2gb; H2, H3: the "
+                   "headroom of the hybrid profiles).",
+                   "bytes",
+                   [target(sel("stack_system_memory_bytes"), "system {{instance}}"),
+                    ref(sel("stack_system_memory_budget_bytes"), "plan: system allowance (M1)")],
+                   min=0),
+        row("Alerts"),
+        table("Firing alerts",
+              "Every firing Stack* alert with its severity and plan_ref (the THRESHOLDS.md rows: "
+              "A1-A5, S, W, X, P, M, H, C). Alerts whose expression drops the job or instance "
+              "label do not match the variables and are not listed.",
+              [target(sel("ALERTS", 'alertstate="firing", alertname=~"Stack.*"'), table=True)],
+              {"alertname": ("Alert", None, {}), "severity": ("Severity", None, {}),
+               "plan_ref": ("Plan rows", None, {}), "instance": ("Instance", None, {}),
+               "service": ("Service", None, {})},
+              hidden=("__name__", "alertstate", "Value"), h=8),
+    ]
+    return dashboard("stack-overview", "Stack / Overview",
+                     "Does the box still fit the plan: host memory, CPU, disk and swap against the "
+                     "plan's alert and scale-up lines, every service against its memory budget, "
+                     "services up, firing alerts.", panels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Services: which service is over its budget?
+
+
+def services():
+    svc = 'service=~"$service"'
+
+    def s(metric):
+        return sel(metric, svc)
+
+    def by_service(metric):
+        return "max by (instance, job, service) (%s)" % s(metric)
+
+    summary = table(
+        "Services against the plan",
+        "One row per watched service: running instances and processes against the counts the "
+        "plan implies (A5, C3, C4, H1-H4), PSS against the memory budget (M2-M7, H1-H4), CPU "
+        "against the core budget (H2-H4, W1). Budget and expected columns are empty for services "
+        "the profile does not plan.",
+        [target(by_service("stack_service_up"), table=True),
+         target(by_service("stack_service_instances"), table=True),
+         target(by_service("stack_service_expected_instances"), table=True),
+         target(by_service("stack_service_processes"), table=True),
+         target(by_service("stack_service_expected_processes"), table=True),
+         target(by_service("stack_service_proportional_memory_bytes"), table=True),
+         target(by_service("stack_service_memory_budget_bytes"), table=True),
+         target(by_service("service:stack_service_memory_budget_used:ratio"), table=True),
+         target(by_service("service:stack_service_cpu:rate5m"), table=True),
+         target(by_service("stack_service_cpu_budget_cores"), table=True),
+         target(by_service("stack_service_pss_fallback_processes"), table=True)],
+        {
+            "service": ("Service", None, {}),
+            "instance": ("Host", None, {}),
+            "Value #A": ("Up", "none", {"mappings": up_mappings(),
+                                        "custom.cellOptions": {"type": "color-text"}}),
+            "Value #B": ("Instances", "none", {}),
+            "Value #C": ("Planned instances", "none", {}),
+            "Value #D": ("Processes", "none", {}),
+            "Value #E": ("Planned processes per instance", "none", {}),
+            "Value #F": ("PSS", "bytes", {}),
+            "Value #G": ("Memory budget", "bytes", {}),
+            "Value #H": ("Share of budget", "percentunit", {
+                "custom.cellOptions": {"type": "color-background"},
+                "color": {"mode": "thresholds"},
+                "thresholds": steps("green", 0.85, "orange", 1, "red")}),
+            "Value #I": ("CPU (cores, 5m)", "none", {"decimals": 2}),
+            "Value #J": ("CPU budget (cores)", "none", {}),
+            "Value #K": ("Processes at RSS (no PSS)", "none", {}),
+        }, h=9)
+
+    panels = [
+        summary,
+        row("$service", repeat="service"),
+        timeseries("$service memory: PSS and RSS vs budget",
+                   "PSS counts pages shared by forked workers once; RSS counts them in every "
+                   "process. Dashed: the service's memory budget for all instances, from the "
+                   "profile (M2-M7 on vps-2gb, H1-H4 on the hybrid profiles).",
+                   "bytes",
+                   [target(s("stack_service_proportional_memory_bytes"), "PSS {{instance}}"),
+                    target(s("stack_service_resident_memory_bytes"), "RSS {{instance}}"),
+                    ref(s("stack_service_memory_budget_bytes"), "budget (M, H)")],
+                   min=0),
+        timeseries("$service largest instance and process vs their budgets",
+                   "PSS of the largest instance (a container, one process tree) against the "
+                   "per-instance budget (H2-H4), with the X3 line at 85 % of it (ASGI: add 1 ASGI "
+                   "container); PSS of the largest process against the per-process budget (M4: "
+                   "300 MB per Gunicorn worker).",
+                   "bytes",
+                   [target(s("stack_service_instance_max_memory_bytes"), "largest instance"),
+                    ref(s("stack_service_instance_memory_budget_bytes"), "per-instance budget (H)"),
+                    ref("0.85 * " + s("stack_service_instance_memory_budget_bytes"),
+                        "X3: 85 % of per-instance budget", "orange"),
+                    target(s("stack_service_process_max_memory_bytes"), "largest process"),
+                    ref(s("stack_service_process_memory_budget_bytes"), "per-process budget (M4)",
+                        "purple")],
+                   min=0),
+        timeseries("$service CPU vs budget",
+                   "Cores used by the service's processes (5-minute rate). Dashed: its core "
+                   "budget (H2-H4), the W1 line at 70 % of it (WSGI: add 1 WSGI container), and "
+                   "the host's cores where the profile gives no budget (vps-2gb).",
+                   "short",
+                   [target(s("service:stack_service_cpu:rate5m"), "cores used"),
+                    ref(s("stack_service_cpu_budget_cores"), "budget (H)"),
+                    ref("0.7 * " + s("stack_service_cpu_budget_cores"), "W1: 70 % of budget",
+                        "orange"),
+                    ref(sel("stack_host_cpu_cores"), "host cores", "blue")],
+                   min=0, decimals=2),
+        timeseries("$service processes and instances vs plan",
+                   "Running processes and instances (process trees, containers). Dashed: the "
+                   "instances the plan runs (A5, H1-H4) and the processes it implies in all "
+                   "(C3: Gunicorn master + 2 workers; C4: one Celery --pool=solo process).",
+                   "short",
+                   [target(s("stack_service_processes"), "processes"),
+                    target(s("stack_service_instances"), "instances"),
+                    ref(s("stack_service_expected_instances"), "planned instances (A5, H)",
+                        "blue"),
+                    ref("%s * on (instance, job, service) %s"
+                        % (s("stack_service_expected_processes"),
+                           s("stack_service_expected_instances")),
+                        "planned processes (C3, C4)")],
+                   min=0, decimals=0),
+    ]
+    service_var = query_var(
+        "service", 'label_values(stack_service_up{job=~"$job", instance=~"$instance"}, service)')
+    return dashboard("stack-services", "Stack / Services",
+                     "Which service is over its budget: each service's RSS and PSS against its "
+                     "memory budget, its largest instance and process against theirs, CPU "
+                     "against its core budget, processes and instances against the plan.",
+                     panels, extra_vars=(service_var,))
+
+
+# ---------------------------------------------------------------------------------------------
+# Databases and Redis
+
+
+def per_target_rate(metric):
+    return "sum by (instance, target) (%s)" % rate(metric)
+
+
+def databases():
+    panels = [
+        row("MySQL / MariaDB and PostgreSQL"),
+        stat("Databases and Redis answering",
+             "1 when the exporter's last query round to the target succeeded. A5: the database "
+             "and Redis are planned services; DOWN here with the process up means refused "
+             "connections or a broken grant.",
+             "none",
+             [target(sel("stack_mysql_up"), "MySQL {{target}}"),
+              target(sel("stack_postgres_up"), "PostgreSQL {{target}}"),
+              target(sel("stack_redis_up"), "Redis {{target}}")],
+             w=8, thresholds=steps("red", 1, "green"), mappings=up_mappings(),
+             text_mode="value_and_name"),
+        stat("Connection pool used",
+             "Open connections as a share of the plan's ceiling (P6: max 20 concurrent). A4 "
+             "alerts when the pool is exhausted (100 %).",
+             "percentunit",
+             [target(sel("target:stack_database_pool_used:ratio"), "{{dbms}} {{target}}")],
+             w=8, thresholds=steps("green", 1, "red"), text_mode="value_and_name"),
+        stat("Database size",
+             "Data and index size of all databases of the target. D2 plans 1-5 GB (binary, like "
+             "the profiles: 5 GiB); beyond it the storage plan (D1, D4 backups) no longer holds.",
+             "bytes",
+             [target(sel("target:stack_database_size_bytes:sum"), "{{dbms}} {{target}}")],
+             w=8, thresholds=steps("green", GIB5, "red"), text_mode="value_and_name"),
+        timeseries("Connections vs pool ceiling",
+                   "Open connections (MySQL Threads_connected; PostgreSQL backends in every "
+                   "state). Dashed: the plan's ceiling (P6: max 20 concurrent; A4 alerts when it "
+                   "is reached) and each server's own max_connections.",
+                   "short",
+                   [target(sel("target:stack_database_connections:count"), "{{dbms}} {{target}}"),
+                    target(sel("stack_mysql_max_used_connections"),
+                           "MySQL max used since start {{target}}"),
+                    ref(sel("stack_plan_database_pool_connections"), "plan: pool ceiling (P6)"),
+                    ref(sel("stack_mysql_max_connections"), "MySQL max_connections", "blue"),
+                    ref(sel("stack_postgres_max_connections"), "PostgreSQL max_connections",
+                        "blue")],
+                   min=0, decimals=0),
+        timeseries("Connections by state",
+                   "PostgreSQL backends by state and MySQL threads running a query. Many idle in "
+                   "transaction backends hold pool slots without doing work (A4, P6).",
+                   "short",
+                   [target("sum by (state) (%s)" % sel("stack_postgres_connections"),
+                           "PostgreSQL {{state}}"),
+                    target(sel("stack_mysql_connections_running"), "MySQL running {{target}}")],
+                   stack=True, min=0, decimals=0),
+        timeseries("Mean statement latency vs 200 ms",
+                   "Total statement time / statements, 5-minute rate (performance_schema, "
+                   "pg_stat_statements). P3 targets a p95 below 200 ms (dashed); the mean is "
+                   "below the p95, so a mean above the line means P3 is missed for certain.",
+                   "s",
+                   [target(sel("target:stack_database_statement_latency_seconds:mean_rate5m"),
+                           "{{dbms}} {{target}}")],
+                   thresholds=steps("green", 0.2, "red"), min=0),
+        timeseries("Query throughput and slow queries",
+                   "MySQL questions and slow queries (over long_query_time, P3) per second; "
+                   "PostgreSQL commits and rollbacks per second. Compare with the request rate "
+                   "the plan is sized for (P5: 10-50 req/s).",
+                   "ops",
+                   [target(per_target_rate("stack_mysql_questions_total"), "MySQL questions"),
+                    target(per_target_rate("stack_mysql_slow_queries_total"),
+                           "MySQL slow queries (P3)"),
+                    target(per_target_rate("stack_postgres_commits_total"), "PostgreSQL commits"),
+                    target(per_target_rate("stack_postgres_rollbacks_total"),
+                           "PostgreSQL rollbacks")],
+                   min=0),
+        timeseries("InnoDB buffer pool vs plan",
+                   "innodb_buffer_pool_size and the data in it. Dashed: the plan's MySQL budget "
+                   "(C2, M2: innodb_buffer_pool_size = 512M on vps-2gb); a pool that differs "
+                   "from it is configuration drift.",
+                   "bytes",
+                   [target(sel("stack_mysql_innodb_buffer_pool_size_bytes"),
+                           "buffer pool size {{target}}"),
+                    target(sel("stack_mysql_innodb_buffer_pool_data_bytes"),
+                           "data in buffer pool {{target}}"),
+                    ref(sel("stack_service_memory_budget_bytes", 'service="mysql"'),
+                        "plan: MySQL budget (C2, M2)")],
+                   min=0),
+        timeseries("PostgreSQL buffer cache hit ratio",
+                   "Blocks found in shared buffers / all blocks read, per target. PostgreSQL's "
+                   "memory is planned at 200 MB-8 GB (H1-H4); a falling ratio means its working "
+                   "set no longer fits that share.",
+                   "percentunit",
+                   [target("%s / (%s + %s)" % (per_target_rate("stack_postgres_blocks_hit_total"),
+                                               per_target_rate("stack_postgres_blocks_hit_total"),
+                                               per_target_rate("stack_postgres_blocks_read_total")),
+                           "{{target}}")],
+                   max=1),
+        timeseries("Database size vs 1-5 GB",
+                   "Size of each database (data + indexes). Dashed: 1 GiB and 5 GiB, the ends of "
+                   "the plan's 1-5 GB range (D2); backups grow with it (D4: one backup 100-500 MB "
+                   "compressed).",
+                   "bytes",
+                   [target("sum by (instance, target, database) (%s)"
+                           % sel("stack_mysql_database_size_bytes"),
+                           "MySQL {{target}} {{database}}"),
+                    target("sum by (instance, target, database) (%s)"
+                           % sel("stack_postgres_database_size_bytes"),
+                           "PostgreSQL {{target}} {{database}}")],
+                   thresholds=steps("green", GIB, "yellow", GIB5, "red"), min=0),
+        row("Redis and Celery queues"),
+        timeseries("Redis memory vs budget and maxmemory",
+                   "used_memory and RSS. Dashed: Redis's budget from the profile (M3: 128 MB on "
+                   "vps-2gb) and maxmemory (C1). On vps-2gb the plan contradicts itself: budget "
+                   "128 MB, maxmemory 512mb, so Redis may outgrow its budget before it evicts.",
+                   "bytes",
+                   [target(sel("stack_redis_memory_used_bytes"), "used {{target}}"),
+                    target(sel("stack_redis_memory_rss_bytes"), "RSS {{target}}"),
+                    ref(sel("stack_service_memory_budget_bytes", 'service="redis"'),
+                        "plan: Redis budget (M3)"),
+                    ref("%s > 0" % sel("stack_redis_maxmemory_bytes"), "maxmemory {{target}} (C1)",
+                        "orange")],
+                   min=0),
+        stat("Redis eviction policy",
+             "maxmemory-policy of each target: green when it is the plan's allkeys-lru (C1), red "
+             "otherwise (noeviction makes writes fail once maxmemory is reached).",
+             "none",
+             [target("(%s) or (0 * %s)"
+                     % (sel("stack_redis_maxmemory_policy_info", 'policy="allkeys-lru"'),
+                        sel("stack_redis_maxmemory_policy_info")),
+                     "{{target}}: {{policy}}")],
+             w=6, h=8, thresholds=steps("red", 1, "green"), text_mode="name"),
+        stat("Redis maxmemory",
+             "The maxmemory limit of each target. C1 wants a limit set (red when 0, no limit); "
+             "M3 budgets 128 MB while the same plan writes maxmemory 512mb.",
+             "bytes",
+             [target(sel("stack_redis_maxmemory_bytes"), "{{target}}")],
+             w=6, h=8, thresholds=steps("red", 1, "green"),
+             mappings=[{"type": "value", "options": {"0": {"text": "no limit", "color": "red"}}}],
+             text_mode="value_and_name"),
+        timeseries("Redis evictions and expirations",
+                   "Keys evicted because of maxmemory and keys expired, per second. Steady "
+                   "evictions under allkeys-lru (C1) mean the cache is smaller than its working "
+                   "set (M3: budget 128 MB).",
+                   "ops",
+                   [target("sum by (instance, target) (%s)" % rate("stack_redis_evicted_keys_total"),
+                           "evicted {{target}}"),
+                    target("sum by (instance, target) (%s)" % rate("stack_redis_expired_keys_total"),
+                           "expired {{target}}")],
+                   min=0),
+        timeseries("Redis keyspace hit ratio",
+                   "Hits / (hits + misses) of key lookups. The plan uses Redis as a cache to take "
+                   "load off the database (M3); a low ratio means it does little of that.",
+                   "percentunit",
+                   [target("%s / (%s + %s)"
+                           % (per_target_rate("stack_redis_keyspace_hits_total"),
+                              per_target_rate("stack_redis_keyspace_hits_total"),
+                              per_target_rate("stack_redis_keyspace_misses_total")),
+                           "{{target}}")],
+                   max=1),
+        timeseries("Celery queue lengths",
+                   "Tasks waiting in each configured Celery queue (a Redis list). The plan runs "
+                   "one --pool=solo worker (C4, M5); a queue that keeps growing means it cannot "
+                   "keep up, and inference slower than 2 s (P4) makes that likely.",
+                   "short",
+                   [target(sel("stack_redis_queue_length"), "{{queue}} ({{target}})")],
+                   min=0, decimals=0),
+    ]
+    return dashboard("stack-databases", "Stack / Databases & Redis",
+                     "MySQL/MariaDB and PostgreSQL (panels show whichever is present) and Redis: "
+                     "connections against the plan's pool of 20, statement latency against "
+                     "200 ms, buffer pool, database size against 1-5 GB, Redis memory against its "
+                     "budget and maxmemory, evictions, Celery queues.", panels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Traffic and scaling: should I scale, and how?
+
+# (ID, signal, expression in the threshold's unit, threshold, threshold text, alert, action).
+# The expressions use the same windows as the alerts in rules/traffic.yml and rules/host.yml:
+# "consistently" (S) = 1-hour figures, "sustained" (W, X) = 5-minute figures.
+VERTICAL = "vertical: 4 GB RAM, 4 cores"
+HORIZONTAL = "horizontal: load balancer + app servers"
+SCALING = [
+    ("S1", "host memory used, 1 h average (%)",
+     "100 * avg_over_time(%s[1h])" % sel("instance:stack_host_memory_used:ratio"),
+     90, "> 90 %", "StackHostMemoryScaleUp", VERTICAL),
+    ("S2", "host CPU busy, 1 h average (%)",
+     "100 * avg_over_time(%s[1h])" % sel("instance:stack_host_cpu_busy:ratio_rate5m"),
+     80, "> 80 %", "StackHostCpuScaleUp", VERTICAL + "; or " + HORIZONTAL),
+    ("S3", "fullest filesystem used (%)",
+     "100 * %s" % sel("instance:stack_host_filesystem_used:ratio"),
+     80, "> 80 %", "StackHostFilesystemUsageHigh",
+     "scale up (the plan names no option for disk; D3, D4: rotate logs, prune backups)"),
+    ("S4", "response time p95, last hour (s)",
+     sel("instance:stack_nginx_http_request_duration_seconds:p95_1h"),
+     1, "> 1 s", "StackResponseTimeScaleUp", VERTICAL + "; or " + HORIZONTAL),
+    ("S5", "concurrent users, 1 h average",
+     "avg_over_time(%s[1h])" % sel("stack_nginx_recent_clients"),
+     50, "> 50", "StackConcurrentUsersScaleOut", HORIZONTAL),
+    ("W1", "WSGI CPU, share of its cores (%)",
+     "100 * %s" % sel("service:stack_service_cpu_budget_used:ratio_rate5m", 'service="wsgi"'),
+     70, "> 70 % sustained", "StackWsgiScaleOutCpu", "add 1 WSGI container"),
+    ("W2", "WSGI upstream response time p95 (s)",
+     sel("route:stack_nginx_upstream_response_duration_seconds:p95_5m", 'route="wsgi"'),
+     0.5, "> 500 ms", "StackWsgiScaleOutLatency", "add 1 WSGI container"),
+    ("W3", "WSGI request queue depth, 5 m average",
+     "sum by (instance, job) (avg_over_time(%s[5m]))"
+     % sel("stack_service_listen_queue_length", 'service="wsgi"'),
+     50, "> 50", "StackWsgiScaleOutQueue", "add 1 WSGI container"),
+    ("X1", "ASGI connections, busiest container",
+     "avg_over_time(%s[5m])" % sel("stack_service_instance_max_connections", 'service="asgi"'),
+     150, "> 150 per container", "StackAsgiScaleOutConnections", "add 1 ASGI container"),
+    ("X2", "WebSocket latency p95 (s)",
+     sel("instance:stack_app_websocket_latency_seconds:p95_5m"),
+     2, "> 2 s", "StackAsgiScaleOutWebsocketLatency", "add 1 ASGI container"),
+    ("X3", "ASGI memory, largest container, share of budget (%)",
+     "100 * (%s or on (instance, job, service) %s)"
+     % (sel("service:stack_service_instance_memory_budget_used:ratio", 'service="asgi"'),
+        sel("service:stack_service_memory_budget_used:ratio", 'service="asgi"')),
+     85, "> 85 %", "StackAsgiScaleOutMemory", "add 1 ASGI container"),
+]
+
+
+def scaling_table():
+    def union(make):
+        parts = []
+        for sid, signal, expr, threshold, text, alert, action in SCALING:
+            parts.append(labels("max by (instance) (%s)" % make(expr, threshold, alert),
+                                id=sid, signal=signal, threshold=text, action=action))
+        return "\n  or\n".join(parts)
+
+    current = union(lambda expr, thr, alert: expr)
+    share = union(lambda expr, thr, alert: "(%s) / %s" % (expr, thr))
+    firing = union(lambda expr, thr, alert: sel(
+        "ALERTS", 'alertname="%s", alertstate="firing"' % alert))
+    state = [{"type": "range", "options": {"from": -1e12, "to": 0.9, "result":
+                                           {"text": "ok", "color": "green", "index": 0}}},
+             {"type": "range", "options": {"from": 0.9, "to": 1, "result":
+                                           {"text": "near", "color": "orange", "index": 1}}},
+             {"type": "range", "options": {"from": 1, "to": 1e12, "result":
+                                           {"text": "over", "color": "red", "index": 2}}}]
+    advisory = [{"type": "value", "options": {"1": {"text": "firing: act", "color": "red"}}},
+                {"type": "special", "options": {"match": "null", "result": {"text": "-"}}}]
+    return table(
+        "Scaling signals of the plans",
+        "Every scale signal of the two plans (S1-S5 vps-2gb \"When to Scale Up\"; W1-W3, X1-X3 "
+        "hybrid \"Scaling Guidelines\") with its current value in the threshold's unit, the "
+        "threshold, the state (ok; near: within 10 % of the threshold; over) and the plan's "
+        "action in its own words. Advisory shows the Stack* alert of the row once the value has "
+        "stayed over for its window (1 h for S, 30 m for W and X). A row is missing where its "
+        "signal is not measured (no nginx log, no ASGI service, no app-side WebSocket metric).",
+        [target(current, table=True), target(share, table=True), target(firing, table=True)],
+        {
+            "id": ("ID", None, {}),
+            "signal": ("Signal", None, {}),
+            "instance": ("Instance", None, {}),
+            "Value #A": ("Current", "none", {"decimals": 2}),
+            "threshold": ("Threshold", None, {}),
+            "Value #B": ("State", "none", {"mappings": state,
+                                           "custom.cellOptions": {"type": "color-background"}}),
+            "Value #C": ("Advisory", "none", {"mappings": advisory,
+                                              "custom.cellOptions": {"type": "color-text"}}),
+            "action": ("Plan's action", None, {}),
+        }, h=12)
+
+
+def traffic():
+    dur = "stack_nginx_http_request_duration_seconds_bucket"
+
+    def p95(metric, by, extra):
+        return "histogram_quantile(0.95, sum by (%s, le) (%s))" % (by, rate(metric, extra))
+
+    panels = [
+        scaling_table(),
+        row("Traffic"),
+        timeseries("Request rate by route",
+                   "Requests per second in nginx's access log by route class (static, wsgi, asgi, "
+                   "websocket) and in all. Dashed: the plan is sized for 10-50 req/s (P5).",
+                   "reqps",
+                   [target("sum by (route) (%s)" % rate("stack_nginx_http_requests_total"),
+                           "{{route}}"),
+                    target("sum(%s)" % rate("stack_nginx_http_requests_total"), "all")],
+                   thresholds=steps("green", 10, "green", 50, "red"), min=0),
+        timeseries("Requests by status class",
+                   "Requests per second by HTTP status class, stacked. Errors (5xx) count toward "
+                   "the throughput the plan is sized for (P5) but serve nobody.",
+                   "reqps",
+                   [target("sum by (status_class) (%s)" % rate("stack_nginx_http_requests_total"),
+                           "{{status_class}}")],
+                   stack=True, min=0),
+        timeseries("Concurrent users",
+                   "Distinct client addresses in the last 5 minutes (the exporter's estimate of "
+                   "concurrent users) and nginx's active connections. Dashed: the plan's 10-50 "
+                   "users (P5); above 50 S5 scales out (horizontal: load balancer + app servers).",
+                   "short",
+                   [target(sel("stack_nginx_recent_clients"), "distinct clients {{instance}}"),
+                    target(sel("stack_nginx_connections", 'state="active"'),
+                           "nginx active connections {{instance}}")],
+                   thresholds=steps("green", 10, "green", 50, "red"), min=0, w=24),
+        row("Response times"),
+        timeseries("Static files p95 vs 100 ms",
+                   "95th percentile of nginx's request time for static files. Dashed: the P2 "
+                   "target, below 100 ms.",
+                   "s", [target(p95(dur, "instance", 'route="static"'), "static {{instance}}")],
+                   thresholds=steps("green", 0.1, "red"), min=0, w=8),
+        timeseries("API p95 vs 500 ms",
+                   "95th percentile of the request time of API routes (wsgi, asgi) as nginx sees "
+                   "it, and of the upstream's own response time. Dashed: P1 targets below 500 ms; "
+                   "W2 adds 1 WSGI container when the wsgi upstream p95 stays above it.",
+                   "s",
+                   [target(p95(dur, "route", 'route=~"wsgi|asgi"'), "{{route}} (request)"),
+                    target(p95("stack_nginx_upstream_response_duration_seconds_bucket", "route",
+                               'route=~"wsgi|asgi"'), "{{route}} (upstream)")],
+                   thresholds=steps("green", 0.5, "red"), min=0, w=8),
+        timeseries("All requests p95 vs 1 s",
+                   "95th percentile of every request but WebSockets (their request time is the "
+                   "connection's life), and over the last hour. Dashed: S4 scales up when the "
+                   "p95 is above 1 s consistently.",
+                   "s",
+                   [target(p95(dur, "instance", 'route!="websocket"'), "p95 {{instance}}"),
+                    target(sel("instance:stack_nginx_http_request_duration_seconds:p95_1h"),
+                           "p95 over the last hour {{instance}}")],
+                   thresholds=steps("green", 1, "red"), min=0, w=8),
+        row("WSGI and ASGI scaling signals"),
+        timeseries("WSGI CPU vs budget",
+                   "Cores used by WSGI as a share of its core budget (all host cores where the "
+                   "profile gives none). Dashed: W1 adds 1 WSGI container above 70 % sustained.",
+                   "percentunit",
+                   [target(sel("service:stack_service_cpu_budget_used:ratio_rate5m",
+                               'service="wsgi"'), "wsgi {{instance}}")],
+                   thresholds=steps("green", 0.7, "red"), min=0, w=8),
+        timeseries("WSGI request queue vs 50",
+                   "Connections waiting in the accept queues of WSGI's listening sockets. "
+                   "Dashed: W3 adds 1 WSGI container above 50. The backlog limit is where new "
+                   "connections start being refused.",
+                   "short",
+                   [target("sum by (instance) (%s)"
+                           % sel("stack_service_listen_queue_length", 'service="wsgi"'),
+                           "queued {{instance}}"),
+                    ref("sum by (instance) (%s)"
+                        % sel("stack_service_listen_queue_limit", 'service="wsgi"'),
+                        "backlog limit {{instance}}", "blue")],
+                   thresholds=steps("green", 50, "red"), min=0, decimals=0, w=8),
+        timeseries("ASGI connections per instance vs 150",
+                   "Established connections of the busiest ASGI instance (container) and the "
+                   "mean per instance. Dashed: X1 adds 1 ASGI container above 150 per container.",
+                   "short",
+                   [target(sel("stack_service_instance_max_connections", 'service="asgi"'),
+                           "busiest instance {{instance}}"),
+                    target("%s / on (instance, job, service) %s"
+                           % (sel("stack_service_connections", 'service="asgi"'),
+                              sel("stack_service_instances", 'service="asgi"')),
+                           "mean per instance {{instance}}")],
+                   thresholds=steps("green", 150, "red"), min=0, decimals=0, w=8),
+        timeseries("WebSocket latency p95 vs 2 s",
+                   "95th percentile of the ping/pong round trip the ASGI app measures "
+                   "(stack_app_websocket_latency_seconds, scraped from the app). Dashed: X2 adds "
+                   "1 ASGI container above 2 s. Empty until the app exports it.",
+                   "s",
+                   [target(p95("stack_app_websocket_latency_seconds_bucket", "instance", ""),
+                           "p95 {{instance}}")],
+                   thresholds=steps("green", 2, "red"), min=0, w=8),
+        timeseries("ASGI memory vs budget",
+                   "PSS of the largest ASGI instance as a share of the per-instance budget, or "
+                   "all of ASGI against its total budget where the profile gives no per-instance "
+                   "one. Dashed: X3 adds 1 ASGI container above 85 %.",
+                   "percentunit",
+                   [target("%s or on (instance, job, service) %s"
+                           % (sel("service:stack_service_instance_memory_budget_used:ratio",
+                                  'service="asgi"'),
+                              sel("service:stack_service_memory_budget_used:ratio",
+                                  'service="asgi"')),
+                           "asgi {{instance}}")],
+                   thresholds=steps("green", 0.85, "orange", 1, "red"), min=0, w=8),
+        timeseries("Celery task runtime p95 vs 2 s",
+                   "95th percentile of Celery task runtime per task (celery_task_runtime{name} "
+                   "from celery-exporter). Dashed: P4 targets ML inference below 2 s. Empty "
+                   "until that exporter is scraped.",
+                   "s",
+                   [target(p95("celery_task_runtime_bucket", "name", ""), "{{name}}")],
+                   thresholds=steps("green", 2, "red"), min=0, w=8),
+    ]
+    return dashboard("stack-traffic", "Stack / Traffic & scaling",
+                     "Should I scale, and how: request rate, p95 per route class against 500 ms, "
+                     "100 ms and 1 s, WSGI queue depth, ASGI connections per instance, and every "
+                     "scaling signal of the plans with the plan's action.", panels)
+
+
+DASHBOARDS = [overview, services, databases, traffic]
+
+
+def render(build):
+    d = build()
+    return d["uid"] + ".json", json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+
+
+def rule_actions():
+    """{alert name: its `action` annotation} from rules/*.yml; None if rules/ is absent."""
+    rules_dir = os.path.join(REPO, "rules")
+    if not os.path.isdir(rules_dir):
+        return None
+    import yaml  # only needed for --check
+    actions = {}
+    for name in sorted(os.listdir(rules_dir)):
+        if not name.endswith((".yml", ".yaml")):
+            continue
+        with open(os.path.join(rules_dir, name)) as f:
+            doc = yaml.safe_load(f) or {}
+        for group in doc.get("groups") or []:
+            for rule in group.get("rules") or []:
+                if "alert" in rule:
+                    actions[rule["alert"]] = (rule.get("annotations") or {}).get("action")
+    return actions
+
+
+def check_actions():
+    """Each scaling row names an alert that exists, and says what its `action` annotation says."""
+    actions = rule_actions()
+    if actions is None:
+        return ["rules/ not found: scaling actions not compared with the alerts"], []
+    errors = []
+    for sid, _, _, _, _, alert, action in SCALING:
+        if alert not in actions:
+            errors.append("%s: alert %s is not in rules/*.yml" % (sid, alert))
+        elif actions[alert] is not None and actions[alert] != action:
+            errors.append("%s: action %r differs from %s's annotation %r"
+                          % (sid, action, alert, actions[alert]))
+    return [], errors
+
+
+def main(argv):
+    check = "--check" in argv
+    stale = []
+    for build in DASHBOARDS:
+        name, text = render(build)
+        path = os.path.join(OUT, name)
+        if check:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        stale.append(name)
+            except FileNotFoundError:
+                stale.append(name)
+        else:
+            os.makedirs(OUT, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    if not check:
+        return 0
+    notes, errors = check_actions()
+    for n in notes:
+        print("note: " + n)
+    for name in stale:
+        errors.append("grafana/dashboards/%s is not what grafana/build_dashboards.py writes: "
+                      "run it" % name)
+    for e in errors:
+        print("FAIL: " + e, file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

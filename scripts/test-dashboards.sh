@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Tests the dashboards and the deployment files (docs/dashboards.md, "Tests"):
+#   - grafana/dashboards/*.json are what grafana/build_dashboards.py writes, and the scaling table's
+#     actions are those of the alerts in rules/;
+#   - the linter's own tests, then the linter on every dashboard (tests/dashboards/lint_dashboards.py);
+#   - docker-compose config -q, with and without --profile demo; the mounts, images, healthchecks
+#     and cross-references of the deployment files (tests/dashboards/check_stack.py);
+#   - promtool check config on both Prometheus configs (which checks rules/ too), amtool
+#     check-config on alertmanager/alertmanager.yml when it exists;
+#   - deploy/native-stack.sh brings up Prometheus (and Alertmanager) on free ports, every dashboard
+#     query runs against it without error (tests/dashboards/query_dashboards.py), and it goes down.
+#     The exporter runs too (STACK_EXPORTER_BIN, by default the newer of target/release and
+#     target/debug/stack_exporter when built; STACK_EXPORTER_BIN= to leave it out), and then the
+#     host and service panels must return data.
+# Needs python3 with PyYAML, docker-compose (1.28+ for profiles), promtool, prometheus, curl;
+# amtool and prometheus-alertmanager when alertmanager/alertmanager.yml exists. On Debian:
+#   apt-get install python3-yaml docker-compose prometheus prometheus-alertmanager curl
+# Ends with one line, `dashboards: N passed, M failed`; exits 1 when anything failed.
+set -uo pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+passed=0
+failed=0
+native_dir=""
+
+ok() { passed=$((passed + 1)); printf 'ok   %s\n' "$1"; }
+fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; }
+
+# run NAME CMD...: one check; its output is shown indented when it fails.
+run() {
+  local name=$1 out
+  shift
+  if out=$("$@" 2>&1); then
+    ok "$name"
+  else
+    fail "$name"
+    printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+}
+
+# counted NAME CMD...: a command that ends with "<x>: N passed, M failed"; adds its counts.
+counted() {
+  local name=$1 out summary p f
+  shift
+  out=$("$@" 2>&1)
+  local rc=$?
+  summary=$(printf '%s\n' "$out" | tail -n 1)
+  if [[ $summary =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    p=${BASH_REMATCH[1]}
+    f=${BASH_REMATCH[2]}
+  else
+    p=0
+    f=1
+  fi
+  [ "$rc" -eq 0 ] || [ "$f" -gt 0 ] || f=1
+  passed=$((passed + p))
+  failed=$((failed + f))
+  printf '%s\n' "$out" | sed '$d' | sed "s/^\(ok  \|FAIL\) /\1 $name: /"
+  [ "$f" -eq 0 ] || printf 'FAIL %s: %s\n' "$name" "$summary"
+}
+
+need() {
+  if ! command -v "$1" >/dev/null 2>&1; then
+    fail "$1 is not installed: $2"
+    return 1
+  fi
+}
+
+cleanup() {
+  if [ -n "$native_dir" ]; then
+    STACK_NATIVE_DIR=$native_dir deploy/native-stack.sh down >/dev/null 2>&1
+    rm -rf "$native_dir"
+    native_dir=""
+  fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  fail "python3 with PyYAML (apt-get install python3-yaml)"
+else
+  run "dashboards are generated (grafana/build_dashboards.py --check)" \
+    python3 grafana/build_dashboards.py --check
+  run "linter tests (tests/dashboards/test_lint.py)" python3 tests/dashboards/test_lint.py
+  counted lint python3 tests/dashboards/lint_dashboards.py
+
+  if need docker-compose "apt-get install docker-compose"; then
+    run "docker-compose config -q" docker-compose -f docker-compose.yml config -q
+    if docker-compose --help 2>/dev/null | grep -- '--profile' >/dev/null; then
+      run "docker-compose --profile demo config -q" \
+        docker-compose -f docker-compose.yml --profile demo config -q
+    else
+      fail "docker-compose $(docker-compose version --short 2>/dev/null) has no profiles (needs 1.28+)"
+    fi
+    counted stack python3 tests/dashboards/check_stack.py
+  fi
+fi
+
+if need promtool "apt-get install prometheus"; then
+  run "promtool check config prometheus/prometheus.yml" \
+    promtool check config prometheus/prometheus.yml
+  run "promtool check config prometheus/prometheus-native.yml" \
+    promtool check config prometheus/prometheus-native.yml
+fi
+if [ -f alertmanager/alertmanager.yml ]; then
+  need amtool "apt-get install prometheus-alertmanager" &&
+    run "amtool check-config alertmanager/alertmanager.yml" \
+      amtool check-config alertmanager/alertmanager.yml
+else
+  printf 'skip amtool: no alertmanager/alertmanager.yml\n'
+fi
+run "bash -n deploy/native-stack.sh" bash -n deploy/native-stack.sh
+
+# The queries against a real Prometheus, started by the native stack script.
+if need prometheus "apt-get install prometheus" && need curl "apt-get install curl" &&
+  python3 -c 'import yaml' 2>/dev/null; then
+  native_dir=$(mktemp -d)
+  export STACK_NATIVE_DIR=$native_dir STACK_GRAFANA=0
+  export PROMETHEUS_PORT=$(free_port) ALERTMANAGER_PORT=$(free_port)
+  export EXPORTER_ADDRESS=127.0.0.1:$(free_port)
+  require=()
+  if [ -z "${STACK_EXPORTER_BIN+set}" ]; then
+    for bin in target/release/stack_exporter target/debug/stack_exporter; do
+      if [ -x "$bin" ] && { [ -z "${STACK_EXPORTER_BIN:-}" ] || [ "$bin" -nt "$STACK_EXPORTER_BIN" ]; }; then
+        STACK_EXPORTER_BIN=$PWD/$bin
+      fi
+    done
+  fi
+  export STACK_EXPORTER_BIN=${STACK_EXPORTER_BIN:-}
+  if [ -n "$STACK_EXPORTER_BIN" ]; then
+    export SCRAPE_INTERVAL=${SCRAPE_INTERVAL:-2s}
+    require=(--require-preset host --require-preset services --wait 90)
+  fi
+  if out=$(deploy/native-stack.sh up 2>&1); then
+    ok "deploy/native-stack.sh up"
+    run "every dashboard query runs (tests/dashboards/query_dashboards.py${require:+ with required data})" \
+      python3 tests/dashboards/query_dashboards.py --quiet "http://127.0.0.1:$PROMETHEUS_PORT" \
+      "${require[@]}"
+  else
+    fail "deploy/native-stack.sh up"
+    printf '%s\n' "$out" | sed 's/^/     /'
+  fi
+  if STACK_NATIVE_DIR=$native_dir deploy/native-stack.sh down >/dev/null 2>&1 &&
+    [ -z "$(STACK_NATIVE_DIR=$native_dir deploy/native-stack.sh status | grep pid)" ]; then
+    ok "deploy/native-stack.sh down"
+  else
+    fail "deploy/native-stack.sh down"
+  fi
+  cleanup
+fi
+
+echo "dashboards: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
