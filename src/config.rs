@@ -412,8 +412,7 @@ impl<'de> Deserialize<'de> for WholePattern {
 
 fn first_line(text: &str) -> String {
     text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(text)
         .trim()
         .to_string()
