@@ -3,6 +3,7 @@
 
 pub mod exporter;
 pub mod host;
+pub mod postgres;
 pub mod redis;
 pub mod services;
 pub mod target;
@@ -17,6 +18,7 @@ use crate::metrics::MetricSet;
 pub enum Collector {
     Host(host::Host),
     Services(services::Services),
+    Postgres(postgres::Postgres),
     Redis(redis::Redis),
 }
 
@@ -26,6 +28,7 @@ impl Collector {
         match self {
             Collector::Host(_) => "host",
             Collector::Services(_) => "services",
+            Collector::Postgres(_) => "postgres",
             Collector::Redis(_) => "redis",
         }
     }
@@ -36,6 +39,7 @@ impl Collector {
     /// in time instead of the whole collector being cut off.
     pub async fn collect(self: Arc<Self>, deadline: Instant) -> anyhow::Result<MetricSet> {
         match &*self {
+            Collector::Postgres(c) => c.collect(deadline).await,
             Collector::Redis(c) => c.collect(deadline).await,
             Collector::Host(_) | Collector::Services(_) => {
                 tokio::task::spawn_blocking(move || match &*self {

@@ -335,7 +335,7 @@ pub fn collectors(
         out.push(match kind {
             Kind::Redis => super::Collector::Redis(super::redis::Redis::new(targets)),
             Kind::Mysql => continue,
-            Kind::Postgres => continue,
+            Kind::Postgres => super::Collector::Postgres(super::postgres::Postgres::new(targets)),
         });
     }
     out
@@ -408,6 +408,22 @@ impl Health {
 /// The `target` label.
 pub fn target_label(name: &str) -> crate::metrics::Labels {
     vec![("target", name.to_string())]
+}
+
+/// Like [`describe`], with the error's causes after it (tokio-postgres says only "db error" at the
+/// top; the server's message is its source).
+pub fn describe_chain(error: &dyn std::error::Error, password: Option<&str>) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    describe(&text, password)
 }
 
 /// A label value shown as text: control characters (Celery's priority queues are named

@@ -122,3 +122,195 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// The user a database server runs as: this one, or `nobody` when the tests run as root (postgres
+/// refuses to run as root).
+fn unprivileged_ids() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("running as root needs a `nobody` user to run postgres as");
+    let fields: Vec<&str> = line.split(':').collect();
+    Some((fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+}
+
+fn chown_tree(path: &Path, ids: (u32, u32)) {
+    std::os::unix::fs::chown(path, Some(ids.0), Some(ids.1)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), ids);
+        }
+    }
+}
+
+fn as_user(command: &mut Command, ids: Option<(u32, u32)>) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = ids {
+        command.uid(uid).gid(gid).env("HOME", "/tmp");
+    }
+    command
+}
+
+/// Asks a server started by a Guard to shut down cleanly (SIGINT: PostgreSQL's fast shutdown,
+/// MariaDB's normal one) and waits for it; SIGKILL after 20 s.
+fn shut_down(guard: &mut Guard) {
+    // SAFETY: kill with a pid we own.
+    unsafe {
+        libc::kill(guard.pid() as i32, libc::SIGINT);
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(_)) = guard.child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard.kill();
+}
+
+// ----------------------------------------------------------------------------------- PostgreSQL
+
+pub struct PostgresServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    ids: Option<(u32, u32)>,
+    guard: Option<Guard>,
+}
+
+fn postgres_bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|bin| bin.join("postgres").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    match found.pop() {
+        Some(bin) => bin,
+        None => require("postgres", "apt-get install postgresql postgresql-contrib")
+            .parent()
+            .unwrap()
+            .to_path_buf(),
+    }
+}
+
+impl PostgresServer {
+    /// A fresh cluster: local (socket) connections trusted, TCP needs a password (scram), and
+    /// pg_stat_statements preloaded.
+    pub fn start() -> PostgresServer {
+        let bin = postgres_bin_dir();
+        let ids = unprivileged_ids();
+        let dir = super::temp_dir();
+        if let Some(ids) = ids {
+            chown_tree(dir.path(), ids);
+        }
+        let data = dir.path().join("data");
+        run(as_user(
+            Command::new(bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ])
+                .args(["--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"]),
+            ids,
+        ));
+        let mut server = PostgresServer {
+            port: free_port(),
+            dir,
+            bin,
+            ids,
+            guard: None,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.guard.is_none(), "postgres is already running");
+        let log = std::fs::File::create(self.dir.path().join("postgres.log")).unwrap();
+        if let Some(ids) = self.ids {
+            chown_tree(&self.dir.path().join("postgres.log"), ids);
+        }
+        let guard = Guard::spawn(as_user(
+            Command::new(self.bin.join("postgres"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-p", &self.port.to_string(), "-k"])
+                .arg(self.dir.path())
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .args(["-c", "shared_preload_libraries=pg_stat_statements"])
+                .args(["-c", "fsync=off", "-c", "max_connections=40"])
+                .stdout(Stdio::null())
+                .stderr(log),
+            self.ids,
+        ));
+        self.guard = Some(guard);
+        wait_for(
+            "postgres to accept queries",
+            Duration::from_secs(20),
+            || self.try_psql("postgres", "SELECT 1").is_some(),
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            shut_down(&mut guard);
+        }
+    }
+
+    /// A psql command line as the superuser over the socket; add `-c SQL` or stdin.
+    pub fn psql_command(&self, database: &str) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"]);
+        as_user(&mut command, self.ids);
+        command
+    }
+
+    fn try_psql(&self, database: &str, sql: &str) -> Option<String> {
+        let output = self
+            .psql_command(database)
+            .args(["-c", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Runs SQL as the superuser; its output, unaligned, tuples only.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = run(self.psql_command(database).args(["-c", sql]));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
