@@ -3,6 +3,7 @@
 
 pub mod exporter;
 pub mod host;
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod services;
@@ -18,6 +19,7 @@ use crate::metrics::MetricSet;
 pub enum Collector {
     Host(host::Host),
     Services(services::Services),
+    Mysql(mysql::Mysql),
     Postgres(postgres::Postgres),
     Redis(redis::Redis),
 }
@@ -28,6 +30,7 @@ impl Collector {
         match self {
             Collector::Host(_) => "host",
             Collector::Services(_) => "services",
+            Collector::Mysql(_) => "mysql",
             Collector::Postgres(_) => "postgres",
             Collector::Redis(_) => "redis",
         }
@@ -39,6 +42,7 @@ impl Collector {
     /// in time instead of the whole collector being cut off.
     pub async fn collect(self: Arc<Self>, deadline: Instant) -> anyhow::Result<MetricSet> {
         match &*self {
+            Collector::Mysql(c) => c.collect(deadline).await,
             Collector::Postgres(c) => c.collect(deadline).await,
             Collector::Redis(c) => c.collect(deadline).await,
             Collector::Host(_) | Collector::Services(_) => {

@@ -334,7 +334,7 @@ pub fn collectors(
         log::info!("collector {section}: targets {}", names.join(", "));
         out.push(match kind {
             Kind::Redis => super::Collector::Redis(super::redis::Redis::new(targets)),
-            Kind::Mysql => continue,
+            Kind::Mysql => super::Collector::Mysql(super::mysql::Mysql::new(targets)),
             Kind::Postgres => super::Collector::Postgres(super::postgres::Postgres::new(targets)),
         });
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use super::{free_port, require, wait_for, Guard};
+use super::{free_port, require, wait_for, wait_for_port, Guard};
 
 fn run(command: &mut Command) -> Output {
     let output = command
@@ -156,12 +156,12 @@ fn as_user(command: &mut Command, ids: Option<(u32, u32)>) -> &mut Command {
     command
 }
 
-/// Asks a server started by a Guard to shut down cleanly (SIGINT: PostgreSQL's fast shutdown,
-/// MariaDB's normal one) and waits for it; SIGKILL after 20 s.
-fn shut_down(guard: &mut Guard) {
+/// Asks a server started by a Guard to shut down cleanly (SIGINT is PostgreSQL's fast shutdown,
+/// SIGTERM MariaDB's) and waits for it; SIGKILL after 20 s.
+fn shut_down(guard: &mut Guard, signal: i32) {
     // SAFETY: kill with a pid we own.
     unsafe {
-        libc::kill(guard.pid() as i32, libc::SIGINT);
+        libc::kill(guard.pid() as i32, signal);
     }
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(20) {
@@ -266,7 +266,7 @@ impl PostgresServer {
 
     pub fn stop(&mut self) {
         if let Some(mut guard) = self.guard.take() {
-            shut_down(&mut guard);
+            shut_down(&mut guard, libc::SIGINT);
         }
     }
 
@@ -310,6 +310,127 @@ impl PostgresServer {
 }
 
 impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// -------------------------------------------------------------------------------------- MariaDB
+
+pub struct MariadbServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    guard: Option<Guard>,
+}
+
+impl MariadbServer {
+    /// A fresh datadir; root logs in over the socket without a password, TCP users need one.
+    /// performance_schema is on (MariaDB's default is off) so statement latency can be checked.
+    pub fn start() -> MariadbServer {
+        let install = require("mariadb-install-db", "apt-get install mariadb-server");
+        let binary = require("mariadbd", "apt-get install mariadb-server");
+        require("mariadb", "apt-get install mariadb-client");
+        let dir = super::temp_dir();
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    "root".into()
+                } else {
+                    "nobody".into()
+                }
+            });
+        run(Command::new(install)
+            .arg("--no-defaults")
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--user={user}"))
+            .args(["--skip-test-db", "--skip-name-resolve"]));
+        let mut server = MariadbServer {
+            port: free_port(),
+            dir,
+            binary,
+            guard: None,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.guard.is_none(), "mariadbd is already running");
+        let dir = self.dir.path();
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .arg(format!("--port={}", self.port))
+            .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
+            .args(["--performance-schema=ON", "--innodb-buffer-pool-size=32M"])
+            .args([
+                "--innodb-log-file-size=8M",
+                "--skip-log-bin",
+                "--max-connections=60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--user=root");
+        }
+        self.guard = Some(Guard::spawn(&mut command));
+        wait_for_port(self.port, Duration::from_secs(30));
+        wait_for("mariadbd to answer", Duration::from_secs(30), || {
+            self.try_sql("SELECT 1").is_some()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            shut_down(&mut guard, libc::SIGTERM);
+        }
+    }
+
+    /// The mariadb client as root over the socket; add `-e SQL` or stdin.
+    pub fn client_command(&self) -> Command {
+        let mut command = Command::new("mariadb");
+        command
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "--batch", "--skip-column-names"]);
+        command
+    }
+
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let output = self
+            .client_command()
+            .args(["-e", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Runs SQL as root; its output, tab-separated, without column names.
+    pub fn sql(&self, sql: &str) -> String {
+        let output = run(self.client_command().args(["-e", sql]));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for MariadbServer {
     fn drop(&mut self) {
         self.stop();
     }
