@@ -13,6 +13,8 @@ use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::collector::target::{self, DbTargetLayer, MysqlUrl, PostgresUrl, RedisTargetLayer};
+
 pub const DEFAULT_PROFILE: &str = "vps-2gb";
 
 /// The built-in profiles, embedded so the binary needs no files beside it.
@@ -43,6 +45,10 @@ pub struct Config {
     pub profile: String,
     pub plan: PlanConfig,
     pub services: Vec<Service>,
+    /// `[[mysql]]`, `[[postgres]]`, `[[redis]]` targets (see collector/target.rs).
+    pub mysql: Vec<target::Target>,
+    pub postgres: Vec<target::Target>,
+    pub redis: Vec<target::Target>,
 }
 
 /// A watched service with its matchers and, if the profile plans it, its budget.
@@ -138,6 +144,12 @@ struct Layer {
     plan: PlanConfig,
     #[serde(default)]
     services: OrderedServices,
+    #[serde(default)]
+    mysql: Vec<DbTargetLayer<MysqlUrl>>,
+    #[serde(default)]
+    postgres: Vec<DbTargetLayer<PostgresUrl>>,
+    #[serde(default)]
+    redis: Vec<RedisTargetLayer>,
 }
 
 /// Loads the configuration: `path` may be absent, then the default profile runs as it is.
@@ -191,10 +203,31 @@ pub fn load_str(user: Option<(&str, &str)>) -> Result<Config, ConfigError> {
     let Layer {
         plan: user_plan,
         services: user_services,
+        mysql,
+        postgres,
+        redis,
         ..
     } = user_layer;
     plan.overlay(user_plan);
     merge_services(&mut services, user_services.0);
+    let (mysql, postgres, redis) = (
+        target::mysql_targets(mysql),
+        target::postgres_targets(postgres),
+        target::redis_targets(redis),
+    );
+    for (targets, section) in [
+        (&mysql, "mysql"),
+        (&postgres, "postgres"),
+        (&redis, "redis"),
+    ] {
+        target::check_unique(targets, section).map_err(|message| ConfigError {
+            file: user.map_or("(built in)", |(f, _)| f).to_string(),
+            line: 0,
+            column: 0,
+            key: section.to_string(),
+            message,
+        })?;
+    }
 
     let services = services
         .into_iter()
@@ -204,6 +237,9 @@ pub fn load_str(user: Option<(&str, &str)>) -> Result<Config, ConfigError> {
         profile,
         plan,
         services,
+        mysql,
+        postgres,
+        redis,
     })
 }
 
@@ -636,5 +672,38 @@ mod tests {
     fn new_service_without_matcher_is_refused() {
         let err = load_text("[services.flower]\ninstances = 1\n").unwrap_err();
         assert_eq!((err.line, err.key.as_str()), (1, "services.flower"));
+    }
+
+    #[test]
+    fn database_targets_parse() {
+        let config = load_text(
+            "[[mysql]]\nname = \"main\"\nurl = \"mysql://monitor@db:3306/\"\n\
+             password_file = \"/run/secrets/x\"\ntimeout = \"2s\"\n\
+             [[redis]]\nname = \"cache\"\nurl = \"redis://127.0.0.1:6379/0\"\n\
+             queues = [\"celery\", \"celery\\u0006\\u00163\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.mysql[0].name, "main");
+        assert_eq!(config.mysql[0].timeout, std::time::Duration::from_secs(2));
+        assert_eq!(config.redis[0].queues[1], "celery\x06\x163");
+        assert!(config.postgres.is_empty());
+    }
+
+    #[test]
+    fn bad_database_url_is_located_without_its_text() {
+        let err =
+            load_text("[[postgres]]\nname = \"pg\"\nurl = \"mysql://u:sekrit@h/\"\n").unwrap_err();
+        assert_eq!(err.line, 3);
+        assert_eq!(err.key, "postgres.url");
+        assert!(!err.to_string().contains("sekrit"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_target_names_are_refused() {
+        let err = load_text(
+            "[[redis]]\nname = \"a\"\nurl = \"redis://h/\"\n[[redis]]\nname = \"a\"\nurl = \"redis://i/\"\n",
+        )
+        .unwrap_err();
+        assert!(err.message.contains("two targets"), "{err}");
     }
 }

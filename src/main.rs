@@ -120,7 +120,9 @@ fn main() {
 }
 
 fn run(flags: Flags) -> anyhow::Result<()> {
-    let config = config::load(flags.config_file.as_deref())?;
+    let mut config = config::load(flags.config_file.as_deref())?;
+    collector::target::add_env_targets(&mut config, |var| std::env::var(var).ok())
+        .map_err(anyhow::Error::msg)?;
     if flags.config_check {
         print_config(&config);
         return Ok(());
@@ -176,6 +178,11 @@ fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
             flags.pss_max_age,
         ))));
     }
+    collectors.extend(collector::target::collectors(
+        config.mysql,
+        config.postgres,
+        config.redis,
+    ));
     collectors
 }
 

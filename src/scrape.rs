@@ -104,7 +104,8 @@ async fn run_one(
     timeout: Duration,
 ) -> (Duration, anyhow::Result<MetricSet>) {
     let started = Instant::now();
-    let result = match tokio::time::timeout(timeout, collector.collect()).await {
+    let deadline = started + timeout;
+    let result = match tokio::time::timeout_at(deadline, collector.collect(deadline)).await {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!(
             "did not finish within the scrape timeout of {timeout:?}"

@@ -3,9 +3,15 @@
 
 pub mod exporter;
 pub mod host;
+pub mod mysql;
+pub mod postgres;
+pub mod redis;
 pub mod services;
+pub mod target;
 
 use std::sync::Arc;
+
+use tokio::time::Instant;
 
 use crate::metrics::MetricSet;
 
@@ -13,6 +19,9 @@ use crate::metrics::MetricSet;
 pub enum Collector {
     Host(host::Host),
     Services(Box<services::Services>),
+    Mysql(mysql::Mysql),
+    Postgres(postgres::Postgres),
+    Redis(redis::Redis),
 }
 
 impl Collector {
@@ -21,17 +30,26 @@ impl Collector {
         match self {
             Collector::Host(_) => "host",
             Collector::Services(_) => "services",
+            Collector::Mysql(_) => "mysql",
+            Collector::Postgres(_) => "postgres",
+            Collector::Redis(_) => "redis",
         }
     }
 
     /// Gathers this collector's metrics. Readers of /proc block on the kernel, so they run on the
-    /// blocking pool and never stall the scrapes of network collectors.
-    pub async fn collect(self: Arc<Self>) -> anyhow::Result<MetricSet> {
+    /// blocking pool and never stall the scrapes of network collectors. Network collectors bound
+    /// each target's work by `deadline` (the scrape's end), so a slow server gives its own `up 0`
+    /// in time instead of the whole collector being cut off.
+    pub async fn collect(self: Arc<Self>, deadline: Instant) -> anyhow::Result<MetricSet> {
         match &*self {
+            Collector::Mysql(c) => c.collect(deadline).await,
+            Collector::Postgres(c) => c.collect(deadline).await,
+            Collector::Redis(c) => c.collect(deadline).await,
             Collector::Host(_) | Collector::Services(_) => {
                 tokio::task::spawn_blocking(move || match &*self {
                     Collector::Host(c) => c.collect(),
                     Collector::Services(c) => c.collect(),
+                    _ => unreachable!("network collectors run above"),
                 })
                 .await?
             }

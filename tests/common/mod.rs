@@ -2,6 +2,8 @@
 //! would start it, scrapes, and reading a value out of the text format.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod servers;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

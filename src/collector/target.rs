@@ -1,0 +1,516 @@
+//! What the database and Redis collectors share: a target's config (`[[mysql]]`, `[[postgres]]`,
+//! `[[redis]]`, or one target named `default` from `STACK_MYSQL_URL`, `STACK_POSTGRES_URL`,
+//! `STACK_REDIS_URL`), the password kept out of every message, and the time a target may take.
+//!
+//! Credentials come from the URL, the environment or a `password_file`. No error, log line, label
+//! or metric is ever built from the URL: messages name the target and the error's kind.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// How long a target's connect and queries may take in one scrape unless configured.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often slow-changing figures (sizes, server variables) are fetched unless configured.
+pub const DEFAULT_SLOW_INTERVAL: Duration = Duration::from_secs(60);
+/// Time kept back from the scrape's deadline so that `up 0` and the rest are encoded in time.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+
+/// The kind of server a target is: its URL schemes and the variable that gives a default target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Mysql,
+    Postgres,
+    Redis,
+}
+
+impl Kind {
+    pub fn schemes(self) -> &'static [&'static str] {
+        match self {
+            Kind::Mysql => &["mysql"],
+            Kind::Postgres => &["postgres", "postgresql"],
+            Kind::Redis => &["redis", "rediss", "redis+unix", "unix"],
+        }
+    }
+
+    /// The config section and collector name.
+    pub fn section(self) -> &'static str {
+        match self {
+            Kind::Mysql => "mysql",
+            Kind::Postgres => "postgres",
+            Kind::Redis => "redis",
+        }
+    }
+
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Kind::Mysql => "STACK_MYSQL_URL",
+            Kind::Postgres => "STACK_POSTGRES_URL",
+            Kind::Redis => "STACK_REDIS_URL",
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            Kind::Mysql => "mysql://user[:password]@host:3306/",
+            Kind::Postgres => "postgres://user[:password]@host:5432/postgres",
+            Kind::Redis => "redis://[user:password@]host:6379/0",
+        }
+    }
+}
+
+/// A database URL. Its text is never shown: `Debug` prints its scheme only.
+#[derive(Clone, PartialEq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// The URL, for the driver only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Checks the scheme and that there is a host part; the message never repeats the URL.
+    pub fn parse(text: &str, kind: Kind) -> Result<SecretUrl, String> {
+        let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme {
+            Some(s) if kind.schemes().contains(&s.as_str()) => Ok(SecretUrl(text.to_string())),
+            _ => Err(format!(
+                "not a {} URL (expected {})",
+                kind.schemes().join(":// or ") + "://",
+                kind.example()
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let scheme = self.0.split_once("://").map_or("?", |(s, _)| s);
+        write!(f, "SecretUrl({scheme}://…)")
+    }
+}
+
+/// A duration in the config: "3s", "500ms", "2m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_duration(&text)
+            .map(ConfigDuration)
+            .map_err(de::Error::custom)
+    }
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let (number, unit) = trimmed.split_at(
+        trimmed
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(trimmed.len()),
+    );
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"3s\", \"500ms\" or \"2m\""))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
+    };
+    if !(seconds >= 0.0 && seconds.is_finite()) {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A target's name, the value of its `target` label: short, printable, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetName(pub String);
+
+impl<'de> Deserialize<'de> for TargetName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if ok {
+            Ok(TargetName(name))
+        } else {
+            Err(de::Error::custom(format!(
+                "a target name is 1 to 64 letters, digits, '_', '-' or '.' (got {name:?})"
+            )))
+        }
+    }
+}
+
+macro_rules! url_type {
+    ($name:ident, $kind:expr) => {
+        /// A URL of this kind, checked while the config is parsed.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name(pub SecretUrl);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                SecretUrl::parse(&text, $kind)
+                    .map($name)
+                    .map_err(de::Error::custom)
+            }
+        }
+    };
+}
+
+url_type!(MysqlUrl, Kind::Mysql);
+url_type!(PostgresUrl, Kind::Postgres);
+url_type!(RedisUrl, Kind::Redis);
+
+/// `[[mysql]]` or `[[postgres]]` as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbTargetLayer<U> {
+    pub name: TargetName,
+    pub url: U,
+    pub password_file: Option<PathBuf>,
+    pub timeout: Option<ConfigDuration>,
+    /// How often sizes and server variables are fetched.
+    pub slow_interval: Option<ConfigDuration>,
+}
+
+/// `[[redis]]` as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTargetLayer {
+    pub name: TargetName,
+    pub url: RedisUrl,
+    pub password_file: Option<PathBuf>,
+    pub timeout: Option<ConfigDuration>,
+    /// Celery queue lists to LLEN; `["celery"]` when not given.
+    pub queues: Option<Vec<String>>,
+}
+
+/// One configured server, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub name: String,
+    pub url: SecretUrl,
+    pub password_file: Option<PathBuf>,
+    pub timeout: Duration,
+    pub slow_interval: Duration,
+    /// Redis only.
+    pub queues: Vec<String>,
+}
+
+impl Target {
+    fn from_db<U>(layer: DbTargetLayer<U>, url: impl Fn(U) -> SecretUrl) -> Target {
+        Target {
+            name: layer.name.0,
+            url: url(layer.url),
+            password_file: layer.password_file,
+            timeout: layer.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            slow_interval: layer.slow_interval.map_or(DEFAULT_SLOW_INTERVAL, |t| t.0),
+            queues: Vec::new(),
+        }
+    }
+
+    /// The password from `password_file`, if one is configured (read at each connect, so a
+    /// rotated secret is picked up); trailing newlines are dropped.
+    pub fn file_password(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(path)
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|e| format!("cannot read password_file {}: {}", path.display(), e.kind()))
+    }
+
+    /// When this target's work in a scrape must end: its own timeout or the scrape's deadline
+    /// less a margin, whichever comes first.
+    pub fn work_deadline(&self, scrape_deadline: Instant) -> Instant {
+        let own = Instant::now() + self.timeout;
+        let scrape = scrape_deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(scrape_deadline);
+        own.min(scrape)
+    }
+}
+
+pub fn mysql_targets(layers: Vec<DbTargetLayer<MysqlUrl>>) -> Vec<Target> {
+    layers
+        .into_iter()
+        .map(|l| Target::from_db(l, |u| u.0))
+        .collect()
+}
+
+pub fn postgres_targets(layers: Vec<DbTargetLayer<PostgresUrl>>) -> Vec<Target> {
+    layers
+        .into_iter()
+        .map(|l| Target::from_db(l, |u| u.0))
+        .collect()
+}
+
+pub fn redis_targets(layers: Vec<RedisTargetLayer>) -> Vec<Target> {
+    layers
+        .into_iter()
+        .map(|l| Target {
+            name: l.name.0,
+            url: l.url.0,
+            password_file: l.password_file,
+            timeout: l.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+            slow_interval: DEFAULT_SLOW_INTERVAL,
+            queues: l.queues.unwrap_or_else(|| vec!["celery".to_string()]),
+        })
+        .collect()
+}
+
+/// Adds the target named `default` that `STACK_*_URL` gives, unless the config has one by that
+/// name. `lookup` reads the environment (a parameter so tests need not change theirs).
+pub fn add_env_target(
+    targets: &mut Vec<Target>,
+    kind: Kind,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    let var = kind.env_var();
+    let Some(text) = lookup(var).filter(|t| !t.trim().is_empty()) else {
+        return Ok(());
+    };
+    let url = SecretUrl::parse(text.trim(), kind).map_err(|e| format!("{var}: {e}"))?;
+    if targets.iter().any(|t| t.name == "default") {
+        log::info!("{var} ignored: the config file already has a target named \"default\"");
+        return Ok(());
+    }
+    targets.push(Target {
+        name: "default".to_string(),
+        url,
+        password_file: None,
+        timeout: DEFAULT_TIMEOUT,
+        slow_interval: DEFAULT_SLOW_INTERVAL,
+        queues: if kind == Kind::Redis {
+            vec!["celery".to_string()]
+        } else {
+            Vec::new()
+        },
+    });
+    Ok(())
+}
+
+/// Adds the `default` targets of `STACK_MYSQL_URL`, `STACK_POSTGRES_URL` and `STACK_REDIS_URL`.
+pub fn add_env_targets(
+    config: &mut crate::config::Config,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    add_env_target(&mut config.mysql, Kind::Mysql, &lookup)?;
+    add_env_target(&mut config.postgres, Kind::Postgres, &lookup)?;
+    add_env_target(&mut config.redis, Kind::Redis, &lookup)
+}
+
+/// The database and Redis collectors that have targets; each without one says once that it is off.
+pub fn collectors(
+    mysql: Vec<Target>,
+    postgres: Vec<Target>,
+    redis: Vec<Target>,
+) -> Vec<super::Collector> {
+    let mut out = Vec::new();
+    for (kind, targets) in [
+        (Kind::Mysql, mysql),
+        (Kind::Postgres, postgres),
+        (Kind::Redis, redis),
+    ] {
+        let (section, var) = (kind.section(), kind.env_var());
+        if targets.is_empty() {
+            log::info!("collector {section} is off: no [[{section}]] target in the config and {var} is not set");
+            continue;
+        }
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        log::info!("collector {section}: targets {}", names.join(", "));
+        out.push(match kind {
+            Kind::Redis => super::Collector::Redis(super::redis::Redis::new(targets)),
+            Kind::Mysql => super::Collector::Mysql(super::mysql::Mysql::new(targets)),
+            Kind::Postgres => super::Collector::Postgres(super::postgres::Postgres::new(targets)),
+        });
+    }
+    out
+}
+
+/// Rejects two targets of one kind with the same name (their series would collide).
+pub fn check_unique(targets: &[Target], section: &str) -> Result<(), String> {
+    for (i, t) in targets.iter().enumerate() {
+        if targets[..i].iter().any(|o| o.name == t.name) {
+            return Err(format!(
+                "[[{section}]]: two targets are named {:?}; each needs its own name",
+                t.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A driver's error as a log line can carry it: its message with anything that looks like a URL
+/// with credentials cut out, on one line.
+pub fn describe(error: &dyn fmt::Display, password: Option<&str>) -> String {
+    let mut text = error.to_string().replace('\n', " ");
+    if let Some(p) = password.filter(|p| !p.is_empty()) {
+        text = text.replace(p, "***");
+    }
+    // user:secret@host in any URL-like text.
+    let mut out = String::with_capacity(text.len());
+    for word in text.split(' ') {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        match (word.find("://"), word.rfind('@')) {
+            (Some(start), Some(at)) if at > start => {
+                out.push_str(&word[..start + 3]);
+                out.push_str("***");
+                out.push_str(&word[at..]);
+            }
+            _ => out.push_str(word),
+        }
+    }
+    out
+}
+
+/// Remembers a target's last failure, so that a server that stays down logs one warning (and
+/// one when the reason changes, and one info line when it is back), not one per scrape.
+#[derive(Debug, Default)]
+pub struct Health {
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn failed(&self, collector: &str, target: &str, reason: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(reason) {
+            log::debug!("{collector} target {target:?} still down: {reason}");
+        } else {
+            log::warn!("{collector} target {target:?} is down (up 0): {reason}");
+            *last = Some(reason.to_string());
+        }
+    }
+
+    pub fn succeeded(&self, collector: &str, target: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.take().is_some() {
+            log::info!("{collector} target {target:?} is up again");
+        }
+    }
+}
+
+/// The `target` label.
+pub fn target_label(name: &str) -> crate::metrics::Labels {
+    vec![("target", name.to_string())]
+}
+
+/// Like [`describe`], with the error's causes after it (tokio-postgres says only "db error" at the
+/// top; the server's message is its source).
+pub fn describe_chain(error: &dyn std::error::Error, password: Option<&str>) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    describe(&text, password)
+}
+
+/// A label value shown as text: control characters (Celery's priority queues are named
+/// `celery\x06\x163`) become `\xHH`.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_debug_hides_credentials() {
+        let url = SecretUrl::parse("mysql://u:hunter2@db:3306/", Kind::Mysql).unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn wrong_scheme_message_does_not_repeat_url() {
+        let err = SecretUrl::parse("http://u:hunter2@db/", Kind::Postgres).unwrap_err();
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn env_target_is_named_default() {
+        let mut targets = Vec::new();
+        add_env_target(&mut targets, Kind::Redis, &|v| {
+            (v == "STACK_REDIS_URL").then(|| "redis://127.0.0.1:6379/0".to_string())
+        })
+        .unwrap();
+        assert_eq!(targets[0].name, "default");
+        assert_eq!(targets[0].queues, vec!["celery"]);
+        let err = add_env_target(&mut targets, Kind::Mysql, &|_| {
+            Some("postgres://a:sekrit@h/".into())
+        })
+        .unwrap_err();
+        assert!(err.starts_with("STACK_MYSQL_URL"), "{err}");
+        assert!(!err.contains("sekrit"), "{err}");
+    }
+
+    #[test]
+    fn describe_cuts_credentials() {
+        let msg = describe(
+            &"failed for redis://bob:pw123@host:6379/0 (pw123)",
+            Some("pw123"),
+        );
+        assert!(!msg.contains("pw123"), "{msg}");
+        assert!(msg.contains("@host:6379/0"), "{msg}");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("celery\x06\x163"), "celery\\x06\\x163");
+        assert_eq!(printable("celery"), "celery");
+    }
+
+    #[test]
+    fn work_deadline_is_the_earlier() {
+        let target = Target {
+            name: "x".into(),
+            url: SecretUrl::parse("redis://h/", Kind::Redis).unwrap(),
+            password_file: None,
+            timeout: Duration::from_secs(3),
+            slow_interval: DEFAULT_SLOW_INTERVAL,
+            queues: vec![],
+        };
+        let soon = Instant::now() + Duration::from_secs(1);
+        assert!(target.work_deadline(soon) <= soon - DEADLINE_MARGIN);
+        let late = Instant::now() + Duration::from_secs(30);
+        assert!(target.work_deadline(late) <= Instant::now() + Duration::from_secs(3));
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+    }
+}

@@ -1,0 +1,437 @@
+//! Throwaway MariaDB, PostgreSQL and Redis servers for the integration tests: started from the
+//! binaries on PATH, in temp dirs, on free ports, never the servers on this machine's standard
+//! ports. Each is stopped (and its directory removed) when dropped; `stop` and `start` let a test
+//! take a server away mid-run and bring it back on the same port with the same data.
+#![allow(dead_code)] // each test binary uses its own server
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use super::{free_port, require, wait_for, wait_for_port, Guard};
+
+fn run(command: &mut Command) -> Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A TCP port that accepts connections (the kernel completes the handshake into the backlog) and
+/// never says a word: a server that hangs.
+pub struct SilentListener {
+    listener: TcpListener,
+    pub port: u16,
+}
+
+impl SilentListener {
+    pub fn start() -> SilentListener {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        SilentListener { listener, port }
+    }
+}
+
+/// A file holding `password` (as a secret mounted by a container would), in `dir`.
+pub fn password_file(dir: &Path, password: &str) -> PathBuf {
+    let path = dir.join("password");
+    std::fs::write(&path, format!("{password}\n")).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------------------------------- Redis
+
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    guard: Option<Guard>,
+    binary: PathBuf,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let binary = require("redis-server", "apt-get install redis-server");
+        require("redis-cli", "apt-get install redis-tools");
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: super::temp_dir(),
+            guard: None,
+            binary,
+        };
+        server.start_again();
+        server
+    }
+
+    /// Starts the server (again) on its port.
+    pub fn start_again(&mut self) {
+        assert!(self.guard.is_none(), "redis is already running");
+        let guard = Guard::spawn(
+            Command::new(&self.binary)
+                .args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        self.guard = Some(guard);
+        wait_for("redis to answer PING", Duration::from_secs(10), || {
+            self.try_cli(&["PING"]).is_some_and(|o| o.trim() == "PONG")
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            guard.kill();
+        }
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs one command as the default user; its raw output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The user a database server runs as: this one, or `nobody` when the tests run as root (postgres
+/// refuses to run as root).
+fn unprivileged_ids() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("nobody:"))
+        .expect("running as root needs a `nobody` user to run postgres as");
+    let fields: Vec<&str> = line.split(':').collect();
+    Some((fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+}
+
+fn chown_tree(path: &Path, ids: (u32, u32)) {
+    std::os::unix::fs::chown(path, Some(ids.0), Some(ids.1)).unwrap();
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path).unwrap() {
+            chown_tree(&entry.unwrap().path(), ids);
+        }
+    }
+}
+
+fn as_user(command: &mut Command, ids: Option<(u32, u32)>) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = ids {
+        command.uid(uid).gid(gid).env("HOME", "/tmp");
+    }
+    command
+}
+
+/// Asks a server started by a Guard to shut down cleanly (SIGINT is PostgreSQL's fast shutdown,
+/// SIGTERM MariaDB's) and waits for it; SIGKILL after 20 s.
+fn shut_down(guard: &mut Guard, signal: i32) {
+    // SAFETY: kill with a pid we own.
+    unsafe {
+        libc::kill(guard.pid() as i32, signal);
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if let Ok(Some(_)) = guard.child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    guard.kill();
+}
+
+// ----------------------------------------------------------------------------------- PostgreSQL
+
+pub struct PostgresServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    ids: Option<(u32, u32)>,
+    guard: Option<Guard>,
+}
+
+fn postgres_bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .filter(|bin| bin.join("postgres").is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    match found.pop() {
+        Some(bin) => bin,
+        None => require("postgres", "apt-get install postgresql postgresql-contrib")
+            .parent()
+            .unwrap()
+            .to_path_buf(),
+    }
+}
+
+impl PostgresServer {
+    /// A fresh cluster: local (socket) connections trusted, TCP needs a password (scram), and
+    /// pg_stat_statements preloaded.
+    pub fn start() -> PostgresServer {
+        let bin = postgres_bin_dir();
+        let ids = unprivileged_ids();
+        let dir = super::temp_dir();
+        if let Some(ids) = ids {
+            chown_tree(dir.path(), ids);
+        }
+        let data = dir.path().join("data");
+        run(as_user(
+            Command::new(bin.join("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                ])
+                .args(["--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"]),
+            ids,
+        ));
+        let mut server = PostgresServer {
+            port: free_port(),
+            dir,
+            bin,
+            ids,
+            guard: None,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.guard.is_none(), "postgres is already running");
+        let log = std::fs::File::create(self.dir.path().join("postgres.log")).unwrap();
+        if let Some(ids) = self.ids {
+            chown_tree(&self.dir.path().join("postgres.log"), ids);
+        }
+        let guard = Guard::spawn(as_user(
+            Command::new(self.bin.join("postgres"))
+                .arg("-D")
+                .arg(self.dir.path().join("data"))
+                .args(["-p", &self.port.to_string(), "-k"])
+                .arg(self.dir.path())
+                .args(["-c", "listen_addresses=127.0.0.1"])
+                .args(["-c", "shared_preload_libraries=pg_stat_statements"])
+                .args(["-c", "fsync=off", "-c", "max_connections=40"])
+                .stdout(Stdio::null())
+                .stderr(log),
+            self.ids,
+        ));
+        self.guard = Some(guard);
+        wait_for(
+            "postgres to accept queries",
+            Duration::from_secs(20),
+            || self.try_psql("postgres", "SELECT 1").is_some(),
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            shut_down(&mut guard, libc::SIGINT);
+        }
+    }
+
+    /// A psql command line as the superuser over the socket; add `-c SQL` or stdin.
+    pub fn psql_command(&self, database: &str) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
+            .arg("-h")
+            .arg(self.dir.path())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"]);
+        as_user(&mut command, self.ids);
+        command
+    }
+
+    fn try_psql(&self, database: &str, sql: &str) -> Option<String> {
+        let output = self
+            .psql_command(database)
+            .args(["-c", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Runs SQL as the superuser; its output, unaligned, tuples only.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let output = run(self.psql_command(database).args(["-c", sql]));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// -------------------------------------------------------------------------------------- MariaDB
+
+pub struct MariadbServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    guard: Option<Guard>,
+}
+
+impl MariadbServer {
+    /// A fresh datadir; root logs in over the socket without a password, TCP users need one.
+    /// performance_schema is on (MariaDB's default is off) so statement latency can be checked.
+    pub fn start() -> MariadbServer {
+        let install = require("mariadb-install-db", "apt-get install mariadb-server");
+        let binary = require("mariadbd", "apt-get install mariadb-server");
+        require("mariadb", "apt-get install mariadb-client");
+        let dir = super::temp_dir();
+        let user = std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    "root".into()
+                } else {
+                    "nobody".into()
+                }
+            });
+        run(Command::new(install)
+            .arg("--no-defaults")
+            .arg("--auth-root-authentication-method=normal")
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--user={user}"))
+            .args(["--skip-test-db", "--skip-name-resolve"]));
+        let mut server = MariadbServer {
+            port: free_port(),
+            dir,
+            binary,
+            guard: None,
+        };
+        server.start_again();
+        server
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("mysqld.sock")
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.guard.is_none(), "mariadbd is already running");
+        let dir = self.dir.path();
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--socket={}", self.socket().display()))
+            .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .arg(format!("--port={}", self.port))
+            .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
+            .args(["--performance-schema=ON", "--innodb-buffer-pool-size=32M"])
+            .args([
+                "--innodb-log-file-size=8M",
+                "--skip-log-bin",
+                "--max-connections=60",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            command.arg("--user=root");
+        }
+        self.guard = Some(Guard::spawn(&mut command));
+        wait_for_port(self.port, Duration::from_secs(30));
+        wait_for("mariadbd to answer", Duration::from_secs(30), || {
+            self.try_sql("SELECT 1").is_some()
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            shut_down(&mut guard, libc::SIGTERM);
+        }
+    }
+
+    /// The mariadb client as root over the socket; add `-e SQL` or stdin.
+    pub fn client_command(&self) -> Command {
+        let mut command = Command::new("mariadb");
+        command
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "--batch", "--skip-column-names"]);
+        command
+    }
+
+    fn try_sql(&self, sql: &str) -> Option<String> {
+        let output = self
+            .client_command()
+            .args(["-e", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// Runs SQL as root; its output, tab-separated, without column names.
+    pub fn sql(&self, sql: &str) -> String {
+        let output = run(self.client_command().args(["-e", sql]));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for MariadbServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

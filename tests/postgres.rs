@@ -1,0 +1,274 @@
+//! The PostgreSQL collector against a real throwaway cluster: values checked against the server's
+//! own answers, a server stopped and started mid-run, a wrong password, a port that never answers.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::servers::{password_file, PostgresServer, SilentListener};
+use common::{metric, must, temp_dir, wait_for, write, Exporter};
+
+const GOOD_PASSWORD: &str = "Pg-Mon-Pass-8812";
+const ENV_PASSWORD: &str = "Pg-Env-Pass-3307";
+const WRONG_PASSWORD: &str = "Pg-Wr0ng-Pass-6650";
+
+fn setup(pg: &PostgresServer) {
+    pg.psql(
+        "postgres",
+        &format!(
+            "CREATE ROLE monitor LOGIN PASSWORD '{GOOD_PASSWORD}' IN ROLE pg_monitor; \
+             CREATE ROLE envmon LOGIN PASSWORD '{ENV_PASSWORD}' IN ROLE pg_monitor; \
+             CREATE EXTENSION pg_stat_statements;"
+        ),
+    );
+}
+
+/// A psql session that stays connected, with `sql` run first.
+fn session(pg: &PostgresServer, sql: &str) -> Child {
+    let mut child = pg
+        .psql_command("postgres")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.as_mut().unwrap(), "{sql}").unwrap();
+    child
+}
+
+fn total_connections(text: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with("stack_postgres_connections{") && l.contains("target=\"main\""))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn postgres_collector_against_a_real_server() {
+    let mut pg = PostgresServer::start();
+    setup(&pg);
+    let silent = SilentListener::start();
+    let dir = temp_dir();
+    let secret = password_file(dir.path(), GOOD_PASSWORD);
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[[postgres]]\nname = \"main\"\nurl = \"postgres://monitor@127.0.0.1:{port}/postgres\"\n\
+             password_file = {secret:?}\ntimeout = \"2s\"\nslow_interval = \"0s\"\n\n\
+             [[postgres]]\nname = \"badpass\"\n\
+             url = \"postgres://monitor:{WRONG_PASSWORD}@127.0.0.1:{port}/postgres\"\n\n\
+             [[postgres]]\nname = \"hang\"\nurl = \"postgres://monitor@127.0.0.1:{silent}/postgres\"\n\
+             timeout = \"500ms\"\n",
+            port = pg.port,
+            silent = silent.port,
+        ),
+    );
+    let env_url = format!(
+        "postgresql://envmon:{ENV_PASSWORD}@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let exporter = Exporter::start_with_env(
+        &[&format!("--config.file={}", config.display())],
+        &[("STACK_POSTGRES_URL", &env_url)],
+    );
+
+    let started = Instant::now();
+    let text = exporter.scrape();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
+    assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 1.0);
+    assert_eq!(
+        must(&text, "stack_postgres_up", &[("target", "default")]),
+        1.0
+    );
+    assert_eq!(
+        must(&text, "stack_postgres_up", &[("target", "badpass")]),
+        0.0
+    );
+    assert_eq!(must(&text, "stack_postgres_up", &[("target", "hang")]), 0.0);
+    must(&text, "stack_host_memory_total_bytes", &[]);
+
+    // max_connections as the server says.
+    let max: f64 = pg.psql("postgres", "SHOW max_connections").parse().unwrap();
+    assert_eq!(
+        must(
+            &text,
+            "stack_postgres_max_connections",
+            &[("target", "main")]
+        ),
+        max
+    );
+
+    // N more sessions, N more connections; one left in a transaction shows its age and state.
+    let before = total_connections(&text);
+    let mut sessions: Vec<Child> = (0..3).map(|_| session(&pg, "SELECT 1;")).collect();
+    sessions.push(session(&pg, "BEGIN; SELECT txid_current();"));
+    let mut text = String::new();
+    wait_for("4 more connections", Duration::from_secs(10), || {
+        text = exporter.scrape();
+        total_connections(&text) == before + 4.0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = exporter.scrape();
+    assert!(
+        must(
+            &text,
+            "stack_postgres_connections",
+            &[("target", "main"), ("state", "idle in transaction")]
+        ) >= 1.0
+    );
+    let age = must(
+        &text,
+        "stack_postgres_oldest_transaction_seconds",
+        &[("target", "main")],
+    );
+    assert!((1.4..30.0).contains(&age), "oldest transaction {age} s");
+    for mut s in sessions {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+
+    // A database with known data: its size as pg_database_size says.
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE items AS SELECT g AS id, repeat('x', 200) AS body FROM generate_series(1, 20000) g",
+    );
+    let text = exporter.scrape();
+    let size: f64 = pg
+        .psql("postgres", "SELECT pg_database_size('shop')")
+        .parse()
+        .unwrap();
+    assert!(size > 4e6, "shop is {size} bytes");
+    assert_eq!(
+        must(
+            &text,
+            "stack_postgres_database_size_bytes",
+            &[("target", "main"), ("database", "shop")]
+        ),
+        size
+    );
+
+    // Counters move with the server's own statistics.
+    let rollbacks = must(
+        &text,
+        "stack_postgres_rollbacks_total",
+        &[("target", "main")],
+    );
+    for _ in 0..3 {
+        pg.psql("shop", "BEGIN; SELECT 1; ROLLBACK;");
+    }
+    let mut text = String::new();
+    wait_for("3 more rollbacks", Duration::from_secs(10), || {
+        text = exporter.scrape();
+        must(
+            &text,
+            "stack_postgres_rollbacks_total",
+            &[("target", "main")],
+        ) >= rollbacks + 3.0
+    });
+    let server_rollbacks: f64 = pg
+        .psql(
+            "postgres",
+            "SELECT sum(xact_rollback) FROM pg_stat_database",
+        )
+        .parse()
+        .unwrap();
+    assert!(
+        must(
+            &text,
+            "stack_postgres_rollbacks_total",
+            &[("target", "main")]
+        ) <= server_rollbacks
+    );
+    must(&text, "stack_postgres_commits_total", &[("target", "main")]);
+    must(
+        &text,
+        "stack_postgres_deadlocks_total",
+        &[("target", "main")],
+    );
+    assert!(
+        must(
+            &text,
+            "stack_postgres_blocks_hit_total",
+            &[("target", "main")]
+        ) > 0.0
+    );
+    must(
+        &text,
+        "stack_postgres_blocks_read_total",
+        &[("target", "main")],
+    );
+
+    // pg_stat_statements: calls and total time, as the view says.
+    let calls = must(
+        &text,
+        "stack_postgres_statements_total",
+        &[("target", "main")],
+    );
+    assert!(calls > 0.0);
+    let server_calls: f64 = pg
+        .psql("postgres", "SELECT sum(calls) FROM pg_stat_statements")
+        .parse()
+        .unwrap();
+    assert!(calls <= server_calls, "{calls} > {server_calls}");
+    assert!(
+        must(
+            &text,
+            "stack_postgres_statement_latency_seconds_total",
+            &[("target", "main")]
+        ) > 0.0
+    );
+
+    // Stopped mid-run: up 0 within the timeout, the rest intact.
+    pg.stop();
+    let started = Instant::now();
+    let text = exporter.scrape();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
+    assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 0.0);
+    assert!(metric(
+        &text,
+        "stack_postgres_max_connections",
+        &[("target", "main")]
+    )
+    .is_none());
+    must(&text, "stack_host_memory_total_bytes", &[]);
+
+    // Back: reconnects by itself.
+    pg.start_again();
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 1.0);
+    assert_eq!(
+        must(&text, "stack_postgres_up", &[("target", "default")]),
+        1.0
+    );
+
+    // One connection per target kept across scrapes, not one per scrape.
+    let backends = || -> f64 {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stack_exporter'",
+        )
+        .parse()
+        .unwrap()
+    };
+    for _ in 0..3 {
+        exporter.scrape();
+    }
+    assert_eq!(backends(), 2.0, "main and default: one backend each");
+
+    let log = exporter.log();
+    eprintln!("exporter log:\n{log}");
+    assert!(
+        log.contains("level=warn") && log.contains("badpass") && log.contains("password"),
+        "no warning for the bad password:\n{log}"
+    );
+    for secret in [GOOD_PASSWORD, ENV_PASSWORD, WRONG_PASSWORD] {
+        assert!(!log.contains(secret), "the log shows a password:\n{log}");
+        assert!(!text.contains(secret), "/metrics shows a password");
+    }
+}
