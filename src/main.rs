@@ -1,5 +1,6 @@
 //! stack_exporter: one Prometheus exporter for a small web stack. Flags follow node_exporter.
 
+mod accesslog;
 mod collector;
 mod config;
 mod http;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::collector::{host::Host, services::Services, Collector};
+use crate::collector::{host::Host, nginx::Nginx, services::Services, storage::Storage, Collector};
 use crate::proc::ProcFs;
 
 pub const DEFAULT_PORT: u16 = 9488;
@@ -82,6 +83,15 @@ struct Flags {
     /// Disable the services collector.
     #[arg(long = "no-collector.services")]
     no_services: bool,
+
+    /// Disable the nginx collector (on when [nginx] or STACK_NGINX_ACCESS_LOG is set).
+    #[arg(long = "no-collector.nginx")]
+    no_nginx: bool,
+
+    /// Disable the storage collector (on when [storage] directories, STACK_BACKUP_DIR or
+    /// STACK_LOG_DIR are set).
+    #[arg(long = "no-collector.storage")]
+    no_storage: bool,
 
     /// How long a process's PSS (from smaps_rollup, costly for big processes) is reused before it
     /// is read again; 0s reads it on every scrape. RSS and CPU are always read fresh.
@@ -166,6 +176,19 @@ fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
             procfs.clone(),
             flags.rootfs.clone(),
         )));
+    }
+    let env = |key: &str| std::env::var(key).ok();
+    if !flags.no_nginx {
+        if let Some(nginx) = Nginx::new(&config.nginx, env) {
+            log::info!("nginx collector: {}", nginx.describe());
+            collectors.push(Collector::Nginx(nginx));
+        }
+    }
+    if !flags.no_storage {
+        if let Some(storage) = Storage::new(&config.storage, env) {
+            log::info!("storage collector: {}", storage.describe());
+            collectors.push(Collector::Storage(storage));
+        }
     }
     if !flags.no_services {
         collectors.push(Collector::Services(Services::new(

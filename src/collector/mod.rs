@@ -3,7 +3,9 @@
 
 pub mod exporter;
 pub mod host;
+pub mod nginx;
 pub mod services;
+pub mod storage;
 
 use std::sync::Arc;
 
@@ -13,6 +15,8 @@ use crate::metrics::MetricSet;
 pub enum Collector {
     Host(host::Host),
     Services(services::Services),
+    Nginx(nginx::Nginx),
+    Storage(storage::Storage),
 }
 
 impl Collector {
@@ -21,6 +25,8 @@ impl Collector {
         match self {
             Collector::Host(_) => "host",
             Collector::Services(_) => "services",
+            Collector::Nginx(_) => "nginx",
+            Collector::Storage(_) => "storage",
         }
     }
 
@@ -28,10 +34,13 @@ impl Collector {
     /// blocking pool and never stall the scrapes of network collectors.
     pub async fn collect(self: Arc<Self>) -> anyhow::Result<MetricSet> {
         match &*self {
-            Collector::Host(_) | Collector::Services(_) => {
+            Collector::Nginx(c) => c.collect().await,
+            Collector::Host(_) | Collector::Services(_) | Collector::Storage(_) => {
                 tokio::task::spawn_blocking(move || match &*self {
                     Collector::Host(c) => c.collect(),
                     Collector::Services(c) => c.collect(),
+                    Collector::Storage(c) => c.collect(),
+                    Collector::Nginx(_) => unreachable!("runs on its own above"),
                 })
                 .await?
             }
