@@ -8,6 +8,7 @@ mod logging;
 mod metrics;
 mod proc;
 mod scrape;
+mod sockdiag;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::collector::sockets::Sockets;
 use crate::collector::{host::Host, nginx::Nginx, services::Services, storage::Storage, Collector};
 use crate::proc::ProcFs;
 
@@ -87,6 +89,10 @@ struct Flags {
     /// Disable the nginx collector (on when [nginx] or STACK_NGINX_ACCESS_LOG is set).
     #[arg(long = "no-collector.nginx")]
     no_nginx: bool,
+
+    /// Disable the sockets collector (listen queues, connections and exposure per service).
+    #[arg(long = "no-collector.sockets")]
+    no_sockets: bool,
 
     /// Disable the storage collector (on when [storage] directories, STACK_BACKUP_DIR or
     /// STACK_LOG_DIR are set).
@@ -189,6 +195,17 @@ fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
             log::info!("storage collector: {}", storage.describe());
             collectors.push(Collector::Storage(storage));
         }
+    }
+    if !flags.no_sockets {
+        // Its own matcher over the same services, for the same instance assignment.
+        let services = Services::new(
+            procfs.clone(),
+            config.profile.clone(),
+            config.plan.clone(),
+            config.services.clone(),
+            flags.pss_max_age,
+        );
+        collectors.push(Collector::Sockets(Sockets::new(procfs.clone(), services)));
     }
     if !flags.no_services {
         collectors.push(Collector::Services(Services::new(

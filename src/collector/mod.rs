@@ -5,6 +5,7 @@ pub mod exporter;
 pub mod host;
 pub mod nginx;
 pub mod services;
+pub mod sockets;
 pub mod storage;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub enum Collector {
     Host(host::Host),
     Services(services::Services),
     Nginx(nginx::Nginx),
+    Sockets(sockets::Sockets),
     Storage(storage::Storage),
 }
 
@@ -26,6 +28,7 @@ impl Collector {
             Collector::Host(_) => "host",
             Collector::Services(_) => "services",
             Collector::Nginx(_) => "nginx",
+            Collector::Sockets(_) => "sockets",
             Collector::Storage(_) => "storage",
         }
     }
@@ -35,10 +38,14 @@ impl Collector {
     pub async fn collect(self: Arc<Self>) -> anyhow::Result<MetricSet> {
         match &*self {
             Collector::Nginx(c) => c.collect().await,
-            Collector::Host(_) | Collector::Services(_) | Collector::Storage(_) => {
+            Collector::Host(_)
+            | Collector::Services(_)
+            | Collector::Sockets(_)
+            | Collector::Storage(_) => {
                 tokio::task::spawn_blocking(move || match &*self {
                     Collector::Host(c) => c.collect(),
                     Collector::Services(c) => c.collect(),
+                    Collector::Sockets(c) => c.collect(),
                     Collector::Storage(c) => c.collect(),
                     Collector::Nginx(_) => unreachable!("runs on its own above"),
                 })
