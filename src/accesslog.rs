@@ -481,8 +481,10 @@ pub const MAX_BYTES_PER_POLL: u64 = 256 << 20;
 ///   open and read to its end on this poll and the following ones until the new file has content
 ///   (the writer has reopened), so the lines Nginx writes before `nginx -s reopen` are not lost;
 ///   the new file is read from its start.
-/// - Copied and truncated (`copytruncate`): the file is shorter than the offset; reading restarts
-///   at 0. Lines written between the last poll and the truncation are in the copy, not counted.
+/// - Copied and truncated (`copytruncate`): the file is shorter than the offset, or the byte
+///   before the offset is no longer a newline (it was truncated and has grown past the offset
+///   since); reading restarts at 0. Lines written between the last poll and the truncation are in
+///   the copy, not counted; a refill that happens to put a newline at the old offset goes unseen.
 /// - Absent: nothing is read until it appears, and then from its start.
 #[derive(Debug)]
 pub struct Follower {
@@ -576,7 +578,7 @@ impl Follower {
         }
         let tail = self.current.as_mut().expect("opened above");
         let size = tail.file.metadata()?.len();
-        if size < tail.offset {
+        if size < tail.offset || (tail.offset > 0 && !tail.newline_before_offset()?) {
             tail.offset = 0;
             tail.skipping = false;
             self.truncations += 1;
@@ -596,6 +598,18 @@ impl Tail {
             offset: 0,
             skipping: false,
         })
+    }
+
+    /// Whether the byte before the offset is still the newline that ended the last line read. If
+    /// not, the file was truncated and has grown past the offset again since the last poll.
+    fn newline_before_offset(&mut self) -> io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        if self.skipping {
+            return Ok(true);
+        }
+        let mut byte = [0u8; 1];
+        let n = self.file.read_at(&mut byte, self.offset - 1)?;
+        Ok(n == 1 && byte[0] == b'\n')
     }
 
     /// Reads complete lines from the offset to the end of the file, at most `budget` bytes. A
@@ -888,6 +902,15 @@ mod tests {
         append(&path, "x\n");
         assert_eq!(collect(&mut f), ["x"]);
         assert_eq!(f.truncations, 1);
+        // Truncated and grown past the old offset again between two polls.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        append(&path, "yyyy\n");
+        assert_eq!(collect(&mut f), ["yyyy"]);
+        assert_eq!(f.truncations, 2);
     }
 
     #[test]

@@ -126,7 +126,10 @@ impl Exporter {
             if let Ok(Some(status)) = guard.child.try_wait() {
                 panic!("exporter exited with {status}: {}", log.lock().unwrap());
             }
-            assert!(start.elapsed() < Duration::from_secs(10), "exporter did not listen");
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "exporter did not listen"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Exporter { guard, port, log }
@@ -161,7 +164,9 @@ pub fn http_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String
 
 pub fn http_get_bytes(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
