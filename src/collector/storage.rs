@@ -112,7 +112,9 @@ pub struct DirectoryUsage {
 /// at `deadline`.
 pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage {
     let mut usage = DirectoryUsage::default();
-    match std::fs::symlink_metadata(root) {
+    // The configured path itself may be a link (/var/log/app -> /data/logs); nothing under it is
+    // followed.
+    match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => usage.present = true,
         _ => return usage,
     }
@@ -237,7 +239,7 @@ fn emit(out: &mut MetricSet, name: &str, usage: &DirectoryUsage) {
     let labels = || vec![("directory", name.to_string())];
     out.gauge(
         "stack_directory_present",
-        "1 if the configured directory exists (and is not a symlink).",
+        "1 if the configured directory exists.",
         labels(),
         f64::from(usage.present),
     );
