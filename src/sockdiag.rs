@@ -1,14 +1,16 @@
-//! Accept-queue figures of listening sockets from the kernel's sock_diag netlink interface, the
-//! source `ss -l` reads: for a listener, the current queue (`rqueue`) and its limit, the backlog
-//! (`wqueue`). /proc/net/tcp gives the queue but not the limit, and /proc/net/unix neither.
+//! TCP sockets and the accept queues of listening sockets from the kernel's sock_diag netlink
+//! interface, the source `ss` reads: for a listener, the current queue (`rqueue`) and its limit,
+//! the backlog (`wqueue`). /proc/net/tcp gives the queue but not the limit, /proc/net/unix
+//! neither, and /proc/net/tcp lists every TIME_WAIT socket (20 ms of kernel time for 3 000).
 //!
 //! A netlink socket sees the sockets of the network namespace it was created in. For a service in
-//! a container, [`listen_queues`] creates it inside the service's namespace: a short-lived thread
+//! a container, [`snapshot`] creates it inside the service's namespace: a short-lived thread
 //! enters the namespace with setns(2) (needs CAP_SYS_ADMIN, i.e. root) and creates the socket
 //! there; the socket stays bound to that namespace after the thread ends.
 
 use std::collections::HashMap;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -24,13 +26,33 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+const TCP_ESTABLISHED: u32 = 1;
 const TCP_LISTEN: u32 = 10;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
 const UNIX_DIAG_RQLEN: u16 = 4;
 
-/// Every listening TCP (IPv4 and IPv6) and Unix socket's queue in the network namespace of
-/// `netns` (a `/proc/PID/ns/net` path), or of this process when `None`.
-pub fn listen_queues(netns: Option<&Path>) -> io::Result<HashMap<u64, Queue>> {
+/// A TCP socket as sock_diag reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpSocket {
+    pub inode: u64,
+    pub local: IpAddr,
+    pub port: u16,
+    pub state: u8,
+}
+
+/// What one namespace's sock_diag dump found: listening and established TCP sockets, and the
+/// queue of every listening TCP and Unix socket by inode.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub tcp: Vec<TcpSocket>,
+    pub queues: HashMap<u64, Queue>,
+}
+
+/// The listening and established TCP sockets (IPv4 and IPv6) and the listening Unix sockets'
+/// queues in the network namespace of `netns` (a `/proc/PID/ns/net` path), or of this process
+/// when `None`. The kernel filters by state, so the TIME_WAIT crowd of a busy host that makes
+/// /proc/net/tcp slow to read costs nothing here.
+pub fn snapshot(netns: Option<&Path>) -> io::Result<Snapshot> {
     let socket = match netns {
         None => netlink_socket()?,
         Some(path) => {
@@ -39,19 +61,37 @@ pub fn listen_queues(netns: Option<&Path>) -> io::Result<HashMap<u64, Queue>> {
                 .map_err(|_| io::Error::other("namespace thread panicked"))??
         }
     };
-    let mut queues = HashMap::new();
+    let mut found = Snapshot::default();
+    let states = (1u32 << TCP_LISTEN) | (1u32 << TCP_ESTABLISHED);
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         let mut request = Vec::with_capacity(56);
         request.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
-        request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+        request.extend_from_slice(&states.to_ne_bytes());
         request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
         dump(&socket, &request, |msg| {
-            // inet_diag_msg: family, state, timer, retrans, sockid (48), expires, rqueue,
-            // wqueue, uid, inode.
-            if msg.len() >= 72 {
-                let word = |at: usize| u32::from_ne_bytes(msg[at..at + 4].try_into().unwrap());
-                queues.insert(
-                    u64::from(word(68)),
+            // inet_diag_msg: family, state, timer, retrans, sockid (sport, dport, src[16],
+            // dst[16], if, cookie[2]), expires, rqueue, wqueue, uid, inode.
+            if msg.len() < 72 {
+                return;
+            }
+            let word = |at: usize| u32::from_ne_bytes(msg[at..at + 4].try_into().unwrap());
+            let local = match msg[0] {
+                f if f == libc::AF_INET as u8 => {
+                    IpAddr::V4(Ipv4Addr::new(msg[8], msg[9], msg[10], msg[11]))
+                }
+                _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&msg[8..24]).unwrap())),
+            };
+            let inode = u64::from(word(68));
+            let state = msg[1];
+            found.tcp.push(TcpSocket {
+                inode,
+                local,
+                port: u16::from_be_bytes([msg[4], msg[5]]),
+                state,
+            });
+            if u32::from(state) == TCP_LISTEN {
+                found.queues.insert(
+                    inode,
                     Queue {
                         length: word(56),
                         limit: word(60),
@@ -81,7 +121,7 @@ pub fn listen_queues(netns: Option<&Path>) -> io::Result<HashMap<u64, Queue>> {
             }
             if kind == UNIX_DIAG_RQLEN && len >= 12 {
                 let word = |at: usize| u32::from_ne_bytes(attrs[at..at + 4].try_into().unwrap());
-                queues.insert(
+                found.queues.insert(
                     u64::from(inode),
                     Queue {
                         length: word(4),
@@ -92,7 +132,7 @@ pub fn listen_queues(netns: Option<&Path>) -> io::Result<HashMap<u64, Queue>> {
             attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
         }
     })?;
-    Ok(queues)
+    Ok(found)
 }
 
 fn netlink_socket() -> io::Result<OwnedFd> {
@@ -218,10 +258,24 @@ mod tests {
             .map(|_| std::net::TcpStream::connect(address).unwrap())
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let queues = listen_queues(None).unwrap();
-        let queue = queues[&inode_of(listener.as_raw_fd())];
+        let found = snapshot(None).unwrap();
+        let inode = inode_of(listener.as_raw_fd());
+        let queue = found.queues[&inode];
         assert_eq!(queue.length, 2);
         assert!(queue.limit > 0);
+        let socket = found.tcp.iter().find(|s| s.inode == inode).unwrap();
+        assert_eq!((socket.local, socket.port), (address.ip(), address.port()));
+        let clients = found
+            .tcp
+            .iter()
+            .filter(|s| s.state == 1 && s.port != address.port())
+            .filter(|s| {
+                _clients
+                    .iter()
+                    .any(|c| c.local_addr().unwrap().port() == s.port)
+            })
+            .count();
+        assert_eq!(clients, 2);
     }
 
     #[test]
@@ -229,7 +283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let listener = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
         let _client = std::os::unix::net::UnixStream::connect(dir.path().join("s")).unwrap();
-        let queues = listen_queues(None).unwrap();
+        let queues = snapshot(None).unwrap().queues;
         let queue = queues[&inode_of(listener.as_raw_fd())];
         assert_eq!(queue.length, 1);
         assert!(queue.limit > 0);
@@ -239,7 +293,7 @@ mod tests {
     fn enters_a_namespace_given_by_path() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let own = Path::new("/proc/self/ns/net");
-        let queues = listen_queues(Some(own)).unwrap();
+        let queues = snapshot(Some(own)).unwrap().queues;
         assert!(queues.contains_key(&inode_of(listener.as_raw_fd())));
     }
 }

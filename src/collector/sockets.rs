@@ -2,10 +2,11 @@
 //!
 //! Processes are matched to services and grouped into instances exactly as the services collector
 //! does ([`Services::instance_pids`]). A service's sockets are the `socket:[inode]` links in its
-//! processes' /proc/PID/fd; each inode is looked up in the TCP and Unix tables of the process's own
-//! network namespace (/proc/PID/net/tcp, tcp6, unix), so a service in a container is seen as it
-//! sees itself. Queue limits (the backlog) come from sock_diag netlink (src/sockdiag.rs); where
-//! that is refused, only the queue length of TCP listeners is published.
+//! processes' /proc/PID/fd; each inode is looked up in the socket tables of the process's own
+//! network namespace, so a service in a container is seen as it sees itself: TCP sockets and
+//! listener queues with their limits (the backlog) from sock_diag netlink (src/sockdiag.rs), Unix
+//! sockets from /proc/PID/net/unix. Where netlink is refused, TCP comes from /proc/PID/net/tcp{,6}
+//! and only the queue length of TCP listeners is published.
 //!
 //! Besides the services' own listeners, listeners on the ports the plans name (3306, 5432, 6379,
 //! 8000) that no watched service owns are published with `service="unknown"`: a Django dev server
@@ -160,30 +161,47 @@ struct Namespace {
 }
 
 impl Namespace {
-    /// `pid_dir` is /proc/PID (or /proc/self); `own` says the namespace is the exporter's.
+    /// `pid_dir` is /proc/PID (or /proc/self); `own` says the namespace is the exporter's. TCP
+    /// sockets come from sock_diag when it answers, else from /proc/PID/net/tcp{,6}.
     fn read(pid_dir: &Path, own: bool) -> Namespace {
         let read = |name: &str| std::fs::read_to_string(pid_dir.join("net").join(name));
-        let mut tcp = HashMap::new();
-        for table in ["tcp", "tcp6"] {
-            for socket in read(table).map(|t| parse_tcp_table(&t)).unwrap_or_default() {
-                tcp.insert(socket.inode, socket);
+        let ns_path = pid_dir.join("ns/net");
+        let mut namespace = Namespace {
+            unix: read("unix")
+                .map(|t| parse_unix_table(&t))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s.inode, s))
+                .collect(),
+            ..Namespace::default()
+        };
+        match sockdiag::snapshot((!own).then_some(ns_path.as_path())) {
+            Ok(snapshot) => {
+                for s in snapshot.tcp {
+                    let rx_queue = snapshot.queues.get(&s.inode).map_or(0, |q| q.length);
+                    namespace.tcp.insert(
+                        s.inode,
+                        TcpSocket {
+                            inode: s.inode,
+                            local: s.local,
+                            port: s.port,
+                            state: s.state,
+                            rx_queue,
+                        },
+                    );
+                }
+                namespace.queues = Some(snapshot.queues);
+            }
+            Err(e) => {
+                log::debug!("sock_diag in {}: {e}; reading /proc", ns_path.display());
+                for table in ["tcp", "tcp6"] {
+                    for socket in read(table).map(|t| parse_tcp_table(&t)).unwrap_or_default() {
+                        namespace.tcp.insert(socket.inode, socket);
+                    }
+                }
             }
         }
-        let unix = read("unix")
-            .map(|t| parse_unix_table(&t))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|s| (s.inode, s))
-            .collect();
-        let ns_path = pid_dir.join("ns/net");
-        let queues = match sockdiag::listen_queues((!own).then_some(ns_path.as_path())) {
-            Ok(queues) => Some(queues),
-            Err(e) => {
-                log::debug!("sock_diag in {}: {e}", ns_path.display());
-                None
-            }
-        };
-        Namespace { tcp, unix, queues }
+        namespace
     }
 }
 
@@ -307,33 +325,33 @@ impl Sockets {
         for ((name, _), service) in groups.iter().zip(&found) {
             emit_service(&mut out, name, service);
         }
-        self.emit_unowned(&mut out, &owners);
+        let own = own_ns.and_then(|ns| namespace_ids.get(&ns)).copied();
+        let own = match own {
+            Some(index) => &namespaces[index],
+            None => &Namespace::read(&self.procfs.path("self"), true),
+        };
+        emit_unowned(&mut out, own, &owners);
         Ok(out)
     }
+}
 
-    /// Listeners on planned ports in the exporter's own namespace that no service owns.
-    fn emit_unowned(&self, out: &mut MetricSet, owners: &HashMap<u64, (usize, usize, usize)>) {
-        let own = Namespace {
-            tcp: ["net/tcp", "net/tcp6"]
-                .iter()
-                .filter_map(|t| self.procfs.read(t).ok())
-                .flat_map(|t| parse_tcp_table(&t))
-                .map(|s| (s.inode, s))
-                .collect(),
-            ..Namespace::default()
-        };
-        let mut unowned = BTreeSet::new();
-        for socket in own.tcp.values() {
-            if socket.state == TCP_LISTEN
-                && PLANNED_PORTS.contains(&socket.port)
-                && !owners.contains_key(&socket.inode)
-            {
-                unowned.insert((socket.port, address_class(&socket.local)));
-            }
+/// Listeners on planned ports in the exporter's own namespace that no service owns.
+fn emit_unowned(
+    out: &mut MetricSet,
+    own: &Namespace,
+    owners: &HashMap<u64, (usize, usize, usize)>,
+) {
+    let mut unowned = BTreeSet::new();
+    for socket in own.tcp.values() {
+        if socket.state == TCP_LISTEN
+            && PLANNED_PORTS.contains(&socket.port)
+            && !owners.contains_key(&socket.inode)
+        {
+            unowned.insert((socket.port, address_class(&socket.local)));
         }
-        for (port, class) in unowned {
-            listen_info(out, UNKNOWN_SERVICE, &port.to_string(), class);
-        }
+    }
+    for (port, class) in unowned {
+        listen_info(out, UNKNOWN_SERVICE, &port.to_string(), class);
     }
 }
 
