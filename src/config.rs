@@ -13,6 +13,8 @@ use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::collector::nginx::NginxConfig;
+use crate::collector::storage::StorageConfig;
 use crate::collector::target::{self, DbTargetLayer, MysqlUrl, PostgresUrl, RedisTargetLayer};
 
 pub const DEFAULT_PROFILE: &str = "vps-2gb";
@@ -49,6 +51,10 @@ pub struct Config {
     pub mysql: Vec<target::Target>,
     pub postgres: Vec<target::Target>,
     pub redis: Vec<target::Target>,
+    /// `[nginx]`: access log and stub_status (collector/nginx.rs).
+    pub nginx: NginxConfig,
+    /// `[storage]`: directories to size (collector/storage.rs).
+    pub storage: StorageConfig,
 }
 
 /// A watched service with its matchers and, if the profile plans it, its budget.
@@ -150,6 +156,10 @@ struct Layer {
     postgres: Vec<DbTargetLayer<PostgresUrl>>,
     #[serde(default)]
     redis: Vec<RedisTargetLayer>,
+    #[serde(default)]
+    nginx: NginxConfig,
+    #[serde(default)]
+    storage: StorageConfig,
 }
 
 /// Loads the configuration: `path` may be absent, then the default profile runs as it is.
@@ -206,6 +216,8 @@ pub fn load_str(user: Option<(&str, &str)>) -> Result<Config, ConfigError> {
         mysql,
         postgres,
         redis,
+        nginx,
+        storage,
         ..
     } = user_layer;
     plan.overlay(user_plan);
@@ -240,6 +252,8 @@ pub fn load_str(user: Option<(&str, &str)>) -> Result<Config, ConfigError> {
         mysql,
         postgres,
         redis,
+        nginx,
+        storage,
     })
 }
 
@@ -666,6 +680,28 @@ mod tests {
             err.to_string().lines().next().unwrap(),
             format!("stack.toml:2:11: key `profile`: {}", err.message)
         );
+    }
+
+    #[test]
+    fn traffic_and_storage_sections_parse_and_are_checked() {
+        let config = load_text(
+            "[nginx]\naccess_log = \"/var/log/nginx/access.log\"\nformat = \"stack\"\n\
+             asgi_prefixes = [\"/api/async/\"]\n\
+             [storage]\ndirectories = { backups = \"/var/backups/mysql\" }\nmax_duration = \"1s\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.nginx.asgi_prefixes.unwrap()[0].0, "/api/async/");
+        assert_eq!(config.storage.directories.len(), 1);
+        let err = load_text("[nginx]\nformat = \"json\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (2, "nginx.format"));
+        let err = load_text("[nginx]\nstatic_prefixes = [\"static/\"]\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (2, "nginx.static_prefixes"));
+        let err = load_text("[nginx]\n\nstub_status_url = \"https://x/\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (3, "nginx.stub_status_url"));
+        let err = load_text("[storage]\ndirectories = { Backups = \"/b\" }\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        let err = load_text("[storage]\nmax_duration = \"soon\"\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_str()), (2, "storage.max_duration"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! stack_exporter: one Prometheus exporter for a small web stack. Flags follow node_exporter.
 
+mod accesslog;
 mod collector;
 mod config;
 mod http;
@@ -7,6 +8,7 @@ mod logging;
 mod metrics;
 mod proc;
 mod scrape;
+mod sockdiag;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::collector::{host::Host, services::Services, Collector};
+use crate::collector::sockets::Sockets;
+use crate::collector::{host::Host, nginx::Nginx, services::Services, storage::Storage, Collector};
 use crate::proc::ProcFs;
 
 pub const DEFAULT_PORT: u16 = 9488;
@@ -82,6 +85,19 @@ struct Flags {
     /// Disable the services collector.
     #[arg(long = "no-collector.services")]
     no_services: bool,
+
+    /// Disable the nginx collector (on when [nginx] or STACK_NGINX_ACCESS_LOG is set).
+    #[arg(long = "no-collector.nginx")]
+    no_nginx: bool,
+
+    /// Disable the sockets collector (listen queues, connections and exposure per service).
+    #[arg(long = "no-collector.sockets")]
+    no_sockets: bool,
+
+    /// Disable the storage collector (on when [storage] directories, STACK_BACKUP_DIR or
+    /// STACK_LOG_DIR are set).
+    #[arg(long = "no-collector.storage")]
+    no_storage: bool,
 
     /// How long a process's PSS (from smaps_rollup, costly for big processes) is reused before it
     /// is read again; 0s reads it on every scrape. RSS and CPU are always read fresh.
@@ -169,14 +185,33 @@ fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
             flags.rootfs.clone(),
         )));
     }
+    let env = |key: &str| std::env::var(key).ok();
+    if !flags.no_nginx {
+        if let Some(nginx) = Nginx::new(&config.nginx, env) {
+            log::info!("nginx collector: {}", nginx.describe());
+            collectors.push(Collector::Nginx(nginx));
+        }
+    }
+    if !flags.no_storage {
+        if let Some(storage) = Storage::new(&config.storage, env) {
+            log::info!("storage collector: {}", storage.describe());
+            collectors.push(Collector::Storage(storage));
+        }
+    }
+    // One matcher for the services and sockets collectors: the same instance assignment, and
+    // each process's match computed once.
+    let services = Arc::new(Services::new(
+        procfs.clone(),
+        config.profile,
+        config.plan,
+        config.services,
+        flags.pss_max_age,
+    ));
+    if !flags.no_sockets {
+        collectors.push(Collector::Sockets(Sockets::new(procfs, services.clone())));
+    }
     if !flags.no_services {
-        collectors.push(Collector::Services(Box::new(Services::new(
-            procfs,
-            config.profile,
-            config.plan,
-            config.services,
-            flags.pss_max_age,
-        ))));
+        collectors.push(Collector::Services(services));
     }
     collectors.extend(collector::target::collectors(
         config.mysql,

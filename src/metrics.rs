@@ -13,7 +13,6 @@ use prometheus_client::registry::Registry;
 pub type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[allow(dead_code)] // histograms arrive with the access-log collector
 enum Kind {
     Gauge,
     Counter,
@@ -30,7 +29,6 @@ pub struct Histogram {
 }
 
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // histograms arrive with the access-log collector
 enum Value {
     Number(f64),
     Histogram(Histogram),
@@ -71,9 +69,13 @@ impl MetricSet {
         self.push(name, help, Kind::Counter, labels, Value::Number(value));
     }
 
-    #[allow(dead_code)] // histograms arrive with the access-log collector
     pub fn histogram(&mut self, name: &str, help: &'static str, labels: Labels, h: Histogram) {
         self.push(name, help, Kind::Histogram, labels, Value::Histogram(h));
+    }
+
+    /// Declares a family with no samples yet, so that its HELP and TYPE appear even when empty.
+    pub fn declare_gauge(&mut self, name: &str, help: &'static str) {
+        self.family(name, help, Kind::Gauge);
     }
 
     pub fn extend(&mut self, other: MetricSet) {

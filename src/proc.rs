@@ -223,9 +223,10 @@ pub fn parse_smaps_rollup_pss(text: &str) -> Option<u64> {
 }
 
 /// /proc/PID/cmdline's NUL-separated arguments joined by spaces.
+/// Programs that rewrite their title (redis-server, postgres) leave a run of NULs behind it.
 pub fn parse_cmdline(raw: &[u8]) -> String {
-    let trimmed = raw.strip_suffix(b"\0").unwrap_or(raw);
-    String::from_utf8_lossy(trimmed).replace('\0', " ")
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&raw[..end]).replace('\0', " ")
 }
 
 /// Clock ticks per second and page size, asked of the kernel once.
@@ -354,5 +355,10 @@ mod tests {
             parse_cmdline(b"/usr/bin/python3\0-m\0celery\0worker\0"),
             "/usr/bin/python3 -m celery worker"
         );
+        assert_eq!(
+            parse_cmdline(b"redis-server 127.0.0.1:6379\0\0\0\0"),
+            "redis-server 127.0.0.1:6379"
+        );
+        assert_eq!(parse_cmdline(b""), "");
     }
 }

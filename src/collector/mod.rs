@@ -4,9 +4,12 @@
 pub mod exporter;
 pub mod host;
 pub mod mysql;
+pub mod nginx;
 pub mod postgres;
 pub mod redis;
 pub mod services;
+pub mod sockets;
+pub mod storage;
 pub mod target;
 
 use std::sync::Arc;
@@ -18,10 +21,13 @@ use crate::metrics::MetricSet;
 #[derive(Debug)]
 pub enum Collector {
     Host(host::Host),
-    Services(Box<services::Services>),
+    Services(Arc<services::Services>),
     Mysql(mysql::Mysql),
     Postgres(postgres::Postgres),
     Redis(redis::Redis),
+    Nginx(nginx::Nginx),
+    Sockets(sockets::Sockets),
+    Storage(storage::Storage),
 }
 
 impl Collector {
@@ -33,6 +39,9 @@ impl Collector {
             Collector::Mysql(_) => "mysql",
             Collector::Postgres(_) => "postgres",
             Collector::Redis(_) => "redis",
+            Collector::Nginx(_) => "nginx",
+            Collector::Sockets(_) => "sockets",
+            Collector::Storage(_) => "storage",
         }
     }
 
@@ -45,10 +54,16 @@ impl Collector {
             Collector::Mysql(c) => c.collect(deadline).await,
             Collector::Postgres(c) => c.collect(deadline).await,
             Collector::Redis(c) => c.collect(deadline).await,
-            Collector::Host(_) | Collector::Services(_) => {
+            Collector::Nginx(c) => c.collect().await,
+            Collector::Host(_)
+            | Collector::Services(_)
+            | Collector::Sockets(_)
+            | Collector::Storage(_) => {
                 tokio::task::spawn_blocking(move || match &*self {
                     Collector::Host(c) => c.collect(),
                     Collector::Services(c) => c.collect(),
+                    Collector::Sockets(c) => c.collect(),
+                    Collector::Storage(c) => c.collect(),
                     _ => unreachable!("network collectors run above"),
                 })
                 .await?

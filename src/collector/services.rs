@@ -102,6 +102,27 @@ impl Services {
         Ok(out)
     }
 
+    /// Each service's name and its processes' PIDs grouped by instance, in the services' order,
+    /// by the same matching and instance assignment as [`Services::collect`]; for collectors that
+    /// attribute something else to services (the sockets collector).
+    pub fn instance_pids(&self) -> anyhow::Result<Vec<(String, Vec<Vec<u32>>)>> {
+        let processes = self.read_processes()?;
+        let owners = assign_services(&processes, &self.own_services(&processes));
+        let mut grouped: Vec<std::collections::BTreeMap<usize, Vec<u32>>> =
+            vec![Default::default(); self.services.len()];
+        for (process, owner) in processes.iter().zip(&owners) {
+            if let Some(Owner { service, root }) = *owner {
+                grouped[service].entry(root).or_default().push(process.pid);
+            }
+        }
+        Ok(self
+            .services
+            .iter()
+            .zip(grouped)
+            .map(|(s, instances)| (s.name.clone(), instances.into_values().collect()))
+            .collect())
+    }
+
     fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
         let mut processes = Vec::new();
         for pid in self.procfs.pids()? {

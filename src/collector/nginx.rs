@@ -1,0 +1,498 @@
+//! Traffic as Nginx sees it (THRESHOLDS.md rows P1, P2, P5, S4, S5, W2): the access log, followed
+//! at scrape time, and `stub_status` when configured.
+//!
+//! Each scrape reads what the log gained since the last one (src/accesslog.rs: fixed-size chunks,
+//! rotation by rename or copytruncate) and adds it to counters kept since the exporter started,
+//! so no background thread runs between scrapes. See docs/traffic.md.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::accesslog::{self, Counts, Event, Follower, Format, Latency, Route, Routes};
+use crate::metrics::{Histogram, MetricSet};
+
+/// The environment variable that names the access log when the config does not.
+pub const ACCESS_LOG_ENV: &str = "STACK_NGINX_ACCESS_LOG";
+
+const STUB_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `[nginx]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxConfig {
+    pub access_log: Option<PathBuf>,
+    #[serde(default)]
+    pub format: LogFormat,
+    pub stub_status_url: Option<StubStatusUrl>,
+    pub static_prefixes: Option<Vec<PathPrefix>>,
+    pub websocket_prefixes: Option<Vec<PathPrefix>>,
+    pub asgi_prefixes: Option<Vec<PathPrefix>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Combined,
+    Stack,
+}
+
+/// A URL path prefix: starts with `/`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathPrefix(pub String);
+
+impl<'de> Deserialize<'de> for PathPrefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if !text.starts_with('/') {
+            return Err(de::Error::custom(format!(
+                "a path prefix starts with \"/\" (got {text:?})"
+            )));
+        }
+        Ok(PathPrefix(text))
+    }
+}
+
+/// `http://host[:port]/path` of Nginx's `stub_status` page. Plain HTTP only: it is meant to be
+/// served on loopback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StubStatusUrl {
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl StubStatusUrl {
+    pub fn parse(text: &str) -> Result<StubStatusUrl, String> {
+        let rest = text.strip_prefix("http://").ok_or_else(|| {
+            format!("stub_status_url must be a plain http:// URL like http://127.0.0.1/nginx_status (got {text:?})")
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        // An IPv6 address is written in brackets: [::1]:8080.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(inner) => {
+                let (host, after) = inner
+                    .split_once(']')
+                    .ok_or_else(|| format!("unclosed [ in {text:?}"))?;
+                (host, after.strip_prefix(':'))
+            }
+            None => match authority.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            },
+        };
+        let port = match port {
+            Some(port) => port
+                .parse()
+                .map_err(|_| format!("bad port {port:?} in {text:?}"))?,
+            None => 80,
+        };
+        if host.is_empty() {
+            return Err(format!("no host in {text:?}"));
+        }
+        Ok(StubStatusUrl {
+            host: host.into(),
+            port,
+            path: path.into(),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StubStatusUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        StubStatusUrl::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
+
+#[derive(Debug)]
+pub struct Nginx {
+    log: Option<Arc<Mutex<AccessLog>>>,
+    stub_status: Option<StubStatusUrl>,
+}
+
+#[derive(Debug)]
+struct AccessLog {
+    follower: Follower,
+    counts: Counts,
+    format: Format,
+    routes: Routes,
+}
+
+impl Nginx {
+    /// The collector, or `None` when neither an access log (config or `STACK_NGINX_ACCESS_LOG`)
+    /// nor a stub_status URL is configured.
+    pub fn new(config: &NginxConfig, env: impl Fn(&str) -> Option<String>) -> Option<Nginx> {
+        let path = config.access_log.clone().or_else(|| {
+            env(ACCESS_LOG_ENV)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        });
+        if path.is_none() && config.stub_status_url.is_none() {
+            return None;
+        }
+        let defaults = Routes::default();
+        let prefixes = |given: &Option<Vec<PathPrefix>>, default: Vec<String>| match given {
+            Some(list) => list.iter().map(|p| p.0.clone()).collect(),
+            None => default,
+        };
+        let routes = Routes {
+            static_prefixes: prefixes(&config.static_prefixes, defaults.static_prefixes),
+            websocket_prefixes: prefixes(&config.websocket_prefixes, defaults.websocket_prefixes),
+            asgi_prefixes: prefixes(&config.asgi_prefixes, defaults.asgi_prefixes),
+        };
+        let log = path.map(|path| {
+            Arc::new(Mutex::new(AccessLog {
+                follower: Follower::new(path),
+                counts: Counts::default(),
+                format: match config.format {
+                    LogFormat::Combined => Format::Combined,
+                    LogFormat::Stack => Format::Stack,
+                },
+                routes,
+            }))
+        });
+        Some(Nginx {
+            log,
+            stub_status: config.stub_status_url.clone(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        let log = self.log.as_ref().map(|l| {
+            let log = l.lock().unwrap_or_else(|e| e.into_inner());
+            format!("access log {}", log.follower.path().display())
+        });
+        let stub = self
+            .stub_status
+            .as_ref()
+            .map(|u| format!("stub_status http://{}:{}{}", u.host, u.port, u.path));
+        [log, stub]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// File reads and the stub_status round trip block, so both run on the blocking pool.
+    pub async fn collect(&self) -> anyhow::Result<MetricSet> {
+        let log = self.log.clone();
+        let stub = self.stub_status.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = MetricSet::default();
+            if let Some(log) = log {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                log.poll()?;
+                log.emit(&mut out);
+            }
+            if let Some(url) = stub {
+                emit_stub_status(&mut out, &url);
+            }
+            Ok(out)
+        })
+        .await?
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl AccessLog {
+    fn poll(&mut self) -> anyhow::Result<()> {
+        let now = unix_now();
+        let AccessLog {
+            follower,
+            counts,
+            format,
+            routes,
+        } = self;
+        let result = follower.poll(|event| match event {
+            Event::Line(line) => counts.add_line(line, *format, routes, now),
+            Event::Broken => counts.add_broken(),
+        });
+        if let Err(e) = result {
+            // The counts so far stay published; the error shows in the log and in
+            // stack_nginx_log_file_open.
+            log::warn!("reading {}: {e}", follower.path().display());
+        }
+        Ok(())
+    }
+
+    fn emit(&self, out: &mut MetricSet) {
+        let counts = &self.counts;
+        for route in Route::ALL {
+            for (class, name) in accesslog::STATUS_CLASSES.iter().enumerate() {
+                out.counter(
+                    "stack_nginx_http_requests_total",
+                    "Requests in the Nginx access log since the exporter started, by route (static, wsgi, asgi, websocket) and status class.",
+                    vec![("route", route.name().into()), ("status_class", (*name).into())],
+                    counts.requests[route as usize][class] as f64,
+                );
+            }
+        }
+        if counts.has_latency || self.format == Format::Stack {
+            for route in Route::ALL {
+                out.histogram(
+                    "stack_nginx_http_request_duration_seconds",
+                    "$request_time of the requests in the access log, by route. A websocket's is its whole connection.",
+                    vec![("route", route.name().into())],
+                    histogram(&counts.request_time[route as usize]),
+                );
+            }
+            for route in Route::ALL {
+                out.histogram(
+                    "stack_nginx_upstream_response_duration_seconds",
+                    "$upstream_response_time (summed over the upstreams tried) of the requests that reached an upstream, by route.",
+                    vec![("route", route.name().into())],
+                    histogram(&counts.upstream_time[route as usize]),
+                );
+            }
+        }
+        out.counter(
+            "stack_nginx_log_lines_total",
+            "Lines read from the access log since the exporter started.",
+            vec![],
+            counts.lines as f64,
+        );
+        out.counter(
+            "stack_nginx_log_parse_errors_total",
+            "Access log lines that did not parse (garbage, cut short, or in another log_format).",
+            vec![],
+            counts.parse_errors as f64,
+        );
+        for (kind, n) in [
+            ("rename", self.follower.rotations),
+            ("truncate", self.follower.truncations),
+        ] {
+            out.counter(
+                "stack_nginx_log_rotations_total",
+                "Rotations of the access log the exporter followed: renamed away, or truncated in place (copytruncate).",
+                vec![("kind", kind.into())],
+                n as f64,
+            );
+        }
+        out.gauge(
+            "stack_nginx_log_file_open",
+            "1 if the access log exists and is being followed, 0 if it does not exist (yet) or cannot be read.",
+            vec![],
+            f64::from(self.follower.is_open()),
+        );
+        out.gauge(
+            "stack_nginx_recent_clients",
+            "Distinct client addresses in the access log over the last 5 to 6 minutes (HyperLogLog estimate, about 1.6 % error): the concurrent-users estimate.",
+            vec![],
+            counts.clients.estimate(unix_now()).round(),
+        );
+    }
+}
+
+fn histogram(latency: &Latency) -> Histogram {
+    let mut buckets: Vec<(f64, u64)> = accesslog::BUCKETS_US
+        .iter()
+        .map(|&us| us as f64 / 1e6)
+        .chain([f64::INFINITY])
+        .zip(latency.buckets.iter().copied())
+        .collect();
+    buckets.shrink_to_fit();
+    Histogram {
+        sum: latency.sum_us as f64 / 1e6,
+        count: latency.count,
+        buckets,
+    }
+}
+
+/// The figures of Nginx's stub_status page.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct StubStatus {
+    pub active: u64,
+    pub accepted: u64,
+    pub handled: u64,
+    pub requests: u64,
+    pub reading: u64,
+    pub writing: u64,
+    pub waiting: u64,
+}
+
+/// Parses
+/// ```text
+/// Active connections: 291
+/// server accepts handled requests
+///  16630948 16630948 31070465
+/// Reading: 6 Writing: 179 Waiting: 106
+/// ```
+pub fn parse_stub_status(text: &str) -> Option<StubStatus> {
+    let mut lines = text.lines();
+    let active = lines
+        .next()?
+        .strip_prefix("Active connections:")?
+        .trim()
+        .parse()
+        .ok()?;
+    lines.next()?.starts_with("server").then_some(())?;
+    let totals: Vec<u64> = lines
+        .next()?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let words: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let field = |name: &str| -> Option<u64> {
+        let at = words.iter().position(|w| *w == name)?;
+        words.get(at + 1)?.parse().ok()
+    };
+    Some(StubStatus {
+        active,
+        accepted: *totals.first()?,
+        handled: *totals.get(1)?,
+        requests: *totals.get(2)?,
+        reading: field("Reading:")?,
+        writing: field("Writing:")?,
+        waiting: field("Waiting:")?,
+    })
+}
+
+fn fetch_stub_status(url: &StubStatusUrl) -> anyhow::Result<StubStatus> {
+    let address = (url.host.as_str(), url.port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", url.host))?;
+    let mut stream = TcpStream::connect_timeout(&address, STUB_STATUS_TIMEOUT)?;
+    stream.set_read_timeout(Some(STUB_STATUS_TIMEOUT))?;
+    stream.set_write_timeout(Some(STUB_STATUS_TIMEOUT))?;
+    write!(
+        stream,
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: stack_exporter\r\nConnection: close\r\n\r\n",
+        url.path, url.host
+    )?;
+    let mut raw = Vec::new();
+    stream.take(64 * 1024).read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("not an HTTP response"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    anyhow::ensure!(status == "200", "stub_status answered {status}");
+    parse_stub_status(body).ok_or_else(|| anyhow::anyhow!("not a stub_status page: {body:.80}"))
+}
+
+fn emit_stub_status(out: &mut MetricSet, url: &StubStatusUrl) {
+    let status = match fetch_stub_status(url) {
+        Ok(status) => Some(status),
+        Err(e) => {
+            log::warn!(
+                "nginx stub_status at {}:{}{}: {e:#}",
+                url.host,
+                url.port,
+                url.path
+            );
+            None
+        }
+    };
+    out.gauge(
+        "stack_nginx_stub_status_up",
+        "1 if Nginx's stub_status page answered in this scrape.",
+        vec![],
+        f64::from(status.is_some()),
+    );
+    let Some(s) = status else {
+        return;
+    };
+    for (state, value) in [
+        ("active", s.active),
+        ("reading", s.reading),
+        ("writing", s.writing),
+        ("waiting", s.waiting),
+    ] {
+        out.gauge(
+            "stack_nginx_connections",
+            "Client connections of Nginx by state, from stub_status (active = reading + writing + waiting).",
+            vec![("state", state.into())],
+            value as f64,
+        );
+    }
+    out.counter(
+        "stack_nginx_connections_accepted_total",
+        "Client connections Nginx accepted, from stub_status.",
+        vec![],
+        s.accepted as f64,
+    );
+    out.counter(
+        "stack_nginx_connections_handled_total",
+        "Client connections Nginx handled (less than accepted when a limit was hit), from stub_status.",
+        vec![],
+        s.handled as f64,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stub_status_page_parses() {
+        let page = "Active connections: 291 \nserver accepts handled requests\n 16630948 16630947 31070465 \nReading: 6 Writing: 179 Waiting: 106 \n";
+        assert_eq!(
+            parse_stub_status(page),
+            Some(StubStatus {
+                active: 291,
+                accepted: 16_630_948,
+                handled: 16_630_947,
+                requests: 31_070_465,
+                reading: 6,
+                writing: 179,
+                waiting: 106,
+            })
+        );
+        assert_eq!(parse_stub_status("<html>"), None);
+    }
+
+    #[test]
+    fn stub_status_urls() {
+        assert_eq!(
+            StubStatusUrl::parse("http://127.0.0.1:8080/nginx_status"),
+            Ok(StubStatusUrl {
+                host: "127.0.0.1".into(),
+                port: 8080,
+                path: "/nginx_status".into()
+            })
+        );
+        let url = StubStatusUrl::parse("http://[::1]/s").unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("::1", 80));
+        assert!(StubStatusUrl::parse("https://x/").is_err());
+        assert!(StubStatusUrl::parse("http://x:port/").is_err());
+    }
+
+    #[test]
+    fn off_unless_configured_and_env_names_the_log() {
+        let none = |_: &str| None;
+        assert!(Nginx::new(&NginxConfig::default(), none).is_none());
+        let env = |k: &str| (k == ACCESS_LOG_ENV).then(|| "/nonexistent/access.log".to_string());
+        let nginx = Nginx::new(&NginxConfig::default(), env).unwrap();
+        assert!(nginx.describe().contains("/nonexistent/access.log"));
+    }
+
+    #[test]
+    fn histograms_end_with_inf_and_hold_the_thresholds() {
+        let mut latency = Latency::default();
+        latency.observe(500_000);
+        let h = histogram(&latency);
+        let bounds: Vec<f64> = h.buckets.iter().map(|b| b.0).collect();
+        for threshold in [0.1, 0.2, 0.5, 1.0, 2.0] {
+            assert!(bounds.contains(&threshold), "{threshold}");
+        }
+        assert_eq!(*bounds.last().unwrap(), f64::INFINITY);
+        assert_eq!(h.buckets.iter().find(|b| b.0 == 0.5).unwrap().1, 1);
+        assert_eq!((h.count, h.sum), (1, 0.5));
+    }
+}

@@ -1,0 +1,362 @@
+//! Sizes of the directories the plan budgets (THRESHOLDS.md rows D3, D4, D5): backups (count,
+//! size, newest and oldest file), logs, media, static files, ML models.
+//!
+//! A walk visits regular files under the directory and never follows a symlink (a link is neither
+//! counted nor entered, so nothing outside the directory is reached). Each walk stops after
+//! `max_files` entries or `max_duration`, and says so in `stack_directory_walk_truncated`. Sizes
+//! change slowly, so a walk's result is reused for `min_interval`.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::metrics::MetricSet;
+
+pub const BACKUP_DIR_ENV: &str = "STACK_BACKUP_DIR";
+pub const LOG_DIR_ENV: &str = "STACK_LOG_DIR";
+
+/// `[storage]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `name = "/path"`; the name becomes the `directory` label.
+    #[serde(default)]
+    pub directories: BTreeMap<DirectoryName, PathBuf>,
+    /// Most entries (files, directories, links) one walk visits; default 100 000.
+    pub max_files: Option<u64>,
+    /// Longest one walk may take; default "2s".
+    pub max_duration: Option<ConfigDuration>,
+    /// How long a walk's result is reused; default "60s", "0s" walks on every scrape.
+    pub min_interval: Option<ConfigDuration>,
+}
+
+/// A `directory` label value: lower-case letters, digits and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirectoryName(pub String);
+
+impl<'de> Deserialize<'de> for DirectoryName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        let fine = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !fine {
+            return Err(de::Error::custom(format!(
+                "a directory name is lower-case letters, digits and _ (got {name:?})"
+            )));
+        }
+        Ok(DirectoryName(name))
+    }
+}
+
+/// A duration written as "500ms", "2s", "5m", "1h", or a whole number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        let expected = || de::Error::custom("expected a duration like \"2s\", \"500ms\" or \"5m\"");
+        match Raw::deserialize(d).map_err(|_| expected())? {
+            Raw::Int(n) if n >= 0 => Ok(ConfigDuration(Duration::from_secs(n as u64))),
+            Raw::Int(_) => Err(expected()),
+            Raw::Text(text) => {
+                let split = text
+                    .find(|c: char| c.is_ascii_alphabetic())
+                    .unwrap_or(text.len());
+                let (number, unit) = text.split_at(split);
+                let value: f64 = number.trim().parse().map_err(|_| expected())?;
+                let seconds = match unit {
+                    "ms" => value / 1000.0,
+                    "s" | "" => value,
+                    "m" => value * 60.0,
+                    "h" => value * 3600.0,
+                    _ => return Err(expected()),
+                };
+                if !(seconds >= 0.0 && seconds.is_finite()) {
+                    return Err(expected());
+                }
+                Ok(ConfigDuration(Duration::from_secs_f64(seconds)))
+            }
+        }
+    }
+}
+
+/// What one walk of a directory found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectoryUsage {
+    pub present: bool,
+    pub files: u64,
+    pub bytes: u64,
+    /// mtimes of the newest and oldest regular file, Unix seconds.
+    pub newest: Option<i64>,
+    pub oldest: Option<i64>,
+    /// The walk stopped early (too many entries or too long): the figures are lower bounds.
+    pub truncated: bool,
+    /// Entries that could not be read (permissions, removed during the walk).
+    pub errors: u64,
+}
+
+/// Walks `root` without following symlinks, visiting at most `max_entries` entries and stopping
+/// at `deadline`.
+pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage {
+    let mut usage = DirectoryUsage::default();
+    // The configured path itself may be a link (/var/log/app -> /data/logs); nothing under it is
+    // followed.
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => usage.present = true,
+        _ => return usage,
+    }
+    let mut pending = vec![root.to_path_buf()];
+    let mut visited = 0u64;
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(_) => {
+                usage.errors += 1;
+                continue;
+            }
+        };
+        for entry in entries {
+            visited += 1;
+            if visited > max_entries || (visited % 256 == 0 && Instant::now() >= deadline) {
+                usage.truncated = true;
+                return usage;
+            }
+            let Ok(entry) = entry else {
+                usage.errors += 1;
+                continue;
+            };
+            // DirEntry::metadata does not follow symlinks.
+            let Ok(meta) = entry.metadata() else {
+                usage.errors += 1;
+                continue;
+            };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                usage.files += 1;
+                usage.bytes += meta.len();
+                let mtime = meta.mtime();
+                usage.newest = Some(usage.newest.map_or(mtime, |n| n.max(mtime)));
+                usage.oldest = Some(usage.oldest.map_or(mtime, |o| o.min(mtime)));
+            }
+        }
+    }
+    if Instant::now() >= deadline {
+        usage.truncated = true;
+    }
+    usage
+}
+
+#[derive(Debug)]
+pub struct Storage {
+    directories: Vec<(String, PathBuf)>,
+    max_files: u64,
+    max_duration: Duration,
+    min_interval: Duration,
+    cache: Mutex<BTreeMap<String, (Instant, DirectoryUsage)>>,
+}
+
+impl Storage {
+    /// The collector, or `None` when no directory is configured (config, `STACK_BACKUP_DIR`,
+    /// `STACK_LOG_DIR`).
+    pub fn new(config: &StorageConfig, env: impl Fn(&str) -> Option<String>) -> Option<Storage> {
+        let mut directories: BTreeMap<String, PathBuf> = config
+            .directories
+            .iter()
+            .map(|(name, path)| (name.0.clone(), path.clone()))
+            .collect();
+        for (name, var) in [("backups", BACKUP_DIR_ENV), ("logs", LOG_DIR_ENV)] {
+            if let Some(path) = env(var).filter(|p| !p.is_empty()) {
+                directories
+                    .entry(name.to_string())
+                    .or_insert_with(|| path.into());
+            }
+        }
+        if directories.is_empty() {
+            return None;
+        }
+        Some(Storage {
+            directories: directories.into_iter().collect(),
+            max_files: config.max_files.unwrap_or(100_000),
+            max_duration: config.max_duration.map_or(Duration::from_secs(2), |d| d.0),
+            min_interval: config.min_interval.map_or(Duration::from_secs(60), |d| d.0),
+            cache: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.directories
+            .iter()
+            .map(|(name, path)| format!("{name}={}", path.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn collect(&self) -> anyhow::Result<MetricSet> {
+        let mut out = MetricSet::default();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, path) in &self.directories {
+            let now = Instant::now();
+            let fresh = cache
+                .get(name)
+                .filter(|(at, _)| now.duration_since(*at) < self.min_interval)
+                .map(|(_, usage)| usage.clone());
+            let usage = match fresh {
+                Some(usage) => usage,
+                None => {
+                    let usage = walk(path, self.max_files, now + self.max_duration);
+                    if usage.truncated {
+                        log::warn!(
+                            "walk of {name} ({}) cut short after {} files: raise [storage] max_files or max_duration",
+                            path.display(),
+                            usage.files
+                        );
+                    }
+                    cache.insert(name.clone(), (now, usage.clone()));
+                    usage
+                }
+            };
+            emit(&mut out, name, &usage);
+        }
+        Ok(out)
+    }
+}
+
+fn emit(out: &mut MetricSet, name: &str, usage: &DirectoryUsage) {
+    let labels = || vec![("directory", name.to_string())];
+    out.gauge(
+        "stack_directory_present",
+        "1 if the configured directory exists.",
+        labels(),
+        f64::from(usage.present),
+    );
+    if !usage.present {
+        return;
+    }
+    out.gauge(
+        "stack_directory_size_bytes",
+        "Total size of the regular files under the directory (symlinks not followed).",
+        labels(),
+        usage.bytes as f64,
+    );
+    out.gauge(
+        "stack_directory_files",
+        "Regular files under the directory.",
+        labels(),
+        usage.files as f64,
+    );
+    if let Some(newest) = usage.newest {
+        out.gauge(
+            "stack_directory_newest_file_timestamp_seconds",
+            "mtime of the newest file under the directory, Unix seconds.",
+            labels(),
+            newest as f64,
+        );
+    }
+    if let Some(oldest) = usage.oldest {
+        out.gauge(
+            "stack_directory_oldest_file_timestamp_seconds",
+            "mtime of the oldest file under the directory, Unix seconds (how far retention reaches).",
+            labels(),
+            oldest as f64,
+        );
+    }
+    out.gauge(
+        "stack_directory_walk_truncated",
+        "1 if the last walk of the directory stopped at max_files or max_duration: its figures are lower bounds.",
+        labels(),
+        f64::from(usage.truncated),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[test]
+    fn walk_counts_files_and_skips_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("big"), vec![0u8; 10_000]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), b"12345").unwrap();
+        std::fs::write(dir.path().join("sub/b"), b"123").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("big"), dir.path().join("link-file"))
+            .unwrap();
+        filetime::set_file_mtime(
+            dir.path().join("a"),
+            filetime::FileTime::from_unix_time(1_000, 0),
+        )
+        .unwrap();
+        filetime::set_file_mtime(
+            dir.path().join("sub/b"),
+            filetime::FileTime::from_unix_time(2_000, 0),
+        )
+        .unwrap();
+        let usage = walk(dir.path(), 1000, far());
+        assert_eq!(
+            usage,
+            DirectoryUsage {
+                present: true,
+                files: 2,
+                bytes: 8,
+                newest: Some(2_000),
+                oldest: Some(1_000),
+                truncated: false,
+                errors: 0,
+            }
+        );
+    }
+
+    #[test]
+    fn walk_stops_at_the_entry_limit_and_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            std::fs::write(dir.path().join(i.to_string()), b"x").unwrap();
+        }
+        let usage = walk(dir.path(), 4, far());
+        assert!(usage.truncated);
+        assert_eq!(usage.files, 4);
+        for i in 0..300 {
+            std::fs::write(dir.path().join(format!("more{i}")), b"x").unwrap();
+        }
+        assert!(walk(dir.path(), 100_000, Instant::now()).truncated);
+        assert!(!walk(dir.path(), 100_000, far()).truncated);
+    }
+
+    #[test]
+    fn missing_directory_is_not_present() {
+        let usage = walk(Path::new("/nonexistent/backups"), 10, far());
+        assert!(!usage.present);
+    }
+
+    #[test]
+    fn env_fills_in_backups_and_logs() {
+        let env = |k: &str| match k {
+            BACKUP_DIR_ENV => Some("/var/backups/mysql".to_string()),
+            LOG_DIR_ENV => Some(String::new()),
+            _ => None,
+        };
+        let storage = Storage::new(&StorageConfig::default(), env).unwrap();
+        assert_eq!(storage.describe(), "backups=/var/backups/mysql");
+        assert!(Storage::new(&StorageConfig::default(), |_| None).is_none());
+    }
+}

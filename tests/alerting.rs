@@ -1,0 +1,225 @@
+//! Live, end to end: real Prometheus loading rules/ scrapes two real stack_exporters (profiles
+//! vps-2gb and production-cache), each watching its own real redis-server, and sends alerts to a
+//! real Alertmanager running alertmanager/alertmanager.yml. Stopping one Redis must bring
+//! StackServiceDown, with its plan_ref, into Alertmanager for that exporter's instance only;
+//! starting it again must resolve it.
+//!
+//! The rules' `for:` durations are tested by `promtool test rules` (tests/rules/); here they are
+//! shortened to 0s in a copy so that the wiring can be seen in seconds.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn start_redis(dir: &Path) -> (Guard, u16) {
+    let redis = require("redis-server", "apt-get install redis-server");
+    let port = common::free_port();
+    let guard = Guard::spawn(
+        Command::new(redis)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
+            .arg(dir)
+            .stdout(Stdio::null()),
+    );
+    wait_for_port(port, Duration::from_secs(10));
+    (guard, port)
+}
+
+/// A config that watches only the redis-server on `port`, under `profile`.
+fn exporter_for(dir: &Path, name: &str, profile: &str, port: u16) -> Exporter {
+    let config = dir.join(format!("{name}.toml"));
+    write(
+        &config,
+        &format!("profile = \"{profile}\"\n[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n"),
+    );
+    Exporter::start(&[&format!("--config.file={}", config.display())])
+}
+
+/// Copies rules/ with every `for:` shortened to 0s.
+fn fast_rules(into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    for entry in std::fs::read_dir(Path::new(ROOT).join("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let fast: String = text
+                .lines()
+                .map(|line| match line.trim_start().strip_prefix("for:") {
+                    Some(_) => {
+                        format!("{}for: 0s\n", &line[..line.len() - line.trim_start().len()])
+                    }
+                    None => format!("{line}\n"),
+                })
+                .collect();
+            write(&into.join(path.file_name().unwrap()), &fast);
+        }
+    }
+}
+
+/// The firing alerts Alertmanager holds, as JSON values.
+fn alertmanager_alerts(port: u16) -> Vec<serde_json::Value> {
+    let (status, _, body) = http_get(
+        port,
+        "/api/v2/alerts?active=true&silenced=true&inhibited=true",
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
+}
+
+fn redis_down_alerts(port: u16) -> Vec<serde_json::Value> {
+    alertmanager_alerts(port)
+        .into_iter()
+        .filter(|a| {
+            a["labels"]["alertname"] == "StackServiceDown" && a["labels"]["service"] == "redis"
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
+    let prometheus = require("prometheus", "apt-get install prometheus");
+    let alertmanager = require(
+        "prometheus-alertmanager",
+        "apt-get install prometheus-alertmanager",
+    );
+    let amtool = require("amtool", "apt-get install prometheus-alertmanager");
+    let am_config = Path::new(ROOT).join("alertmanager/alertmanager.yml");
+    let check = Command::new(amtool)
+        .arg("check-config")
+        .arg(&am_config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    let dir = temp_dir();
+    let (mut redis_a, port_a) = start_redis(&dir.path().join("."));
+    let redis_b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&redis_b_dir).unwrap();
+    let (_redis_b, port_b) = start_redis(&redis_b_dir);
+    let vps = exporter_for(dir.path(), "vps", "vps-2gb", port_a);
+    let cache = exporter_for(dir.path(), "cache", "production-cache", port_b);
+
+    let am_port = common::free_port();
+    let _am = Guard::spawn(
+        Command::new(alertmanager)
+            .arg(format!("--config.file={}", am_config.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    fast_rules(&dir.path().join("rules"));
+    let prom_port = common::free_port();
+    write(
+        &dir.path().join("prometheus.yml"),
+        &format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+             rule_files: ['rules/*.yml']\n\
+             alerting: {{ alertmanagers: [ {{ static_configs: [ {{ targets: ['127.0.0.1:{am_port}'] }} ] }} ] }}\n\
+             scrape_configs:\n  - job_name: stack\n    static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n",
+            vps.port, cache.port
+        ),
+    );
+    let _prom = Guard::spawn(
+        Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_for_port(am_port, Duration::from_secs(20));
+    wait_for_port(prom_port, Duration::from_secs(20));
+
+    // Both Redis servers run: no redis alert anywhere.
+    wait_for("both targets scraped", Duration::from_secs(30), || {
+        let (_, _, body) = http_get(
+            prom_port,
+            "/api/v1/query?query=count(stack_service_up%7Bservice%3D%22redis%22%7D%3D%3D1)",
+            &[],
+        );
+        body.contains("\"2\"]")
+    });
+    assert!(redis_down_alerts(am_port).is_empty());
+
+    // Stop vps's Redis: the alert arrives for vps's instance only, with its plan_ref.
+    redis_a.kill();
+    let vps_instance = format!("127.0.0.1:{}", vps.port);
+    wait_for(
+        "StackServiceDown in Alertmanager",
+        Duration::from_secs(60),
+        || !redis_down_alerts(am_port).is_empty(),
+    );
+    std::thread::sleep(Duration::from_secs(3)); // a second instance, if wrongly alerted, shows by now
+    let alerts = redis_down_alerts(am_port);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["labels"]["instance"], vps_instance.as_str());
+    assert_eq!(alert["labels"]["job"], "stack");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["labels"]["plan_ref"], "A5");
+    assert_eq!(alert["annotations"]["plan_ref"], "A5");
+    assert!(alert["annotations"]["runbook_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("#stackservicedown"));
+
+    // Start it again on the same port: the alert resolves.
+    let (_redis_again, _) = {
+        let redis = require("redis-server", "apt-get install redis-server");
+        let guard = Guard::spawn(
+            Command::new(redis)
+                .args([
+                    "--port",
+                    &port_a.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                ])
+                .arg(dir.path())
+                .stdout(Stdio::null()),
+        );
+        wait_for_port(port_a, Duration::from_secs(10));
+        (guard, port_a)
+    };
+    // Prometheus sends the resolution; Alertmanager lists only alerts that have not ended.
+    wait_for("the alert resolved", Duration::from_secs(90), || {
+        redis_down_alerts(am_port).is_empty()
+    });
+    drop(cache);
+}

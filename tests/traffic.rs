@@ -1,0 +1,506 @@
+//! Traffic and sockets against real servers: Nginx in front of a Gunicorn WSGI app and a Uvicorn
+//! ASGI app, a Gunicorn with a small backlog, Uvicorn connections, Redis bound two ways.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{must, require, wait_for, wait_for_port, Exporter, Guard};
+
+const WSGI_APP: &str = r#"
+import time
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path.endswith("/slow03"):
+        time.sleep(0.3)
+    elif path.endswith("/slow12"):
+        time.sleep(1.2)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"#;
+
+const ASGI_APP: &str = r#"
+import asyncio
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"].endswith("/slow03"):
+        await asyncio.sleep(0.3)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+"#;
+
+fn python_tools() -> (PathBuf, PathBuf) {
+    (
+        require("gunicorn", "pip install gunicorn"),
+        require("uvicorn", "pip install uvicorn"),
+    )
+}
+
+fn start_gunicorn(dir: &Path, port: u16, extra: &[&str]) -> Guard {
+    let (gunicorn, _) = python_tools();
+    std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).unwrap();
+    let guard = Guard::spawn(
+        Command::new(gunicorn)
+            .arg(format!("--bind=127.0.0.1:{port}"))
+            .arg(format!("--chdir={}", dir.display()))
+            .args(extra)
+            .arg("wsgi_app:app")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    wait_for_port(port, Duration::from_secs(20));
+    guard
+}
+
+fn start_uvicorn(dir: &Path, port: u16) -> Guard {
+    let (_, uvicorn) = python_tools();
+    std::fs::write(dir.join("asgi_app.py"), ASGI_APP).unwrap();
+    let guard = Guard::spawn(
+        Command::new(uvicorn)
+            .arg(format!("--app-dir={}", dir.display()))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--lifespan", "off", "--timeout-keep-alive", "60"])
+            .args(["--log-level", "warning"])
+            .arg("asgi_app:app")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    wait_for_port(port, Duration::from_secs(20));
+    guard
+}
+
+/// Sends one request and reads the whole response; returns the status.
+fn request(port: u16, path: &str, headers: &[(&str, &str)]) -> u16 {
+    common::http_get(port, path, headers).0
+}
+
+struct Nginx {
+    binary: PathBuf,
+    prefix: PathBuf,
+    _guard: Guard,
+}
+
+impl Nginx {
+    fn start(dir: &Path, port: u16, wsgi: u16, asgi: u16) -> Nginx {
+        let binary = require("nginx", "apt-get install nginx-light");
+        std::fs::create_dir_all(dir.join("static")).unwrap();
+        std::fs::write(dir.join("static/app.css"), "body {}\n").unwrap();
+        let d = dir.display();
+        let conf = format!(
+            r#"
+user root;
+worker_processes 1;
+error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    log_format stack '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time urt="$upstream_response_time" upgrade="$http_upgrade"';
+    access_log {d}/access.log stack;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location /static/ {{ alias {d}/static/; }}
+        location = /nginx_status {{ stub_status; access_log off; }}
+        location /async/ {{ proxy_pass http://127.0.0.1:{asgi}; }}
+        location /ws/ {{
+            proxy_pass http://127.0.0.1:{asgi};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+        }}
+        location / {{ proxy_pass http://127.0.0.1:{wsgi}; }}
+    }}
+}}
+"#
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let nginx = Nginx {
+            _guard: Guard::spawn(
+                Command::new(&binary)
+                    .args(Nginx::args(dir))
+                    .arg("-g")
+                    .arg(format!("daemon off; pid {d}/nginx.pid;")),
+            ),
+            binary,
+            prefix: dir.to_path_buf(),
+        };
+        wait_for_port(port, Duration::from_secs(10));
+        nginx
+    }
+
+    fn args(dir: &Path) -> Vec<String> {
+        vec![
+            "-p".into(),
+            dir.display().to_string(),
+            "-c".into(),
+            dir.join("nginx.conf").display().to_string(),
+        ]
+    }
+
+    fn reopen(&self) {
+        let output = Command::new(&self.binary)
+            .args(Nginx::args(&self.prefix))
+            .arg("-g")
+            .arg(format!("pid {}/nginx.pid;", self.prefix.display()))
+            .args(["-s", "reopen"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "nginx -s reopen failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+fn requests(text: &str, route: &str, class: &str) -> f64 {
+    must(
+        text,
+        "stack_nginx_http_requests_total",
+        &[("route", route), ("status_class", class)],
+    )
+}
+
+fn bucket(text: &str, name: &str, route: &str, le: &str) -> f64 {
+    must(text, name, &[("route", route), ("le", le)])
+}
+
+#[test]
+fn nginx_access_log_counts_routes_and_latency_and_survives_rotation() {
+    let dir = common::temp_dir();
+    let (nginx_port, wsgi_port, asgi_port) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
+    let _gunicorn = start_gunicorn(dir.path(), wsgi_port, &["--workers=2"]);
+    let _uvicorn = start_uvicorn(dir.path(), asgi_port);
+    let nginx = Nginx::start(dir.path(), nginx_port, wsgi_port, asgi_port);
+    let log = dir.path().join("access.log");
+    // One request before the exporter starts: it follows from the end, so this is not counted.
+    assert_eq!(request(nginx_port, "/", &[]), 200);
+
+    let config = dir.path().join("stack.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nginx]\naccess_log = \"{}\"\nformat = \"stack\"\n\
+             stub_status_url = \"http://127.0.0.1:{nginx_port}/nginx_status\"\n\
+             asgi_prefixes = [\"/async/\"]\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&[
+        &format!("--config.file={}", config.display()),
+        "--no-collector.host",
+        "--no-collector.services",
+        "--no-collector.sockets",
+    ]);
+
+    for _ in 0..5 {
+        assert_eq!(request(nginx_port, "/", &[]), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(request(nginx_port, "/api/slow03", &[]), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(request(nginx_port, "/api/slow12", &[]), 200);
+    }
+    for _ in 0..4 {
+        assert_eq!(request(nginx_port, "/static/app.css", &[]), 200);
+    }
+    assert_eq!(request(nginx_port, "/static/missing.css", &[]), 404);
+    for _ in 0..3 {
+        assert_eq!(request(nginx_port, "/async/hello", &[]), 200);
+    }
+    assert_eq!(request(nginx_port, "/async/slow03", &[]), 200);
+    request(
+        nginx_port,
+        "/ws/chat/",
+        &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")],
+    );
+    // A line no nginx wrote, and one cut short.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .unwrap()
+        .write_all(b"this is not an access log line\n127.0.0.1 - - [10/Oct/2024:13:\n")
+        .unwrap();
+
+    let text = exporter.scrape();
+    assert_eq!(requests(&text, "wsgi", "2xx"), 10.0, "{text}");
+    assert_eq!(requests(&text, "static", "2xx"), 4.0);
+    assert_eq!(requests(&text, "static", "4xx"), 1.0);
+    assert_eq!(requests(&text, "asgi", "2xx"), 4.0);
+    let websocket: f64 = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        .iter()
+        .map(|c| requests(&text, "websocket", c))
+        .sum();
+    assert_eq!(websocket, 1.0);
+    assert_eq!(must(&text, "stack_nginx_log_parse_errors_total", &[]), 2.0);
+    assert_eq!(must(&text, "stack_nginx_recent_clients", &[]), 1.0);
+
+    let duration = "stack_nginx_http_request_duration_seconds_bucket";
+    assert_eq!(bucket(&text, duration, "wsgi", "0.2"), 5.0, "{text}");
+    assert_eq!(bucket(&text, duration, "wsgi", "0.5"), 8.0);
+    assert_eq!(bucket(&text, duration, "wsgi", "1.0"), 8.0);
+    assert_eq!(bucket(&text, duration, "wsgi", "2.0"), 10.0);
+    assert_eq!(bucket(&text, duration, "wsgi", "+Inf"), 10.0);
+    assert_eq!(bucket(&text, duration, "asgi", "0.2"), 3.0);
+    assert_eq!(bucket(&text, duration, "asgi", "0.5"), 4.0);
+    assert_eq!(bucket(&text, duration, "static", "0.1"), 5.0);
+    let sum = must(
+        &text,
+        "stack_nginx_http_request_duration_seconds_sum",
+        &[("route", "wsgi")],
+    );
+    assert!((3.3..4.5).contains(&sum), "wsgi latency sum {sum}");
+    let upstream = "stack_nginx_upstream_response_duration_seconds_count";
+    assert_eq!(must(&text, upstream, &[("route", "wsgi")]), 10.0);
+    assert_eq!(must(&text, upstream, &[("route", "static")]), 0.0);
+
+    assert_eq!(must(&text, "stack_nginx_stub_status_up", &[]), 1.0);
+    assert!(must(&text, "stack_nginx_connections_accepted_total", &[]) >= 20.0);
+    assert!(must(&text, "stack_nginx_connections", &[("state", "active")]) >= 1.0);
+
+    // Rotation by rename: Nginx writes to the old file until it reopens.
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(request(nginx_port, "/", &[]), 200);
+    }
+    let text = exporter.scrape();
+    assert_eq!(requests(&text, "wsgi", "2xx"), 13.0, "{text}");
+    assert_eq!(request(nginx_port, "/", &[]), 200); // still the old file
+    nginx.reopen();
+    wait_for("nginx to reopen its log", Duration::from_secs(10), || {
+        log.exists()
+    });
+    for _ in 0..2 {
+        assert_eq!(request(nginx_port, "/", &[]), 200);
+    }
+    wait_for("the new log's lines", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    let text = exporter.scrape();
+    assert_eq!(requests(&text, "wsgi", "2xx"), 16.0, "{text}");
+    assert_eq!(
+        must(
+            &text,
+            "stack_nginx_log_rotations_total",
+            &[("kind", "rename")]
+        ),
+        1.0
+    );
+
+    // copytruncate: copy, then truncate in place; Nginx goes on appending from 0.
+    for _ in 0..4 {
+        assert_eq!(request(nginx_port, "/", &[]), 200);
+    }
+    assert_eq!(requests(&exporter.scrape(), "wsgi", "2xx"), 20.0);
+    std::fs::copy(&log, dir.path().join("access.log.2")).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&log)
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(request(nginx_port, "/api/slow03", &[]), 200);
+    }
+    let text = exporter.scrape();
+    assert_eq!(requests(&text, "wsgi", "2xx"), 22.0, "{text}");
+    assert_eq!(
+        must(
+            &text,
+            "stack_nginx_log_rotations_total",
+            &[("kind", "truncate")]
+        ),
+        1.0
+    );
+    assert_eq!(must(&text, "stack_nginx_log_parse_errors_total", &[]), 2.0);
+}
+
+#[test]
+fn nginx_log_that_does_not_exist_yet_is_followed_from_its_start() {
+    let dir = common::temp_dir();
+    let log = dir.path().join("later/access.log");
+    let exporter = Exporter::start_with_env(
+        &[
+            "--no-collector.host",
+            "--no-collector.services",
+            "--no-collector.sockets",
+        ],
+        &[("STACK_NGINX_ACCESS_LOG", log.to_str().unwrap())],
+    );
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 0.0);
+    assert_eq!(requests(&text, "wsgi", "2xx"), 0.0);
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(
+        &log,
+        "10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] \"GET /media/a.png HTTP/1.1\" 200 5 \"-\" \"ua\"\n\
+         10.0.0.2 - - [10/Oct/2024:13:55:37 +0000] \"GET / HTTP/1.1\" 502 5 \"-\" \"ua\"\n",
+    )
+    .unwrap();
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0);
+    assert_eq!(requests(&text, "static", "2xx"), 1.0);
+    assert_eq!(requests(&text, "wsgi", "5xx"), 1.0);
+    // The combined format has no $request_time: no histograms rather than empty ones.
+    assert!(!text.contains("stack_nginx_http_request_duration_seconds"));
+}
+
+fn sockets_exporter(dir: &Path, services: &str) -> Exporter {
+    let config = dir.join("sockets.toml");
+    std::fs::write(&config, services).unwrap();
+    Exporter::start(&[
+        &format!("--config.file={}", config.display()),
+        "--no-collector.host",
+        "--no-collector.services",
+    ])
+}
+
+#[test]
+fn gunicorn_backlog_shows_as_listen_queue() {
+    let dir = common::temp_dir();
+    let port = common::free_port();
+    let _gunicorn = start_gunicorn(
+        dir.path(),
+        port,
+        &["--workers=1", "--backlog=4", "--timeout=60"],
+    );
+    let exporter = sockets_exporter(
+        dir.path(),
+        &format!(
+            "[services.wsgi]\nmatch = [{{ cmdline = 'gunicorn .*--bind=127\\.0\\.0\\.1:{port}\\b' }}]\n"
+        ),
+    );
+    let port_label = port.to_string();
+    let labels = [("service", "wsgi"), ("port", port_label.as_str())];
+    let text = exporter.scrape();
+    assert_eq!(
+        must(&text, "stack_service_listen_queue_length", &labels),
+        0.0
+    );
+    assert_eq!(
+        must(&text, "stack_service_listen_queue_limit", &labels),
+        4.0
+    );
+
+    // Slow clients: one sync worker takes one at a time, the rest wait in the accept queue.
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+                stream
+                    .write_all(b"GET /slow12 HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .ok()?;
+                std::thread::sleep(Duration::from_secs(3));
+                Some(stream)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let text = exporter.scrape();
+    let queued = must(&text, "stack_service_listen_queue_length", &labels);
+    assert!(queued >= 3.0, "queue length {queued}:\n{text}");
+    assert_eq!(
+        must(
+            &text,
+            "stack_service_listen_info",
+            &[("service", "wsgi"), ("address_class", "loopback")]
+        ),
+        1.0
+    );
+    for client in clients {
+        let _ = client.join();
+    }
+}
+
+#[test]
+fn uvicorn_connections_are_counted() {
+    let dir = common::temp_dir();
+    let port = common::free_port();
+    let _uvicorn = start_uvicorn(dir.path(), port);
+    let exporter = sockets_exporter(
+        dir.path(),
+        &format!("[services.asgi]\nmatch = [{{ cmdline = 'uvicorn .*--port {port}\\b' }}]\n"),
+    );
+    let text = exporter.scrape();
+    assert_eq!(
+        must(&text, "stack_service_connections", &[("service", "asgi")]),
+        0.0
+    );
+    let open: Vec<TcpStream> = (0..7)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let text = exporter.scrape();
+    assert_eq!(
+        must(&text, "stack_service_connections", &[("service", "asgi")]),
+        7.0,
+        "{text}"
+    );
+    assert_eq!(
+        must(
+            &text,
+            "stack_service_instance_max_connections",
+            &[("service", "asgi")]
+        ),
+        7.0
+    );
+    drop(open);
+}
+
+#[test]
+fn redis_on_every_interface_is_exposed_and_on_loopback_is_not() {
+    let redis = require("redis-server", "apt-get install redis-server");
+    let (exposed, local) = (common::free_port(), common::free_port());
+    let dir = common::temp_dir();
+    let start = |port: u16, bind: &str| {
+        Guard::spawn(
+            Command::new(&redis)
+                .args(["--port", &port.to_string(), "--bind", bind])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--dir", dir.path().to_str().unwrap()])
+                .stdout(std::process::Stdio::null()),
+        )
+    };
+    let _exposed = start(exposed, "0.0.0.0");
+    let _local = start(local, "127.0.0.1");
+    wait_for_port(exposed, Duration::from_secs(10));
+    wait_for_port(local, Duration::from_secs(10));
+    let exporter = sockets_exporter(
+        dir.path(),
+        &format!(
+            "[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':({exposed}|{local})\\b' }}]\n"
+        ),
+    );
+    let text = exporter.scrape();
+    let info = |port: u16, class: &str| {
+        common::metric(
+            &text,
+            "stack_service_listen_info",
+            &[
+                ("service", "redis"),
+                ("port", port.to_string().as_str()),
+                ("address_class", class),
+            ],
+        )
+    };
+    assert_eq!(info(exposed, "any"), Some(1.0), "{text}");
+    assert_eq!(info(exposed, "loopback"), None);
+    assert_eq!(info(local, "loopback"), Some(1.0));
+    assert_eq!(info(local, "any"), None);
+}
