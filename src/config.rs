@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -371,6 +372,54 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         }
     };
     Ok((value * multiplier as f64).round() as u64)
+}
+
+/// A duration in the config: "3s", "500ms", "2m", "1h", or a whole number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+        }
+        let expected = "expected a duration like \"2s\", \"500ms\" or \"5m\"";
+        match Raw::deserialize(d).map_err(|_| de::Error::custom(expected))? {
+            Raw::Int(n) if n >= 0 => Ok(ConfigDuration(Duration::from_secs(n as u64))),
+            Raw::Int(n) => Err(de::Error::custom(format!("{expected} (got {n})"))),
+            Raw::Text(text) => parse_duration(&text)
+                .map(ConfigDuration)
+                .map_err(de::Error::custom),
+        }
+    }
+}
+
+/// A duration such as "3s", "500ms", "2m" or "1h"; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let (number, unit) = trimmed.split_at(
+        trimmed
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(trimmed.len()),
+    );
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like \"3s\", \"500ms\" or \"2m\""))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
+    };
+    if !(seconds >= 0.0 && seconds.is_finite()) {
+        return Err(format!("{text:?} is not a positive duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// A number of CPU cores, possibly fractional, never negative.

@@ -18,6 +18,7 @@ use clap::Parser;
 
 use crate::collector::sockets::Sockets;
 use crate::collector::{host::Host, nginx::Nginx, services::Services, storage::Storage, Collector};
+use crate::config::parse_duration;
 use crate::proc::ProcFs;
 
 pub const DEFAULT_PORT: u16 = 9488;
@@ -103,27 +104,6 @@ struct Flags {
     /// is read again; 0s reads it on every scrape. RSS and CPU are always read fresh.
     #[arg(long = "collector.services.pss-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pss_max_age: Duration,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(text.len()),
-    );
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 2m"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
-    };
-    if !(seconds >= 0.0 && seconds.is_finite()) {
-        return Err(format!("{text:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn main() {
@@ -261,5 +241,7 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+        assert_eq!(parse_duration(" 250ms "), Ok(Duration::from_millis(250)));
     }
 }

@@ -94,36 +94,20 @@ fn number(cell: &Option<String>) -> Option<f64> {
 
 impl PgTarget {
     async fn scrape(&self, deadline: Instant) -> MetricSet {
-        let name = &self.target.name;
         let mut guard = self.conn.lock().await;
-        let mut gathered = MetricSet::default();
-        let work = self.gather(&mut guard, &mut gathered);
-        let outcome = tokio::time::timeout_at(self.target.work_deadline(deadline), work).await;
-        let up = match outcome {
-            Ok(Ok(())) => {
-                self.health.succeeded("postgres", name);
-                true
-            }
-            Ok(Err(reason)) => {
-                self.health.failed("postgres", name, &reason);
-                false
-            }
-            Err(_) => {
-                self.health
-                    .failed("postgres", name, "no answer within the timeout");
-                false
-            }
+        let work = async {
+            let mut gathered = MetricSet::default();
+            self.gather(&mut guard, &mut gathered)
+                .await
+                .map(|()| gathered)
         };
-        let mut set = MetricSet::default();
-        set.gauge(
+        let up = (
             "stack_postgres_up",
             "1 if the last query round on this PostgreSQL target succeeded.",
-            target_label(name),
-            f64::from(up),
         );
-        if up {
-            set.extend(gathered);
-        } else {
+        let (is_up, set) =
+            super::target::round("postgres", &self.target, &self.health, deadline, up, work).await;
+        if !is_up {
             *guard = None;
             *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }

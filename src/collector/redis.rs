@@ -158,36 +158,20 @@ impl Redis {
 
 impl RedisTarget {
     async fn scrape(&self, deadline: Instant) -> MetricSet {
-        let name = &self.target.name;
         let mut guard = self.conn.lock().await;
-        let mut gathered = MetricSet::default();
-        let work = self.gather(&mut guard, &mut gathered);
-        let outcome = tokio::time::timeout_at(self.target.work_deadline(deadline), work).await;
-        let up = match outcome {
-            Ok(Ok(())) => {
-                self.health.succeeded("redis", name);
-                true
-            }
-            Ok(Err(reason)) => {
-                self.health.failed("redis", name, &reason);
-                false
-            }
-            Err(_) => {
-                self.health
-                    .failed("redis", name, "no answer within the timeout");
-                false
-            }
+        let work = async {
+            let mut gathered = MetricSet::default();
+            self.gather(&mut guard, &mut gathered)
+                .await
+                .map(|()| gathered)
         };
-        let mut set = MetricSet::default();
-        set.gauge(
+        let up = (
             "stack_redis_up",
             "1 if the last INFO of this Redis target succeeded.",
-            target_label(name),
-            f64::from(up),
         );
-        if up {
-            set.extend(gathered);
-        } else {
+        let (is_up, set) =
+            super::target::round("redis", &self.target, &self.health, deadline, up, work).await;
+        if !is_up {
             // A failed or cut-off connection is not trusted again: reconnect next scrape.
             *guard = None;
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use crate::config::ConfigDuration;
 use crate::metrics::MetricSet;
 
 pub const BACKUP_DIR_ENV: &str = "STACK_BACKUP_DIR";
@@ -52,44 +53,6 @@ impl<'de> Deserialize<'de> for DirectoryName {
             )));
         }
         Ok(DirectoryName(name))
-    }
-}
-
-/// A duration written as "500ms", "2s", "5m", "1h", or a whole number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConfigDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
-        let expected = || de::Error::custom("expected a duration like \"2s\", \"500ms\" or \"5m\"");
-        match Raw::deserialize(d).map_err(|_| expected())? {
-            Raw::Int(n) if n >= 0 => Ok(ConfigDuration(Duration::from_secs(n as u64))),
-            Raw::Int(_) => Err(expected()),
-            Raw::Text(text) => {
-                let split = text
-                    .find(|c: char| c.is_ascii_alphabetic())
-                    .unwrap_or(text.len());
-                let (number, unit) = text.split_at(split);
-                let value: f64 = number.trim().parse().map_err(|_| expected())?;
-                let seconds = match unit {
-                    "ms" => value / 1000.0,
-                    "s" | "" => value,
-                    "m" => value * 60.0,
-                    "h" => value * 3600.0,
-                    _ => return Err(expected()),
-                };
-                if !(seconds >= 0.0 && seconds.is_finite()) {
-                    return Err(expected());
-                }
-                Ok(ConfigDuration(Duration::from_secs_f64(seconds)))
-            }
-        }
     }
 }
 

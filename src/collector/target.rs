@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::ConfigDuration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -92,43 +93,6 @@ impl fmt::Debug for SecretUrl {
         let scheme = self.0.split_once("://").map_or("?", |(s, _)| s);
         write!(f, "SecretUrl({scheme}://…)")
     }
-}
-
-/// A duration in the config: "3s", "500ms", "2m".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_duration(&text)
-            .map(ConfigDuration)
-            .map_err(de::Error::custom)
-    }
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let (number, unit) = trimmed.split_at(
-        trimmed
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(trimmed.len()),
-    );
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like \"3s\", \"500ms\" or \"2m\""))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
-    };
-    if !(seconds >= 0.0 && seconds.is_finite()) {
-        return Err(format!("{text:?} is not a positive duration"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// A target's name, the value of its `target` label: short, printable, no spaces.
@@ -405,6 +369,47 @@ impl Health {
     }
 }
 
+/// One query round of a target, bounded by its deadline: whether it is up, and its series (the
+/// `up` gauge, then what the round gathered if it succeeded). A failure is logged through
+/// `health`, once per reason; the caller drops its connection so the next scrape reconnects.
+pub async fn round(
+    collector: &str,
+    target: &Target,
+    health: &Health,
+    deadline: Instant,
+    up: (&str, &'static str),
+    work: impl std::future::Future<Output = Result<crate::metrics::MetricSet, String>>,
+) -> (bool, crate::metrics::MetricSet) {
+    let name = &target.name;
+    let gathered = match tokio::time::timeout_at(target.work_deadline(deadline), work).await {
+        Ok(Ok(gathered)) => {
+            health.succeeded(collector, name);
+            Some(gathered)
+        }
+        Ok(Err(reason)) => {
+            health.failed(collector, name, &reason);
+            None
+        }
+        Err(_) => {
+            health.failed(collector, name, "no answer within the timeout");
+            None
+        }
+    };
+    let mut set = crate::metrics::MetricSet::default();
+    let (up_name, up_help) = up;
+    set.gauge(
+        up_name,
+        up_help,
+        target_label(name),
+        f64::from(gathered.is_some()),
+    );
+    let is_up = gathered.is_some();
+    if let Some(gathered) = gathered {
+        set.extend(gathered);
+    }
+    (is_up, set)
+}
+
 /// The `target` label.
 pub fn target_label(name: &str) -> crate::metrics::Labels {
     vec![("target", name.to_string())]
@@ -504,13 +509,5 @@ mod tests {
         assert!(target.work_deadline(soon) <= soon - DEADLINE_MARGIN);
         let late = Instant::now() + Duration::from_secs(30);
         assert!(target.work_deadline(late) <= Instant::now() + Duration::from_secs(3));
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("3 fortnights").is_err());
     }
 }
