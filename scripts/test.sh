@@ -44,7 +44,12 @@ install_dependencies() {
   python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Python packages: ${missing[*]}"
-    python3 -m pip install -q "${missing[@]}"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null
+    fi
+    # Debian's own Python refuses pip installs outside a venv (PEP 668) unless told otherwise.
+    python3 -m pip install -q "${missing[@]}" ||
+      python3 -m pip install -q --break-system-packages "${missing[@]}"
   fi
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 }
