@@ -61,8 +61,8 @@ impl Collector {
             | Collector::Storage(_) => {
                 tokio::task::spawn_blocking(move || match &*self {
                     Collector::Host(c) => c.collect(),
-                    Collector::Services(c) => c.collect(),
-                    Collector::Sockets(c) => c.collect(),
+                    Collector::Services(c) => c.collect(deadline),
+                    Collector::Sockets(c) => c.collect(deadline),
                     Collector::Storage(c) => c.collect(),
                     _ => unreachable!("network collectors run above"),
                 })

@@ -10,7 +10,7 @@
 
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Matcher, PlanConfig, Service};
@@ -26,6 +26,8 @@ pub struct Services {
     pss_max_age: Duration,
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
     match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
+    /// The last scrape's processes, matched and grouped, keyed by that scrape's deadline.
+    snapshot: Mutex<Option<(ScrapeKey, Arc<Snapshot>)>>,
     ticks_per_second: f64,
     page_size: u64,
 }
@@ -40,6 +42,17 @@ struct PssReading {
     expires: Instant,
 }
 
+/// What identifies one scrape: its deadline, which every collector of that scrape is given.
+pub type ScrapeKey = tokio::time::Instant;
+
+/// The processes of one scrape with their owners. The services and sockets collectors of the same
+/// scrape share it, so /proc is listed and matched once.
+#[derive(Debug)]
+struct Snapshot {
+    processes: Vec<Process>,
+    owners: Vec<Option<Owner>>,
+}
+
 /// The service a process matched, valid while its name (`comm`) is unchanged.
 #[derive(Debug)]
 struct CachedMatch {
@@ -48,6 +61,7 @@ struct CachedMatch {
 }
 
 /// One process as this scrape saw it.
+#[derive(Debug)]
 struct Process {
     pid: u32,
     stat: PidStat,
@@ -82,15 +96,15 @@ impl Services {
             pss_max_age,
             pss_cache: Mutex::new(HashMap::new()),
             match_cache: Mutex::new(HashMap::new()),
+            snapshot: Mutex::new(None),
             ticks_per_second: proc::clock_ticks_per_second(),
             page_size: proc::page_size(),
         }
     }
 
-    pub fn collect(&self) -> anyhow::Result<MetricSet> {
-        let processes = self.read_processes()?;
-        let owners = assign_services(&processes, &self.own_services(&processes));
-        let usage = self.add_up(&processes, &owners);
+    pub fn collect(&self, scrape: ScrapeKey) -> anyhow::Result<MetricSet> {
+        let snapshot = self.snapshot(scrape)?;
+        let usage = self.add_up(&snapshot.processes, &snapshot.owners);
         let meminfo = proc::parse_meminfo(&self.procfs.read("meminfo")?);
 
         let mut out = MetricSet::default();
@@ -105,12 +119,12 @@ impl Services {
     /// Each service's name and its processes' PIDs grouped by instance, in the services' order,
     /// by the same matching and instance assignment as [`Services::collect`]; for collectors that
     /// attribute something else to services (the sockets collector).
-    pub fn instance_pids(&self) -> anyhow::Result<Vec<(String, Vec<Vec<u32>>)>> {
-        let processes = self.read_processes()?;
-        let owners = assign_services(&processes, &self.own_services(&processes));
+    pub fn instance_pids(&self, scrape: ScrapeKey) -> anyhow::Result<Vec<(String, Vec<Vec<u32>>)>> {
+        let snapshot = self.snapshot(scrape)?;
+        let (processes, owners) = (&snapshot.processes, &snapshot.owners);
         let mut grouped: Vec<std::collections::BTreeMap<usize, Vec<u32>>> =
             vec![Default::default(); self.services.len()];
-        for (process, owner) in processes.iter().zip(&owners) {
+        for (process, owner) in processes.iter().zip(owners) {
             if let Some(Owner { service, root }) = *owner {
                 grouped[service].entry(root).or_default().push(process.pid);
             }
@@ -123,11 +137,27 @@ impl Services {
             .collect())
     }
 
+    /// This scrape's processes and owners: computed by whichever collector asks first, shared
+    /// with the other (which waits for it).
+    fn snapshot(&self, scrape: ScrapeKey) -> anyhow::Result<Arc<Snapshot>> {
+        let mut slot = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((key, snapshot)) = slot.as_ref() {
+            if *key == scrape {
+                return Ok(snapshot.clone());
+            }
+        }
+        let processes = self.read_processes()?;
+        let owners = assign_services(&processes, &self.own_services(&processes));
+        let snapshot = Arc::new(Snapshot { processes, owners });
+        *slot = Some((scrape, snapshot.clone()));
+        Ok(snapshot)
+    }
+
     fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
         let mut processes = Vec::new();
         for pid in self.procfs.pids()? {
             // A process may exit between listing and reading: skip it.
-            let Some(stat) = std::fs::read_to_string(self.procfs.pid_dir(pid).join("stat"))
+            let Some(stat) = proc::read_file(&self.procfs.pid_dir(pid).join("stat"))
                 .ok()
                 .and_then(|t| proc::parse_pid_stat(&t))
             else {
@@ -265,7 +295,7 @@ impl Services {
             return reading.pss;
         }
         let path = self.procfs.pid_dir(key.0).join("smaps_rollup");
-        let pss = std::fs::read_to_string(path)
+        let pss = proc::read_file(&path)
             .ok()
             .and_then(|text| proc::parse_smaps_rollup_pss(&text));
         // Spread expiries over [max_age / 2, max_age] so readings do not all fall due together.

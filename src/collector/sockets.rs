@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::collector::services::Services;
+use crate::collector::services::{ScrapeKey, Services};
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
 use crate::sockdiag::{self, Queue};
@@ -165,7 +165,7 @@ impl Namespace {
     /// `pid_dir` is /proc/PID (or /proc/self); `own` says the namespace is the exporter's. TCP
     /// sockets come from sock_diag when it answers, else from /proc/PID/net/tcp{,6}.
     fn read(pid_dir: &Path, own: bool) -> Namespace {
-        let read = |name: &str| std::fs::read_to_string(pid_dir.join("net").join(name));
+        let read = |name: &str| crate::proc::read_file(&pid_dir.join("net").join(name));
         let ns_path = pid_dir.join("ns/net");
         let mut namespace = Namespace {
             unix: read("unix")
@@ -234,8 +234,8 @@ impl Sockets {
         Sockets { procfs, services }
     }
 
-    pub fn collect(&self) -> anyhow::Result<MetricSet> {
-        let groups = self.services.instance_pids()?;
+    pub fn collect(&self, scrape: ScrapeKey) -> anyhow::Result<MetricSet> {
+        let groups = self.services.instance_pids(scrape)?;
         let own_ns = std::fs::read_link(self.procfs.path("self/ns/net")).ok();
 
         // Every socket of every service's process: its owner and its namespace.
