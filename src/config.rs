@@ -388,14 +388,17 @@ impl<'de> Deserialize<'de> for ConfigDuration {
         }
         let expected = "expected a duration like \"2s\", \"500ms\" or \"5m\"";
         match Raw::deserialize(d).map_err(|_| de::Error::custom(expected))? {
-            Raw::Int(n) if n >= 0 => Ok(ConfigDuration(Duration::from_secs(n as u64))),
-            Raw::Int(n) => Err(de::Error::custom(format!("{expected} (got {n})"))),
+            Raw::Int(n) => parse_duration(&n.to_string())
+                .map(ConfigDuration)
+                .map_err(|e| de::Error::custom(format!("{expected}: {e}"))),
             Raw::Text(text) => parse_duration(&text)
                 .map(ConfigDuration)
                 .map_err(de::Error::custom),
         }
     }
 }
+
+const MAX_DURATION_SECONDS: f64 = 86_400.0;
 
 /// A duration such as "3s", "500ms", "2m" or "1h"; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -418,6 +421,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     if !(seconds >= 0.0 && seconds.is_finite()) {
         return Err(format!("{text:?} is not a positive duration"));
+    }
+    // Longer is never meant, and an Instant plus a huge duration overflows.
+    if seconds > MAX_DURATION_SECONDS {
+        return Err(format!("{text:?} is longer than a day"));
     }
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -11,7 +11,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::collector::exporter::VERSION;
@@ -73,7 +73,11 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) -> anyhow::Result
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req).await) }
             });
+            // A client that connects and never sends its request is dropped after 30 s, so idle
+            // connections cannot pile up and use every file descriptor.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {

@@ -249,6 +249,7 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("1e20s").is_err());
         assert_eq!(parse_duration(" 250ms "), Ok(Duration::from_millis(250)));
     }
 }

@@ -61,7 +61,11 @@ pub fn read_file(path: &Path) -> io::Result<String> {
         }
     }
     buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    // A process may name itself, or a socket, in any bytes: keep the rest of the file readable.
+    Ok(match String::from_utf8(buf) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 /// Figures from /proc/meminfo, in bytes.

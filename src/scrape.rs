@@ -52,10 +52,13 @@ impl Scraper {
     }
 
     async fn collect_all(&self, timeout: Duration) -> MetricSet {
+        // One deadline for every collector: it also names this scrape, so collectors that share
+        // work (services and sockets share a /proc snapshot) know they are in the same one.
+        let deadline = Instant::now() + timeout;
         let handles: Vec<_> = self
             .collectors
             .iter()
-            .map(|collector| tokio::spawn(run_one(collector.clone(), timeout)))
+            .map(|collector| tokio::spawn(run_one(collector.clone(), deadline)))
             .collect();
         let mut out = MetricSet::default();
         let mut outcomes = MetricSet::default();
@@ -101,14 +104,14 @@ impl Scraper {
 
 async fn run_one(
     collector: Arc<Collector>,
-    timeout: Duration,
+    deadline: Instant,
 ) -> (Duration, anyhow::Result<MetricSet>) {
     let started = Instant::now();
-    let deadline = started + timeout;
     let result = match tokio::time::timeout_at(deadline, collector.collect(deadline)).await {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!(
-            "did not finish within the scrape timeout of {timeout:?}"
+            "did not finish within the scrape timeout of {:?}",
+            deadline - started
         )),
     };
     (started.elapsed(), result)

@@ -70,19 +70,28 @@ pub struct StubStatusUrl {
 
 impl StubStatusUrl {
     pub fn parse(text: &str) -> Result<StubStatusUrl, String> {
+        // Messages never repeat the URL: it may carry a password.
         let rest = text.strip_prefix("http://").ok_or_else(|| {
-            format!("stub_status_url must be a plain http:// URL like http://127.0.0.1/nginx_status (got {text:?})")
+            "stub_status_url must be a plain http:// URL like http://127.0.0.1/nginx_status"
+                .to_string()
         })?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        if authority.contains('@') {
+            return Err(
+                "stub_status_url must not carry a user or password: serve stub_status on loopback \
+                 without authentication"
+                    .to_string(),
+            );
+        }
         // An IPv6 address is written in brackets: [::1]:8080.
         let (host, port) = match authority.strip_prefix('[') {
             Some(inner) => {
                 let (host, after) = inner
                     .split_once(']')
-                    .ok_or_else(|| format!("unclosed [ in {text:?}"))?;
+                    .ok_or_else(|| "stub_status_url: unclosed [ in the host".to_string())?;
                 (host, after.strip_prefix(':'))
             }
             None => match authority.rsplit_once(':') {
@@ -93,11 +102,11 @@ impl StubStatusUrl {
         let port = match port {
             Some(port) => port
                 .parse()
-                .map_err(|_| format!("bad port {port:?} in {text:?}"))?,
+                .map_err(|_| "stub_status_url: the port is not a number".to_string())?,
             None => 80,
         };
         if host.is_empty() {
-            return Err(format!("no host in {text:?}"));
+            return Err("stub_status_url: no host".to_string());
         }
         Ok(StubStatusUrl {
             host: host.into(),
@@ -471,6 +480,18 @@ mod tests {
         assert_eq!((url.host.as_str(), url.port), ("::1", 80));
         assert!(StubStatusUrl::parse("https://x/").is_err());
         assert!(StubStatusUrl::parse("http://x:port/").is_err());
+        let refused = StubStatusUrl::parse("http://admin:s3cret@127.0.0.1/s").unwrap_err();
+        assert!(!refused.contains("s3cret"), "{refused}");
+        for bad in [
+            "ftp://admin:s3cret@x/",
+            "http://[admin:s3cret",
+            "http://x:s3cret/",
+        ] {
+            assert!(
+                !StubStatusUrl::parse(bad).unwrap_err().contains("s3cret"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
