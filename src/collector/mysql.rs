@@ -32,6 +32,9 @@ struct MysqlTarget {
     conn: Mutex<Option<Conn>>,
     slow: std::sync::Mutex<Option<Slow>>,
     health: Health,
+    /// Whether the refusal of performance_schema has been logged: the slow figures are re-read
+    /// every minute, and the refusal is worth one line, not one a minute.
+    statements_refusal_logged: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for MysqlTarget {
@@ -107,6 +110,7 @@ impl Mysql {
                     conn: Mutex::new(None),
                     slow: std::sync::Mutex::new(None),
                     health: Health::default(),
+                    statements_refusal_logged: Default::default(),
                 })
                 .collect(),
         }
@@ -321,12 +325,15 @@ impl MysqlTarget {
                     }
                 }
                 Err(e @ mysql_async::Error::Server(_)) => {
-                    log::info!(
+                    let logged = &self.statements_refusal_logged;
+                    if !logged.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        log::info!(
                         "mysql target {:?}: performance_schema statement summary not readable, \
                          latency left out: {}",
                         self.target.name,
                         fail(e)
                     );
+                    }
                     if let Some(slow) = self.slow.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
                     {
                         slow.statements = false;

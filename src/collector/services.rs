@@ -26,6 +26,8 @@ pub struct Services {
     pss_max_age: Duration,
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
     match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
+    /// What keeps each service's CPU counter from going down when its processes exit.
+    cpu_history: Mutex<CpuHistory>,
     /// The last scrape's processes, matched and grouped, keyed by that scrape's deadline.
     snapshot: Mutex<Option<(ScrapeKey, Arc<Snapshot>)>>,
     ticks_per_second: f64,
@@ -51,6 +53,40 @@ pub type ScrapeKey = tokio::time::Instant;
 struct Snapshot {
     processes: Vec<Process>,
     owners: Vec<Option<Owner>>,
+}
+
+/// A counter must not go down, but a service's CPU time summed over its live processes does when
+/// one exits. A worker's time moves into its master's reaped-children time (cutime) when the master
+/// reaps it, so the sum holds; an instance's root is reaped by someone outside the service (the
+/// init system, on a restart), so its last-seen time is kept here instead.
+#[derive(Debug, Default)]
+struct CpuHistory {
+    /// Per live process: its service, whether it is an instance root, its CPU ticks when last seen.
+    last_seen: HashMap<ProcessKey, (usize, bool, u64)>,
+    /// Per service: the ticks of instance roots that have exited.
+    departed: Vec<u64>,
+}
+
+impl CpuHistory {
+    /// Each service's CPU ticks for its counter: its live processes plus its departed roots.
+    fn totals(
+        &mut self,
+        services: usize,
+        seen: HashMap<ProcessKey, (usize, bool, u64)>,
+    ) -> Vec<u64> {
+        self.departed.resize(services, 0);
+        for (key, &(service, is_root, ticks)) in &self.last_seen {
+            if is_root && !seen.contains_key(key) && service < services {
+                self.departed[service] += ticks;
+            }
+        }
+        let mut totals = self.departed.clone();
+        for &(service, _, ticks) in seen.values() {
+            totals[service] += ticks;
+        }
+        self.last_seen = seen;
+        totals
+    }
 }
 
 /// The service a process matched, valid while its name (`comm`) is unchanged.
@@ -97,6 +133,7 @@ impl Services {
             pss_cache: Mutex::new(HashMap::new()),
             match_cache: Mutex::new(HashMap::new()),
             snapshot: Mutex::new(None),
+            cpu_history: Mutex::new(CpuHistory::default()),
             ticks_per_second: proc::clock_ticks_per_second(),
             page_size: proc::page_size(),
         }
@@ -257,18 +294,19 @@ impl Services {
         let mut cache = self.pss_cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let mut alive = HashSet::new();
-        for (process, owner) in processes.iter().zip(owners) {
+        let mut cpu_seen = HashMap::new();
+        for (index, (process, owner)) in processes.iter().zip(owners).enumerate() {
             let Some(Owner { service, root }) = *owner else {
                 continue;
             };
             let key = (process.pid, process.stat.start_ticks);
             alive.insert(key);
+            cpu_seen.insert(key, (service, root == index, process.stat.cpu_ticks));
             let rss = process.stat.rss_pages * self.page_size;
             let pss = self.pss(&mut cache, key, now);
             let u = &mut usage[service];
             u.processes += 1;
             u.rss += rss;
-            u.cpu_ticks += process.stat.cpu_ticks;
             let counted = pss.unwrap_or_else(|| {
                 u.pss_fallbacks += 1;
                 rss
@@ -278,6 +316,13 @@ impl Services {
             *instance_pss.entry((service, root)).or_default() += counted;
         }
         cache.retain(|key, _| alive.contains(key));
+        let mut history = self.cpu_history.lock().unwrap_or_else(|e| e.into_inner());
+        for (u, ticks) in usage
+            .iter_mut()
+            .zip(history.totals(self.services.len(), cpu_seen))
+        {
+            u.cpu_ticks = ticks;
+        }
         for ((service, _), pss) in instance_pss {
             usage[service].instances += 1;
             usage[service].instance_max = usage[service].instance_max.max(pss);
@@ -533,6 +578,24 @@ mod tests {
         let owners = assign(&processes);
         let roots: HashSet<usize> = owners.iter().map(|o| o.unwrap().root).collect();
         assert_eq!(roots.len(), 2);
+    }
+
+    #[test]
+    fn cpu_counter_keeps_the_time_of_exited_roots_not_of_reaped_workers() {
+        let mut history = CpuHistory::default();
+        // Master (root) 100 ticks with a worker at 50; a second instance's root at 30.
+        let seen = HashMap::from([
+            ((10, 1), (0, true, 100)),
+            ((11, 2), (0, false, 50)),
+            ((20, 3), (0, true, 30)),
+        ]);
+        assert_eq!(history.totals(1, seen), vec![180]);
+        // The worker exits and its master reaps it: the master's cutime takes its 50 (+5 new).
+        let seen = HashMap::from([((10, 1), (0, true, 155)), ((20, 3), (0, true, 30))]);
+        assert_eq!(history.totals(1, seen), vec![185]);
+        // The second instance restarts under a new PID: its old root's 30 is kept.
+        let seen = HashMap::from([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
+        assert_eq!(history.totals(1, seen), vec![187]);
     }
 
     #[test]
