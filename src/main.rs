@@ -133,7 +133,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
     let collectors = build_collectors(&flags, config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(4)
+        .max_blocking_threads(8)
         .enable_all()
         .build()?;
     runtime.block_on(async {

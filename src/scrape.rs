@@ -11,11 +11,13 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::collector::{exporter, Collector};
+use crate::collector::{exporter, Collector, RunGuard, Running};
 use crate::metrics::MetricSet;
 
 pub struct Scraper {
     collectors: Vec<Arc<Collector>>,
+    /// Per collector, whether a run of it is still under way.
+    running: Vec<Arc<Running>>,
     last: Mutex<Option<Finished>>,
 }
 
@@ -27,6 +29,7 @@ struct Finished {
 impl Scraper {
     pub fn new(collectors: Vec<Collector>) -> Scraper {
         Scraper {
+            running: collectors.iter().map(|_| Arc::default()).collect(),
             collectors: collectors.into_iter().map(Arc::new).collect(),
             last: Mutex::new(None),
         }
@@ -58,7 +61,10 @@ impl Scraper {
         let handles: Vec<_> = self
             .collectors
             .iter()
-            .map(|collector| tokio::spawn(run_one(collector.clone(), deadline)))
+            .zip(&self.running)
+            .map(|(collector, running)| {
+                tokio::spawn(run_one(collector.clone(), running.start(), deadline))
+            })
             .collect();
         let mut out = MetricSet::default();
         let mut outcomes = MetricSet::default();
@@ -104,10 +110,16 @@ impl Scraper {
 
 async fn run_one(
     collector: Arc<Collector>,
+    run: Option<RunGuard>,
     deadline: Instant,
 ) -> (Duration, anyhow::Result<MetricSet>) {
     let started = Instant::now();
-    let result = match tokio::time::timeout_at(deadline, collector.collect(deadline)).await {
+    let Some(run) = run else {
+        let stuck =
+            anyhow::anyhow!("its previous run has not ended yet (a hung filesystem or server?)");
+        return (Duration::ZERO, Err(stuck));
+    };
+    let result = match tokio::time::timeout_at(deadline, collector.collect(deadline, run)).await {
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!(
             "did not finish within the scrape timeout of {:?}",

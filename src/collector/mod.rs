@@ -12,6 +12,7 @@ pub mod sockets;
 pub mod storage;
 pub mod target;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -49,7 +50,15 @@ impl Collector {
     /// blocking pool and never stall the scrapes of network collectors. Network collectors bound
     /// each target's work by `deadline` (the scrape's end), so a slow server gives its own `up 0`
     /// in time instead of the whole collector being cut off.
-    pub async fn collect(self: Arc<Self>, deadline: Instant) -> anyhow::Result<MetricSet> {
+    ///
+    /// `run` is held until the work really ends, which for the /proc readers can be after the
+    /// scrape stopped waiting (a timeout cannot stop a thread stuck in the kernel).
+    pub async fn collect(
+        self: Arc<Self>,
+        deadline: Instant,
+        run: RunGuard,
+    ) -> anyhow::Result<MetricSet> {
+        // A network collector's `run` ends with this future, finished or dropped at the deadline.
         match &*self {
             Collector::Mysql(c) => c.collect(deadline).await,
             Collector::Postgres(c) => c.collect(deadline).await,
@@ -59,15 +68,58 @@ impl Collector {
             | Collector::Services(_)
             | Collector::Sockets(_)
             | Collector::Storage(_) => {
-                tokio::task::spawn_blocking(move || match &*self {
-                    Collector::Host(c) => c.collect(),
-                    Collector::Services(c) => c.collect(deadline),
-                    Collector::Sockets(c) => c.collect(deadline),
-                    Collector::Storage(c) => c.collect(),
-                    _ => unreachable!("network collectors run above"),
+                tokio::task::spawn_blocking(move || {
+                    let _run = run; // ends with the work itself, not with the scrape's wait
+                    match &*self {
+                        Collector::Host(c) => c.collect(),
+                        Collector::Services(c) => c.collect(deadline),
+                        Collector::Sockets(c) => c.collect(deadline),
+                        Collector::Storage(c) => c.collect(),
+                        _ => unreachable!("network collectors run above"),
+                    }
                 })
                 .await?
             }
         }
+    }
+}
+
+/// Whether a collector's previous run is still under way: a run that never ends (statvfs on a hung
+/// NFS mount, a read of a stuck /proc file) is not joined by another every scrape, which would
+/// use up the blocking threads one scrape at a time.
+#[derive(Debug, Default)]
+pub struct Running(AtomicBool);
+
+impl Running {
+    /// A guard for a new run, or `None` while the previous one has not ended.
+    pub fn start(self: &Arc<Self>) -> Option<RunGuard> {
+        (!self.0.swap(true, Ordering::AcqRel)).then(|| RunGuard(self.clone()))
+    }
+}
+
+/// Marks its collector's run as ended when dropped.
+#[derive(Debug)]
+pub struct RunGuard(Arc<Running>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        (self.0).0.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_that_has_not_ended_blocks_the_next() {
+        let running = Arc::new(Running::default());
+        let first = running.start().expect("nothing runs yet");
+        assert!(
+            running.start().is_none(),
+            "the first run is still under way"
+        );
+        drop(first);
+        assert!(running.start().is_some(), "the first run ended");
     }
 }
