@@ -240,12 +240,32 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     })
 }
 
-/// `Pss:` of /proc/PID/smaps_rollup, in bytes.
-pub fn parse_smaps_rollup_pss(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("Pss:"))
-        .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+/// A process's proportional set size from /proc/PID/smaps_rollup, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pss {
+    pub total: u64,
+    /// The anonymous and shared-memory part (`Pss_Anon` + `Pss_Shmem`): what the process costs
+    /// the host beyond page cache that MemAvailable already counts as reclaimable. Kernels before
+    /// 5.0 do not split PSS; there it is the total.
+    pub anon_and_shmem: u64,
+}
+
+pub fn parse_smaps_rollup(text: &str) -> Option<Pss> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    let total = field("Pss:")?;
+    let anon_and_shmem = match (field("Pss_Anon:"), field("Pss_Shmem:")) {
+        (Some(anon), shmem) => anon + shmem.unwrap_or(0),
+        (None, _) => total,
+    };
+    Some(Pss {
+        total,
+        anon_and_shmem,
+    })
 }
 
 /// /proc/PID/cmdline's NUL-separated arguments joined by spaces.
@@ -368,11 +388,13 @@ mod tests {
 
     #[test]
     fn smaps_rollup_gives_pss() {
-        assert_eq!(
-            parse_smaps_rollup_pss(&fixture("smaps_rollup")),
-            Some(10_450 * 1024)
-        );
-        assert_eq!(parse_smaps_rollup_pss(""), None);
+        let pss = parse_smaps_rollup(&fixture("smaps_rollup")).unwrap();
+        assert_eq!(pss.total, 10_450 * 1024);
+        assert_eq!(pss.anon_and_shmem, 8_000 * 1024);
+        // An old kernel without the split: all of it.
+        let old = parse_smaps_rollup("Rss: 20 kB\nPss: 12 kB\n").unwrap();
+        assert_eq!((old.total, old.anon_and_shmem), (12 * 1024, 12 * 1024));
+        assert_eq!(parse_smaps_rollup(""), None);
     }
 
     #[test]

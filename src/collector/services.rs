@@ -40,7 +40,7 @@ type ProcessKey = (u32, u64);
 #[derive(Debug, Clone, Copy)]
 struct PssReading {
     /// `None` when the kernel refused smaps_rollup (EACCES happens even as root).
-    pss: Option<u64>,
+    pss: Option<proc::Pss>,
     expires: Instant,
 }
 
@@ -110,6 +110,8 @@ pub struct ServiceUsage {
     pub instances: u64,
     pub rss: u64,
     pub pss: u64,
+    /// Σ of the anonymous and shared-memory part of PSS: the services' share of "used" memory.
+    pub anon_pss: u64,
     pub pss_fallbacks: u64,
     pub instance_max: u64,
     pub process_max: u64,
@@ -148,8 +150,10 @@ impl Services {
         for (service, usage) in self.services.iter().zip(&usage) {
             self.emit_service(&mut out, service, usage);
         }
-        let services_pss: u64 = usage.iter().map(|u| u.pss).sum();
-        self.emit_plan(&mut out, meminfo.used().saturating_sub(services_pss));
+        // "Used" (MemTotal - MemAvailable) leaves out reclaimable page cache, so the services'
+        // file-backed pages (binaries, libraries) are not in it: subtract only their own memory.
+        let services_own: u64 = usage.iter().map(|u| u.anon_pss).sum();
+        self.emit_plan(&mut out, meminfo.used().saturating_sub(services_own));
         Ok(out)
     }
 
@@ -307,11 +311,15 @@ impl Services {
             let u = &mut usage[service];
             u.processes += 1;
             u.rss += rss;
-            let counted = pss.unwrap_or_else(|| {
-                u.pss_fallbacks += 1;
-                rss
-            });
+            let (counted, anon) = match pss {
+                Some(pss) => (pss.total, pss.anon_and_shmem),
+                None => {
+                    u.pss_fallbacks += 1;
+                    (rss, rss)
+                }
+            };
             u.pss += counted;
+            u.anon_pss += anon;
             u.process_max = u.process_max.max(counted);
             *instance_pss.entry((service, root)).or_default() += counted;
         }
@@ -335,14 +343,14 @@ impl Services {
         cache: &mut HashMap<ProcessKey, PssReading>,
         key: ProcessKey,
         now: Instant,
-    ) -> Option<u64> {
+    ) -> Option<proc::Pss> {
         if let Some(reading) = cache.get(&key).filter(|r| r.expires > now) {
             return reading.pss;
         }
         let path = self.procfs.pid_dir(key.0).join("smaps_rollup");
         let pss = proc::read_file(&path)
             .ok()
-            .and_then(|text| proc::parse_smaps_rollup_pss(&text));
+            .and_then(|text| proc::parse_smaps_rollup(&text));
         // Spread expiries over [max_age / 2, max_age] so readings do not all fall due together.
         let spread = 0.5 + f64::from(key.0 % 64) / 128.0;
         let expires = now + self.pss_max_age.mul_f64(spread);
@@ -437,7 +445,7 @@ impl Services {
         }
         out.gauge(
             "stack_system_memory_bytes",
-            "Host used memory (MemTotal - MemAvailable) minus the PSS of every watched service: the OS and everything else.",
+            "Host used memory (MemTotal - MemAvailable) minus the anonymous and shared-memory PSS of every watched service: the OS and everything else.",
             vec![],
             system_memory as f64,
         );
