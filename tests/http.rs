@@ -130,6 +130,41 @@ fn concurrent_scrapes_all_succeed() {
 }
 
 #[test]
+fn concurrent_scrapes_share_one_collection() {
+    // A Redis target that accepts connections and never answers: every collection opens one
+    // connection (the last one timed out), so the connections the kernel queued on this listener
+    // count the collections.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = common::temp_dir();
+    let config = dir.path().join("stack.toml");
+    common::write(
+        &config,
+        &format!(
+            "[[redis]]\nname = \"hang\"\nurl = \"redis://127.0.0.1:{port}/0\"\ntimeout = \"1s\"\n"
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    let exporter_port = exporter.port;
+    let scrapes: Vec<_> = (0..8)
+        .map(|_| std::thread::spawn(move || common::http_get(exporter_port, "/metrics", &[])))
+        .collect();
+    for scrape in scrapes {
+        let (status, _, body) = scrape.join().unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(must(&body, "stack_redis_up", &[("target", "hang")]), 0.0);
+    }
+    silent.set_nonblocking(true).unwrap();
+    let collections = std::iter::from_fn(|| silent.accept().ok()).count();
+    // 8 scrapes within one collection's second: one collection, or two if a scrape arrived just
+    // as the first ended; never one per scrape.
+    assert!(
+        (1..=2).contains(&collections),
+        "{collections} collections for 8 concurrent scrapes"
+    );
+}
+
+#[test]
 fn json_logs_when_asked_for() {
     let exporter = Exporter::start(&["--log.format=json"]);
     common::wait_for("a log line", std::time::Duration::from_secs(5), || {
