@@ -39,14 +39,22 @@ impl Scraper {
         self.collectors.iter().map(|c| c.name()).collect()
     }
 
-    /// The metrics of a scrape that finishes after this call began, run within `timeout`.
+    /// The metrics of a scrape that finishes after this call began, all within `timeout`: time
+    /// spent waiting for another scraper's collection counts against it.
     pub async fn scrape(&self, timeout: Duration) -> Arc<MetricSet> {
         let arrived = Instant::now();
-        let mut last = self.last.lock().await;
+        let deadline = arrived + timeout;
+        let Ok(mut last) = tokio::time::timeout_at(deadline, self.last.lock()).await else {
+            log::warn!(
+                "a scrape waited its whole {timeout:?} for another scraper's collection; \
+                 answered without the collectors' figures"
+            );
+            return Arc::new(self.unanswered());
+        };
         if let Some(finished) = last.as_ref().filter(|f| f.at >= arrived) {
             return finished.set.clone();
         }
-        let set = Arc::new(self.collect_all(timeout).await);
+        let set = Arc::new(self.collect_all(deadline).await);
         *last = Some(Finished {
             at: Instant::now(),
             set: set.clone(),
@@ -54,10 +62,9 @@ impl Scraper {
         set
     }
 
-    async fn collect_all(&self, timeout: Duration) -> MetricSet {
-        // One deadline for every collector: it also names this scrape, so collectors that share
-        // work (services and sockets share a /proc snapshot) know they are in the same one.
-        let deadline = Instant::now() + timeout;
+    /// One deadline for every collector: it also names this scrape, so collectors that share work
+    /// (services and sockets share a /proc snapshot) know they are in the same one.
+    async fn collect_all(&self, deadline: Instant) -> MetricSet {
         let handles: Vec<_> = self
             .collectors
             .iter()
@@ -96,7 +103,7 @@ impl Scraper {
             );
             outcomes.gauge(
                 "stack_scrape_collector_success",
-                "1 if the collector ran to the end in this scrape, 0 if it failed or ran out of time.",
+                SUCCESS_HELP,
                 labels(),
                 f64::from(success),
             );
@@ -107,6 +114,28 @@ impl Scraper {
         out
     }
 }
+
+impl Scraper {
+    /// What a scrape that could not collect in time says: every collector failed, and the
+    /// exporter's own figures.
+    fn unanswered(&self) -> MetricSet {
+        let mut out = MetricSet::default();
+        for collector in &self.collectors {
+            out.gauge(
+                "stack_scrape_collector_success",
+                SUCCESS_HELP,
+                vec![("collector", collector.name().to_string())],
+                0.0,
+            );
+        }
+        exporter::build_info(&mut out);
+        exporter::process_metrics(&mut out);
+        out
+    }
+}
+
+const SUCCESS_HELP: &str =
+    "1 if the collector ran to the end in this scrape, 0 if it failed or ran out of time.";
 
 async fn run_one(
     collector: Arc<Collector>,

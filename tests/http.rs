@@ -165,6 +165,55 @@ fn concurrent_scrapes_share_one_collection() {
 }
 
 #[test]
+fn a_waiting_scrape_keeps_to_its_own_timeout() {
+    // The first scrape collects for 3 s (a Redis target that never answers); a second one that
+    // Prometheus gives 1.5 s must not wait those 3 s for it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = common::temp_dir();
+    let config = dir.path().join("stack.toml");
+    common::write(
+        &config,
+        &format!(
+            "[[redis]]\nname = \"hang\"\nurl = \"redis://127.0.0.1:{port}/0\"\ntimeout = \"3s\"\n"
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    let exporter_port = exporter.port;
+    let slow = std::thread::spawn(move || {
+        common::http_get(
+            exporter_port,
+            "/metrics",
+            &[("X-Prometheus-Scrape-Timeout-Seconds", "10")],
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (status, _, body) = exporter.get(
+        "/metrics",
+        &[("X-Prometheus-Scrape-Timeout-Seconds", "1.5")],
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(
+        took < std::time::Duration::from_millis(1500),
+        "the second scrape took {took:?}"
+    );
+    assert_eq!(
+        must(
+            &body,
+            "stack_scrape_collector_success",
+            &[("collector", "redis")]
+        ),
+        0.0
+    );
+    assert!(must(&body, "process_resident_memory_bytes", &[]) > 0.0);
+    let (status, _, body) = slow.join().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(must(&body, "stack_redis_up", &[("target", "hang")]), 0.0);
+}
+
+#[test]
 fn json_logs_when_asked_for() {
     let exporter = Exporter::start(&["--log.format=json"]);
     common::wait_for("a log line", std::time::Duration::from_secs(5), || {
