@@ -13,32 +13,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::servers::RedisServer;
 use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-fn start_redis(dir: &Path) -> (Guard, u16) {
-    let redis = require("redis-server", "apt-get install redis-server");
-    let port = common::free_port();
-    let guard = Guard::spawn(
-        Command::new(redis)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(dir)
-            .stdout(Stdio::null()),
-    );
-    wait_for_port(port, Duration::from_secs(10));
-    (guard, port)
-}
 
 /// A config that watches only the redis-server on `port`, under `profile`.
 fn exporter_for(dir: &Path, name: &str, profile: &str, port: u16) -> Exporter {
@@ -112,10 +90,9 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
     );
 
     let dir = temp_dir();
-    let (mut redis_a, port_a) = start_redis(&dir.path().join("."));
-    let redis_b_dir = dir.path().join("b");
-    std::fs::create_dir_all(&redis_b_dir).unwrap();
-    let (_redis_b, port_b) = start_redis(&redis_b_dir);
+    let mut redis_a = RedisServer::start();
+    let redis_b = RedisServer::start();
+    let (port_a, port_b) = (redis_a.port, redis_b.port);
     let vps = exporter_for(dir.path(), "vps", "vps-2gb", port_a);
     let cache = exporter_for(dir.path(), "cache", "production-cache", port_b);
 
@@ -174,7 +151,7 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
     assert!(redis_down_alerts(am_port).is_empty());
 
     // Stop vps's Redis: the alert arrives for vps's instance only, with its plan_ref.
-    redis_a.kill();
+    redis_a.stop();
     let vps_instance = format!("127.0.0.1:{}", vps.port);
     wait_for(
         "StackServiceDown in Alertmanager",
@@ -196,27 +173,7 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
         .ends_with("#stackservicedown"));
 
     // Start it again on the same port: the alert resolves.
-    let (_redis_again, _) = {
-        let redis = require("redis-server", "apt-get install redis-server");
-        let guard = Guard::spawn(
-            Command::new(redis)
-                .args([
-                    "--port",
-                    &port_a.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                ])
-                .arg(dir.path())
-                .stdout(Stdio::null()),
-        );
-        wait_for_port(port_a, Duration::from_secs(10));
-        (guard, port_a)
-    };
+    redis_a.start_again();
     // Prometheus sends the resolution; Alertmanager lists only alerts that have not ended.
     wait_for("the alert resolved", Duration::from_secs(90), || {
         redis_down_alerts(am_port).is_empty()

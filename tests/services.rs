@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::servers::RedisServer;
 use common::{must, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
 
 const WSGI_APP: &str = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n";
@@ -26,29 +27,6 @@ fn start_gunicorn(dir: &Path, workers: u32) -> (Guard, u16) {
             .stderr(Stdio::null()),
     );
     wait_for_port(port, Duration::from_secs(20));
-    (guard, port)
-}
-
-fn start_redis(dir: &Path) -> (Guard, u16) {
-    let redis = require("redis-server", "apt-get install redis-server");
-    let port = common::free_port();
-    let guard = Guard::spawn(
-        Command::new(redis)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-            ])
-            .arg(dir)
-            .stdout(Stdio::null()),
-    );
-    wait_for_port(port, Duration::from_secs(10));
     (guard, port)
 }
 
@@ -157,7 +135,8 @@ fn isolating_config(dir: &Path, marker: &Path, redis_port: u16) -> std::path::Pa
 fn gunicorn_redis_and_nginx_agree_with_proc() {
     let dir = temp_dir();
     let (mut gunicorn, _) = start_gunicorn(dir.path(), 2);
-    let (_redis, redis_port) = start_redis(dir.path());
+    let redis_server = RedisServer::start();
+    let redis_port = redis_server.port;
     let (_nginx, _) = start_nginx(dir.path());
     let config = isolating_config(dir.path(), dir.path(), redis_port);
     let exporter = Exporter::start(&[
@@ -275,7 +254,8 @@ fn standard_definitions_recognise_the_stack() {
     // No config: the built-in matchers must classify real Gunicorn, Uvicorn and Celery processes.
     require("python3", "apt-get install python3");
     let dir = temp_dir();
-    let (_redis, redis_port) = start_redis(dir.path());
+    let redis_server = RedisServer::start();
+    let redis_port = redis_server.port;
     let (_gunicorn, _) = start_gunicorn(dir.path(), 2);
     write(
         &dir.path().join("asgi.py"),
