@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::servers::{password_file, MariadbServer, SilentListener};
 use common::{metric, must, temp_dir, wait_for, write, Exporter};
@@ -76,9 +76,7 @@ fn mysql_collector_against_a_real_server() {
         &[("STACK_MYSQL_URL", &env_url)],
     );
 
-    let started = Instant::now();
-    let text = exporter.scrape();
-    let took = started.elapsed();
+    let (text, took) = exporter.scrape_timed();
     assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
     assert_eq!(must(&text, "stack_mysql_up", &[("target", "main")]), 1.0);
     assert_eq!(must(&text, "stack_mysql_up", &[("target", "default")]), 1.0);
@@ -215,9 +213,7 @@ fn mysql_collector_against_a_real_server() {
 
     // Stopped mid-run: up 0 within the timeout, the rest intact.
     db.stop();
-    let started = Instant::now();
-    let text = exporter.scrape();
-    let took = started.elapsed();
+    let (text, took) = exporter.scrape_timed();
     assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
     assert_eq!(must(&text, "stack_mysql_up", &[("target", "main")]), 0.0);
     assert!(metric(&text, "stack_mysql_connections", &[("target", "main")]).is_none());

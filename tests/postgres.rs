@@ -5,7 +5,7 @@ mod common;
 
 use std::io::Write;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::servers::{password_file, PostgresServer, SilentListener};
 use common::{metric, must, temp_dir, wait_for, write, Exporter};
@@ -75,9 +75,7 @@ fn postgres_collector_against_a_real_server() {
         &[("STACK_POSTGRES_URL", &env_url)],
     );
 
-    let started = Instant::now();
-    let text = exporter.scrape();
-    let took = started.elapsed();
+    let (text, took) = exporter.scrape_timed();
     assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
     assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 1.0);
     assert_eq!(
@@ -225,9 +223,7 @@ fn postgres_collector_against_a_real_server() {
 
     // Stopped mid-run: up 0 within the timeout, the rest intact.
     pg.stop();
-    let started = Instant::now();
-    let text = exporter.scrape();
-    let took = started.elapsed();
+    let (text, took) = exporter.scrape_timed();
     assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
     assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 0.0);
     assert!(metric(

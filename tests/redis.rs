@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::servers::{password_file, RedisServer, SilentListener};
 use common::{metric, must, temp_dir, write, Exporter};
@@ -44,12 +44,6 @@ fn info_field(redis: &RedisServer, section: &str, field: &str) -> f64 {
         .unwrap()
 }
 
-fn scrape_timed(exporter: &Exporter) -> (String, Duration) {
-    let started = Instant::now();
-    let text = exporter.scrape();
-    (text, started.elapsed())
-}
-
 #[test]
 fn redis_collector_against_a_real_server() {
     let mut redis = RedisServer::start();
@@ -78,7 +72,7 @@ fn redis_collector_against_a_real_server() {
     );
 
     // Up where it should be, down where it should be, and quickly despite the silent port.
-    let (text, took) = scrape_timed(&exporter);
+    let (text, took) = exporter.scrape_timed();
     assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
     assert_eq!(must(&text, "stack_redis_up", &[("target", "cache")]), 1.0);
     assert_eq!(must(&text, "stack_redis_up", &[("target", "default")]), 1.0);
@@ -248,7 +242,7 @@ fn redis_collector_against_a_real_server() {
 
     // Stopped mid-run: up 0 within the timeout, the rest of /metrics intact.
     redis.stop();
-    let (text, took) = scrape_timed(&exporter);
+    let (text, took) = exporter.scrape_timed();
     assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
     assert_eq!(must(&text, "stack_redis_up", &[("target", "cache")]), 0.0);
     assert!(metric(

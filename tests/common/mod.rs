@@ -164,6 +164,13 @@ impl Exporter {
         self.log.lock().unwrap().clone()
     }
 
+    /// GET /metrics, and how long it took.
+    pub fn scrape_timed(&self) -> (String, Duration) {
+        let started = Instant::now();
+        let text = self.scrape();
+        (text, started.elapsed())
+    }
+
     /// GET /metrics in text format.
     pub fn scrape(&self) -> String {
         let (status, _, body) = http_get(self.port, "/metrics", &[]);
