@@ -5,15 +5,10 @@
 //!   bench_accesslog generate LINES PATH   write a synthetic log in the `stack` format
 //!   bench_accesslog parse PATH [FORMAT]   parse it; print lines/s and peak RSS
 
-// The collector's own module, compiled into this program (the crate is a binary, not a library).
-#[allow(dead_code)]
-#[path = "../src/accesslog.rs"]
-mod accesslog;
-
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 
-use accesslog::{Counts, Event, Follower, Format, Route, Routes};
+use stack_exporter::accesslog::{Counts, Event, Follower, Format, Route, Routes};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -1,8 +1,10 @@
 //! A small logger in the two formats Prometheus exporters use: logfmt (the default) and JSON,
 //! one line per record on standard error.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -108,6 +110,73 @@ fn json_string(value: &str) -> String {
     out
 }
 
+/// How often a throttled message may be repeated.
+const THROTTLE_INTERVAL: Duration = Duration::from_secs(60);
+
+static THROTTLED: Mutex<Option<HashMap<&'static str, (Instant, u64)>>> = Mutex::new(None);
+
+/// Logs `message` unless a message with the same `key` was logged in the last minute; the next
+/// one that gets through says how many were held back. For anything a client or a failing source
+/// can repeat at will (a bad request, a collector failing every scrape), so the log cannot flood.
+pub fn throttled(level: Level, key: &'static str, message: std::fmt::Arguments) {
+    if level > log::max_level() {
+        return;
+    }
+    let held_back = {
+        let mut guard = THROTTLED.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = guard.get_or_insert_with(HashMap::new);
+        let now = Instant::now();
+        match seen.get_mut(key) {
+            Some((last, held)) if now.duration_since(*last) < THROTTLE_INTERVAL => {
+                *held += 1;
+                return;
+            }
+            Some((last, held)) => {
+                *last = now;
+                std::mem::take(held)
+            }
+            None => {
+                seen.insert(key, (now, 0));
+                0
+            }
+        }
+    };
+    if held_back == 0 {
+        log::log!(level, "{message}");
+    } else {
+        log::log!(level, "{message} ({held_back} similar messages held back)");
+    }
+}
+
+/// `warn!` at most once a minute per key: `warn_throttled!("key", "format", args…)`.
+#[macro_export]
+macro_rules! warn_throttled {
+    ($key:expr, $($arg:tt)+) => {
+        $crate::logging::throttled(log::Level::Warn, $key, format_args!($($arg)+))
+    };
+}
+
+/// A degraded mode logged once when it starts (or changes) and once when it ends, however many
+/// scrapes it lasts: `set(Some(why))` each time it holds, `set(None)` each time it does not.
+#[derive(Debug, Default)]
+pub struct Condition(Mutex<Option<String>>);
+
+impl Condition {
+    /// Records the current state; returns true if it changed (and was logged).
+    pub fn set(&self, what: &str, now: Option<String>) -> bool {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *state == now {
+            return false;
+        }
+        match &now {
+            Some(why) => log::warn!("{what}: {why}"),
+            None => log::info!("{what}: recovered"),
+        }
+        *state = now;
+        true
+    }
+}
+
 /// RFC 3339 UTC with milliseconds, without a date crate.
 fn timestamp(now: SystemTime) -> String {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -140,7 +209,6 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn timestamps_are_rfc3339() {
@@ -162,6 +230,16 @@ mod tests {
             line,
             "ts=T level=warn source=stack_exporter::scrape msg=\"collector mysql failed: \\\"x\\\"\"\n"
         );
+    }
+
+    #[test]
+    fn a_condition_reports_only_its_changes() {
+        let condition = Condition::default();
+        assert!(condition.set("x", Some("refused".into())));
+        assert!(!condition.set("x", Some("refused".into())), "unchanged");
+        assert!(condition.set("x", Some("gone".into())), "another cause");
+        assert!(condition.set("x", None));
+        assert!(!condition.set("x", None));
     }
 
     #[test]

@@ -1,27 +1,18 @@
 //! stack_exporter: one Prometheus exporter for a small web stack. Flags follow node_exporter.
 
-mod accesslog;
-mod collector;
-mod config;
-mod http;
-mod logging;
-mod metrics;
-mod proc;
-mod scrape;
-mod sockdiag;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 
-use crate::collector::sockets::Sockets;
-use crate::collector::{host::Host, nginx::Nginx, services::Services, storage::Storage, Collector};
-use crate::config::parse_duration;
-use crate::proc::ProcFs;
-
-pub const DEFAULT_PORT: u16 = 9488;
+use stack_exporter::collector::sockets::Sockets;
+use stack_exporter::collector::{
+    self, host::Host, nginx::Nginx, services::Services, storage::Storage, Collector,
+};
+use stack_exporter::config::{self, parse_duration};
+use stack_exporter::proc::ProcFs;
+use stack_exporter::{http, logging, scrape};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -116,6 +107,7 @@ fn main() {
     }
     let flags = Flags::parse();
     logging::init(flags.log_level, flags.log_format);
+    collector::exporter::install_panic_hook();
     if let Err(e) = run(flags) {
         log::error!("{e:#}");
         std::process::exit(1);

@@ -1,11 +1,42 @@
 //! The exporter's own build and process metrics, named as every client library names them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::metrics::MetricSet;
 use crate::proc;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Logs every panic as one error line (with where it happened) and counts it. A panic unwinds to
+/// the task it happened in (a collector's run, one connection), which tokio catches: the process
+/// goes on, and `stack_exporter_panics_total` says that a bug was hit.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        PANICS.fetch_add(1, Ordering::Relaxed);
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        log::error!(
+            "bug: panic{location}: {message}; the task it hit was abandoned, the exporter goes on"
+        );
+    }));
+}
+
 pub fn build_info(out: &mut MetricSet) {
+    out.counter(
+        "stack_exporter_panics_total",
+        "Bugs hit: panics caught at a task boundary (a collector's run or one connection); the process went on.",
+        vec![],
+        PANICS.load(Ordering::Relaxed) as f64,
+    );
     out.gauge(
         "stack_exporter_build_info",
         "1; the version and build of stack_exporter.",

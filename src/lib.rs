@@ -1,0 +1,14 @@
+//! stack_exporter as a library: the binary (`main.rs`) parses flags and wires these modules
+//! together; the fuzz targets and benchmarks call the parsers directly.
+
+pub mod accesslog;
+pub mod collector;
+pub mod config;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod proc;
+pub mod scrape;
+pub mod sockdiag;
+
+pub const DEFAULT_PORT: u16 = 9488;
