@@ -67,23 +67,29 @@ pub async fn serve(server: Arc<Server>, listener: TcpListener) -> anyhow::Result
                 continue;
             }
         };
+        tokio::spawn(serve_connection(server.clone(), stream));
+    }
+}
+
+/// Serves one client connection until it closes or times out. Any byte stream works, so the fuzz
+/// target drives it with an in-memory pipe.
+pub async fn serve_connection<I>(server: Arc<Server>, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
         let server = server.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req).await) }
-            });
-            // A client that connects and never sends its request is dropped after 30 s, so idle
-            // connections cannot pile up and use every file descriptor.
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                log::debug!("connection closed with error: {e}");
-            }
-        });
+        async move { Ok::<_, Infallible>(server.handle(req).await) }
+    });
+    // A client that connects and never sends its request is dropped after 30 s, so idle
+    // connections cannot pile up and use every file descriptor.
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), service)
+        .await
+    {
+        log::debug!("connection closed with error: {e}");
     }
 }
 
