@@ -707,7 +707,7 @@ mod tests {
         let parse = |text: &str| toml::from_str::<T>(text).map(|t| t.timeout.0);
         assert_eq!(parse("timeout = \"2s\"").unwrap(), Duration::from_secs(2));
         for bad in ["\"0s\"", "0", "\"0ms\"", "\"11m\"", "\"100000000h\""] {
-            let err = parse(&format!("timeout = {bad}")).err().expect(bad);
+            let err = parse(&format!("timeout = {bad}")).expect_err(bad);
             assert!(err.to_string().contains("timeout"), "{bad}: {err}");
         }
     }
