@@ -285,7 +285,7 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
     ] {
         pg.psql("postgres", sql);
     }
-    let _open = session(&pg, "BEGIN; SELECT txid_current();");
+    let mut open = session(&pg, "BEGIN; SELECT txid_current();");
     let dir = temp_dir();
     let config = dir.path().join("stack.toml");
     write(
@@ -433,4 +433,6 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
         "{log}"
     );
     assert!(!log.contains(GOOD_PASSWORD) && !log.contains("Plain-Pass-4242"));
+    let _ = open.kill();
+    let _ = open.wait();
 }
