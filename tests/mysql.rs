@@ -458,3 +458,91 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
     );
     assert!(!log.contains(GOOD_PASSWORD) && !log.contains("Narrow-Pass-5151"));
 }
+
+/// `--config.check` refuses, for every kind of database target, a URL its driver would refuse at
+/// connect time (a bad port, an unknown option) and a zero timeout: non-zero exit, the file, line
+/// and key, and never the password.
+#[test]
+fn config_check_refuses_bad_database_targets() {
+    const SECRET: &str = "Sekr1t-Pass-8080";
+    let dir = temp_dir();
+    let cases = [
+        (
+            "[[mysql]]\nname = \"a\"\nurl = \"mysql://u:{S}@db:99999/\"\n",
+            3,
+            "mysql.url",
+            "invalid port",
+        ),
+        (
+            "[[mysql]]\nname = \"a\"\nurl = \"mysql://u:{S}@db:3306/?colour=red\"\n",
+            3,
+            "mysql.url",
+            "colour",
+        ),
+        (
+            "[[postgres]]\nname = \"a\"\nurl = \"postgres://u:{S}@db:abc/app\"\n",
+            3,
+            "postgres.url",
+            "postgres URL",
+        ),
+        (
+            "[[postgres]]\nname = \"a\"\nurl = \"postgres://u:{S}@db/app?colour=red\"\n",
+            3,
+            "postgres.url",
+            "unknown option `colour`",
+        ),
+        (
+            "[[redis]]\nname = \"a\"\nurl = \"redis://u:{S}@cache:6379/0?colour=red\"\n",
+            3,
+            "redis.url",
+            "unknown option `colour`",
+        ),
+        (
+            "[[redis]]\nname = \"a\"\nurl = \"redis://u:{S}@cache:99999/0\"\n",
+            3,
+            "redis.url",
+            "redis URL",
+        ),
+        (
+            "[[mysql]]\nname = \"a\"\nurl = \"mysql://u:{S}@db/\"\ntimeout = \"0s\"\n",
+            4,
+            "mysql.timeout",
+            "more than 0s",
+        ),
+        (
+            "[[redis]]\nname = \"a\"\nurl = \"redis://u:{S}@cache/0\"\n\ntimeout = 0\n",
+            5,
+            "redis.timeout",
+            "more than 0s",
+        ),
+    ];
+    for (i, (text, line, key, why)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.toml"));
+        write(&path, &text.replace("{S}", SECRET));
+        let output = std::process::Command::new(common::exporter_binary())
+            .arg("--config.check")
+            .arg(format!("--config.file={}", path.display()))
+            .env_remove("STACK_MYSQL_URL")
+            .env_remove("STACK_POSTGRES_URL")
+            .env_remove("STACK_REDIS_URL")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!output.status.success(), "case {i} accepted:\n{said}");
+        let place = format!("case{i}.toml:{line}:");
+        assert!(said.contains(&place), "case {i}: no {place}:\n{said}");
+        assert!(
+            said.contains(&format!("key `{key}`")),
+            "case {i}: no key {key}:\n{said}"
+        );
+        assert!(said.contains(why), "case {i}: no {why:?}:\n{said}");
+        assert!(
+            !said.contains(SECRET),
+            "case {i} shows the password:\n{said}"
+        );
+    }
+}

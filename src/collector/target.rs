@@ -216,8 +216,9 @@ impl<'de> Deserialize<'de> for TargetTimeout {
         let ConfigDuration(timeout) = ConfigDuration::deserialize(d)?;
         if timeout.is_zero() || timeout > MAX_TIMEOUT {
             return Err(de::Error::custom(format!(
-                "a target's timeout is more than 0s and at most {}s (got {timeout:?})",
-                MAX_TIMEOUT.as_secs()
+                "a target's timeout is more than 0s and at most {}s (got {}s)",
+                MAX_TIMEOUT.as_secs(),
+                timeout.as_secs_f64()
             )));
         }
         Ok(TargetTimeout(timeout))
