@@ -23,7 +23,7 @@ use crate::proc::{self, PidStat, ProcFs};
 /// How long a process's match is trusted when nothing in its /proc/PID/stat changed: the longest a
 /// command line rewritten in place (setproctitle) keeps its old service. Rechecks are spread over
 /// [MATCH_MAX_AGE / 2, MATCH_MAX_AGE] so they do not fall due together.
-pub const MATCH_MAX_AGE: Duration = Duration::from_secs(60);
+pub const MATCH_MAX_AGE: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
 pub struct Services {
@@ -753,6 +753,112 @@ mod tests {
         // The second instance restarts under a new PID: its old root's 30 is kept.
         let seen = HashMap::from([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
         assert_eq!(history.totals(1, seen), vec![187]);
+    }
+
+    /// A fake /proc with one `python3` process (PID 40) whose command line is `cmdline`.
+    fn fake_process(root: &std::path::Path, cmdline: &str) {
+        let dir = root.join("40");
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = "40 (python3) S 1 40 40 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 1 0 777 0 10";
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+    }
+
+    fn matcher_services(procfs: &std::path::Path, max_age: Duration) -> Services {
+        let config = crate::config::load_str(Some((
+            "test.toml",
+            "[services.one]\nmatch = [{ cmdline = 'marker-one' }]\n\
+             [services.two]\nmatch = [{ cmdline = 'marker-two' }]\n",
+        )))
+        .unwrap();
+        let mut services = Services::new(
+            ProcFs::new(procfs),
+            config.profile,
+            config.plan,
+            config.services,
+            Duration::ZERO,
+        );
+        services.match_max_age = max_age;
+        services
+    }
+
+    fn service_of_40(services: &Services) -> Option<String> {
+        let processes = services.read_processes().unwrap();
+        let own = services.own_services(&processes);
+        own[0].map(|i| services.services[i].name.clone())
+    }
+
+    #[test]
+    fn a_command_line_rewritten_in_place_is_matched_again_when_due() {
+        // setproctitle changes neither the name nor the argument addresses: only the periodic
+        // recheck sees it.
+        let dir = tempfile::tempdir().unwrap();
+        fake_process(dir.path(), "python3 app.py marker-one");
+        let cached = matcher_services(dir.path(), MATCH_MAX_AGE);
+        let due = matcher_services(dir.path(), Duration::ZERO);
+        assert_eq!(service_of_40(&cached).as_deref(), Some("one"));
+        assert_eq!(service_of_40(&due).as_deref(), Some("one"));
+        fake_process(dir.path(), "title marker-two");
+        assert_eq!(
+            service_of_40(&cached).as_deref(),
+            Some("one"),
+            "not yet due"
+        );
+        assert_eq!(service_of_40(&due).as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn setproctitle_gunicorn_titles_are_told_apart_by_their_name() {
+        // The built-in definitions on the titles Gunicorn gives itself under setproctitle.
+        let config = crate::config::load_str(None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::new(
+            ProcFs::new(dir.path()),
+            config.profile,
+            config.plan,
+            config.services,
+            Duration::ZERO,
+        );
+        for (title, service) in [
+            ("gunicorn: master [shop.asgi:application]", "asgi"),
+            ("gunicorn: worker [shop-asgi]", "asgi"),
+            ("gunicorn: worker [Shop-Uvicorn]", "asgi"),
+            ("gunicorn: master [main:app]", "wsgi"),
+            ("gunicorn: worker [shop.wsgi:application]", "wsgi"),
+            (
+                "/usr/bin/python3 /usr/bin/gunicorn -k uvicorn.workers.UvicornWorker main:app",
+                "asgi",
+            ),
+            ("/usr/bin/python3 /usr/bin/gunicorn main:app", "wsgi"),
+        ] {
+            fake_process(dir.path(), title);
+            let processes = services.read_processes().unwrap();
+            let own = services.matching_service(&processes[0]);
+            let name = own.map(|i| services.services[i].name.as_str());
+            assert_eq!(name, Some(service), "{title}");
+        }
+    }
+
+    #[test]
+    fn huge_ages_do_not_overflow() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now);
+        assert!(spread(Duration::MAX, 7) <= Duration::MAX);
+    }
+
+    #[test]
+    fn the_capability_warning_names_what_is_missing_and_what_it_costs() {
+        let all = u64::MAX;
+        assert_eq!(missing_capabilities_warning(all, true, true), None);
+        let no_ptrace = all & !(1 << CAP_SYS_PTRACE);
+        let warning = missing_capabilities_warning(no_ptrace, true, true).unwrap();
+        assert!(warning.starts_with("missing CAP_SYS_PTRACE:"), "{warning}");
+        assert!(warning.contains("sockets collector") && warning.contains("W3, X1"));
+        assert!(warning.contains("services collector") && warning.contains("rows M"));
+        let sockets_only = missing_capabilities_warning(0, false, true).unwrap();
+        assert!(sockets_only.contains("CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"));
+        assert!(!sockets_only.contains("services collector"));
+        assert_eq!(missing_capabilities_warning(0, false, false), None);
     }
 
     #[test]
