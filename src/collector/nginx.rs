@@ -129,7 +129,8 @@ impl<'de> Deserialize<'de> for StubStatusUrl {
 
 #[derive(Debug)]
 pub struct Nginx {
-    log: Option<Mutex<AccessLog>>,
+    /// Boxed: its counts are kilobytes, the other collectors a few words.
+    log: Option<Box<Mutex<AccessLog>>>,
     stub_status: Option<StubStatusUrl>,
 }
 
@@ -166,7 +167,7 @@ impl Nginx {
             asgi_prefixes: prefixes(&config.asgi_prefixes, defaults.asgi_prefixes),
         };
         let log = path.map(|path| {
-            Mutex::new(AccessLog {
+            Box::new(Mutex::new(AccessLog {
                 follower: Follower::new(path),
                 counts: Counts::default(),
                 format: match config.format {
@@ -175,7 +176,7 @@ impl Nginx {
                 },
                 routes,
                 unfollowed: Condition::default(),
-            })
+            }))
         });
         Some(Nginx {
             log,
