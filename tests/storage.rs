@@ -226,6 +226,10 @@ fn directories_the_exporter_may_not_list_are_reported_not_counted_as_empty() {
             1.0
         );
     }
+    // The log reaches the test through a reader thread: wait for the last expected line.
+    common::wait_for("the log lines", Duration::from_secs(2), || {
+        exporter.log().contains("is a FIFO, not a directory")
+    });
     let log = exporter.log();
     let lines = |text: &str| log.lines().filter(|l| l.contains(text)).count();
     assert_eq!(lines("storage directory backups"), 1, "{log}");
@@ -241,14 +245,9 @@ fn directories_the_exporter_may_not_list_are_reported_not_counted_as_empty() {
     assert_eq!(must(&text, "stack_directory_walk_errors", &b), 0.0);
     assert_eq!(must(&text, "stack_directory_files", &l), 1.0);
     assert_eq!(must(&text, "stack_directory_walk_errors", &l), 0.0);
-    assert_eq!(
-        exporter
-            .log()
-            .lines()
-            .filter(|l| l.contains("recovered"))
-            .count(),
-        2,
-        "{}",
-        exporter.log()
-    );
+    let recovered = || exporter.log().matches("recovered").count();
+    common::wait_for("two recoveries logged", Duration::from_secs(2), || {
+        recovered() >= 2
+    });
+    assert_eq!(recovered(), 2, "{}", exporter.log());
 }

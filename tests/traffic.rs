@@ -400,9 +400,15 @@ fn wsgi_lines(n: usize) -> String {
     "10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"ua\"\n".repeat(n)
 }
 
-/// Lines of the exporter's log that contain `text`.
-fn log_lines(exporter: &Exporter, text: &str) -> usize {
-    exporter.log().lines().filter(|l| l.contains(text)).count()
+/// Lines of the exporter's log that contain `text`, once there are at least `expected` (its
+/// log reaches the test through a reader thread) or after two seconds.
+fn log_lines(exporter: &Exporter, text: &str, expected: usize) -> usize {
+    let count = || exporter.log().lines().filter(|l| l.contains(text)).count();
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while count() < expected && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    count()
 }
 
 /// Ten scrapes (more than the blocking pool has threads): each answers fast, the /proc
@@ -441,7 +447,7 @@ fn a_fifo_at_the_access_log_path_wedges_nothing_and_a_file_replacing_it_is_read(
     );
     let text = scrapes_stay_healthy_with_a_fifo(&exporter);
     assert_eq!(must(&text, "stack_nginx_log_read_errors_total", &[]), 10.0);
-    assert_eq!(log_lines(&exporter, "is a FIFO, not a regular file"), 1);
+    assert_eq!(log_lines(&exporter, "is a FIFO, not a regular file", 1), 1);
 
     // The FIFO replaced by a file: read from its start, since it appeared after the first scrape.
     std::fs::remove_file(&log).unwrap();
@@ -450,7 +456,7 @@ fn a_fifo_at_the_access_log_path_wedges_nothing_and_a_file_replacing_it_is_read(
     assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0, "{text}");
     assert_eq!(file_error(&text, "not_regular_file"), 0.0);
     assert_eq!(requests(&text, "wsgi", "2xx"), 2.0);
-    assert_eq!(log_lines(&exporter, "recovered"), 1);
+    assert_eq!(log_lines(&exporter, "recovered", 1), 1);
 
     // A FIFO renamed over the log mid-run: the old file is still read to its end.
     let fifo = dir.path().join("fifo");
@@ -461,7 +467,7 @@ fn a_fifo_at_the_access_log_path_wedges_nothing_and_a_file_replacing_it_is_read(
     append(&rotated, &wsgi_lines(1));
     let text = scrapes_stay_healthy_with_a_fifo(&exporter);
     assert_eq!(requests(&text, "wsgi", "2xx"), 3.0);
-    assert_eq!(log_lines(&exporter, "is a FIFO, not a regular file"), 2);
+    assert_eq!(log_lines(&exporter, "is a FIFO, not a regular file", 2), 2);
 
     std::fs::remove_file(&log).unwrap();
     append(&log, &wsgi_lines(3));
@@ -537,10 +543,10 @@ fn a_log_path_briefly_a_directory_after_rotation_loses_no_line() {
     get(1);
     assert_eq!(requests(&exporter.scrape(), "static", "2xx"), 12.0);
     assert_eq!(
-        log_lines(&exporter, "is a directory, not a regular file"),
+        log_lines(&exporter, "is a directory, not a regular file", 1),
         1
     );
-    assert_eq!(log_lines(&exporter, "recovered"), 1);
+    assert_eq!(log_lines(&exporter, "recovered", 1), 1);
 }
 
 #[test]
@@ -573,7 +579,7 @@ fn an_access_log_the_exporter_may_not_read_is_reported_until_it_may() {
         assert_eq!(file_error(&text, "permission_denied"), 1.0);
         assert_eq!(success(&text, "nginx"), 1.0);
     }
-    assert_eq!(log_lines(&exporter, "Permission denied"), 1);
+    assert_eq!(log_lines(&exporter, "Permission denied", 1), 1);
 
     mode(&log, 0o644);
     append(&log, &wsgi_lines(1));
@@ -583,7 +589,7 @@ fn an_access_log_the_exporter_may_not_read_is_reported_until_it_may() {
     // Readable only after the first scrape: read from its start, like a log that appears late.
     assert_eq!(requests(&text, "wsgi", "2xx"), 2.0);
     assert_eq!(must(&text, "stack_nginx_log_read_errors_total", &[]), 3.0);
-    assert_eq!(log_lines(&exporter, "recovered"), 1);
+    assert_eq!(log_lines(&exporter, "recovered", 1), 1);
 }
 
 fn sockets_exporter(dir: &Path, services: &str) -> Exporter {
