@@ -606,16 +606,21 @@ fn sockets_exporter(dir: &Path, services: &str) -> Exporter {
 fn gunicorn_backlog_shows_as_listen_queue() {
     let dir = common::temp_dir();
     let port = common::free_port();
+    // Matched by its name, which survives setproctitle (`gunicorn: master [NAME]`); --bind does not.
+    let name = common::unique_marker("backlog-test");
     let _gunicorn = start_gunicorn(
         dir.path(),
         port,
-        &["--workers=1", "--backlog=4", "--timeout=60"],
+        &[
+            "--workers=1",
+            "--backlog=4",
+            "--timeout=60",
+            &format!("--name={name}"),
+        ],
     );
     let exporter = sockets_exporter(
         dir.path(),
-        &format!(
-            "[services.wsgi]\nmatch = [{{ cmdline = 'gunicorn .*--bind=127\\.0\\.0\\.1:{port}\\b' }}]\n"
-        ),
+        &format!("[services.wsgi]\nmatch = [{{ cmdline = '{name}' }}]\n"),
     );
     let port_label = port.to_string();
     let labels = [("service", "wsgi"), ("port", port_label.as_str())];

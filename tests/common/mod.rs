@@ -330,3 +330,21 @@ pub fn temp_dir() -> tempfile::TempDir {
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
+
+/// A name no other process on the machine carries, for matching a test's own processes by
+/// their command line (or their setproctitle title, which keeps Gunicorn's `--name`).
+pub fn unique_marker(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
+}
+
+/// Makes `path` readable (and its directories searchable) by every user, for a test that runs
+/// the exporter as `nobody` on a file in a temp dir.
+pub fn make_world_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
