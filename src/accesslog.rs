@@ -508,7 +508,7 @@ pub struct Follower {
     current: Option<Tail>,
     retired: Option<Tail>,
     buffer: Vec<u8>,
-    /// Until the first poll: a log found then is followed from its end.
+    /// Until [`Follower::start`]: a log found then is followed from its end.
     start_at_end: bool,
     problem: Option<Problem>,
     pub rotations: u64,
@@ -600,9 +600,9 @@ struct Tail {
 }
 
 impl Follower {
-    /// Follows `path` from its end as found by the first poll, so the backlog from before is not
-    /// counted as if it had just happened; a file that appears later is read from its start.
-    /// Touches nothing on disk: the exporter may bind its port before any watched path is seen.
+    /// Follows `path` from its end as found by [`Follower::start`] (or the first poll), so the
+    /// backlog from before is not counted as if it had just happened; a file that appears later
+    /// is read from its start. Touches nothing on disk.
     pub fn new(path: impl Into<PathBuf>) -> Follower {
         Follower {
             start_at_end: true,
@@ -639,12 +639,24 @@ impl Follower {
         self.problem.as_ref()
     }
 
+    /// The first look at the path (once; the first poll does it if nobody did): a regular file
+    /// there is opened and followed from its end. May block on a hung filesystem, like a poll.
+    pub fn start(&mut self) {
+        if !std::mem::take(&mut self.start_at_end) {
+            return;
+        }
+        let on_disk = std::fs::metadata(&self.path);
+        if let Ok(tail) = self.open_current(&on_disk, true) {
+            self.current = Some(tail);
+        }
+    }
+
     /// Reads everything appended since the last poll and hands each line to `sink`. A path that
     /// cannot be followed is not an error here: it is [`Follower::problem`], and every poll tries
     /// again. The error is for lines lost: a rotated-away file that could not be read to its end.
     pub fn poll(&mut self, mut sink: impl FnMut(Event)) -> io::Result<()> {
+        self.start();
         let mut budget = MAX_BYTES_PER_POLL;
-        let start_at_end = std::mem::take(&mut self.start_at_end);
         let on_disk = std::fs::metadata(&self.path);
         let mut lost = Ok(());
         if self.current_was_replaced(&on_disk) {
@@ -656,9 +668,7 @@ impl Follower {
             self.rotations += 1;
         }
         lost = lost.and(self.read_retired(&on_disk, &mut budget, &mut sink));
-        self.problem = self
-            .read_current(&on_disk, start_at_end, &mut budget, &mut sink)
-            .err();
+        self.problem = self.read_current(&on_disk, &mut budget, &mut sink).err();
         let failed = self
             .problem
             .as_ref()
@@ -711,12 +721,11 @@ impl Follower {
     fn read_current(
         &mut self,
         on_disk: &io::Result<std::fs::Metadata>,
-        start_at_end: bool,
         budget: &mut u64,
         sink: &mut impl FnMut(Event),
     ) -> Result<(), Problem> {
         if self.current.is_none() {
-            self.current = Some(self.open_current(on_disk, start_at_end)?);
+            self.current = Some(self.open_current(on_disk, false)?);
         }
         let Some(tail) = &mut self.current else {
             return Ok(());
@@ -1070,6 +1079,18 @@ mod tests {
         assert_eq!(collect(&mut f), ["one"]);
         append(&path, "o\n");
         assert_eq!(collect(&mut f), ["two"]);
+    }
+
+    #[test]
+    fn follower_starts_at_the_end_found_by_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        append(&path, "old\n");
+        let mut f = Follower::new(&path);
+        f.start();
+        append(&path, "new\n");
+        f.start(); // once only
+        assert_eq!(collect(&mut f), ["new"]);
     }
 
     #[test]

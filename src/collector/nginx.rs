@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer};
@@ -129,8 +129,9 @@ impl<'de> Deserialize<'de> for StubStatusUrl {
 
 #[derive(Debug)]
 pub struct Nginx {
-    /// Boxed: its counts are kilobytes, the other collectors a few words.
-    log: Option<Box<Mutex<AccessLog>>>,
+    log: Option<Arc<Mutex<AccessLog>>>,
+    /// The access log's path, also outside the lock (held while the log is read).
+    log_path: Option<PathBuf>,
     stub_status: Option<StubStatusUrl>,
 }
 
@@ -146,7 +147,9 @@ struct AccessLog {
 
 impl Nginx {
     /// The collector, or `None` when neither an access log (config or `STACK_NGINX_ACCESS_LOG`)
-    /// nor a stub_status URL is configured. Looks at nothing on disk.
+    /// nor a stub_status URL is configured. Looks at nothing on disk itself: the first look at
+    /// the access log runs on a thread of its own, so counting starts when the exporter does
+    /// while start-up never waits on the path (a FIFO, a hung mount).
     pub fn new(config: &NginxConfig, env: impl Fn(&str) -> Option<String>) -> Option<Nginx> {
         let path = config.access_log.clone().or_else(|| {
             env(ACCESS_LOG_ENV)
@@ -166,8 +169,8 @@ impl Nginx {
             websocket_prefixes: prefixes(&config.websocket_prefixes, defaults.websocket_prefixes),
             asgi_prefixes: prefixes(&config.asgi_prefixes, defaults.asgi_prefixes),
         };
-        let log = path.map(|path| {
-            Box::new(Mutex::new(AccessLog {
+        let log = path.clone().map(|path| {
+            Arc::new(Mutex::new(AccessLog {
                 follower: Follower::new(path),
                 counts: Counts::default(),
                 format: match config.format {
@@ -178,17 +181,21 @@ impl Nginx {
                 unfollowed: Condition::default(),
             }))
         });
+        if let Some(log) = &log {
+            start_following(log.clone());
+        }
         Some(Nginx {
             log,
+            log_path: path,
             stub_status: config.stub_status_url.clone(),
         })
     }
 
     pub fn describe(&self) -> String {
-        let log = self.log.as_ref().map(|l| {
-            let log = l.lock().unwrap_or_else(|e| e.into_inner());
-            format!("access log {}", log.follower.path().display())
-        });
+        let log = self
+            .log_path
+            .as_ref()
+            .map(|path| format!("access log {}", path.display()));
         let stub = self
             .stub_status
             .as_ref()
@@ -205,7 +212,15 @@ impl Nginx {
     pub fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
         let mut out = MetricSet::default();
         if let Some(log) = &self.log {
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            // Only the first look can hold the lock here (runs of the collector never overlap):
+            // if it is stuck, this run fails rather than joining it.
+            let mut log = match log.try_lock() {
+                Ok(log) => log,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => anyhow::bail!(
+                    "the first look at the access log has not ended (a hung filesystem?)"
+                ),
+            };
             log.poll();
             log.emit(&mut out);
         }
@@ -213,6 +228,21 @@ impl Nginx {
             emit_stub_status(&mut out, url, deadline);
         }
         Ok(out)
+    }
+}
+
+/// Takes the first look at the access log on a thread that nothing waits for.
+fn start_following(log: Arc<Mutex<AccessLog>>) {
+    let spawned = std::thread::Builder::new()
+        .name("nginx-log-start".into())
+        .spawn(move || {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.follower.start();
+        });
+    if let Err(e) = spawned {
+        log::warn!(
+            "cannot start a thread for the access log ({e}): counting starts at the first scrape"
+        );
     }
 }
 
