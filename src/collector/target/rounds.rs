@@ -240,3 +240,165 @@ impl Health {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::target::{Kind, SecretUrl};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// What the scripted server does in its next round.
+    enum Step {
+        Answer(f64),
+        Fail,
+        Hang,
+    }
+
+    /// A server that follows a script: the skeleton's part (keeping, dropping, deadlines, `up`)
+    /// is then the only thing tested.
+    #[derive(Default)]
+    struct Scripted {
+        connects: AtomicUsize,
+        forgotten: AtomicUsize,
+        script: std::sync::Mutex<VecDeque<Step>>,
+        passwords: std::sync::Mutex<Vec<Option<String>>>,
+    }
+
+    impl Server for Scripted {
+        type Conn = usize;
+        type Answers = (usize, f64);
+        const NAME: &'static str = "scripted";
+        const UP: (&'static str, &'static str) = ("stack_scripted_up", "1 if up.");
+
+        fn new(_: &Target) -> Scripted {
+            Scripted::default()
+        }
+
+        async fn connect(
+            &self,
+            _: &Target,
+            password: &mut Option<String>,
+        ) -> Result<usize, String> {
+            *password = Some("from-the-url".to_string());
+            Ok(self.connects.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+
+        async fn ask(
+            &self,
+            _: &Target,
+            conn: &mut usize,
+            password: Option<&str>,
+        ) -> Result<(usize, f64), String> {
+            let step = self.script.lock().unwrap().pop_front();
+            self.passwords
+                .lock()
+                .unwrap()
+                .push(password.map(String::from));
+            match step {
+                Some(Step::Answer(v)) => Ok((*conn, v)),
+                Some(Step::Fail) | None => Err("refused".to_string()),
+                Some(Step::Hang) => std::future::pending().await,
+            }
+        }
+
+        fn figures(target: &str, answers: &(usize, f64)) -> Figures {
+            let mut figures = Figures::default();
+            let labels = target_label(target);
+            figures
+                .set
+                .gauge("stack_scripted_value", "v", labels.clone(), answers.1);
+            figures
+                .set
+                .gauge("stack_scripted_conn", "c", labels, answers.0 as f64);
+            figures
+        }
+
+        fn forget(&self) {
+            self.forgotten.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn scripted(steps: Vec<Step>) -> Targets<Scripted> {
+        let target = Target {
+            name: "t".into(),
+            url: SecretUrl::parse("redis://h/", Kind::Redis).unwrap(),
+            password_file: None,
+            timeout: Duration::from_secs(3),
+            slow_interval: Duration::from_secs(60),
+            queues: vec![],
+        };
+        let targets = Targets::<Scripted>::new(vec![target]);
+        targets.targets[0]
+            .server
+            .script
+            .lock()
+            .unwrap()
+            .extend(steps);
+        targets
+    }
+
+    async fn scrape(targets: &Targets<Scripted>, within: Duration) -> MetricSet {
+        targets.collect(Instant::now() + within).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_kept_dropped_on_failure_and_made_again() {
+        let steps = vec![
+            Step::Answer(5.0),
+            Step::Answer(6.0),
+            Step::Fail,
+            Step::Answer(7.0),
+        ];
+        let targets = scripted(steps);
+        let t = [("target", "t")];
+        let long = Duration::from_secs(10);
+        for (value, conn) in [(5.0, 1.0), (6.0, 1.0)] {
+            let set = scrape(&targets, long).await;
+            assert_eq!(set.value("stack_scripted_up", &t), Some(1.0));
+            assert_eq!(set.value("stack_scripted_value", &t), Some(value));
+            assert_eq!(set.value("stack_scripted_conn", &t), Some(conn), "kept");
+        }
+        let set = scrape(&targets, long).await;
+        assert_eq!(set.value("stack_scripted_up", &t), Some(0.0));
+        assert_eq!(set.value("stack_scripted_value", &t), None);
+        let server = &targets.targets[0].server;
+        assert_eq!(server.forgotten.load(Ordering::SeqCst), 1);
+        let set = scrape(&targets, long).await;
+        assert_eq!(
+            set.value("stack_scripted_conn", &t),
+            Some(2.0),
+            "made again"
+        );
+        // The URL's password, learned at connect, is passed on in every later round to scrub.
+        let passwords = server.passwords.lock().unwrap().clone();
+        assert!(
+            passwords
+                .iter()
+                .all(|p| p.as_deref() == Some("from-the-url")),
+            "{passwords:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_round_ends_at_the_scrape_deadline_as_up_0() {
+        let targets = scripted(vec![Step::Hang, Step::Answer(1.0)]);
+        let started = Instant::now();
+        let set = scrape(&targets, Duration::from_millis(400)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            set.value("stack_scripted_up", &[("target", "t")]),
+            Some(0.0)
+        );
+        let set = scrape(&targets, Duration::from_secs(10)).await;
+        assert_eq!(
+            set.value("stack_scripted_conn", &[("target", "t")]),
+            Some(2.0)
+        );
+    }
+}
