@@ -8,25 +8,8 @@ use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::servers::{password_file, MariadbServer, SilentListener};
+use common::servers::{MariadbServer, Scenario, GOOD_PASSWORD, NARROW_PASSWORD};
 use common::{metric, must, temp_dir, wait_for, write, Exporter};
-
-const GOOD_PASSWORD: &str = "My-Mon-Pass-2291";
-const ENV_PASSWORD: &str = "My-Env-Pass-7340";
-const WRONG_PASSWORD: &str = "My-Wr0ng-Pass-1187";
-
-/// The documented least privileges, plus SELECT on the application schema for its size.
-fn setup(db: &MariadbServer) {
-    db.sql("CREATE DATABASE shop");
-    for (user, password) in [("monitor", GOOD_PASSWORD), ("envmon", ENV_PASSWORD)] {
-        db.sql(&format!(
-            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; \
-             GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO '{user}'@'127.0.0.1'; \
-             GRANT SELECT ON performance_schema.* TO '{user}'@'127.0.0.1'; \
-             GRANT SELECT ON shop.* TO '{user}'@'127.0.0.1';"
-        ));
-    }
-}
 
 fn status(db: &MariadbServer, variable: &str) -> f64 {
     let out = db.sql(&format!("SHOW GLOBAL STATUS LIKE '{variable}'"));
@@ -49,40 +32,15 @@ fn session(db: &MariadbServer) -> Child {
 const SIZE_QUERY: &str = "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) \
                           FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop'";
 
+/// The shared scenario (common::servers::Scenario) and the figures of MySQL against the server's
+/// own answers.
 #[test]
 fn mysql_collector_against_a_real_server() {
     let mut db = MariadbServer::start();
-    setup(&db);
-    let silent = SilentListener::start();
-    let dir = temp_dir();
-    let secret = password_file(dir.path(), GOOD_PASSWORD);
-    let config = dir.path().join("stack.toml");
-    write(
-        &config,
-        &format!(
-            "[[mysql]]\nname = \"main\"\nurl = \"mysql://monitor@127.0.0.1:{port}/\"\n\
-             password_file = {secret:?}\ntimeout = \"2s\"\nslow_interval = \"0s\"\n\n\
-             [[mysql]]\nname = \"badpass\"\n\
-             url = \"mysql://monitor:{WRONG_PASSWORD}@127.0.0.1:{port}/\"\n\n\
-             [[mysql]]\nname = \"hang\"\nurl = \"mysql://monitor@127.0.0.1:{silent}/\"\n\
-             timeout = \"500ms\"\n",
-            port = db.port,
-            silent = silent.port,
-        ),
-    );
-    let env_url = format!("mysql://envmon:{ENV_PASSWORD}@127.0.0.1:{}/", db.port);
-    let exporter = Exporter::start_with_env(
-        &[&format!("--config.file={}", config.display())],
-        &[("STACK_MYSQL_URL", &env_url)],
-    );
-
-    let (text, took) = exporter.scrape_timed();
-    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "main")]), 1.0);
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "default")]), 1.0);
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "badpass")]), 0.0);
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "hang")]), 0.0);
-    must(&text, "stack_host_memory_total_bytes", &[]);
+    db.create_monitoring_users();
+    let scenario = Scenario::start(&db, "timeout = \"2s\"\nslow_interval = \"0s\"");
+    let exporter = &scenario.exporter;
+    let text = exporter.scrape();
 
     // Settings as the server says.
     let max: f64 = db.sql("SELECT @@max_connections").parse().unwrap();
@@ -222,19 +180,7 @@ fn mysql_collector_against_a_real_server() {
         size
     );
 
-    // Stopped mid-run: up 0 within the timeout, the rest intact.
-    db.stop();
-    let (text, took) = exporter.scrape_timed();
-    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "main")]), 0.0);
-    assert!(metric(&text, "stack_mysql_connections", &[("target", "main")]).is_none());
-    must(&text, "stack_host_memory_total_bytes", &[]);
-
-    // Back: reconnects by itself.
-    db.start_again();
-    let text = exporter.scrape();
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "main")]), 1.0);
-    assert_eq!(must(&text, "stack_mysql_up", &[("target", "default")]), 1.0);
+    scenario.outage(&mut db, "stack_mysql_connections");
 
     // One connection per target kept across scrapes.
     let connects = status(&db, "Connections");
@@ -244,16 +190,7 @@ fn mysql_collector_against_a_real_server() {
     // Only the badpass target (and our own status queries) connect again.
     assert!(status(&db, "Connections") - connects <= 3.0 + 2.0 + 1.0);
 
-    let log = exporter.log();
-    eprintln!("exporter log:\n{log}");
-    assert!(
-        log.contains("level=warn") && log.contains("badpass") && log.contains("Access denied"),
-        "no warning for the bad password:\n{log}"
-    );
-    for secret in [GOOD_PASSWORD, ENV_PASSWORD, WRONG_PASSWORD] {
-        assert!(!log.contains(secret), "the log shows a password:\n{log}");
-        assert!(!text.contains(secret), "/metrics shows a password");
-    }
+    scenario.check_log("Access denied");
 }
 
 /// Runs SQL as `user` over TCP, as the exporter connects; its output.
@@ -297,11 +234,9 @@ fn slow_log_entries(path: &std::path::Path, user: &str) -> usize {
 #[test]
 fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
     let db = MariadbServer::start();
-    setup(&db);
+    db.create_monitoring_users();
     db.sql(
-        "CREATE USER 'narrow'@'127.0.0.1' IDENTIFIED BY 'Narrow-Pass-5151'; \
-         GRANT PROCESS ON *.* TO 'narrow'@'127.0.0.1'; \
-         CREATE TABLE shop.orders (id INT PRIMARY KEY) ENGINE=InnoDB; \
+        "CREATE TABLE shop.orders (id INT PRIMARY KEY) ENGINE=InnoDB; \
          CREATE TABLE shop.items (id INT PRIMARY KEY) ENGINE=InnoDB; \
          CREATE DATABASE ledger; \
          CREATE TABLE ledger.entries (id INT PRIMARY KEY) ENGINE=InnoDB; \
@@ -329,7 +264,7 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
         &format!(
             "[[mysql]]\nname = \"main\"\nurl = \"mysql://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/\"\n\
              slow_interval = \"0s\"\n\n\
-             [[mysql]]\nname = \"narrow\"\nurl = \"mysql://narrow:Narrow-Pass-5151@127.0.0.1:{port}/\"\n",
+             [[mysql]]\nname = \"narrow\"\nurl = \"mysql://narrow:{NARROW_PASSWORD}@127.0.0.1:{port}/\"\n",
             port = db.port,
         ),
     );
@@ -456,7 +391,7 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
             .any(|l| l.contains("schema sizes: recovered") && l.contains("level=info")),
         "{log}"
     );
-    assert!(!log.contains(GOOD_PASSWORD) && !log.contains("Narrow-Pass-5151"));
+    assert!(!log.contains(GOOD_PASSWORD) && !log.contains(NARROW_PASSWORD));
 }
 
 /// `--config.check` refuses, for every kind of database target, a URL its driver would refuse at

@@ -7,23 +7,8 @@ use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::servers::{password_file, PostgresServer, SilentListener};
+use common::servers::{PostgresServer, Scenario, GOOD_PASSWORD, NARROW_PASSWORD};
 use common::{metric, must, temp_dir, wait_for, write, Exporter};
-
-const GOOD_PASSWORD: &str = "Pg-Mon-Pass-8812";
-const ENV_PASSWORD: &str = "Pg-Env-Pass-3307";
-const WRONG_PASSWORD: &str = "Pg-Wr0ng-Pass-6650";
-
-fn setup(pg: &PostgresServer) {
-    pg.psql(
-        "postgres",
-        &format!(
-            "CREATE ROLE monitor LOGIN PASSWORD '{GOOD_PASSWORD}' IN ROLE pg_monitor; \
-             CREATE ROLE envmon LOGIN PASSWORD '{ENV_PASSWORD}' IN ROLE pg_monitor; \
-             CREATE EXTENSION pg_stat_statements;"
-        ),
-    );
-}
 
 /// A psql session that stays connected, with `sql` run first.
 fn session(pg: &PostgresServer, sql: &str) -> Child {
@@ -45,49 +30,15 @@ fn total_connections(text: &str) -> f64 {
         .sum()
 }
 
+/// The shared scenario (common::servers::Scenario) and the figures of PostgreSQL against the
+/// server's own answers.
 #[test]
 fn postgres_collector_against_a_real_server() {
     let mut pg = PostgresServer::start();
-    setup(&pg);
-    let silent = SilentListener::start();
-    let dir = temp_dir();
-    let secret = password_file(dir.path(), GOOD_PASSWORD);
-    let config = dir.path().join("stack.toml");
-    write(
-        &config,
-        &format!(
-            "[[postgres]]\nname = \"main\"\nurl = \"postgres://monitor@127.0.0.1:{port}/postgres\"\n\
-             password_file = {secret:?}\ntimeout = \"2s\"\nslow_interval = \"0s\"\n\n\
-             [[postgres]]\nname = \"badpass\"\n\
-             url = \"postgres://monitor:{WRONG_PASSWORD}@127.0.0.1:{port}/postgres\"\n\n\
-             [[postgres]]\nname = \"hang\"\nurl = \"postgres://monitor@127.0.0.1:{silent}/postgres\"\n\
-             timeout = \"500ms\"\n",
-            port = pg.port,
-            silent = silent.port,
-        ),
-    );
-    let env_url = format!(
-        "postgresql://envmon:{ENV_PASSWORD}@127.0.0.1:{}/postgres",
-        pg.port
-    );
-    let exporter = Exporter::start_with_env(
-        &[&format!("--config.file={}", config.display())],
-        &[("STACK_POSTGRES_URL", &env_url)],
-    );
-
-    let (text, took) = exporter.scrape_timed();
-    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
-    assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 1.0);
-    assert_eq!(
-        must(&text, "stack_postgres_up", &[("target", "default")]),
-        1.0
-    );
-    assert_eq!(
-        must(&text, "stack_postgres_up", &[("target", "badpass")]),
-        0.0
-    );
-    assert_eq!(must(&text, "stack_postgres_up", &[("target", "hang")]), 0.0);
-    must(&text, "stack_host_memory_total_bytes", &[]);
+    pg.create_monitoring_roles();
+    let scenario = Scenario::start(&pg, "timeout = \"2s\"\nslow_interval = \"0s\"");
+    let exporter = &scenario.exporter;
+    let text = exporter.scrape();
 
     // max_connections as the server says.
     let max: f64 = pg.psql("postgres", "SHOW max_connections").parse().unwrap();
@@ -221,27 +172,7 @@ fn postgres_collector_against_a_real_server() {
         ) > 0.0
     );
 
-    // Stopped mid-run: up 0 within the timeout, the rest intact.
-    pg.stop();
-    let (text, took) = exporter.scrape_timed();
-    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
-    assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 0.0);
-    assert!(metric(
-        &text,
-        "stack_postgres_max_connections",
-        &[("target", "main")]
-    )
-    .is_none());
-    must(&text, "stack_host_memory_total_bytes", &[]);
-
-    // Back: reconnects by itself.
-    pg.start_again();
-    let text = exporter.scrape();
-    assert_eq!(must(&text, "stack_postgres_up", &[("target", "main")]), 1.0);
-    assert_eq!(
-        must(&text, "stack_postgres_up", &[("target", "default")]),
-        1.0
-    );
+    scenario.outage(&mut pg, "stack_postgres_max_connections");
 
     // One connection per target kept across scrapes, not one per scrape.
     let backends = || -> f64 {
@@ -257,16 +188,7 @@ fn postgres_collector_against_a_real_server() {
     }
     assert_eq!(backends(), 2.0, "main and default: one backend each");
 
-    let log = exporter.log();
-    eprintln!("exporter log:\n{log}");
-    assert!(
-        log.contains("level=warn") && log.contains("badpass") && log.contains("password"),
-        "no warning for the bad password:\n{log}"
-    );
-    for secret in [GOOD_PASSWORD, ENV_PASSWORD, WRONG_PASSWORD] {
-        assert!(!log.contains(secret), "the log shows a password:\n{log}");
-        assert!(!text.contains(secret), "/metrics shows a password");
-    }
+    scenario.check_log("password");
 }
 
 /// What a role may not read is a `…_readable 0` series and one log line, never a smaller or
@@ -276,9 +198,8 @@ fn postgres_collector_against_a_real_server() {
 #[test]
 fn unreadable_figures_are_series_and_sessions_are_named() {
     let pg = PostgresServer::start();
-    setup(&pg);
+    pg.create_monitoring_roles();
     for sql in [
-        "CREATE ROLE plain LOGIN PASSWORD 'Plain-Pass-4242'",
         "CREATE DATABASE private",
         "REVOKE CONNECT ON DATABASE private FROM PUBLIC",
         "CREATE DATABASE other",
@@ -293,7 +214,7 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
         &format!(
             "[[postgres]]\nname = \"main\"\nurl = \"postgres://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/postgres\"\n\
              slow_interval = \"0s\"\n\n\
-             [[postgres]]\nname = \"plain\"\nurl = \"postgres://plain:Plain-Pass-4242@127.0.0.1:{port}/postgres\"\n\
+             [[postgres]]\nname = \"plain\"\nurl = \"postgres://narrow:{NARROW_PASSWORD}@127.0.0.1:{port}/postgres\"\n\
              slow_interval = \"0s\"\n\n\
              [[postgres]]\nname = \"named\"\n\
              url = \"postgres://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/other?application_name=custom\"\n",
@@ -400,7 +321,7 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
     );
     assert_eq!(
         names,
-        "custom monitor\nstack_exporter monitor\nstack_exporter plain"
+        "custom monitor\nstack_exporter monitor\nstack_exporter narrow"
     );
 
     let log = exporter.log();
@@ -418,7 +339,7 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
     );
     assert_eq!(lines("\\\"main\\\""), 0, "{log}");
 
-    pg.psql("postgres", "GRANT CONNECT ON DATABASE private TO plain");
+    pg.psql("postgres", "GRANT CONNECT ON DATABASE private TO narrow");
     let text = exporter.scrape();
     let labels = [("target", "plain"), ("database", "private")];
     assert_eq!(
@@ -432,7 +353,7 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
             .any(|l| l.contains("\\\"plain\\\": database sizes unknown") && l.contains("recovered")),
         "{log}"
     );
-    assert!(!log.contains(GOOD_PASSWORD) && !log.contains("Plain-Pass-4242"));
+    assert!(!log.contains(GOOD_PASSWORD) && !log.contains(NARROW_PASSWORD));
     let _ = open.kill();
     let _ = open.wait();
 }

@@ -18,12 +18,13 @@ use std::collections::HashMap;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
-use tokio::sync::Mutex;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::target::{describe_chain, printable, server_number, target_label, Health, Target};
+use super::target::{
+    describe_chain, printable, server_number, target_label, Figures, Rows, Server, Target, Targets,
+};
 use crate::logging::Condition;
-use crate::metrics::MetricSet;
 
 /// The `program_name` connect attribute of the exporter's sessions.
 pub const PROGRAM_NAME: &str = "stack_exporter";
@@ -43,45 +44,6 @@ const SYSTEM_SCHEMAS: &[&str] = &["mysql", "sys", "information_schema", "perform
 /// At most this many (command, state) series per target; the rest are added up under
 /// `state="other"`.
 const MAX_PROCESSLIST_SERIES: usize = 50;
-
-#[derive(Debug)]
-pub struct Mysql {
-    targets: Vec<MysqlTarget>,
-}
-
-struct MysqlTarget {
-    target: Target,
-    conn: Mutex<Option<Conn>>,
-    slow: std::sync::Mutex<Option<Slow>>,
-    health: Health,
-    /// performance_schema off or its statement summary refused.
-    statements_unreadable: Condition,
-    /// Schemas whose size cannot be read (tables the user may not see), or no way to tell.
-    sizes_unreadable: Condition,
-    /// The session could not raise its long_query_time: its queries may reach the slow log.
-    loud_session: Condition,
-}
-
-impl std::fmt::Debug for MysqlTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.debug_struct("MysqlTarget")
-            .field("target", &self.target)
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Slow {
-    fetched: Instant,
-    variables: HashMap<String, String>,
-    /// Each schema's size; `None` where the user cannot see all of its tables. Empty `sizes`
-    /// with `sizes_checked` false: the server would not say which schemas exist.
-    sizes: Vec<(String, Option<f64>)>,
-    /// Whether InnoDB's own table list could be read to check what the user sees.
-    sizes_checked: bool,
-    /// performance_schema is on.
-    statements: bool,
-}
 
 /// Status variables served: (variable, metric, help, is counter).
 const STATUS: &[(&str, &str, &str, bool)] = &[
@@ -129,35 +91,6 @@ const STATUS: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
-impl Mysql {
-    pub fn new(targets: Vec<Target>) -> Mysql {
-        Mysql {
-            targets: targets
-                .into_iter()
-                .map(|target| MysqlTarget {
-                    target,
-                    conn: Mutex::new(None),
-                    slow: std::sync::Mutex::new(None),
-                    health: Health::default(),
-                    statements_unreadable: Condition::default(),
-                    sizes_unreadable: Condition::default(),
-                    loud_session: Condition::default(),
-                })
-                .collect(),
-        }
-    }
-
-    pub async fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
-        let sets =
-            futures_util::future::join_all(self.targets.iter().map(|t| t.scrape(deadline))).await;
-        let mut out = MetricSet::default();
-        for set in sets {
-            out.extend(set);
-        }
-        Ok(out)
-    }
-}
-
 /// A cell of the text protocol as text; `None` for NULL.
 fn cell(value: &Value) -> Option<String> {
     match value {
@@ -171,7 +104,7 @@ fn cell(value: &Value) -> Option<String> {
     }
 }
 
-fn cells(rows: Vec<Row>) -> Vec<Vec<Option<String>>> {
+fn cells(rows: Vec<Row>) -> Rows {
     rows.into_iter()
         .map(|row| row.unwrap().iter().map(cell).collect())
         .collect()
@@ -295,306 +228,81 @@ pub fn processlist_series(rows: &[Vec<Option<String>>]) -> Vec<(String, String, 
     out
 }
 
-impl MysqlTarget {
-    async fn scrape(&self, deadline: Instant) -> MetricSet {
-        let mut guard = self.conn.lock().await;
-        let work = async {
-            let mut gathered = MetricSet::default();
-            self.gather(&mut guard, &mut gathered)
-                .await
-                .map(|()| gathered)
-        };
-        let up = (
-            "stack_mysql_up",
-            "1 if the last query round on this MySQL/MariaDB target succeeded.",
-        );
-        let (is_up, set) =
-            super::target::round("mysql", &self.target, &self.health, deadline, up, work).await;
-        if !is_up {
-            // Closing a connection to a server that hangs could hang too: just let it go.
-            *guard = None;
-            *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
+/// The MySQL/MariaDB collector: the shared skeleton over [`Session`].
+pub type Mysql = Targets<Session>;
+
+/// A MySQL target's own state: its slow answers and when they were fetched, and whether its
+/// session could be kept out of the slow log.
+pub struct Session {
+    slow: std::sync::Mutex<Option<(Instant, SlowAnswers)>>,
+    /// The session could not raise its long_query_time: its queries may reach the slow log.
+    loud_session: Condition,
+}
+
+/// What the server answered to the queries made every `slow_interval`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlowAnswers {
+    /// `SHOW GLOBAL VARIABLES` of max_connections, innodb_buffer_pool_size, performance_schema.
+    pub variables: Rows,
+    /// Each schema the user sees: name, data and index bytes, InnoDB tables it sees.
+    pub schemas: Rows,
+    /// InnoDB's own table names (`schema/table`); `None` where neither list is readable.
+    pub innodb_tables: Option<Vec<String>>,
+}
+
+/// What one round's queries answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answers {
+    pub slow: SlowAnswers,
+    /// `SHOW GLOBAL STATUS` of the variables in [`STATUS`].
+    pub status: Rows,
+    /// The process list grouped by command and state.
+    pub processlist: Rows,
+    /// performance_schema's statement count and latency: `None` where it is off, the server's
+    /// refusal where the user may not read it.
+    pub statements: Option<Result<Rows, String>>,
+}
+
+const VARIABLES_QUERY: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', \
+     'innodb_buffer_pool_size', 'performance_schema')";
+const SCHEMAS_QUERY: &str =
+    "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0), \
+     COALESCE(SUM(t.ENGINE = 'InnoDB'), 0) \
+     FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t \
+     ON t.TABLE_SCHEMA = s.SCHEMA_NAME \
+     WHERE s.SCHEMA_NAME NOT IN ('information_schema', 'performance_schema') \
+     GROUP BY s.SCHEMA_NAME ORDER BY s.SCHEMA_NAME";
+const STATUS_QUERY: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', \
+     'Threads_running', 'Max_used_connections', 'Aborted_connects', 'Questions', \
+     'Slow_queries', 'Innodb_buffer_pool_bytes_data')";
+const PROCESSLIST_QUERY: &str = "SELECT COMMAND, STATE, COUNT(*) FROM \
+     information_schema.PROCESSLIST GROUP BY COMMAND, STATE";
+const STATEMENTS_QUERY: &str = "SELECT SUM(COUNT_STAR), SUM(SUM_TIMER_WAIT) FROM \
+     performance_schema.events_statements_summary_global_by_event_name";
+
+impl Server for Session {
+    type Conn = Conn;
+    type Answers = Answers;
+    const NAME: &'static str = "mysql";
+    const UP: (&'static str, &'static str) = (
+        "stack_mysql_up",
+        "1 if the last query round on this MySQL/MariaDB target succeeded.",
+    );
+
+    fn new(_: &Target) -> Session {
+        Session {
+            slow: std::sync::Mutex::new(None),
+            loud_session: Condition::default(),
         }
-        set
     }
 
-    async fn gather(&self, slot: &mut Option<Conn>, set: &mut MetricSet) -> Result<(), String> {
-        let mut password = self.target.file_password()?;
-        if slot.is_none() {
-            *slot = Some(self.connect(&mut password).await?);
-        }
-        let conn = slot.as_mut().expect("connected above");
-        let fail = |e: mysql_async::Error| describe_chain(&e, password.as_deref());
-        let labels = || target_label(&self.target.name);
-
-        let slow = self.slow_figures(conn, &fail).await?;
-
-        let status: Vec<Row> = conn
-            .query(
-                "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', \
-                 'Threads_running', 'Max_used_connections', 'Aborted_connects', 'Questions', \
-                 'Slow_queries', 'Innodb_buffer_pool_bytes_data')",
-            )
-            .await
-            .map_err(fail)?;
-        let status = name_values(&cells(status));
-        for (variable, metric, help, is_counter) in STATUS {
-            if let Some(v) = number(variable, status.get(*variable)) {
-                if *is_counter {
-                    set.counter(metric, help, labels(), v);
-                } else {
-                    set.gauge(metric, help, labels(), v);
-                }
-            }
-        }
-        if let Some(v) = number("max_connections", slow.variables.get("max_connections")) {
-            set.gauge(
-                "stack_mysql_max_connections",
-                "The max_connections setting.",
-                labels(),
-                v,
-            );
-        }
-        if let Some(v) = number(
-            "innodb_buffer_pool_size",
-            slow.variables.get("innodb_buffer_pool_size"),
-        ) {
-            set.gauge(
-                "stack_mysql_innodb_buffer_pool_size_bytes",
-                "The innodb_buffer_pool_size setting.",
-                labels(),
-                v,
-            );
-        }
-
-        let threads: Vec<Row> = conn
-            .query(
-                "SELECT COMMAND, STATE, COUNT(*) FROM information_schema.PROCESSLIST \
-                 GROUP BY COMMAND, STATE",
-            )
-            .await
-            .map_err(fail)?;
-        for (command, state, n) in processlist_series(&cells(threads)) {
-            let mut l = labels();
-            l.push(("command", command));
-            l.push(("state", state));
-            set.gauge(
-                "stack_mysql_processlist_threads",
-                "Threads by command and state (information_schema.PROCESSLIST; empty is none).",
-                l,
-                n,
-            );
-        }
-
-        self.serve_sizes(&slow, set);
-        self.statement_totals(conn, slow.statements, set, &fail)
-            .await
-    }
-
-    /// `stack_mysql_database_size_bytes` of each schema whose tables the user can all see, and
-    /// `stack_mysql_database_size_readable` of every schema known.
-    fn serve_sizes(&self, slow: &Slow, set: &mut MetricSet) {
-        let mut unreadable = Vec::new();
-        for (database, bytes) in &slow.sizes {
-            let mut l = target_label(&self.target.name);
-            l.push(("database", database.clone()));
-            if let Some(bytes) = bytes {
-                set.gauge(
-                    "stack_mysql_database_size_bytes",
-                    "Data and index size of each schema (information_schema.TABLES), refreshed \
-                     every slow_interval; left out when stack_mysql_database_size_readable is 0.",
-                    l.clone(),
-                    *bytes,
-                );
-            } else if !SYSTEM_SCHEMAS.contains(&database.as_str()) {
-                unreadable.push(printable(database));
-            }
-            if slow.sizes_checked {
-                set.gauge(
-                    "stack_mysql_database_size_readable",
-                    "1 if the exporter's user sees every InnoDB table of this schema; 0 if it \
-                     lacks a grant on some, so the schema's size is unknown.",
-                    l,
-                    f64::from(bytes.is_some()),
-                );
-            }
-        }
-        let why = if !slow.sizes_checked {
-            Some(
-                "InnoDB's table list (information_schema.INNODB_SYS_TABLES or INNODB_TABLES, \
-                 PROCESS privilege) is not readable, so a schema the user has no grant on cannot \
-                 be told apart from no schema; stack_mysql_database_size_readable left out"
-                    .to_string(),
-            )
-        } else if !unreadable.is_empty() {
-            Some(format!(
-                "no grant on (some of) the tables of {}: sizes unknown, \
-                 stack_mysql_database_size_readable 0 (GRANT SELECT ON schema.* to the exporter's user)",
-                unreadable.join(", ")
-            ))
-        } else {
-            None
-        };
-        self.sizes_unreadable.set(
-            &format!("mysql target {:?}: schema sizes", self.target.name),
-            why,
-        );
-    }
-
-    /// Statement count and latency from performance_schema, and whether they could be read.
-    async fn statement_totals(
+    async fn connect(
         &self,
-        conn: &mut Conn,
-        enabled: bool,
-        set: &mut MetricSet,
-        fail: &impl Fn(mysql_async::Error) -> String,
-    ) -> Result<(), String> {
-        let labels = || target_label(&self.target.name);
-        let refused = if !enabled {
-            Some(
-                "performance_schema is OFF (set performance_schema = ON in the server's config)"
-                    .to_string(),
-            )
-        } else {
-            let result: Result<Vec<Row>, _> = conn
-                .query(
-                    "SELECT SUM(COUNT_STAR), SUM(SUM_TIMER_WAIT) FROM \
-                     performance_schema.events_statements_summary_global_by_event_name",
-                )
-                .await;
-            match result {
-                Ok(rows) => {
-                    let rows = cells(rows);
-                    let row = rows.first();
-                    if let Some(n) = row.and_then(|r| number("COUNT_STAR", r.first()?.as_ref())) {
-                        set.counter(
-                            "stack_mysql_statements_total",
-                            "Statements counted by performance_schema.",
-                            labels(),
-                            n,
-                        );
-                    }
-                    // SUM_TIMER_WAIT is in picoseconds.
-                    if let Some(ps) = row.and_then(|r| number("SUM_TIMER_WAIT", r.get(1)?.as_ref()))
-                    {
-                        set.counter(
-                            "stack_mysql_statement_latency_seconds_total",
-                            "Total latency of the statements counted by performance_schema.",
-                            labels(),
-                            ps / 1e12,
-                        );
-                    }
-                    None
-                }
-                Err(e @ mysql_async::Error::Server(_)) => Some(format!(
-                    "performance_schema's statement summary is refused \
-                     (GRANT SELECT ON performance_schema.*): {}",
-                    fail(e)
-                )),
-                Err(e) => return Err(fail(e)),
-            }
-        };
-        set.gauge(
-            "stack_mysql_statements_readable",
-            "1 if performance_schema's statement totals were read; 0 if performance_schema is \
-             off or refused (the statement series are then left out; see Slow_queries).",
-            labels(),
-            f64::from(refused.is_none()),
-        );
-        self.statements_unreadable.set(
-            &format!(
-                "mysql target {:?}: statement latency left out (stack_mysql_statements_readable 0)",
-                self.target.name
-            ),
-            refused,
-        );
-        Ok(())
-    }
-
-    async fn slow_figures(
-        &self,
-        conn: &mut Conn,
-        fail: &impl Fn(mysql_async::Error) -> String,
-    ) -> Result<Slow, String> {
-        let cached = self.slow.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some(slow) = cached.filter(|s| s.fetched.elapsed() < self.target.slow_interval) {
-            return Ok(slow);
-        }
-        let rows: Vec<Row> = conn
-            .query(
-                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', \
-                 'innodb_buffer_pool_size', 'performance_schema')",
-            )
-            .await
-            .map_err(fail)?;
-        let variables = name_values(&cells(rows));
-        let rows: Vec<Row> = conn
-            .query(
-                "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0), \
-                 COALESCE(SUM(t.ENGINE = 'InnoDB'), 0) \
-                 FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t \
-                 ON t.TABLE_SCHEMA = s.SCHEMA_NAME \
-                 WHERE s.SCHEMA_NAME NOT IN ('information_schema', 'performance_schema') \
-                 GROUP BY s.SCHEMA_NAME ORDER BY s.SCHEMA_NAME",
-            )
-            .await
-            .map_err(fail)?;
-        let visible: Vec<(String, f64, usize)> = cells(rows)
-            .into_iter()
-            .filter_map(|r| {
-                let schema = r.first()?.clone()?;
-                let bytes = number("schema size", r.get(1)?.as_ref())?;
-                let innodb = number("schema tables", r.get(2)?.as_ref())?;
-                Some((schema, bytes, innodb as usize))
-            })
-            .collect();
-        let innodb = self.innodb_tables(conn, fail).await?;
-        let sizes = match &innodb {
-            Some(innodb) => schema_sizes(&visible, innodb),
-            None => visible
-                .iter()
-                .map(|(s, b, _)| (s.clone(), Some(*b)))
-                .collect(),
-        };
-        let slow = Slow {
-            fetched: Instant::now(),
-            statements: number("performance_schema", variables.get("performance_schema"))
-                == Some(1.0),
-            variables,
-            sizes,
-            sizes_checked: innodb.is_some(),
-        };
-        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = Some(slow.clone());
-        Ok(slow)
-    }
-
-    /// InnoDB's own table list per schema (MariaDB and MySQL 5.7: INNODB_SYS_TABLES, MySQL 8:
-    /// INNODB_TABLES; the PROCESS privilege reads either); `None` where neither is readable.
-    async fn innodb_tables(
-        &self,
-        conn: &mut Conn,
-        fail: &impl Fn(mysql_async::Error) -> String,
-    ) -> Result<Option<HashMap<String, usize>>, String> {
-        for table in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
-            let sql = format!("SELECT NAME FROM information_schema.{table} WHERE NAME LIKE '%/%'");
-            match conn.query::<Row, _>(sql).await {
-                Ok(rows) => {
-                    let names: Vec<String> = cells(rows)
-                        .into_iter()
-                        .filter_map(|r| r.into_iter().next().flatten())
-                        .collect();
-                    return Ok(Some(innodb_tables_per_schema(&names)));
-                }
-                Err(mysql_async::Error::Server(_)) => continue,
-                Err(e) => return Err(fail(e)),
-            }
-        }
-        Ok(None)
-    }
-
-    async fn connect(&self, file_password: &mut Option<String>) -> Result<Conn, String> {
-        let opts = Opts::from_url(self.target.url.expose())
-            .map_err(|e| format!("bad URL: {}", describe_chain(&e, file_password.as_deref())))?;
+        target: &Target,
+        password: &mut Option<String>,
+    ) -> Result<Conn, String> {
+        let opts = Opts::from_url(target.url.expose())
+            .map_err(|e| format!("bad URL: {}", describe_chain(&e, password.as_deref())))?;
         // max_allowed_packet and wait_timeout given, so that mysql_async does not ask the server
         // for them before the session is quiet (that query would reach the slow log).
         let mut builder = OptsBuilder::from_opts(opts.clone())
@@ -603,22 +311,94 @@ impl MysqlTarget {
             .max_allowed_packet(Some(16 << 20))
             .wait_timeout(Some(28_800))
             .connect_attribute("program_name", PROGRAM_NAME);
-        match file_password.as_deref() {
+        match password.as_deref() {
             Some(p) => builder = builder.pass(Some(p)),
             // Keep the URL's password at hand, to cut it out of any message.
-            None => *file_password = opts.pass().map(str::to_string),
+            None => *password = opts.pass().map(str::to_string),
         }
         let mut conn = Conn::new(builder)
             .await
-            .map_err(|e| describe_chain(&e, file_password.as_deref()))?;
-        self.quiet_session(&mut conn, file_password.as_deref())
+            .map_err(|e| describe_chain(&e, password.as_deref()))?;
+        self.quiet_session(target, &mut conn, password.as_deref())
             .await?;
         Ok(conn)
     }
 
+    async fn ask(
+        &self,
+        target: &Target,
+        conn: &mut Conn,
+        password: Option<&str>,
+    ) -> Result<Answers, String> {
+        let fail = |e: mysql_async::Error| describe_chain(&e, password);
+        let slow = self.slow_answers(target, conn, &fail).await?;
+        let status = query(conn, STATUS_QUERY).await.map_err(fail)?;
+        let processlist = query(conn, PROCESSLIST_QUERY).await.map_err(fail)?;
+        let statements = if performance_schema_on(&slow) {
+            match query(conn, STATEMENTS_QUERY).await {
+                Ok(rows) => Some(Ok(rows)),
+                Err(e @ mysql_async::Error::Server(_)) => Some(Err(fail(e))),
+                Err(e) => return Err(fail(e)),
+            }
+        } else {
+            None
+        };
+        Ok(Answers {
+            slow,
+            status,
+            processlist,
+            statements,
+        })
+    }
+
+    fn figures(target: &str, answers: &Answers) -> Figures {
+        figures(target, answers)
+    }
+
+    fn forget(&self) {
+        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// A query's rows, each cell as text.
+async fn query(conn: &mut Conn, sql: &str) -> Result<Rows, mysql_async::Error> {
+    conn.query::<Row, _>(sql).await.map(cells)
+}
+
+fn performance_schema_on(slow: &SlowAnswers) -> bool {
+    let variables = name_values(&slow.variables);
+    number("performance_schema", variables.get("performance_schema")) == Some(1.0)
+}
+
+impl Session {
+    /// The slow answers: fetched again when older than `slow_interval`.
+    async fn slow_answers(
+        &self,
+        target: &Target,
+        conn: &mut Conn,
+        fail: &(impl Fn(mysql_async::Error) -> String + Sync),
+    ) -> Result<SlowAnswers, String> {
+        let cached = self.slow.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((_, slow)) = cached.filter(|(at, _)| at.elapsed() < target.slow_interval) {
+            return Ok(slow);
+        }
+        let slow = SlowAnswers {
+            variables: query(conn, VARIABLES_QUERY).await.map_err(fail)?,
+            schemas: query(conn, SCHEMAS_QUERY).await.map_err(fail)?,
+            innodb_tables: innodb_tables(conn, fail).await?,
+        };
+        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), slow.clone()));
+        Ok(slow)
+    }
+
     /// Raises the session's own slow-log thresholds; a server that refuses is logged once (the
     /// exporter's queries may then count as slow ones) and still served.
-    async fn quiet_session(&self, conn: &mut Conn, password: Option<&str>) -> Result<(), String> {
+    async fn quiet_session(
+        &self,
+        target: &Target,
+        conn: &mut Conn,
+        password: Option<&str>,
+    ) -> Result<(), String> {
         let fail = |e: mysql_async::Error| describe_chain(&e, password);
         let refused = match conn.query_drop(QUIET_SESSION).await {
             Ok(()) => None,
@@ -635,12 +415,199 @@ impl MysqlTarget {
             &format!(
                 "mysql target {:?}: cannot raise the session's long_query_time; the exporter's \
                  queries may reach the slow log and Slow_queries",
-                self.target.name
+                target.name
             ),
             refused,
         );
         Ok(())
     }
+}
+
+/// InnoDB's own table names (MariaDB and MySQL 5.7: INNODB_SYS_TABLES, MySQL 8: INNODB_TABLES;
+/// the PROCESS privilege reads either); `None` where neither is readable.
+async fn innodb_tables(
+    conn: &mut Conn,
+    fail: &(impl Fn(mysql_async::Error) -> String + Sync),
+) -> Result<Option<Vec<String>>, String> {
+    for table in ["INNODB_SYS_TABLES", "INNODB_TABLES"] {
+        let sql = format!("SELECT NAME FROM information_schema.{table} WHERE NAME LIKE '%/%'");
+        match query(conn, &sql).await {
+            Ok(rows) => {
+                let names = rows
+                    .into_iter()
+                    .filter_map(|r| r.into_iter().next().flatten());
+                return Ok(Some(names.collect()));
+            }
+            Err(mysql_async::Error::Server(_)) => continue,
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Ok(None)
+}
+
+/// The figures of one round's answers.
+pub fn figures(target: &str, answers: &Answers) -> Figures {
+    let mut out = Figures::default();
+    let labels = || target_label(target);
+    let set = &mut out.set;
+    let status = name_values(&answers.status);
+    for (variable, metric, help, is_counter) in STATUS {
+        if let Some(v) = number(variable, status.get(*variable)) {
+            if *is_counter {
+                set.counter(metric, help, labels(), v);
+            } else {
+                set.gauge(metric, help, labels(), v);
+            }
+        }
+    }
+    let variables = name_values(&answers.slow.variables);
+    if let Some(v) = number("max_connections", variables.get("max_connections")) {
+        set.gauge(
+            "stack_mysql_max_connections",
+            "The max_connections setting.",
+            labels(),
+            v,
+        );
+    }
+    if let Some(v) = number(
+        "innodb_buffer_pool_size",
+        variables.get("innodb_buffer_pool_size"),
+    ) {
+        set.gauge(
+            "stack_mysql_innodb_buffer_pool_size_bytes",
+            "The innodb_buffer_pool_size setting.",
+            labels(),
+            v,
+        );
+    }
+    for (command, state, n) in processlist_series(&answers.processlist) {
+        let mut l = labels();
+        l.push(("command", command));
+        l.push(("state", state));
+        set.gauge(
+            "stack_mysql_processlist_threads",
+            "Threads by command and state (information_schema.PROCESSLIST; empty is none).",
+            l,
+            n,
+        );
+    }
+    size_figures(target, &answers.slow, &mut out);
+    statement_figures(target, answers.statements.as_ref(), &mut out);
+    out
+}
+
+/// `stack_mysql_database_size_bytes` of each schema whose tables the user can all see, and
+/// `stack_mysql_database_size_readable` of every schema known.
+fn size_figures(target: &str, slow: &SlowAnswers, out: &mut Figures) {
+    let visible: Vec<(String, f64, usize)> = slow
+        .schemas
+        .iter()
+        .filter_map(|r| {
+            let schema = r.first()?.clone()?;
+            let bytes = number("schema size", r.get(1)?.as_ref())?;
+            let innodb = number("schema tables", r.get(2)?.as_ref())?;
+            Some((schema, bytes, innodb as usize))
+        })
+        .collect();
+    let sizes_checked = slow.innodb_tables.is_some();
+    let sizes = match &slow.innodb_tables {
+        Some(names) => schema_sizes(&visible, &innodb_tables_per_schema(names)),
+        None => visible
+            .iter()
+            .map(|(s, b, _)| (s.clone(), Some(*b)))
+            .collect(),
+    };
+    let mut unreadable = Vec::new();
+    for (database, bytes) in &sizes {
+        let mut l = target_label(target);
+        l.push(("database", database.clone()));
+        if let Some(bytes) = bytes {
+            out.set.gauge(
+                "stack_mysql_database_size_bytes",
+                "Data and index size of each schema (information_schema.TABLES), refreshed \
+                 every slow_interval; left out when stack_mysql_database_size_readable is 0.",
+                l.clone(),
+                *bytes,
+            );
+        } else if !SYSTEM_SCHEMAS.contains(&database.as_str()) {
+            unreadable.push(printable(database));
+        }
+        if sizes_checked {
+            out.set.gauge(
+                "stack_mysql_database_size_readable",
+                "1 if the exporter's user sees every InnoDB table of this schema; 0 if it \
+                 lacks a grant on some, so the schema's size is unknown.",
+                l,
+                f64::from(bytes.is_some()),
+            );
+        }
+    }
+    let why = if !sizes_checked {
+        Some(
+            "InnoDB's table list (information_schema.INNODB_SYS_TABLES or INNODB_TABLES, \
+             PROCESS privilege) is not readable, so a schema the user has no grant on cannot \
+             be told apart from no schema; stack_mysql_database_size_readable left out"
+                .to_string(),
+        )
+    } else if !unreadable.is_empty() {
+        Some(format!(
+            "no grant on (some of) the tables of {}: sizes unknown, \
+             stack_mysql_database_size_readable 0 (GRANT SELECT ON schema.* to the exporter's user)",
+            unreadable.join(", ")
+        ))
+    } else {
+        None
+    };
+    out.note(format!("mysql target {target:?}: schema sizes"), why);
+}
+
+/// Statement count and latency from performance_schema, and whether they could be read.
+fn statement_figures(target: &str, statements: Option<&Result<Rows, String>>, out: &mut Figures) {
+    let labels = || target_label(target);
+    let refused = match statements {
+        None => Some(
+            "performance_schema is OFF (set performance_schema = ON in the server's config)"
+                .to_string(),
+        ),
+        Some(Err(reason)) => Some(format!(
+            "performance_schema's statement summary is refused \
+             (GRANT SELECT ON performance_schema.*): {reason}"
+        )),
+        Some(Ok(rows)) => {
+            let row = rows.first();
+            if let Some(n) = row.and_then(|r| number("COUNT_STAR", r.first()?.as_ref())) {
+                out.set.counter(
+                    "stack_mysql_statements_total",
+                    "Statements counted by performance_schema.",
+                    labels(),
+                    n,
+                );
+            }
+            // SUM_TIMER_WAIT is in picoseconds.
+            if let Some(ps) = row.and_then(|r| number("SUM_TIMER_WAIT", r.get(1)?.as_ref())) {
+                out.set.counter(
+                    "stack_mysql_statement_latency_seconds_total",
+                    "Total latency of the statements counted by performance_schema.",
+                    labels(),
+                    ps / 1e12,
+                );
+            }
+            None
+        }
+    };
+    out.set.gauge(
+        "stack_mysql_statements_readable",
+        "1 if performance_schema's statement totals were read; 0 if performance_schema is \
+         off or refused (the statement series are then left out; see Slow_queries).",
+        labels(),
+        f64::from(refused.is_none()),
+    );
+    out.note(
+        format!(
+            "mysql target {target:?}: statement latency left out (stack_mysql_statements_readable 0)"
+        ),
+        refused,
+    );
 }
 
 #[cfg(test)]

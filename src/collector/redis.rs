@@ -11,38 +11,15 @@ use std::collections::HashMap;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use serde::{Deserialize, Serialize};
 
-use super::target::{describe, printable, server_number, target_label, Health, Target};
+use super::target::{
+    describe, printable, server_number, target_label, Figures, Server, Target, Targets,
+};
 use crate::logging::Condition;
-use crate::metrics::MetricSet;
 
 /// The name the exporter's connections carry in `CLIENT LIST`.
 pub const CLIENT_NAME: &str = "stack_exporter";
-
-#[derive(Debug)]
-pub struct Redis {
-    targets: Vec<RedisTarget>,
-}
-
-struct RedisTarget {
-    target: Target,
-    conn: Mutex<Option<MultiplexedConnection>>,
-    health: Health,
-    /// Queues that cannot be read (LLEN refused, or not a list).
-    unreadable_queues: Condition,
-    /// CLIENT SETNAME refused (an ACL without `+client|setname`).
-    unnamed: Condition,
-}
-
-impl std::fmt::Debug for RedisTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.debug_struct("RedisTarget")
-            .field("target", &self.target)
-            .finish()
-    }
-}
 
 /// INFO fields served as gauges: (field, metric, help).
 const GAUGES: &[(&str, &str, &str)] = &[
@@ -141,172 +118,208 @@ pub fn parse_info(text: &str) -> Info {
     info
 }
 
-impl Redis {
-    pub fn new(targets: Vec<Target>) -> Redis {
-        Redis {
-            targets: targets
-                .into_iter()
-                .map(|target| RedisTarget {
-                    target,
-                    conn: Mutex::new(None),
-                    health: Health::default(),
-                    unreadable_queues: Condition::default(),
-                    unnamed: Condition::default(),
-                })
-                .collect(),
-        }
-    }
+/// The Redis collector: the shared skeleton over [`Session`].
+pub type Redis = Targets<Session>;
 
-    pub async fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
-        let sets =
-            futures_util::future::join_all(self.targets.iter().map(|t| t.scrape(deadline))).await;
-        let mut out = MetricSet::default();
-        for set in sets {
-            out.extend(set);
-        }
-        Ok(out)
-    }
+/// A Redis target's own state: whether its connection could be named.
+pub struct Session {
+    /// CLIENT SETNAME refused (an ACL without `+client|setname`).
+    unnamed: Condition,
 }
 
-impl RedisTarget {
-    async fn scrape(&self, deadline: Instant) -> MetricSet {
-        let mut guard = self.conn.lock().await;
-        let work = async {
-            let mut gathered = MetricSet::default();
-            self.gather(&mut guard, &mut gathered)
-                .await
-                .map(|()| gathered)
-        };
-        let up = (
-            "stack_redis_up",
-            "1 if the last INFO of this Redis target succeeded.",
-        );
-        let (is_up, set) =
-            super::target::round("redis", &self.target, &self.health, deadline, up, work).await;
-        if !is_up {
-            // A failed or cut-off connection is not trusted again: reconnect next scrape.
-            *guard = None;
+/// What one round's commands answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answers {
+    /// The text of `INFO`.
+    pub info: String,
+    /// `CONFIG GET maxmemory*` (name, value, …), asked only where INFO leaves out `maxmemory`
+    /// or `maxmemory_policy`.
+    pub config: Vec<String>,
+    /// Each configured queue and its `LLEN`, or why that was refused (ACL, not a list).
+    pub queues: Vec<(String, Result<u64, String>)>,
+}
+
+impl Server for Session {
+    type Conn = MultiplexedConnection;
+    type Answers = Answers;
+    const NAME: &'static str = "redis";
+    const UP: (&'static str, &'static str) = (
+        "stack_redis_up",
+        "1 if the last INFO of this Redis target succeeded.",
+    );
+
+    fn new(_: &Target) -> Session {
+        Session {
+            unnamed: Condition::default(),
         }
-        set
     }
 
-    async fn gather(
+    async fn connect(
         &self,
-        slot: &mut Option<MultiplexedConnection>,
-        set: &mut MetricSet,
-    ) -> Result<(), String> {
-        let password = self.target.file_password()?;
-        if slot.is_none() {
-            *slot = Some(self.connect(password.as_deref()).await?);
+        target: &Target,
+        password: &mut Option<String>,
+    ) -> Result<MultiplexedConnection, String> {
+        let mut info = target
+            .url
+            .expose()
+            .into_connection_info()
+            .map_err(|e| format!("bad URL: {}", reason(&e, password.as_deref())))?;
+        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
+        match password.as_deref() {
+            Some(p) => settings = settings.set_password(p),
+            // Keep the URL's password at hand, to cut it out of any message.
+            None => *password = settings.password().map(str::to_string),
         }
-        let conn = slot.as_mut().expect("connected above");
+        info = info.set_redis_settings(settings);
         let fail = |e: redis::RedisError| reason(&e, password.as_deref());
-        let text: String = redis::cmd("INFO").query_async(conn).await.map_err(fail)?;
-        let mut info = parse_info(&text);
-        if !info.fields.contains_key("maxmemory") || !info.fields.contains_key("maxmemory_policy") {
-            let pairs: Vec<String> = redis::cmd("CONFIG")
+        let client = redis::Client::open(info).map_err(fail)?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(target.timeout))
+            .set_response_timeout(Some(target.timeout));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(fail)?;
+        self.set_name(target, &mut conn, password.as_deref()).await;
+        Ok(conn)
+    }
+
+    async fn ask(
+        &self,
+        target: &Target,
+        conn: &mut MultiplexedConnection,
+        password: Option<&str>,
+    ) -> Result<Answers, String> {
+        let fail = |e: redis::RedisError| reason(&e, password);
+        let info: String = redis::cmd("INFO").query_async(conn).await.map_err(fail)?;
+        let parsed = parse_info(&info);
+        let config = if parsed.fields.contains_key("maxmemory")
+            && parsed.fields.contains_key("maxmemory_policy")
+        {
+            Vec::new()
+        } else {
+            redis::cmd("CONFIG")
                 .arg("GET")
                 .arg("maxmemory*")
                 .query_async(conn)
                 .await
-                .map_err(fail)?;
-            for pair in pairs.chunks(2) {
-                if let [key, value] = pair {
-                    info.fields
-                        .entry(key.replace('-', "_"))
-                        .or_insert_with(|| value.clone());
-                }
-            }
-        }
-        let labels = || target_label(&self.target.name);
-        for (field, metric, help) in GAUGES {
-            if let Some(v) = info.number(field) {
-                set.gauge(metric, help, labels(), v);
-            }
-        }
-        for (field, metric, help) in COUNTERS {
-            if let Some(v) = info.number(field) {
-                set.counter(metric, help, labels(), v);
-            }
-        }
-        if let Some(policy) = info.fields.get("maxmemory_policy") {
-            let mut l = labels();
-            l.push(("policy", policy.trim().to_string()));
-            set.gauge(
-                "stack_redis_maxmemory_policy_info",
-                "1; the eviction policy (maxmemory-policy).",
-                l,
-                1.0,
-            );
-        }
-        for (db, keys) in &info.keyspace {
-            let mut l = labels();
-            l.push(("db", db.trim_start_matches("db").to_string()));
-            set.gauge(
-                "stack_redis_db_keys",
-                "Keys in each database that has any.",
-                l,
-                *keys as f64,
-            );
-        }
-        self.queue_lengths(conn, set, &fail).await
-    }
-
-    /// `stack_redis_queue_readable` for every configured queue, and its length where it can be
-    /// read. A refused LLEN (ACL) or a key that is not a list leaves the target up; a broken
-    /// connection fails the round.
-    async fn queue_lengths(
-        &self,
-        conn: &mut MultiplexedConnection,
-        set: &mut MetricSet,
-        fail: &impl Fn(redis::RedisError) -> String,
-    ) -> Result<(), String> {
-        let mut unreadable = Vec::new();
-        for queue in &self.target.queues {
-            let mut labels = target_label(&self.target.name);
-            labels.push(("queue", printable(queue)));
+                .map_err(fail)?
+        };
+        let mut queues = Vec::new();
+        for queue in &target.queues {
             let length: Result<u64, _> = redis::cmd("LLEN").arg(queue).query_async(conn).await;
-            let readable = match length {
-                Ok(n) => {
-                    set.gauge(
-                        "stack_redis_queue_length",
-                        "Length of each configured Celery queue list (LLEN; 0 when absent); \
-                         left out when stack_redis_queue_readable is 0.",
-                        labels.clone(),
-                        n as f64,
-                    );
-                    true
-                }
-                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
-                    return Err(fail(e));
-                }
-                // NOPERM (the ACL's key pattern leaves it out) or WRONGTYPE (not a list).
-                Err(e) => {
-                    unreadable.push(format!("{} ({})", printable(queue), fail(e)));
-                    false
-                }
-            };
-            set.gauge(
-                "stack_redis_queue_readable",
-                "1 if LLEN of this configured queue succeeded; 0 if it was refused (ACL) or the \
-                 key is not a list, so its length is unknown.",
-                labels,
-                f64::from(readable),
-            );
+            queues.push((
+                queue.clone(),
+                match length {
+                    Ok(n) => Ok(n),
+                    // A broken connection fails the round.
+                    Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
+                        return Err(fail(e));
+                    }
+                    // NOPERM (the ACL's key pattern leaves it out) or WRONGTYPE (not a list): the
+                    // target stays up.
+                    Err(e) => Err(fail(e)),
+                },
+            ));
         }
-        self.unreadable_queues.set(
-            &format!(
-                "redis target {:?}: queue lengths unknown (stack_redis_queue_readable 0)",
-                self.target.name
-            ),
-            (!unreadable.is_empty()).then(|| unreadable.join(", ")),
-        );
-        Ok(())
+        Ok(Answers {
+            info,
+            config,
+            queues,
+        })
     }
 
+    fn figures(target: &str, answers: &Answers) -> Figures {
+        figures(target, answers)
+    }
+}
+
+/// The figures of one round's answers.
+pub fn figures(target: &str, answers: &Answers) -> Figures {
+    let mut out = Figures::default();
+    let mut info = parse_info(&answers.info);
+    for pair in answers.config.chunks(2) {
+        if let [key, value] = pair {
+            info.fields
+                .entry(key.replace('-', "_"))
+                .or_insert_with(|| value.clone());
+        }
+    }
+    let labels = || target_label(target);
+    let set = &mut out.set;
+    for (field, metric, help) in GAUGES {
+        if let Some(v) = info.number(field) {
+            set.gauge(metric, help, labels(), v);
+        }
+    }
+    for (field, metric, help) in COUNTERS {
+        if let Some(v) = info.number(field) {
+            set.counter(metric, help, labels(), v);
+        }
+    }
+    if let Some(policy) = info.fields.get("maxmemory_policy") {
+        let mut l = labels();
+        l.push(("policy", policy.trim().to_string()));
+        set.gauge(
+            "stack_redis_maxmemory_policy_info",
+            "1; the eviction policy (maxmemory-policy).",
+            l,
+            1.0,
+        );
+    }
+    for (db, keys) in &info.keyspace {
+        let mut l = labels();
+        l.push(("db", db.trim_start_matches("db").to_string()));
+        set.gauge(
+            "stack_redis_db_keys",
+            "Keys in each database that has any.",
+            l,
+            *keys as f64,
+        );
+    }
+    queue_figures(target, &answers.queues, &mut out);
+    out
+}
+
+/// `stack_redis_queue_readable` for every configured queue, and its length where it was read.
+fn queue_figures(target: &str, queues: &[(String, Result<u64, String>)], out: &mut Figures) {
+    let mut unreadable = Vec::new();
+    for (queue, length) in queues {
+        let mut labels = target_label(target);
+        labels.push(("queue", printable(queue)));
+        match length {
+            Ok(n) => out.set.gauge(
+                "stack_redis_queue_length",
+                "Length of each configured Celery queue list (LLEN; 0 when absent); \
+                 left out when stack_redis_queue_readable is 0.",
+                labels.clone(),
+                *n as f64,
+            ),
+            Err(why) => unreadable.push(format!("{} ({why})", printable(queue))),
+        }
+        out.set.gauge(
+            "stack_redis_queue_readable",
+            "1 if LLEN of this configured queue succeeded; 0 if it was refused (ACL) or the \
+             key is not a list, so its length is unknown.",
+            labels,
+            f64::from(length.is_ok()),
+        );
+    }
+    out.note(
+        format!("redis target {target:?}: queue lengths unknown (stack_redis_queue_readable 0)"),
+        (!unreadable.is_empty()).then(|| unreadable.join(", ")),
+    );
+}
+
+impl Session {
     /// Names the connection `stack_exporter` in `CLIENT LIST`; a refusal is logged once and
     /// the connection is used anyway.
-    async fn set_name(&self, conn: &mut MultiplexedConnection, password: Option<&str>) {
+    async fn set_name(
+        &self,
+        target: &Target,
+        conn: &mut MultiplexedConnection,
+        password: Option<&str>,
+    ) {
         let named: Result<(), _> = redis::cmd("CLIENT")
             .arg("SETNAME")
             .arg(CLIENT_NAME)
@@ -315,35 +328,10 @@ impl RedisTarget {
         self.unnamed.set(
             &format!(
                 "redis target {:?}: the connection is not named {CLIENT_NAME} in CLIENT LIST",
-                self.target.name
+                target.name
             ),
             named.err().map(|e| reason(&e, password)),
         );
-    }
-
-    async fn connect(&self, password: Option<&str>) -> Result<MultiplexedConnection, String> {
-        let fail = |e: redis::RedisError| reason(&e, password);
-        let mut info = self
-            .target
-            .url
-            .expose()
-            .into_connection_info()
-            .map_err(|e| format!("bad URL: {}", fail(e)))?;
-        let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
-        if let Some(p) = password {
-            settings = settings.set_password(p);
-        }
-        info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(fail)?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.target.timeout))
-            .set_response_timeout(Some(self.target.timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(fail)?;
-        self.set_name(&mut conn, password).await;
-        Ok(conn)
     }
 }
 

@@ -14,6 +14,9 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+mod rounds;
+pub use rounds::{series, Figures, Health, Server, Targets};
+
 /// How long a target's connect and queries may take in one scrape unless configured.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often slow-changing figures (sizes, server variables) are fetched unless configured.
@@ -482,72 +485,9 @@ pub fn describe(error: &dyn fmt::Display, password: Option<&str>) -> String {
     out
 }
 
-/// Remembers a target's last failure, so that a server that stays down logs one warning (and
-/// one when the reason changes, and one info line when it is back), not one per scrape.
-#[derive(Debug, Default)]
-pub struct Health {
-    last_error: std::sync::Mutex<Option<String>>,
-}
-
-impl Health {
-    pub fn failed(&self, collector: &str, target: &str, reason: &str) {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_deref() == Some(reason) {
-            log::debug!("{collector} target {target:?} still down: {reason}");
-        } else {
-            log::warn!("{collector} target {target:?} is down (up 0): {reason}");
-            *last = Some(reason.to_string());
-        }
-    }
-
-    pub fn succeeded(&self, collector: &str, target: &str) {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        if last.take().is_some() {
-            log::info!("{collector} target {target:?} is up again");
-        }
-    }
-}
-
-/// One query round of a target, bounded by its deadline: whether it is up, and its series (the
-/// `up` gauge, then what the round gathered if it succeeded). A failure is logged through
-/// `health`, once per reason; the caller drops its connection so the next scrape reconnects.
-pub async fn round(
-    collector: &str,
-    target: &Target,
-    health: &Health,
-    deadline: Instant,
-    up: (&str, &'static str),
-    work: impl std::future::Future<Output = Result<crate::metrics::MetricSet, String>>,
-) -> (bool, crate::metrics::MetricSet) {
-    let name = &target.name;
-    let gathered = match tokio::time::timeout_at(target.work_deadline(deadline), work).await {
-        Ok(Ok(gathered)) => {
-            health.succeeded(collector, name);
-            Some(gathered)
-        }
-        Ok(Err(reason)) => {
-            health.failed(collector, name, &reason);
-            None
-        }
-        Err(_) => {
-            health.failed(collector, name, "no answer within the timeout");
-            None
-        }
-    };
-    let mut set = crate::metrics::MetricSet::default();
-    let (up_name, up_help) = up;
-    set.gauge(
-        up_name,
-        up_help,
-        target_label(name),
-        f64::from(gathered.is_some()),
-    );
-    let is_up = gathered.is_some();
-    if let Some(gathered) = gathered {
-        set.extend(gathered);
-    }
-    (is_up, set)
-}
+/// The rows of a SQL answer, each cell as text (`None` for NULL): how the database collectors
+/// keep and record what a server said.
+pub type Rows = Vec<Vec<Option<String>>>;
 
 /// The `target` label.
 pub fn target_label(name: &str) -> crate::metrics::Labels {

@@ -435,3 +435,248 @@ impl Drop for MariadbServer {
         self.stop();
     }
 }
+
+// ------------------------------------------------------------- users and the shared scenario
+
+/// The password of the `monitor` user every server gets.
+pub const GOOD_PASSWORD: &str = "Mon1tor-Pass-7731";
+/// The password of `envmon`, the user of the `STACK_*_URL` target.
+pub const ENV_PASSWORD: &str = "Env-Pass-5519";
+/// A password no user has.
+pub const WRONG_PASSWORD: &str = "Wr0ng-Pass-4402";
+/// The password of `narrow`, a user without the grants that some figures need.
+pub const NARROW_PASSWORD: &str = "Narrow-Pass-5151";
+
+impl MariadbServer {
+    /// `monitor` and `envmon` with the documented least privileges plus SELECT on the
+    /// application schema `shop` (for its size); `narrow` with PROCESS only.
+    pub fn create_monitoring_users(&self) {
+        self.sql("CREATE DATABASE shop");
+        for (user, password) in [("monitor", GOOD_PASSWORD), ("envmon", ENV_PASSWORD)] {
+            self.sql(&format!(
+                "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'; \
+                 GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO '{user}'@'127.0.0.1'; \
+                 GRANT SELECT ON performance_schema.* TO '{user}'@'127.0.0.1'; \
+                 GRANT SELECT ON shop.* TO '{user}'@'127.0.0.1';"
+            ));
+        }
+        self.sql(&format!(
+            "CREATE USER 'narrow'@'127.0.0.1' IDENTIFIED BY '{NARROW_PASSWORD}'; \
+             GRANT PROCESS ON *.* TO 'narrow'@'127.0.0.1';"
+        ));
+    }
+}
+
+impl PostgresServer {
+    /// `monitor` and `envmon` in pg_monitor, `narrow` without it, and pg_stat_statements.
+    pub fn create_monitoring_roles(&self) {
+        self.psql(
+            "postgres",
+            &format!(
+                "CREATE ROLE monitor LOGIN PASSWORD '{GOOD_PASSWORD}' IN ROLE pg_monitor; \
+                 CREATE ROLE envmon LOGIN PASSWORD '{ENV_PASSWORD}' IN ROLE pg_monitor; \
+                 CREATE ROLE narrow LOGIN PASSWORD '{NARROW_PASSWORD}'; \
+                 CREATE EXTENSION pg_stat_statements;"
+            ),
+        );
+    }
+}
+
+impl RedisServer {
+    /// The documented least-privilege ACL users `monitor` and `envmon` (keys `celery*` only).
+    /// Redis forgets them when it restarts.
+    pub fn create_monitoring_users(&self) {
+        for (user, password) in [("monitor", GOOD_PASSWORD), ("envmon", ENV_PASSWORD)] {
+            let pass = format!(">{password}");
+            let out = self.cli(&[
+                "ACL",
+                "SETUSER",
+                user,
+                "reset",
+                "on",
+                &pass,
+                "+info",
+                "+config|get",
+                "+llen",
+                "+ping",
+                "+client|setname",
+                "%R~celery*",
+            ]);
+            assert_eq!(out.trim(), "OK", "{out}");
+        }
+    }
+}
+
+/// A throwaway server as the shared scenario drives it.
+pub trait DbServer {
+    /// The config section, the `STACK_…_URL` variable's kind and the metric prefix.
+    const KIND: &'static str;
+    fn port(&self) -> u16;
+    /// The URL of `user` (with `password`, if given) on `port`.
+    fn url(user: &str, password: Option<&str>, port: u16) -> String;
+    /// Stops the server; its data stays.
+    fn stop(&mut self);
+    /// Starts it again on the same port, its users as before.
+    fn start_again(&mut self);
+}
+
+fn userinfo(user: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) => format!("{user}:{p}"),
+        None => user.to_string(),
+    }
+}
+
+impl DbServer for MariadbServer {
+    const KIND: &'static str = "mysql";
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn url(user: &str, password: Option<&str>, port: u16) -> String {
+        format!("mysql://{}@127.0.0.1:{port}/", userinfo(user, password))
+    }
+    fn stop(&mut self) {
+        MariadbServer::stop(self)
+    }
+    fn start_again(&mut self) {
+        MariadbServer::start_again(self)
+    }
+}
+
+impl DbServer for PostgresServer {
+    const KIND: &'static str = "postgres";
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn url(user: &str, password: Option<&str>, port: u16) -> String {
+        format!(
+            "postgres://{}@127.0.0.1:{port}/postgres",
+            userinfo(user, password)
+        )
+    }
+    fn stop(&mut self) {
+        PostgresServer::stop(self)
+    }
+    fn start_again(&mut self) {
+        PostgresServer::start_again(self)
+    }
+}
+
+impl DbServer for RedisServer {
+    const KIND: &'static str = "redis";
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn url(user: &str, password: Option<&str>, port: u16) -> String {
+        format!("redis://{}@127.0.0.1:{port}/0", userinfo(user, password))
+    }
+    fn stop(&mut self) {
+        RedisServer::stop(self)
+    }
+    fn start_again(&mut self) {
+        RedisServer::start_again(self);
+        self.create_monitoring_users();
+    }
+}
+
+/// The scenario every database collector passes against its real server: targets `main`
+/// (`monitor`, its password in a file), `badpass` (a wrong password), `hang` (a port that never
+/// answers) and `default` (`envmon`, from `STACK_…_URL`); up where it should be and quickly; a
+/// server stopped mid-run is `up 0` in time with the rest of /metrics intact, and reconnected by
+/// itself when back; the bad password is one warning, and no password is ever logged or served.
+pub struct Scenario {
+    pub exporter: super::Exporter,
+    _dir: tempfile::TempDir,
+    _silent: SilentListener,
+}
+
+/// A scrape's `up` of `target` for the collector of kind `S`.
+pub fn up<S: DbServer>(text: &str, target: &str) -> f64 {
+    super::must(
+        text,
+        &format!("stack_{}_up", S::KIND),
+        &[("target", target)],
+    )
+}
+
+/// How long a scrape may take although a target hangs (its timeout is 500 ms).
+const QUICK: Duration = Duration::from_millis(2500);
+
+impl Scenario {
+    /// Starts the exporter on `server` (already holding the monitoring users) with `main_extra`
+    /// config lines for `main`, and checks the first scrape.
+    pub fn start<S: DbServer>(server: &S, main_extra: &str) -> Scenario {
+        let dir = super::temp_dir();
+        let silent = SilentListener::start();
+        let secret = password_file(dir.path(), GOOD_PASSWORD);
+        let (kind, port) = (S::KIND, server.port());
+        let config = dir.path().join("stack.toml");
+        super::write(
+            &config,
+            &format!(
+                "[[{kind}]]\nname = \"main\"\nurl = \"{main}\"\npassword_file = {secret:?}\n\
+                 {main_extra}\n\n\
+                 [[{kind}]]\nname = \"badpass\"\nurl = \"{badpass}\"\n\n\
+                 [[{kind}]]\nname = \"hang\"\nurl = \"{hang}\"\ntimeout = \"500ms\"\n",
+                main = S::url("monitor", None, port),
+                badpass = S::url("monitor", Some(WRONG_PASSWORD), port),
+                hang = S::url("monitor", None, silent.port),
+            ),
+        );
+        let env_var = format!("STACK_{}_URL", kind.to_uppercase());
+        let exporter = super::Exporter::start_with_env(
+            &[&format!("--config.file={}", config.display())],
+            &[(&env_var, &S::url("envmon", Some(ENV_PASSWORD), port))],
+        );
+        let (text, took) = exporter.scrape_timed();
+        assert!(took < QUICK, "scrape took {took:?}");
+        assert_eq!(up::<S>(&text, "main"), 1.0);
+        assert_eq!(up::<S>(&text, "default"), 1.0);
+        assert_eq!(up::<S>(&text, "badpass"), 0.0);
+        assert_eq!(up::<S>(&text, "hang"), 0.0);
+        let success = [("collector", kind)];
+        assert_eq!(
+            super::must(&text, "stack_scrape_collector_success", &success),
+            1.0
+        );
+        super::must(&text, "stack_host_memory_total_bytes", &[]);
+        Scenario {
+            exporter,
+            _dir: dir,
+            _silent: silent,
+        }
+    }
+
+    /// Stops `server` mid-run: `up 0` within the timeout, `figure` of `main` gone and the rest of
+    /// /metrics intact. Then starts it again: the next scrape reconnects by itself.
+    pub fn outage<S: DbServer>(&self, server: &mut S, figure: &str) {
+        server.stop();
+        let (text, took) = self.exporter.scrape_timed();
+        assert!(took < QUICK, "scrape took {took:?}");
+        assert_eq!(up::<S>(&text, "main"), 0.0);
+        assert_eq!(super::metric(&text, figure, &[("target", "main")]), None);
+        super::must(&text, "stack_host_memory_total_bytes", &[]);
+
+        server.start_again();
+        let text = self.exporter.scrape();
+        assert_eq!(up::<S>(&text, "main"), 1.0);
+        assert_eq!(up::<S>(&text, "default"), 1.0);
+    }
+
+    /// The bad password is a warning naming `badpass` and saying `why`; no password appears in
+    /// the log or in /metrics.
+    pub fn check_log(&self, why: &str) {
+        let text = self.exporter.scrape();
+        let log = self.exporter.log();
+        eprintln!("exporter log:\n{log}");
+        assert!(
+            log.lines()
+                .any(|l| l.contains("level=warn") && l.contains("badpass") && l.contains(why)),
+            "no warning for the bad password:\n{log}"
+        );
+        for secret in [GOOD_PASSWORD, ENV_PASSWORD, WRONG_PASSWORD, NARROW_PASSWORD] {
+            assert!(!log.contains(secret), "the log shows a password:\n{log}");
+            assert!(!text.contains(secret), "/metrics shows a password");
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The skeleton every database collector shares, written once: one connection kept per target
+//! and dropped on any failure (the next scrape connects again), each round under the target's
+//! deadline, passwords scrubbed from every message, one log line per distinct failure and per
+//! degraded mode, and the `up` gauge.
+//!
+//! A kind of server ([`Server`]) adds only its connect, one round of queries returning the
+//! server's plain answers, and a pure function from those answers to its figures. The answers of
+//! real servers are recorded under `tests/fixtures/db/`, and `tests/golden_db.rs` pins the exact
+//! text the figures make of them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::{target_label, Target};
+use crate::logging::Condition;
+use crate::metrics::MetricSet;
+
+/// What one kind of server (MySQL, PostgreSQL, Redis) adds to the skeleton.
+pub trait Server: Send + Sync + 'static {
+    /// A connection kept across scrapes.
+    type Conn: Send;
+    /// What one round's queries answered, as plain data (recorded for the golden test).
+    type Answers: Send;
+    /// The collector's name, in log lines.
+    const NAME: &'static str;
+    /// The `up` gauge's name and help.
+    const UP: (&'static str, &'static str);
+
+    /// The kind's own state for one target: cached slow answers, connect-time conditions.
+    fn new(target: &Target) -> Self;
+
+    /// Opens a connection. `password` holds the one from `password_file`; where it is `None` the
+    /// URL's password is put there, so that every later message can be scrubbed of it.
+    fn connect(
+        &self,
+        target: &Target,
+        password: &mut Option<String>,
+    ) -> impl Future<Output = Result<Self::Conn, String>> + Send;
+
+    /// One round of queries on the kept connection. An error fails the round (`up 0`, the
+    /// connection dropped); what the server refuses but the target survives goes in the answers.
+    fn ask(
+        &self,
+        target: &Target,
+        conn: &mut Self::Conn,
+        password: Option<&str>,
+    ) -> impl Future<Output = Result<Self::Answers, String>> + Send;
+
+    /// The figures a round's answers make, for the target named `target`. Pure: no I/O, no log.
+    fn figures(target: &str, answers: &Self::Answers) -> Figures;
+
+    /// Forgets what was cached, after a failed round (the server may have been replaced).
+    fn forget(&self) {}
+}
+
+/// The series of one round, and the degraded modes it shows.
+#[derive(Debug, Default)]
+pub struct Figures {
+    pub set: MetricSet,
+    /// (what, why): a degraded mode that holds (`Some(why)`) or no longer does (`None`); each is
+    /// logged once when it starts or changes and once when it ends.
+    pub notes: Vec<(String, Option<String>)>,
+}
+
+impl Figures {
+    pub fn note(&mut self, what: String, why: Option<String>) {
+        self.notes.push((what, why));
+    }
+}
+
+/// A target's series: `up`, then the figures of its round where it succeeded.
+pub fn series<S: Server>(target: &str, figures: Option<MetricSet>) -> MetricSet {
+    let mut set = MetricSet::default();
+    let (up_name, up_help) = S::UP;
+    set.gauge(
+        up_name,
+        up_help,
+        target_label(target),
+        f64::from(figures.is_some()),
+    );
+    if let Some(figures) = figures {
+        set.extend(figures);
+    }
+    set
+}
+
+/// The collector of one kind: its targets, each scraped concurrently.
+pub struct Targets<S: Server> {
+    targets: Vec<Watched<S>>,
+}
+
+impl<S: Server> fmt::Debug for Targets<S> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let names: Vec<&str> = self
+            .targets
+            .iter()
+            .map(|t| t.target.name.as_str())
+            .collect();
+        f.debug_struct(S::NAME).field("targets", &names).finish()
+    }
+}
+
+impl<S: Server> Targets<S> {
+    pub fn new(targets: Vec<Target>) -> Targets<S> {
+        let targets = targets
+            .into_iter()
+            .map(|target| Watched {
+                server: S::new(&target),
+                target,
+                kept: Mutex::new(None),
+                health: Health::default(),
+                notes: std::sync::Mutex::default(),
+            })
+            .collect();
+        Targets { targets }
+    }
+
+    /// Every target's series; a target that fails is `up 0` and never fails the collector.
+    pub async fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
+        let sets =
+            futures_util::future::join_all(self.targets.iter().map(|t| t.scrape(deadline))).await;
+        let mut out = MetricSet::default();
+        for set in sets {
+            out.extend(set);
+        }
+        Ok(out)
+    }
+
+    /// One round's answers of every target, by target name: what the golden test's recorder
+    /// writes to `tests/fixtures/db/`.
+    pub async fn answers(&self, deadline: Instant) -> Vec<(String, Result<S::Answers, String>)> {
+        let rounds = self.targets.iter().map(|t| t.answers(deadline));
+        let answers = futures_util::future::join_all(rounds).await;
+        let names = self.targets.iter().map(|t| t.target.name.clone());
+        names.zip(answers).collect()
+    }
+}
+
+/// One target, its kept connection and what has been logged about it.
+struct Watched<S: Server> {
+    target: Target,
+    server: S,
+    kept: Mutex<Option<Kept<S::Conn>>>,
+    health: Health,
+    /// The degraded modes of its figures, by what they say, each logged once.
+    notes: std::sync::Mutex<HashMap<String, Condition>>,
+}
+
+/// A connection and the password it was made with (from the file or the URL), kept to scrub it
+/// out of the messages of later rounds.
+struct Kept<C> {
+    conn: C,
+    password: Option<String>,
+}
+
+impl<S: Server> Watched<S> {
+    async fn scrape(&self, deadline: Instant) -> MetricSet {
+        let figures = self.answers(deadline).await.ok().map(|answers| {
+            let figures = S::figures(&self.target.name, &answers);
+            self.log_notes(figures.notes);
+            figures.set
+        });
+        series::<S>(&self.target.name, figures)
+    }
+
+    /// One round under the target's deadline. A failure is logged once per reason, and the
+    /// connection dropped (closing one to a server that hangs could hang too: it is let go).
+    async fn answers(&self, deadline: Instant) -> Result<S::Answers, String> {
+        let mut kept = self.kept.lock().await;
+        let round = self.round(&mut kept);
+        let answers = tokio::time::timeout_at(self.target.work_deadline(deadline), round)
+            .await
+            .unwrap_or_else(|_| Err("no answer within the timeout".to_string()));
+        let name = &self.target.name;
+        match &answers {
+            Ok(_) => self.health.succeeded(S::NAME, name),
+            Err(reason) => {
+                self.health.failed(S::NAME, name, reason);
+                *kept = None;
+                self.server.forget();
+            }
+        }
+        answers
+    }
+
+    async fn round(&self, slot: &mut Option<Kept<S::Conn>>) -> Result<S::Answers, String> {
+        // Read on every round: a rotated secret is used at the next connect, and a file gone
+        // unreadable fails the target now rather than at its next reconnect.
+        let mut password = self.target.file_password()?;
+        let kept = match slot {
+            Some(kept) => kept,
+            None => {
+                let conn = self.server.connect(&self.target, &mut password).await?;
+                slot.insert(Kept {
+                    conn,
+                    password: password.clone(),
+                })
+            }
+        };
+        let password = password.or_else(|| kept.password.clone());
+        self.server
+            .ask(&self.target, &mut kept.conn, password.as_deref())
+            .await
+    }
+
+    fn log_notes(&self, notes: Vec<(String, Option<String>)>) {
+        let mut conditions = self.notes.lock().unwrap_or_else(|e| e.into_inner());
+        for (what, why) in notes {
+            conditions.entry(what.clone()).or_default().set(&what, why);
+        }
+    }
+}
+
+/// Remembers a target's last failure, so that a server that stays down logs one warning (and
+/// one when the reason changes, and one info line when it is back), not one per scrape.
+#[derive(Debug, Default)]
+pub struct Health {
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Health {
+    pub fn failed(&self, collector: &str, target: &str, reason: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() == Some(reason) {
+            log::debug!("{collector} target {target:?} still down: {reason}");
+        } else {
+            log::warn!("{collector} target {target:?} is down (up 0): {reason}");
+            *last = Some(reason.to_string());
+        }
+    }
+
+    pub fn succeeded(&self, collector: &str, target: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.take().is_some() {
+            log::info!("{collector} target {target:?} is up again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collector::target::{Kind, SecretUrl};
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// What the scripted server does in its next round.
+    enum Step {
+        Answer(f64),
+        Fail,
+        Hang,
+    }
+
+    /// A server that follows a script: the skeleton's part (keeping, dropping, deadlines, `up`)
+    /// is then the only thing tested.
+    #[derive(Default)]
+    struct Scripted {
+        connects: AtomicUsize,
+        forgotten: AtomicUsize,
+        script: std::sync::Mutex<VecDeque<Step>>,
+        passwords: std::sync::Mutex<Vec<Option<String>>>,
+    }
+
+    impl Server for Scripted {
+        type Conn = usize;
+        type Answers = (usize, f64);
+        const NAME: &'static str = "scripted";
+        const UP: (&'static str, &'static str) = ("stack_scripted_up", "1 if up.");
+
+        fn new(_: &Target) -> Scripted {
+            Scripted::default()
+        }
+
+        async fn connect(
+            &self,
+            _: &Target,
+            password: &mut Option<String>,
+        ) -> Result<usize, String> {
+            *password = Some("from-the-url".to_string());
+            Ok(self.connects.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+
+        async fn ask(
+            &self,
+            _: &Target,
+            conn: &mut usize,
+            password: Option<&str>,
+        ) -> Result<(usize, f64), String> {
+            let step = self.script.lock().unwrap().pop_front();
+            self.passwords
+                .lock()
+                .unwrap()
+                .push(password.map(String::from));
+            match step {
+                Some(Step::Answer(v)) => Ok((*conn, v)),
+                Some(Step::Fail) | None => Err("refused".to_string()),
+                Some(Step::Hang) => std::future::pending().await,
+            }
+        }
+
+        fn figures(target: &str, answers: &(usize, f64)) -> Figures {
+            let mut figures = Figures::default();
+            let labels = target_label(target);
+            figures
+                .set
+                .gauge("stack_scripted_value", "v", labels.clone(), answers.1);
+            figures
+                .set
+                .gauge("stack_scripted_conn", "c", labels, answers.0 as f64);
+            figures
+        }
+
+        fn forget(&self) {
+            self.forgotten.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn scripted(steps: Vec<Step>) -> Targets<Scripted> {
+        let target = Target {
+            name: "t".into(),
+            url: SecretUrl::parse("redis://h/", Kind::Redis).unwrap(),
+            password_file: None,
+            timeout: Duration::from_secs(3),
+            slow_interval: Duration::from_secs(60),
+            queues: vec![],
+        };
+        let targets = Targets::<Scripted>::new(vec![target]);
+        targets.targets[0]
+            .server
+            .script
+            .lock()
+            .unwrap()
+            .extend(steps);
+        targets
+    }
+
+    async fn scrape(targets: &Targets<Scripted>, within: Duration) -> MetricSet {
+        targets.collect(Instant::now() + within).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_kept_dropped_on_failure_and_made_again() {
+        let steps = vec![
+            Step::Answer(5.0),
+            Step::Answer(6.0),
+            Step::Fail,
+            Step::Answer(7.0),
+        ];
+        let targets = scripted(steps);
+        let t = [("target", "t")];
+        let long = Duration::from_secs(10);
+        for (value, conn) in [(5.0, 1.0), (6.0, 1.0)] {
+            let set = scrape(&targets, long).await;
+            assert_eq!(set.value("stack_scripted_up", &t), Some(1.0));
+            assert_eq!(set.value("stack_scripted_value", &t), Some(value));
+            assert_eq!(set.value("stack_scripted_conn", &t), Some(conn), "kept");
+        }
+        let set = scrape(&targets, long).await;
+        assert_eq!(set.value("stack_scripted_up", &t), Some(0.0));
+        assert_eq!(set.value("stack_scripted_value", &t), None);
+        let server = &targets.targets[0].server;
+        assert_eq!(server.forgotten.load(Ordering::SeqCst), 1);
+        let set = scrape(&targets, long).await;
+        assert_eq!(
+            set.value("stack_scripted_conn", &t),
+            Some(2.0),
+            "made again"
+        );
+        // The URL's password, learned at connect, is passed on in every later round to scrub.
+        let passwords = server.passwords.lock().unwrap().clone();
+        assert!(
+            passwords
+                .iter()
+                .all(|p| p.as_deref() == Some("from-the-url")),
+            "{passwords:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_round_ends_at_the_scrape_deadline_as_up_0() {
+        let targets = scripted(vec![Step::Hang, Step::Answer(1.0)]);
+        let started = Instant::now();
+        let set = scrape(&targets, Duration::from_millis(400)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            set.value("stack_scripted_up", &[("target", "t")]),
+            Some(0.0)
+        );
+        let set = scrape(&targets, Duration::from_secs(10)).await;
+        assert_eq!(
+            set.value("stack_scripted_conn", &[("target", "t")]),
+            Some(2.0)
+        );
+    }
+}
