@@ -240,3 +240,36 @@ fn gzip(data: &[u8]) -> Vec<u8> {
         .expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The fuzz target's way in: one connection over an in-memory pipe.
+    #[test]
+    fn serve_connection_serves_an_in_memory_stream() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answer = runtime.block_on(async {
+            let server = Arc::new(Server {
+                scraper: Scraper::new(Vec::new()),
+                telemetry_path: "/metrics".to_string(),
+                default_timeout: Duration::from_secs(1),
+            });
+            let (mut client, io): (tokio::io::DuplexStream, _) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(serve_connection(server, io));
+            client
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Prometheus-Scrape-Timeout-Seconds: 1e300\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        });
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("stack_exporter_build_info"), "{answer}");
+    }
+}
