@@ -31,7 +31,8 @@ struct Shared {
 }
 
 /// A collection stops its collectors at its deadline and then gathers what they gave: the scraper
-/// whose timeout set that deadline waits this much longer for it.
+/// whose timeout set that deadline waits this much longer for it (or half its timeout, when that
+/// is shorter: it is still well before the scraper gives up).
 const ASSEMBLY_TIME: Duration = Duration::from_millis(100);
 
 type Collection = watch::Receiver<Option<Arc<MetricSet>>>;
@@ -56,7 +57,7 @@ impl Scraper {
     /// collection runs for `collect_for`: at least `timeout`, and more when the scraper's timeout
     /// is too short to be shared by the next one.
     pub async fn scrape(&self, timeout: Duration, collect_for: Duration) -> Arc<MetricSet> {
-        let answer_by = Instant::now() + timeout + ASSEMBLY_TIME;
+        let answer_by = Instant::now() + timeout + ASSEMBLY_TIME.min(timeout / 2);
         let mut collection = self.join_or_start(collect_for.max(timeout));
         match tokio::time::timeout_at(answer_by, collection.wait_for(Option::is_some)).await {
             Ok(Ok(ended)) => {
@@ -64,7 +65,11 @@ impl Scraper {
                     return set.clone();
                 }
             }
-            Ok(Err(_)) => log::error!("a collection ended without a result (a bug)"),
+            Ok(Err(_)) => crate::logging::throttled(
+                log::Level::Error,
+                "collection without a result",
+                format_args!("a collection ended without a result (a bug: see the panic above)"),
+            ),
             Err(_) => warn_throttled!(
                 "scrape answered before its collection ended",
                 "a scrape's timeout of {timeout:?} ended before the collection did; \
