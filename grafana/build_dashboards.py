@@ -435,6 +435,32 @@ def overview():
                    [target(sel("stack_system_memory_bytes"), "system {{instance}}"),
                     ref(sel("stack_system_memory_budget_bytes"), "plan: system allowance (M1)")],
                    min=0),
+        timeseries("Monitoring stack memory vs the room the plan leaves it",
+                   "PSS of the watched service `monitoring` (Prometheus, Alertmanager, Grafana, "
+                   "stack_exporter, peer exporters). Dashed: what the plan leaves it (K3): the "
+                   "system allowance minus the OS (staging 1.7 GB \"for OS and monitoring\", "
+                   "production 2.5 GB \"for monitoring, logs\"; vps-2gb gives monitoring no "
+                   "budget), or without an allowance the memory no budget claims.",
+                   "bytes",
+                   [target(sel("instance:stack_monitoring_memory:bytes"), "monitoring {{instance}}"),
+                    ref(sel("instance:stack_monitoring_memory_room:bytes"),
+                        "plan: room for monitoring (K3)")]),
+        timeseries("CPU steal vs 10 %",
+                   "CPU time the hypervisor took from this guest, share of all cores, 5-minute "
+                   "rate. On the plan's burstable t3 instances (K1) sustained steal means the CPU "
+                   "credits ran out; dashed at 10 %, where StackHostCpuSteal warns after 15m.",
+                   "percentunit",
+                   [target(sel("instance:stack_host_cpu_steal:ratio_rate5m"), "{{instance}}")],
+                   w=8, thresholds=steps("green", 0.1, "red"), min=0),
+        stat("Cores: host vs plan",
+                   "Online cores as a share of the cores the profile assumes. K1: the plan's own "
+                   "t3.large staging has 2 where H2 plans 4, t3.xlarge production 4 where H3 "
+                   "plans 8; below 100 % the host is smaller than the plan.",
+                   "percentunit",
+                   [target("%s / on (instance, job) %s" % (sel("stack_host_cpu_cores"),
+                                                            sel("stack_plan_host_cpu_cores")),
+                           "{{instance}}")],
+                   w=4, h=8, thresholds=steps("red", 1, "green"), decimals=0),
         row("Alerts"),
         table("Firing alerts",
               "Every firing Stack* alert with its severity and plan_ref (the THRESHOLDS.md rows: "
@@ -596,6 +622,20 @@ def databases():
              "bytes",
              [target(sel("target:stack_database_size_bytes:sum"), "{{dbms}} {{target}}")],
              w=8, thresholds=steps("green", GIB5, "red"), text_mode="value_and_name"),
+        stat("Planned datastores answering from elsewhere",
+             "1 for a datastore the profile plans on this host that answered within the last "
+             "day while none of its processes ran here: managed (K2: RDS PostgreSQL, ElastiCache "
+             "Redis), another server, or Docker Desktop's VM on the Windows dev machine (H0). "
+             "A5's service-down alert is silent for it; its outage shows as DOWN above. Empty: "
+             "every planned datastore runs here.",
+             "none",
+             [target("%s and on (instance, job, service) %s"
+                     % (sel("service:stack_datastore_remote:max1d"),
+                        sel("stack_service_expected_instances")),
+                     "{{service}} {{instance}}")],
+             w=24, h=3, thresholds=steps("blue"),
+             mappings=[{"type": "value", "options": {"1": {"text": "elsewhere", "color": "blue", "index": 0}}}],
+             text_mode="value_and_name"),
         timeseries("Connections vs pool ceiling",
                    "Open connections (MySQL Threads_connected; PostgreSQL backends in every "
                    "state). Dashed: the plan's ceiling (P6: max 20 concurrent; A4 alerts when it "

@@ -181,15 +181,13 @@ impl Server {
         let timeout = negotiate::scrape_timeout(headers, self.default_timeout);
         let collect_for = timeout.max(MIN_COLLECTION_TIME.min(self.default_timeout));
         let set = self.scraper.scrape(timeout, collect_for).await;
-        let openmetrics = metrics::to_openmetrics(set);
-        let (body, content_type) = if negotiate::wants_openmetrics(headers) {
-            (openmetrics, metrics::OPENMETRICS_CONTENT_TYPE)
+        let format = if negotiate::wants_openmetrics(headers) {
+            metrics::Format::OpenMetrics
         } else {
-            (
-                metrics::to_prometheus_text(&openmetrics),
-                metrics::PROMETHEUS_CONTENT_TYPE,
-            )
+            metrics::Format::PrometheusText
         };
+        let content_type = format.content_type();
+        let body = metrics::encode(set, format);
         let gzipped = negotiate::accepts_gzip(headers);
         let body = if gzipped {
             gzip(body.as_bytes())

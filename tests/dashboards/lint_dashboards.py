@@ -35,17 +35,17 @@ THRESHOLD_IDS = {
     *("A%d" % i for i in range(1, 6)), *("S%d" % i for i in range(1, 6)),
     *("W%d" % i for i in range(1, 4)), *("X%d" % i for i in range(1, 4)),
     *("P%d" % i for i in range(1, 7)), *("M%d" % i for i in range(1, 10)),
-    *("H%d" % i for i in range(1, 5)), *("C%d" % i for i in range(1, 8)),
-    *("D%d" % i for i in range(1, 6)),
+    *("H%d" % i for i in range(0, 5)), *("C%d" % i for i in range(1, 8)),
+    *("D%d" % i for i in range(1, 6)), *("K%d" % i for i in range(1, 4)),
 }
-ID_RE = re.compile(r"\b([ASWXPMHCD]\d{1,2})\b")
+ID_RE = re.compile(r"\b([ASWXPMHCDK]\d{1,2})\b")
 SCALING_IDS = ["S1", "S2", "S3", "S4", "S5", "W1", "W2", "W3", "X1", "X2", "X3"]
 
 # The rows each dashboard must show (cite in some panel description).
 COVERAGE = {
-    "stack-overview": {"A1", "A2", "A3", "A5", "S1", "S2", "S3", "M1", "M8", "C7"},
+    "stack-overview": {"A1", "A2", "A3", "A5", "S1", "S2", "S3", "M1", "M8", "C7", "K1", "K3"},
     "stack-services": {"A5", "M4", "H2", "C3", "C4", "W1", "X3"},
-    "stack-databases": {"A4", "P6", "P3", "D2", "M3", "C1", "C2"},
+    "stack-databases": {"A4", "P6", "P3", "D2", "M3", "C1", "C2", "K2", "H0"},
     "stack-traffic": {"P1", "P2", "P4", "P5", "S4", "S5", "W1", "W2", "W3", "X1", "X2", "X3"},
 }
 
