@@ -1,5 +1,9 @@
 //! The HTTP server: `/metrics` (text format 0.0.4, or OpenMetrics when the scraper's Accept header
-//! asks for it, gzip when accepted), `/` a landing page, `/-/healthy`.
+//! asks for it, gzip when accepted), `/` a landing page, `/-/healthy`. At most
+//! `--web.max-connections` connections are open at once (see `connections`).
+
+pub mod connections;
+pub mod negotiate;
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -9,7 +13,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -17,6 +21,17 @@ use tokio::net::TcpListener;
 use crate::collector::exporter::VERSION;
 use crate::metrics;
 use crate::scrape::Scraper;
+use crate::warn_throttled;
+use connections::{Connections, Slot, STATS};
+
+/// A client must send its whole request head within this time, and a kept-alive connection is
+/// closed after this long without a new request (hyper restarts the same timer for each request).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// However short a scraper says its timeout is, the collection it starts (and others share) runs
+/// for at least this long, capped by `--web.max-scrape-timeout`: a scraper asking for 1 µs gets
+/// its answer at once, and the next scraper still finds working collectors.
+const MIN_COLLECTION_TIME: Duration = Duration::from_secs(1);
 
 pub struct Server {
     pub scraper: Scraper,
@@ -41,7 +56,7 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
                 None => anyhow::bail!("--web.listen-address {address:?}: no such host"),
             },
         };
-        match TcpListener::bind(addr).await {
+        match listen(addr) {
             Ok(listener) => return Ok(listener),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 anyhow::bail!(
@@ -56,18 +71,55 @@ pub async fn bind(address: &str) -> anyhow::Result<TcpListener> {
     anyhow::bail!("cannot listen on {address}: {error}")
 }
 
-pub async fn serve(server: Arc<Server>, listener: TcpListener) -> anyhow::Result<()> {
+/// Connections the kernel completes and queues until we accept them (it caps this at
+/// net.core.somaxconn). A burst of connections beyond the queue has its SYNs dropped, and each
+/// client, a scraper among them, then waits a second to retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    max_connections: usize,
+) -> anyhow::Result<()> {
+    let connections = Connections::new(max_connections);
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
             Err(e) => {
-                // Running out of file descriptors must not end the server: wait and go on.
-                log::warn!("accept failed: {e}");
+                // Out of file descriptors (the cap is set too high for the limit): free one, wait
+                // a moment, go on; never end the server.
+                STATS
+                    .accept_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn_throttled!("http accept failed", "accept failed: {e}");
+                connections.evict_one();
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        tokio::spawn(serve_connection(server.clone(), stream));
+        if let Some(slot) = connections.admit() {
+            tokio::spawn(serve_admitted(server.clone(), stream, slot));
+        }
+    }
+}
+
+/// Serves one connection counted against the cap, until it ends or is evicted.
+async fn serve_admitted(server: Arc<Server>, stream: tokio::net::TcpStream, slot: Arc<Slot>) {
+    let evicted = slot.evicted.clone();
+    tokio::select! {
+        () = serve_io(server, stream, Some(slot)) => {}
+        () = evicted.notified() => {}
     }
 }
 
@@ -77,15 +129,33 @@ pub async fn serve_connection<I>(server: Arc<Server>, io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    serve_io(server, io, None).await;
+}
+
+async fn serve_io<I>(server: Arc<Server>, io: I, slot: Option<Arc<Slot>>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let server = server.clone();
-        async move { Ok::<_, Infallible>(server.handle(req).await) }
+        // Between requests the connection waits, and may be evicted at the cap.
+        let busy = slot.as_ref().map(Slot::busy);
+        async move {
+            let response = server.handle(req).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
     });
-    // A client that connects and never sends its request is dropped after 30 s, so idle
-    // connections cannot pile up and use every file descriptor.
+    // Small buffers: hyper's read buffer may otherwise grow to 400 kB for a client that sends a
+    // big request, and stays that size while the connection lives. Prometheus's requests are a
+    // few hundred bytes; 8 kB (the smallest hyper takes) fits any sane request head. writev:
+    // the body goes out from its own buffer instead of being copied into hyper's write buffer,
+    // which would keep the size of the largest answer for the life of a kept-alive connection.
     if let Err(e) = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(8192)
+        .writev(true)
         .serve_connection(TokioIo::new(io), service)
         .await
     {
@@ -107,16 +177,18 @@ impl Server {
     }
 
     async fn metrics(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let timeout = scrape_timeout(req, self.default_timeout);
-        let set = self.scraper.scrape(timeout).await;
-        let format = if wants_openmetrics(req) {
+        let headers = req.headers();
+        let timeout = negotiate::scrape_timeout(headers, self.default_timeout);
+        let collect_for = timeout.max(MIN_COLLECTION_TIME.min(self.default_timeout));
+        let set = self.scraper.scrape(timeout, collect_for).await;
+        let format = if negotiate::wants_openmetrics(headers) {
             metrics::Format::OpenMetrics
         } else {
             metrics::Format::PrometheusText
         };
         let content_type = format.content_type();
         let body = metrics::encode(set, format);
-        let gzipped = accepts_gzip(req);
+        let gzipped = negotiate::accepts_gzip(headers);
         let body = if gzipped {
             gzip(body.as_bytes())
         } else {
@@ -159,45 +231,43 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     response
 }
 
-/// Prometheus says how long it waits in `X-Prometheus-Scrape-Timeout-Seconds`; finish a little
-/// before that so the answer, with whatever collectors finished, arrives in time.
-fn scrape_timeout(req: &Request<Incoming>, default: Duration) -> Duration {
-    let asked = req
-        .headers()
-        .get("X-Prometheus-Scrape-Timeout-Seconds")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| Duration::from_secs_f64((s - 0.5).max(s / 2.0)));
-    asked.map_or(default, |asked| asked.min(default))
-}
-
-fn wants_openmetrics(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"))
-}
-
-fn accepts_gzip(req: &Request<Incoming>) -> bool {
-    req.headers()
-        .get_all(ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';');
-            let name = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
-            name.eq_ignore_ascii_case("gzip") && !refused
-        })
-}
-
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder
         .write_all(data)
         .expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The fuzz target's way in: one connection over an in-memory pipe.
+    #[test]
+    fn serve_connection_serves_an_in_memory_stream() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let answer = runtime.block_on(async {
+            let server = Arc::new(Server {
+                scraper: Scraper::new(Vec::new()),
+                telemetry_path: "/metrics".to_string(),
+                default_timeout: Duration::from_secs(1),
+            });
+            let (mut client, io): (tokio::io::DuplexStream, _) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(serve_connection(server, io));
+            client
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Prometheus-Scrape-Timeout-Seconds: 1e300\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer).into_owned()
+        });
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("stack_exporter_build_info"), "{answer}");
+    }
 }

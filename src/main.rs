@@ -70,6 +70,11 @@ struct Flags {
     #[arg(long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     max_scrape_timeout: Duration,
 
+    /// Most HTTP connections open at once. At the cap, a new connection closes the one that has
+    /// waited longest without sending a request, so idle or slow clients cannot lock a scraper out.
+    #[arg(long = "web.max-connections", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    max_connections: u16,
+
     /// Disable the host collector.
     #[arg(long = "no-collector.host")]
     no_host: bool,
@@ -114,6 +119,10 @@ fn main() {
     }
 }
 
+/// How long SIGTERM waits for blocking work (a /proc read, a directory walk) to end: a thread stuck
+/// in the kernel (a FIFO, a hung network mount) cannot be stopped, and must not keep us alive.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 fn run(flags: Flags) -> anyhow::Result<()> {
     let mut config = config::load(flags.config_file.as_deref())?;
     collector::target::add_env_targets(&mut config, |var| std::env::var(var).ok())
@@ -122,37 +131,57 @@ fn run(flags: Flags) -> anyhow::Result<()> {
         print_config(&config);
         return Ok(());
     }
-    let collectors = build_collectors(&flags, config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
+        // The port first: whatever a collector's set-up meets, the exporter is reachable and says
+        // where it listens.
         let listener = http::bind(&flags.listen_address).await?;
         log::info!(
-            "listening on {} ({}); collectors: {}",
+            "listening on {} ({})",
             listener.local_addr()?,
-            flags.telemetry_path,
-            collectors
-                .iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(", ")
+            flags.telemetry_path
         );
+        warn_if_over_fd_limit(flags.max_connections.into());
+        let collectors = build_collectors(&flags, config);
+        let names: Vec<_> = collectors.iter().map(|c| c.name()).collect();
+        log::info!("collectors: {}", names.join(", "));
         let server = Arc::new(http::Server {
             scraper: scrape::Scraper::new(collectors),
             telemetry_path: flags.telemetry_path.clone(),
             default_timeout: flags.max_scrape_timeout,
         });
         tokio::select! {
-            result = http::serve(server, listener) => result,
-            _ = shutdown_signal() => {
+            result = http::serve(server, listener, flags.max_connections.into()) => result,
+            () = shutdown_signal() => {
                 log::info!("shutting down");
                 Ok(())
             }
         }
-    })
+    });
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    result
+}
+
+/// The cap must leave file descriptors for the collectors (database connections, /proc files,
+/// directory walks): warn when it takes more than half of them.
+fn warn_if_over_fd_limit(max_connections: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if known && max_connections.saturating_mul(2) > limit.rlim_cur {
+        log::warn!(
+            "--web.max-connections={max_connections} is more than half the file descriptor limit \
+             ({}); raise LimitNOFILE or lower the cap",
+            limit.rlim_cur
+        );
+    }
 }
 
 fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
@@ -223,9 +252,19 @@ fn print_config(config: &config::Config) {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                log::error!("cannot handle SIGTERM ({e}); only Ctrl-C stops the exporter cleanly");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     tokio::select! {
-        _ = term.recv() => {},
+        () = term => {},
         _ = tokio::signal::ctrl_c() => {},
     }
 }

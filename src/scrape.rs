@@ -2,68 +2,109 @@
 //! times each and publishes `stack_scrape_collector_duration_seconds` and `_success`, so a failing
 //! or slow collector shows in the output and never fails the scrape.
 //!
-//! Scrapes that arrive while one is running wait for it and share its result, so two Prometheus
-//! servers scraping at once do not double the load on the host or the databases.
+//! A collection runs as a task of its own, to its own deadline, and every scrape that arrives
+//! while it runs waits for it and shares its result: two Prometheus servers scraping at once do
+//! not double the load on the host or the databases, and a scraper that hangs up (or gives up at
+//! its own, shorter timeout) cancels nothing, so the next scrape never finds collectors still busy
+//! with a cut-off run.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::collector::{exporter, Collector, RunGuard, Running};
 use crate::metrics::MetricSet;
+use crate::warn_throttled;
 
 pub struct Scraper {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     collectors: Vec<Arc<Collector>>,
     /// Per collector, whether a run of it is still under way.
     running: Vec<Arc<Running>>,
-    last: Mutex<Option<Finished>>,
+    /// The latest collection: its result once it has ended, `None` while it runs.
+    latest: Mutex<Option<Collection>>,
 }
 
-struct Finished {
-    at: Instant,
-    set: Arc<MetricSet>,
-}
+/// A collection stops its collectors at its deadline and then gathers what they gave: the scraper
+/// whose timeout set that deadline waits this much longer for it (or half its timeout, when that
+/// is shorter: it is still well before the scraper gives up).
+const ASSEMBLY_TIME: Duration = Duration::from_millis(100);
+
+type Collection = watch::Receiver<Option<Arc<MetricSet>>>;
 
 impl Scraper {
     pub fn new(collectors: Vec<Collector>) -> Scraper {
         Scraper {
-            running: collectors.iter().map(|_| Arc::default()).collect(),
-            collectors: collectors.into_iter().map(Arc::new).collect(),
-            last: Mutex::new(None),
+            shared: Arc::new(Shared {
+                running: collectors.iter().map(|_| Arc::default()).collect(),
+                collectors: collectors.into_iter().map(Arc::new).collect(),
+                latest: Mutex::new(None),
+            }),
         }
     }
 
     pub fn collector_names(&self) -> Vec<&'static str> {
-        self.collectors.iter().map(|c| c.name()).collect()
+        self.shared.collectors.iter().map(|c| c.name()).collect()
     }
 
-    /// The metrics of a scrape that finishes after this call began, all within `timeout`: time
-    /// spent waiting for another scraper's collection counts against it.
-    pub async fn scrape(&self, timeout: Duration) -> Arc<MetricSet> {
-        let arrived = Instant::now();
-        let deadline = arrived + timeout;
-        let Ok(mut last) = tokio::time::timeout_at(deadline, self.last.lock()).await else {
-            log::warn!(
-                "a scrape waited its whole {timeout:?} for another scraper's collection; \
+    /// The metrics of a collection that ends after this call began, answered within `timeout`
+    /// (time spent waiting for a collection another scraper started counts against it). A new
+    /// collection runs for `collect_for`: at least `timeout`, and more when the scraper's timeout
+    /// is too short to be shared by the next one.
+    pub async fn scrape(&self, timeout: Duration, collect_for: Duration) -> Arc<MetricSet> {
+        let answer_by = Instant::now() + timeout + ASSEMBLY_TIME.min(timeout / 2);
+        let mut collection = self.join_or_start(collect_for.max(timeout));
+        match tokio::time::timeout_at(answer_by, collection.wait_for(Option::is_some)).await {
+            Ok(Ok(ended)) => {
+                if let Some(set) = ended.as_ref() {
+                    return set.clone();
+                }
+            }
+            Ok(Err(_)) => crate::logging::throttled(
+                log::Level::Error,
+                "collection without a result",
+                format_args!("a collection ended without a result (a bug: see the panic above)"),
+            ),
+            Err(_) => warn_throttled!(
+                "scrape answered before its collection ended",
+                "a scrape's timeout of {timeout:?} ended before the collection did; \
                  answered without the collectors' figures"
-            );
-            return Arc::new(self.unanswered());
-        };
-        if let Some(finished) = last.as_ref().filter(|f| f.at >= arrived) {
-            return finished.set.clone();
+            ),
         }
-        let set = Arc::new(self.collect_all(deadline).await);
-        *last = Some(Finished {
-            at: Instant::now(),
-            set: set.clone(),
-        });
-        set
+        Arc::new(self.shared.unanswered())
     }
 
-    /// One deadline for every collector: it also names this scrape, so collectors that share work
-    /// (services and sockets share a /proc snapshot) know they are in the same one.
+    /// The collection under way, or a new one when none is.
+    fn join_or_start(&self, collect_for: Duration) -> Collection {
+        let mut latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(running) = latest.as_ref().filter(|c| is_running(c)) {
+            return running.clone();
+        }
+        let (result, collection) = watch::channel(None);
+        *latest = Some(collection.clone());
+        let shared = self.shared.clone();
+        let deadline = Instant::now() + collect_for;
+        tokio::spawn(async move {
+            let set = shared.collect_all(deadline).await;
+            result.send_replace(Some(Arc::new(set)));
+        });
+        collection
+    }
+}
+
+/// Not ended yet, and not abandoned (its task gone without a result).
+fn is_running(collection: &Collection) -> bool {
+    collection.borrow().is_none() && collection.has_changed().is_ok()
+}
+
+impl Shared {
+    /// One deadline for every collector: it also names this collection, so collectors that share
+    /// work (services and sockets share a /proc snapshot) know they are in the same one.
     async fn collect_all(&self, deadline: Instant) -> MetricSet {
         let handles: Vec<_> = self
             .collectors
@@ -90,7 +131,9 @@ impl Scraper {
                     true
                 }
                 Err(e) => {
-                    log::warn!("collector {name} failed: {e:#}");
+                    // Keyed by the collector: a source that fails every scrape (or a client
+                    // scraping in a loop) logs once a minute per collector, not per scrape.
+                    warn_throttled!(name, "collector {name} failed: {e:#}");
                     false
                 }
             };
@@ -109,13 +152,12 @@ impl Scraper {
             );
         }
         out.extend(outcomes);
-        exporter::build_info(&mut out);
-        exporter::process_metrics(&mut out);
+        exporter::own_metrics(&mut out);
         out
     }
 }
 
-impl Scraper {
+impl Shared {
     /// What a scrape that could not collect in time says: every collector failed, and the
     /// exporter's own figures.
     fn unanswered(&self) -> MetricSet {
@@ -128,8 +170,7 @@ impl Scraper {
                 0.0,
             );
         }
-        exporter::build_info(&mut out);
-        exporter::process_metrics(&mut out);
+        exporter::own_metrics(&mut out);
         out
     }
 }
@@ -152,7 +193,7 @@ async fn run_one(
         Ok(result) => result,
         Err(_) => Err(anyhow::anyhow!(
             "did not finish within the scrape timeout of {:?}",
-            deadline - started
+            deadline.saturating_duration_since(started)
         )),
     };
     (started.elapsed(), result)

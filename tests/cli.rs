@@ -133,3 +133,88 @@ fn the_sample_config_checks() {
         "{stdout}"
     );
 }
+
+/// Whether the process has ended (exited, or a zombie waiting for the test to reap it).
+fn has_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn sigterm_ends_the_process_while_a_collector_is_stuck_in_the_kernel() {
+    // A procfs whose meminfo is a FIFO nobody writes: the host collector's blocking thread hangs
+    // in open(2), which no timeout can interrupt.
+    let dir = temp_dir();
+    let procfs = dir.path().join("proc");
+    std::fs::create_dir(&procfs).unwrap();
+    std::os::unix::fs::symlink("/proc/stat", procfs.join("stat")).unwrap();
+    let fifo = std::ffi::CString::new(procfs.join("meminfo").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let exporter = common::Exporter::start(&[
+        &format!("--path.procfs={}", procfs.display()),
+        "--no-collector.services",
+        "--no-collector.sockets",
+        "--web.max-scrape-timeout=1s",
+    ]);
+    let body = exporter.scrape();
+    assert_eq!(
+        common::must(
+            &body,
+            "stack_scrape_collector_success",
+            &[("collector", "host")]
+        ),
+        0.0,
+        "the FIFO no longer blocks the host collector: this test needs another way to get a \
+         blocking thread stuck"
+    );
+    // One more scrape in flight when the signal arrives.
+    let port = exporter.port;
+    std::thread::spawn(move || common::http_get(port, "/metrics", &[]));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(exporter.pid() as libc::pid_t, libc::SIGTERM) };
+    let signalled = std::time::Instant::now();
+    common::wait_for(
+        "the exporter to exit after SIGTERM",
+        std::time::Duration::from_secs(5),
+        || has_ended(exporter.pid()),
+    );
+    eprintln!("exited {:?} after SIGTERM", signalled.elapsed());
+    assert!(
+        exporter.log().contains("shutting down"),
+        "{}",
+        exporter.log()
+    );
+}
+
+#[test]
+fn the_port_is_bound_before_any_collector_is_built() {
+    // An access log that is a FIFO: a collector that opened it at construction would block
+    // start-up before the port was bound (and say nothing).
+    let dir = temp_dir();
+    let fifo_path = dir.path().join("access.log");
+    let fifo = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let exporter = common::Exporter::start_with_env(
+        &[],
+        &[("STACK_NGINX_ACCESS_LOG", fifo_path.to_str().unwrap())],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log = exporter.log();
+    let listening = log.find("listening on").expect("logged by Exporter::start");
+    for later in ["nginx collector", "collectors: "] {
+        if let Some(at) = log.find(later) {
+            assert!(
+                listening < at,
+                "{later:?} logged before the port was bound:\n{log}"
+            );
+        }
+    }
+}

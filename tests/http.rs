@@ -225,3 +225,152 @@ fn json_logs_when_asked_for() {
         "{first}"
     );
 }
+
+/// A request with raw header bytes (not necessarily UTF-8); the status code of the answer.
+fn raw_status(port: u16, header: &[u8]) -> u16 {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+    request.extend_from_slice(header);
+    request.extend_from_slice(b"\r\n\r\n");
+    stream.write_all(&request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn any_scrape_timeout_header_is_answered_and_the_exporter_lives_on() {
+    let exporter = Exporter::start(&[]);
+    let values: &[&[u8]] = &[
+        b"1e20",
+        b"1e300",
+        b"1.79e308",
+        b"inf",
+        b"-inf",
+        b"nan",
+        b"-1",
+        b"0",
+        b"0.000001",
+        b"1e-400",
+        b"banana",
+        b"",
+        b"\xff\xfe\x80",
+    ];
+    for value in values {
+        let mut header = b"X-Prometheus-Scrape-Timeout-Seconds: ".to_vec();
+        header.extend_from_slice(value);
+        let status = raw_status(exporter.port, &header);
+        assert_eq!(
+            status,
+            200,
+            "timeout header {:?}",
+            String::from_utf8_lossy(value)
+        );
+    }
+    let body = exporter.scrape();
+    for collector in ["host", "services", "sockets"] {
+        assert_eq!(
+            must(
+                &body,
+                "stack_scrape_collector_success",
+                &[("collector", collector)]
+            ),
+            1.0,
+            "{collector}"
+        );
+    }
+    assert_eq!(must(&body, "stack_exporter_panics_total", &[]), 0.0);
+}
+
+#[test]
+fn tiny_timeouts_neither_flood_the_log_nor_fail_the_next_scrape() {
+    let exporter = Exporter::start(&[]);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let mut sent = 0;
+    while std::time::Instant::now() < until {
+        let (status, _, body) = exporter.get(
+            "/metrics",
+            &[("X-Prometheus-Scrape-Timeout-Seconds", "0.000001")],
+        );
+        assert_eq!(status, 200);
+        assert!(body.contains("stack_scrape_collector_success"), "{body}");
+        sent += 1;
+    }
+    // Its collection ran to a sane deadline of its own: the next scrape shares or repeats it.
+    let body = exporter.scrape();
+    for collector in ["host", "services", "sockets"] {
+        assert_eq!(
+            must(
+                &body,
+                "stack_scrape_collector_success",
+                &[("collector", collector)]
+            ),
+            1.0,
+            "{collector} after {sent} tiny-timeout scrapes"
+        );
+    }
+    let log = exporter.log();
+    let warnings = log.lines().filter(|l| l.contains("level=warn")).count();
+    assert!(
+        sent >= 20 && warnings <= 2,
+        "{sent} tiny-timeout scrapes logged {warnings} warnings:\n{log}"
+    );
+}
+
+#[test]
+fn accept_q_values_are_honoured() {
+    let exporter = Exporter::start(&[]);
+    let format = |accept: &str| {
+        let (status, head, _) = exporter.get("/metrics", &[("Accept", accept)]);
+        assert_eq!(status, 200);
+        if head.contains("application/openmetrics-text") {
+            "openmetrics"
+        } else {
+            assert!(head.contains("version=0.0.4"), "{head}");
+            "text"
+        }
+    };
+    assert_eq!(format("application/openmetrics-text;q=0"), "text");
+    assert_eq!(
+        format("application/openmetrics-text; q=0.0, text/plain"),
+        "text"
+    );
+    assert_eq!(
+        format("application/openmetrics-text;q=0.3,text/plain;version=0.0.4;q=0.5"),
+        "text"
+    );
+    assert_eq!(
+        format("text/plain;version=0.0.4;q=0.5,application/openmetrics-text;q=0.6"),
+        "openmetrics"
+    );
+    assert_eq!(format("application/openmetrics-text"), "openmetrics");
+
+    let gzipped = |accept_encoding: &str| {
+        let (status, head, _) = http_get_bytes(
+            exporter.port,
+            "/metrics",
+            &[("Accept-Encoding", accept_encoding)],
+        );
+        assert_eq!(status, 200);
+        head.to_ascii_lowercase().contains("content-encoding: gzip")
+    };
+    for refused in [
+        "gzip;q=0",
+        "gzip;q=0.0",
+        "gzip; q=0.000",
+        "*;q=0",
+        "identity",
+    ] {
+        assert!(!gzipped(refused), "{refused}");
+    }
+    for accepted in ["gzip", "*", "*;q=0.5", "deflate, gzip;q=0.2"] {
+        assert!(gzipped(accepted), "{accepted}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::http::connections;
 use crate::metrics::MetricSet;
 use crate::proc;
 
@@ -28,6 +29,13 @@ pub fn install_panic_hook() {
             "bug: panic{location}: {message}; the task it hit was abandoned, the exporter goes on"
         );
     }));
+}
+
+/// Everything the exporter says about itself: build, process and HTTP connection figures.
+pub fn own_metrics(out: &mut MetricSet) {
+    build_info(out);
+    process_metrics(out);
+    connection_metrics(out);
 }
 
 pub fn build_info(out: &mut MetricSet) {
@@ -106,6 +114,47 @@ pub fn process_metrics(out: &mut MetricSet) {
             vec![],
             max as f64,
         );
+    }
+}
+
+/// The connection cap at work (`--web.max-connections`, src/http/connections.rs).
+pub fn connection_metrics(out: &mut MetricSet) {
+    let stats = &connections::STATS;
+    let max = stats.max.load(Ordering::Relaxed);
+    if max == 0 {
+        return; // not serving HTTP (a test or a fuzz target driving one connection)
+    }
+    out.gauge(
+        "stack_exporter_http_connections",
+        "HTTP connections open now.",
+        vec![],
+        stats.open.load(Ordering::Relaxed) as f64,
+    );
+    out.gauge(
+        "stack_exporter_http_connections_max",
+        "The cap on open HTTP connections (--web.max-connections).",
+        vec![],
+        max as f64,
+    );
+    let counters = [
+        (
+            "stack_exporter_http_connections_evicted_total",
+            "Connections closed at the cap to make room for a new one: the one that had waited longest without sending a request. Above 0: more clients than the cap, or an idle-connection flood.",
+            &stats.evicted,
+        ),
+        (
+            "stack_exporter_http_connections_refused_total",
+            "Connections closed at once because every connection under the cap was answering a request.",
+            &stats.refused,
+        ),
+        (
+            "stack_exporter_http_accept_errors_total",
+            "Failed accepts of new connections (usually out of file descriptors).",
+            &stats.accept_errors,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        out.counter(name, help, vec![], counter.load(Ordering::Relaxed) as f64);
     }
 }
 

@@ -1,0 +1,254 @@
+//! Bounded for any client: an idle-connection flood with slowloris sockets cannot lock a scraper
+//! out, memory returns after a connection storm, and clients that hang up cost the next scrapes
+//! nothing. Each case runs against the real binary for a few seconds.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{must, Exporter};
+
+/// Lets this test process hold `needed` sockets (the soft limit is often 1024).
+fn raise_own_fd_limit(needed: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert!(
+        limit.rlim_max >= needed,
+        "this test needs {needed} file descriptors; the hard limit is {} (raise it with ulimit -Hn)",
+        limit.rlim_max
+    );
+    limit.rlim_cur = limit.rlim_cur.max(needed);
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+}
+
+/// Gives the running exporter the file-descriptor limit of a default systemd service or shell.
+fn set_fd_limit(pid: u32, limit: u64) {
+    let new = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: prlimit on our own child with a valid struct and no old-limit output.
+    let done = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &new,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(done, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+fn connect(port: u16) -> TcpStream {
+    TcpStream::connect(("127.0.0.1", port)).unwrap()
+}
+
+/// `count` connections, opened in bursts the exporter's accept queue can take: beyond it the kernel
+/// drops the SYN and the client waits a second to retry, which would only slow the test down.
+fn open_connections(port: u16, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|i| {
+            if i % 256 == 255 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            connect(port)
+        })
+        .collect()
+}
+
+/// Every collector of a scrape succeeded.
+fn assert_all_collectors_succeeded(body: &str, context: &str) {
+    let mut seen = 0;
+    for line in body.lines() {
+        if line.starts_with("stack_scrape_collector_success{") {
+            seen += 1;
+            assert!(
+                line.ends_with(" 1") || line.ends_with(" 1.0"),
+                "{context}: {line}"
+            );
+        }
+    }
+    assert!(seen >= 3, "{context}: no collector outcomes in:\n{body}");
+}
+
+#[test]
+fn a_scrape_answers_through_an_idle_flood_and_slowloris() {
+    raise_own_fd_limit(1400);
+    let exporter = Exporter::start(&[]);
+    set_fd_limit(exporter.pid(), 1024);
+    let port = exporter.port;
+    let idle = open_connections(port, 1000);
+    // Slowloris: a request head that never ends, one byte every 2 s, reconnecting when the
+    // exporter closes the socket, so the pressure stays on for the whole test.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slowloris = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sockets = open_connections(port, 200);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for socket in &mut sockets {
+                    if socket.write_all(b"G").is_err() {
+                        if let Ok(fresh) = TcpStream::connect(("127.0.0.1", port)) {
+                            *socket = fresh;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    for round in 0..3 {
+        let (body, took) = exporter.scrape_timed();
+        assert!(
+            took < Duration::from_secs(3),
+            "round {round}: a scrape through 1000 idle and 200 slowloris sockets took {took:?}"
+        );
+        assert_all_collectors_succeeded(&body, "under the flood");
+        let open = must(&body, "stack_exporter_http_connections", &[]);
+        assert!(open <= 64.0, "{open} connections open, over the cap");
+        eprintln!("round {round}: scrape answered in {took:?} with {open} connections open");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let body = exporter.scrape();
+    assert!(must(&body, "stack_exporter_http_connections_evicted_total", &[]) >= 1000.0);
+    assert_eq!(
+        must(&body, "stack_exporter_http_accept_errors_total", &[]),
+        0.0
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    slowloris.join().unwrap();
+    drop(idle);
+    let log = exporter.log();
+    let warnings = log.lines().filter(|l| l.contains("level=warn")).count();
+    assert!(
+        warnings <= 3,
+        "the flood must not flood the log ({warnings} warnings):\n{log}"
+    );
+    assert!(!log.contains("accept failed"), "{log}");
+}
+
+/// Opens `count` connections at once, closes them, and returns the exporter's RSS before and after.
+fn rss_around_a_storm(exporter: &Exporter, count: usize) -> (u64, u64, u64) {
+    for _ in 0..5 {
+        exporter.scrape();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let before = rss_bytes(exporter.pid());
+    let storm = open_connections(exporter.port, count);
+    std::thread::sleep(Duration::from_secs(1));
+    let during = rss_bytes(exporter.pid());
+    drop(storm);
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..5 {
+        exporter.scrape();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    (before, during, rss_bytes(exporter.pid()))
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+#[test]
+fn memory_returns_after_8000_connections() {
+    raise_own_fd_limit(8200);
+    // Under the default cap, and with a cap above the storm so every connection is really open
+    // at once (the exporter inherits this process's raised limit).
+    for cap in ["64", "10000"] {
+        let exporter = Exporter::start(&[&format!("--web.max-connections={cap}")]);
+        let (before, during, after) = rss_around_a_storm(&exporter, 8000);
+        eprintln!(
+            "--web.max-connections={cap}: RSS {:.1} MiB before 8000 connections, {:.1} MiB while open, {:.1} MiB after",
+            before as f64 / MIB,
+            during as f64 / MIB,
+            after as f64 / MIB
+        );
+        assert!(
+            after < before + 4 * 1024 * 1024,
+            "cap {cap}: RSS {before} before 8000 connections, {after} after"
+        );
+    }
+}
+
+/// A request that hangs up 5 ms after sending: the scrape it started is cut off at the client.
+fn hang_up_request(port: u16) {
+    if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn hang_ups_cost_the_next_scrapes_nothing() {
+    let exporter = Exporter::start(&[]);
+    let port = exporter.port;
+    let until = Instant::now() + Duration::from_secs(4);
+    let hang_ups = std::thread::spawn(move || {
+        let mut sent = 0;
+        while Instant::now() < until {
+            hang_up_request(port);
+            sent += 1;
+            std::thread::sleep(Duration::from_millis(45)); // about 20 a second
+        }
+        sent
+    });
+    let mut scrapes = 0;
+    while Instant::now() < until {
+        let body = exporter.scrape();
+        assert_all_collectors_succeeded(&body, &format!("scrape {scrapes} among hang-ups"));
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let sent = hang_ups.join().unwrap();
+    assert!(
+        sent >= 40 && scrapes >= 10,
+        "{sent} hang-ups, {scrapes} scrapes"
+    );
+    let log = exporter.log();
+    assert!(
+        !log.contains("has not ended yet"),
+        "a hung-up scrape left a collector running:\n{log}"
+    );
+}
+
+/// A raw request; the answer's bytes (or what arrived before the exporter closed).
+fn raw_request(port: u16, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(port);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    answer
+}
+
+#[test]
+fn an_oversized_request_head_is_refused_and_the_exporter_goes_on() {
+    let exporter = Exporter::start(&[]);
+    let mut request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Padding: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    request.extend(b"\r\nConnection: close\r\n\r\n");
+    let answer = raw_request(exporter.port, &request);
+    assert!(
+        !answer.starts_with(b"HTTP/1.1 200"),
+        "a 64 kB request head was read whole"
+    );
+    assert_all_collectors_succeeded(&exporter.scrape(), "after the big request");
+}
