@@ -232,7 +232,10 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     Some(PidStat {
         comm,
         ppid: field(4)? as u32,
-        cpu_ticks: field(14)? + field(15)? + field(16)? + field(17)?,
+        // Saturating: a corrupt or hostile stat line must not overflow (found by fuzz/proc).
+        cpu_ticks: [field(14)?, field(15)?, field(16)?, field(17)?]
+            .into_iter()
+            .fold(0, u64::saturating_add),
         start_ticks: field(22)?,
         rss_pages: field(24)?,
         is_kernel_thread: field(9)? & PF_KTHREAD != 0,
@@ -411,6 +414,15 @@ mod tests {
                 .next(),
             Some(std::process::id().to_string().as_str())
         );
+    }
+
+    #[test]
+    fn pid_stat_cpu_ticks_saturate() {
+        // fuzz/corpus/proc/regress-pid-stat-cpu-overflow
+        let text = "42 (x) S 1 1 1 0 -1 0 0 0 0 0 18446744073709551615 1 0 0 20 0 1 0 7 1 3 0\n";
+        let stat = parse_pid_stat(text).unwrap();
+        assert_eq!(stat.cpu_ticks, u64::MAX);
+        assert_eq!((stat.ppid, stat.start_ticks, stat.rss_pages), (1, 7, 3));
     }
 
     #[test]
