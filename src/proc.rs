@@ -95,7 +95,8 @@ pub fn parse_meminfo(text: &str) -> Meminfo {
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let bytes = kib * 1024;
+        // Saturating here and below: a corrupt meminfo must not overflow (found by fuzz/proc).
+        let bytes = kib.saturating_mul(1024);
         match key {
             "MemTotal" => info.mem_total = bytes,
             "MemAvailable" => {
@@ -112,7 +113,7 @@ pub fn parse_meminfo(text: &str) -> Meminfo {
     }
     // Kernels before 3.14 have no MemAvailable; this is the usual estimate.
     if !has_available {
-        info.mem_available = free + buffers + cached;
+        info.mem_available = free.saturating_add(buffers).saturating_add(cached);
     }
     info
 }
@@ -338,6 +339,16 @@ mod tests {
         let info =
             parse_meminfo("MemTotal: 100 kB\nMemFree: 10 kB\nBuffers: 5 kB\nCached: 20 kB\n");
         assert_eq!(info.mem_available, 35 * 1024);
+    }
+
+    #[test]
+    fn meminfo_saturates() {
+        // fuzz/corpus/proc/regress-meminfo-overflow
+        let text = "MemTotal: 18446744073709551615 kB\nMemFree: 18014398509481984 kB\n\
+                    Buffers: 18014398509481984 kB\n";
+        let info = parse_meminfo(text);
+        assert_eq!(info.mem_total, u64::MAX);
+        assert_eq!(info.mem_available, u64::MAX);
     }
 
     #[test]
