@@ -259,11 +259,12 @@ pub fn parse_smaps_rollup(text: &str) -> Option<Pss> {
         text.lines()
             .find_map(|line| line.strip_prefix(name))
             .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|kib| kib * 1024)
+            .map(|kib| kib.saturating_mul(1024))
     };
+    // Saturating here and above: a corrupt smaps_rollup must not overflow (found by fuzz/proc).
     let total = field("Pss:")?;
     let anon_and_shmem = match (field("Pss_Anon:"), field("Pss_Shmem:")) {
-        (Some(anon), shmem) => anon + shmem.unwrap_or(0),
+        (Some(anon), shmem) => anon.saturating_add(shmem.unwrap_or(0)),
         (None, _) => total,
     };
     Some(Pss {
@@ -434,6 +435,15 @@ mod tests {
         let stat = parse_pid_stat(text).unwrap();
         assert_eq!(stat.cpu_ticks, u64::MAX);
         assert_eq!((stat.ppid, stat.start_ticks, stat.rss_pages), (1, 7, 3));
+    }
+
+    #[test]
+    fn smaps_rollup_saturates() {
+        // fuzz/corpus/proc/regress-smaps-rollup-overflow
+        let text = "Pss: 18446744073709551615 kB\nPss_Anon: 18014398509481984 kB\n\
+                    Pss_Shmem: 18014398509481984 kB\n";
+        let pss = parse_smaps_rollup(text).unwrap();
+        assert_eq!((pss.total, pss.anon_and_shmem), (u64::MAX, u64::MAX));
     }
 
     #[test]
