@@ -2,8 +2,9 @@
 # The whole test suite, as CI runs it: installs what the tests need on a fresh Debian/Ubuntu
 # machine (as root), then lints, then runs every test against real servers the tests start.
 #
-#   scripts/test.sh            install what is missing, lint, test
+#   scripts/test.sh            install what is missing, lint, test, fuzz
 #   SKIP_INSTALL=1 scripts/test.sh   do not install anything
+#   FUZZ_SECONDS=60 scripts/test.sh  fuzz each target longer (default 30 s); SKIP_FUZZ=1: not at all
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +53,17 @@ install_dependencies() {
       python3 -m pip install -q --break-system-packages "${missing[@]}"
   fi
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  # The fuzz step: cargo-fuzz needs a nightly toolchain (per user, no root needed).
+  if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+      echo "== installing the nightly toolchain (for cargo-fuzz)"
+      rustup toolchain install nightly --profile minimal
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+      echo "== installing cargo-fuzz"
+      cargo install cargo-fuzz --locked
+    fi
+  fi
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || install_dependencies
@@ -64,6 +76,13 @@ cargo clippy --all-targets --quiet -- -D warnings
 # Integration tests start servers on free ports; two at a time keeps a 2-core machine honest.
 echo "== cargo test"
 cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"
+
+# Every fuzz target for FUZZ_SECONDS (30 s) from the seed corpus: about 5 minutes to build on two
+# cores, then 2 minutes. Fails on a crash and names the input (docs/fuzzing.md).
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== scripts/fuzz.sh"
+  scripts/fuzz.sh
+fi
 
 for suite in scripts/test-rules.sh scripts/test-dashboards.sh; do
   if [ -x "$suite" ]; then
