@@ -245,10 +245,14 @@ pub fn parse_seconds(text: &[u8]) -> Option<u64> {
     if !fraction.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let mut us = whole.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')) * 1_000_000;
+    // Nine digits of seconds are under 10^15 microseconds: no overflow, checked all the same.
+    let seconds = whole.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    let mut us = seconds.checked_mul(1_000_000)?;
     let mut scale = 100_000;
     for d in fraction.iter().take(6) {
-        us += u64::from(d - b'0') * scale;
+        us = us.checked_add(u64::from(d - b'0') * scale)?;
         scale /= 10;
     }
     Some(us)
@@ -261,7 +265,7 @@ fn parse_upstream_times(text: &[u8]) -> Option<u64> {
     for part in text.split(|&b| b == b',' || b == b':' || b == b' ') {
         match part {
             b"" | b"-" => {}
-            number => total = Some(total.unwrap_or(0) + parse_seconds(number)?),
+            number => total = Some(total.unwrap_or(0u64).checked_add(parse_seconds(number)?)?),
         }
     }
     total
@@ -334,9 +338,11 @@ impl Latency {
             .iter()
             .position(|&bound| us <= bound)
             .unwrap_or(BUCKETS_US.len());
-        self.buckets[bucket] += 1;
-        self.count += 1;
-        self.sum_us += us;
+        if let Some(n) = self.buckets.get_mut(bucket) {
+            *n = n.saturating_add(1);
+        }
+        self.count = self.count.saturating_add(1);
+        self.sum_us = self.sum_us.saturating_add(us);
     }
 }
 
@@ -357,13 +363,17 @@ pub struct Counts {
 impl Counts {
     /// Adds one line; `now` (Unix seconds) places its client in the recent-clients window.
     pub fn add_line(&mut self, line: &[u8], format: Format, routes: &Routes, now: i64) {
-        self.lines += 1;
+        self.lines = self.lines.saturating_add(1);
         let Some(entry) = parse_line(line, format) else {
-            self.parse_errors += 1;
+            self.parse_errors = self.parse_errors.saturating_add(1);
             return;
         };
         let route = routes.classify(&entry) as usize;
-        self.requests[route][usize::from(entry.status / 100 - 1)] += 1;
+        // parse_status admits 100 to 599 only; a class outside 1xx-5xx is dropped, not a panic.
+        let class = usize::from(entry.status / 100).checked_sub(1);
+        if let Some(n) = class.and_then(|c| self.requests[route].get_mut(c)) {
+            *n = n.saturating_add(1);
+        }
         if let Some(us) = entry.request_time_us {
             self.has_latency = true;
             self.request_time[route].observe(us);
@@ -377,8 +387,8 @@ impl Counts {
     /// A line cut short (a rotated file that ended without a newline, or a line longer than the
     /// reader's buffer).
     pub fn add_broken(&mut self) {
-        self.lines += 1;
-        self.parse_errors += 1;
+        self.lines = self.lines.saturating_add(1);
+        self.parse_errors = self.parse_errors.saturating_add(1);
     }
 }
 
@@ -409,7 +419,7 @@ impl RecentClients {
     pub fn insert(&mut self, client: &[u8], time: i64, now: i64) {
         let now_minute = now.div_euclid(60);
         let minute = time.div_euclid(60).min(now_minute);
-        if minute <= now_minute - WINDOW_MINUTES as i64 {
+        if minute <= now_minute.saturating_sub(WINDOW_MINUTES as i64) {
             return;
         }
         let slot = &mut self.slots[minute.rem_euclid(WINDOW_MINUTES as i64) as usize];
@@ -429,7 +439,7 @@ impl RecentClients {
         let now_minute = now.div_euclid(60);
         let mut union = [0u8; HLL_REGISTERS];
         for (minute, registers) in &self.slots {
-            if *minute > now_minute - WINDOW_MINUTES as i64 && *minute <= now_minute {
+            if *minute > now_minute.saturating_sub(WINDOW_MINUTES as i64) && *minute <= now_minute {
                 for (u, r) in union.iter_mut().zip(registers.iter()) {
                     *u = (*u).max(*r);
                 }
@@ -485,15 +495,98 @@ pub const MAX_BYTES_PER_POLL: u64 = 256 << 20;
 ///   before the offset is no longer a newline (it was truncated and has grown past the offset
 ///   since); reading restarts at 0. Lines written between the last poll and the truncation are in
 ///   the copy, not counted; a refill that happens to put a newline at the old offset goes unseen.
-/// - Absent: nothing is read until it appears, and then from its start.
+/// - Absent, or not a regular file (a directory, a FIFO, a device), or refused: nothing is opened
+///   or read at the path until it is a regular file again, and then from its start; a file
+///   already open (a rotated-away one) is still read to its end. [`Follower::problem`] says why.
+///
+/// Only regular files are ever opened, and without blocking: a FIFO or a device at the path is
+/// seen by `stat` and never opened, and the open itself is `O_NONBLOCK` (checked again with
+/// `fstat`) in case it is swapped in between.
 #[derive(Debug)]
 pub struct Follower {
     path: PathBuf,
     current: Option<Tail>,
     retired: Option<Tail>,
     buffer: Vec<u8>,
+    /// Until [`Follower::start`]: a log found then is followed from its end.
+    start_at_end: bool,
+    problem: Option<Problem>,
     pub rotations: u64,
     pub truncations: u64,
+    /// Polls that met an error other than a missing path (each counts once), and rotated-away
+    /// files that could not be read to their end.
+    pub errors: u64,
+}
+
+/// Why the path is not being followed right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: Reason,
+    /// What was found, for a log line: an OS error's text, or "is a FIFO, not a regular file".
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Nothing at the path (yet): before Nginx first writes, between a rename and a reopen.
+    Missing,
+    /// A directory, a FIFO, a socket or a device: never opened.
+    NotRegularFile,
+    PermissionDenied,
+    /// Any other error: EIO, a path component that is not a directory, too many links.
+    IoError,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 4] = [
+        Reason::Missing,
+        Reason::NotRegularFile,
+        Reason::PermissionDenied,
+        Reason::IoError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::NotRegularFile => "not_regular_file",
+            Reason::PermissionDenied => "permission_denied",
+            Reason::IoError => "io_error",
+        }
+    }
+}
+
+impl Problem {
+    fn io(e: &io::Error) -> Problem {
+        let reason = match e.kind() {
+            io::ErrorKind::NotFound => Reason::Missing,
+            io::ErrorKind::PermissionDenied => Reason::PermissionDenied,
+            io::ErrorKind::IsADirectory => Reason::NotRegularFile,
+            _ => Reason::IoError,
+        };
+        Problem {
+            reason,
+            detail: e.to_string(),
+        }
+    }
+
+    fn not_regular(kind: std::fs::FileType) -> Problem {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "not a file"
+        };
+        Problem {
+            reason: Reason::NotRegularFile,
+            detail: format!("is {what}, not a regular file; not read until it is one"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -507,17 +600,14 @@ struct Tail {
 }
 
 impl Follower {
-    /// Follows `path` from its current end, so the backlog from before the exporter started is
-    /// not counted as if it had just happened. A file that appears later is read from its start.
+    /// Follows `path` from its end as found by [`Follower::start`] (or the first poll), so the
+    /// backlog from before is not counted as if it had just happened; a file that appears later
+    /// is read from its start. Touches nothing on disk.
     pub fn new(path: impl Into<PathBuf>) -> Follower {
-        let mut follower = Follower::from_start(path);
-        if let Ok(tail) = Tail::open(&follower.path) {
-            follower.current = Some(Tail {
-                offset: tail.file.metadata().map_or(0, |m| m.len()),
-                ..tail
-            });
+        Follower {
+            start_at_end: true,
+            ..Follower::from_start(path)
         }
-        follower
     }
 
     /// Follows `path` from its start (tests, the benchmark).
@@ -527,8 +617,11 @@ impl Follower {
             current: None,
             retired: None,
             buffer: vec![0; CHUNK],
+            start_at_end: false,
+            problem: None,
             rotations: 0,
             truncations: 0,
+            errors: 0,
         }
     }
 
@@ -536,62 +629,178 @@ impl Follower {
         &self.path
     }
 
-    /// Whether the log is open (it exists and could be read).
+    /// Whether the log is a regular file being followed.
     pub fn is_open(&self) -> bool {
-        self.current.is_some()
+        self.current.is_some() && self.problem.is_none()
     }
 
-    /// Reads everything appended since the last poll and hands each line to `sink`.
+    /// Why the log is not followed, as of the last poll.
+    pub fn problem(&self) -> Option<&Problem> {
+        self.problem.as_ref()
+    }
+
+    /// The first look at the path (once; the first poll does it if nobody did): a regular file
+    /// there is opened and followed from its end. May block on a hung filesystem, like a poll.
+    pub fn start(&mut self) {
+        if !std::mem::take(&mut self.start_at_end) {
+            return;
+        }
+        let on_disk = std::fs::metadata(&self.path);
+        if let Ok(tail) = self.open_current(&on_disk, true) {
+            self.current = Some(tail);
+        }
+    }
+
+    /// Reads everything appended since the last poll and hands each line to `sink`. A path that
+    /// cannot be followed is not an error here: it is [`Follower::problem`], and every poll tries
+    /// again. The error is for lines lost: a rotated-away file that could not be read to its end.
     pub fn poll(&mut self, mut sink: impl FnMut(Event)) -> io::Result<()> {
+        self.start();
         let mut budget = MAX_BYTES_PER_POLL;
-        let on_disk = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        let replaced = match (&self.current, on_disk) {
-            (Some(tail), Some(id)) => tail.id != id,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if replaced {
+        let on_disk = std::fs::metadata(&self.path);
+        let mut lost = Ok(());
+        if self.current_was_replaced(&on_disk) {
             // A file rotated twice between polls: the older one is finished now.
-            if let Some(mut old) = self.retired.take() {
-                old.read(&mut self.buffer, &mut budget, true, &mut sink)?;
+            if let Some(older) = self.retired.take() {
+                lost = lost.and(finish(older, &mut self.buffer, &mut budget, &mut sink));
             }
             self.retired = self.current.take();
             self.rotations += 1;
         }
-        if let Some(retired) = &mut self.retired {
-            let read = retired.read(&mut self.buffer, &mut budget, false, &mut sink)?;
-            let writer_moved = self.current.as_ref().is_some_and(|t| t.offset > 0)
-                || std::fs::metadata(&self.path).is_ok_and(|m| m.len() > 0);
-            if read == 0 && writer_moved {
-                let mut old = self.retired.take().expect("checked above");
-                old.read(&mut self.buffer, &mut budget, true, &mut sink)?;
+        lost = lost.and(self.read_retired(&on_disk, &mut budget, &mut sink));
+        self.problem = self.read_current(&on_disk, &mut budget, &mut sink).err();
+        let failed = self
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.reason != Reason::Missing);
+        self.errors += u64::from(failed) + u64::from(lost.is_err());
+        lost
+    }
+
+    /// Whether the path no longer names the open file: gone, or another inode. A path that
+    /// cannot be looked at (EACCES, EIO) says nothing either way; the open file is kept.
+    fn current_was_replaced(&self, on_disk: &io::Result<std::fs::Metadata>) -> bool {
+        let Some(tail) = &self.current else {
+            return false;
+        };
+        match on_disk {
+            Ok(meta) => tail.id != (meta.dev(), meta.ino()),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        }
+    }
+
+    /// Reads the rotated-away file, and finishes it once the writer has moved to the new one:
+    /// nothing more came and the file at the path has content.
+    fn read_retired(
+        &mut self,
+        on_disk: &io::Result<std::fs::Metadata>,
+        budget: &mut u64,
+        sink: &mut impl FnMut(Event),
+    ) -> io::Result<()> {
+        let Some(retired) = &mut self.retired else {
+            return Ok(());
+        };
+        let read = match retired.read(&mut self.buffer, budget, false, sink) {
+            Ok(read) => read,
+            Err(e) => {
+                self.retired = None;
+                return Err(e);
+            }
+        };
+        let writer_moved = self.current.as_ref().is_some_and(|t| t.offset > 0)
+            || on_disk.as_ref().is_ok_and(|m| m.is_file() && m.len() > 0);
+        if read == 0 && *budget > 0 && writer_moved {
+            if let Some(old) = self.retired.take() {
+                return finish(old, &mut self.buffer, budget, sink);
             }
         }
+        Ok(())
+    }
+
+    /// Opens the file at the path if none is open, and reads it.
+    fn read_current(
+        &mut self,
+        on_disk: &io::Result<std::fs::Metadata>,
+        budget: &mut u64,
+        sink: &mut impl FnMut(Event),
+    ) -> Result<(), Problem> {
         if self.current.is_none() {
-            match Tail::open(&self.path) {
-                Ok(tail) => self.current = Some(tail),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            }
+            self.current = Some(self.open_current(on_disk, false)?);
         }
-        let tail = self.current.as_mut().expect("opened above");
-        let size = tail.file.metadata()?.len();
-        if size < tail.offset || (tail.offset > 0 && !tail.newline_before_offset()?) {
+        let Some(tail) = &mut self.current else {
+            return Ok(());
+        };
+        if tail.truncated().map_err(|e| Problem::io(&e))? {
             tail.offset = 0;
             tail.skipping = false;
             self.truncations += 1;
         }
-        tail.read(&mut self.buffer, &mut budget, false, &mut sink)?;
-        Ok(())
+        tail.read(&mut self.buffer, budget, false, sink)
+            .map_err(|e| Problem::io(&e))?;
+        match on_disk {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Problem::io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn open_current(
+        &mut self,
+        on_disk: &io::Result<std::fs::Metadata>,
+        start_at_end: bool,
+    ) -> Result<Tail, Problem> {
+        let meta = on_disk.as_ref().map_err(Problem::io)?;
+        if !meta.is_file() {
+            return Err(Problem::not_regular(meta.file_type()));
+        }
+        // The rotated-away file back under its name: go on where it was.
+        let id = (meta.dev(), meta.ino());
+        if let Some(tail) = self.retired.take_if(|t| t.id == id) {
+            return Ok(tail);
+        }
+        let mut tail = Tail::open(&self.path)?;
+        if start_at_end {
+            tail.skip_to_end().map_err(|e| Problem::io(&e))?;
+        }
+        Ok(tail)
     }
 }
 
+/// Reads a rotated-away file to its end, its cut last line counted as broken. What the budget
+/// leaves unread is lost, and said so.
+fn finish(
+    mut old: Tail,
+    buffer: &mut [u8],
+    budget: &mut u64,
+    sink: &mut impl FnMut(Event),
+) -> io::Result<()> {
+    old.read(buffer, budget, true, sink)?;
+    if *budget == 0 {
+        let size = old.file.metadata()?.len();
+        let left = size.saturating_sub(old.offset);
+        if left > 0 {
+            return Err(io::Error::other(format!(
+                "{left} bytes of a rotated-away file skipped: more than {MAX_BYTES_PER_POLL} bytes to read in one scrape"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Tail {
-    fn open(path: &Path) -> io::Result<Tail> {
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
+    /// Opens a regular file without blocking: `O_NONBLOCK` makes an open of a FIFO or a device
+    /// swapped in since `stat` return at once, and `fstat` refuses it (reads of a regular file
+    /// ignore the flag). `O_NOCTTY`: a terminal never becomes ours.
+    fn open(path: &Path) -> Result<Tail, Problem> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| Problem::io(&e))?;
+        let meta = file.metadata().map_err(|e| Problem::io(&e))?;
+        if !meta.is_file() {
+            return Err(Problem::not_regular(meta.file_type()));
+        }
         Ok(Tail {
             file,
             id: (meta.dev(), meta.ino()),
@@ -600,15 +809,29 @@ impl Tail {
         })
     }
 
-    /// Whether the byte before the offset is still the newline that ended the last line read. If
-    /// not, the file was truncated and has grown past the offset again since the last poll.
+    /// Places the offset at the end; a line still being written there is skipped, not counted
+    /// as broken.
+    fn skip_to_end(&mut self) -> io::Result<()> {
+        self.offset = self.file.metadata()?.len();
+        self.skipping = !self.newline_before_offset()?;
+        Ok(())
+    }
+
+    /// Whether the file was truncated in place since the last read (copytruncate).
+    fn truncated(&mut self) -> io::Result<bool> {
+        let size = self.file.metadata()?.len();
+        Ok(size < self.offset || (!self.skipping && !self.newline_before_offset()?))
+    }
+
+    /// Whether the byte before the offset is the newline that ended the last line read (true at
+    /// offset 0). If not, the file was truncated and has grown past the offset again since.
     fn newline_before_offset(&mut self) -> io::Result<bool> {
         use std::os::unix::fs::FileExt;
-        if self.skipping {
+        let Some(before) = self.offset.checked_sub(1) else {
             return Ok(true);
-        }
+        };
         let mut byte = [0u8; 1];
-        let n = self.file.read_at(&mut byte, self.offset - 1)?;
+        let n = self.file.read_at(&mut byte, before)?;
         Ok(n == 1 && byte[0] == b'\n')
     }
 
@@ -629,8 +852,12 @@ impl Tail {
             if *budget == 0 {
                 break;
             }
-            let want = (buffer.len() - filled).min(usize::try_from(*budget).unwrap_or(usize::MAX));
-            let n = match self.file.read(&mut buffer[filled..filled + want]) {
+            let room = buffer.len().saturating_sub(filled);
+            let want = room.min(usize::try_from(*budget).unwrap_or(usize::MAX));
+            let Some(space) = buffer.get_mut(filled..filled + want) else {
+                break;
+            };
+            let n = match self.file.read(space) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
@@ -638,7 +865,7 @@ impl Tail {
             if n == 0 {
                 break;
             }
-            *budget -= n as u64;
+            *budget = budget.saturating_sub(n as u64);
             filled += n;
             let mut line_start = 0;
             while let Some(newline) = memchr::memchr(b'\n', &buffer[line_start..filled]) {
@@ -855,13 +1082,175 @@ mod tests {
     }
 
     #[test]
-    fn follower_starts_at_the_end_of_an_existing_file() {
+    fn follower_starts_at_the_end_found_by_start() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");
         append(&path, "old\n");
         let mut f = Follower::new(&path);
+        f.start();
         append(&path, "new\n");
+        f.start(); // once only
         assert_eq!(collect(&mut f), ["new"]);
+    }
+
+    #[test]
+    fn follower_starts_at_the_end_found_by_its_first_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut f = Follower::new(&path); // before the file exists: new() looks at nothing
+        append(&path, "old\nhalf a li");
+        assert!(collect(&mut f).is_empty());
+        // The rest of the line being written at the first poll is not counted as broken.
+        append(&path, "ne\nnew\n");
+        assert_eq!(collect(&mut f), ["new"]);
+    }
+
+    #[test]
+    fn arithmetic_on_huge_values_saturates_or_refuses() {
+        assert_eq!(
+            parse_seconds(b"999999999.999999"),
+            Some(999_999_999_999_999)
+        );
+        assert_eq!(parse_seconds(b"1e308"), None);
+        assert_eq!(parse_seconds(b"99999999999"), None);
+        let many = vec!["999999999.999"; 30_000].join(", ");
+        assert_eq!(parse_upstream_times(many.as_bytes()), None, "overflows u64");
+        let mut h = Latency::default();
+        h.observe(u64::MAX);
+        h.observe(u64::MAX);
+        assert_eq!((h.count, h.sum_us, h.buckets[16]), (2, u64::MAX, 2));
+        let status = br#"1.2.3.4 - - [10/Oct/2024:13:55:36 +0000] "GET / HTTP/1.1" 99999999999 1 "-" "-" rt=1e308"#;
+        let mut counts = Counts::default();
+        counts.add_line(status, Format::Combined, &Routes::default(), i64::MIN);
+        counts.clients.insert(b"x", i64::MAX, i64::MIN);
+        counts.clients.insert(b"x", i64::MIN, i64::MAX);
+        assert_eq!((counts.lines, counts.parse_errors), (1, 1));
+        assert!(counts.clients.estimate(i64::MIN) >= 0.0);
+    }
+
+    /// Polls on another thread: a poll that blocks (an open of a FIFO) fails the test instead
+    /// of hanging it.
+    fn collect_within_a_second(follower: Follower) -> (Follower, Vec<String>) {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut follower = follower;
+            let lines = collect(&mut follower);
+            let _ = send.send((follower, lines));
+        });
+        receive
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .expect("a poll blocked")
+    }
+
+    fn reason(f: &Follower) -> Option<Reason> {
+        f.problem().map(|p| p.reason)
+    }
+
+    #[test]
+    fn follower_never_opens_a_fifo_and_recovers_when_a_file_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let fifo = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let (f, lines) = collect_within_a_second(Follower::new(&path));
+        assert!(lines.is_empty());
+        assert!(!f.is_open());
+        assert_eq!(reason(&f), Some(Reason::NotRegularFile));
+        assert!(
+            f.problem().unwrap().detail.contains("FIFO"),
+            "{:?}",
+            f.problem()
+        );
+        let (f, _) = collect_within_a_second(f);
+        assert_eq!(f.errors, 2, "one per poll");
+        std::fs::remove_file(&path).unwrap();
+        append(&path, "a\nb\n");
+        // A log that appears after the first poll is read from its start.
+        let (f, lines) = collect_within_a_second(f);
+        assert_eq!(lines, ["a", "b"]);
+        assert!(f.is_open());
+        assert_eq!(f.problem(), None);
+    }
+
+    #[test]
+    fn a_fifo_swapped_in_by_rename_never_blocks_and_the_old_file_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let fifo_path = dir.path().join("fifo");
+        let fifo = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let mut f = Follower::from_start(&path);
+        append(&path, "a\n");
+        assert_eq!(collect(&mut f), ["a"]);
+        std::fs::rename(&path, dir.path().join("access.log.1")).unwrap();
+        append(&dir.path().join("access.log.1"), "b\n");
+        std::fs::rename(&fifo_path, &path).unwrap();
+        let (f, lines) = collect_within_a_second(f);
+        assert_eq!(lines, ["b"]);
+        assert_eq!(reason(&f), Some(Reason::NotRegularFile));
+        std::fs::remove_file(&path).unwrap();
+        append(&path, "c\n");
+        let (f, lines) = collect_within_a_second(f);
+        assert_eq!(lines, ["c"]);
+        assert!(f.is_open());
+    }
+
+    #[test]
+    fn follower_recovers_after_the_path_was_briefly_a_directory_and_loses_no_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let rotated = dir.path().join("access.log.1");
+        let mut f = Follower::from_start(&path);
+        append(&path, "a\n");
+        assert_eq!(collect(&mut f), ["a"]);
+        std::fs::rename(&path, &rotated).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        // The writer has not reopened: it still appends to the old file.
+        append(&rotated, "b\n");
+        assert_eq!(collect(&mut f), ["b"]);
+        assert_eq!(reason(&f), Some(Reason::NotRegularFile));
+        assert!(!f.is_open());
+        append(&rotated, "c\n");
+        assert_eq!(collect(&mut f), ["c"], "the old file is still read");
+        std::fs::remove_dir(&path).unwrap();
+        append(&path, "d\n");
+        assert_eq!(collect(&mut f), ["d"]);
+        assert!(f.is_open());
+        assert_eq!(f.problem(), None);
+        append(&path, "e\n");
+        assert_eq!(collect(&mut f), ["e"]);
+        assert_eq!(f.rotations, 1);
+    }
+
+    #[test]
+    fn a_file_renamed_away_and_back_goes_on_where_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let aside = dir.path().join("aside");
+        let mut f = Follower::from_start(&path);
+        append(&path, "a\n");
+        assert_eq!(collect(&mut f), ["a"]);
+        std::fs::rename(&path, &aside).unwrap();
+        assert!(collect(&mut f).is_empty());
+        assert_eq!(reason(&f), Some(Reason::Missing));
+        std::fs::rename(&aside, &path).unwrap();
+        append(&path, "b\n");
+        assert_eq!(collect(&mut f), ["b"], "not read again from its start");
+        assert!(f.is_open());
+    }
+
+    #[test]
+    fn io_errors_have_a_reason() {
+        let reason = |kind| Problem::io(&io::Error::from(kind)).reason;
+        assert_eq!(reason(io::ErrorKind::NotFound), Reason::Missing);
+        assert_eq!(
+            reason(io::ErrorKind::PermissionDenied),
+            Reason::PermissionDenied
+        );
+        assert_eq!(reason(io::ErrorKind::IsADirectory), Reason::NotRegularFile);
+        assert_eq!(reason(io::ErrorKind::Other), Reason::IoError);
     }
 
     #[test]

@@ -109,15 +109,13 @@ impl Server {
     async fn metrics(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let timeout = scrape_timeout(req, self.default_timeout);
         let set = self.scraper.scrape(timeout).await;
-        let openmetrics = metrics::to_openmetrics(set);
-        let (body, content_type) = if wants_openmetrics(req) {
-            (openmetrics, metrics::OPENMETRICS_CONTENT_TYPE)
+        let format = if wants_openmetrics(req) {
+            metrics::Format::OpenMetrics
         } else {
-            (
-                metrics::to_prometheus_text(&openmetrics),
-                metrics::PROMETHEUS_CONTENT_TYPE,
-            )
+            metrics::Format::PrometheusText
         };
+        let content_type = format.content_type();
+        let body = metrics::encode(set, format);
         let gzipped = accepts_gzip(req);
         let body = if gzipped {
             gzip(body.as_bytes())

@@ -186,6 +186,7 @@ fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
         config.services,
         flags.pss_max_age,
     ));
+    collector::services::log_missing_capabilities(&procfs, !flags.no_services, !flags.no_sockets);
     if !flags.no_sockets {
         collectors.push(Collector::Sockets(Sockets::new(procfs, services.clone())));
     }

@@ -1,9 +1,9 @@
 //! The metric model every collector fills in, and its encoding.
 //!
 //! Collectors gather plain values into a [`MetricSet`] (async I/O first, no locks held); the set is
-//! then encoded by `prometheus-client`, whose `Collector::encode` is synchronous. The crate only
-//! writes OpenMetrics, so [`to_prometheus_text`] turns that into the classic text format 0.0.4 that
-//! Prometheus scrapers and `promtool check metrics` expect unless they ask for OpenMetrics.
+//! then encoded by `prometheus-client`, whose `Collector::encode` is synchronous, in one of its two
+//! text formats: the classic 0.0.4 that scrapers and `promtool check metrics` expect unless they ask
+//! for OpenMetrics, or OpenMetrics 1.0.0.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
@@ -165,52 +165,37 @@ fn encode_value(
     }
 }
 
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The two exposition formats, as a scraper's `Accept` header chooses them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4, the default.
+    PrometheusText,
+    /// OpenMetrics 1.0.0, ending with `# EOF`.
+    OpenMetrics,
+}
 
-/// Encodes `set` as OpenMetrics text, ending with `# EOF`.
-pub fn to_openmetrics(set: std::sync::Arc<MetricSet>) -> String {
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// Encodes `set` in `format`.
+pub fn encode(set: std::sync::Arc<MetricSet>, format: Format) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(set));
     let mut out = String::with_capacity(32 * 1024);
-    prometheus_client::encoding::text::encode(&mut out, &registry)
-        .expect("writing to a String cannot fail");
-    out
-}
-
-/// Rewrites OpenMetrics text as Prometheus text format 0.0.4: a counter family's HELP and TYPE
-/// carry the `_total` name its samples have, and `# UNIT` / `# EOF` lines go.
-pub fn to_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let mut held_help: Option<&str> = None;
-    for line in openmetrics.lines() {
-        if line.starts_with("# HELP ") {
-            held_help = Some(line);
-            continue;
+    let written = match format {
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
         }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.rsplit_once(' ').unwrap_or((rest, ""));
-            let help = held_help.take().unwrap_or("");
-            if kind == "counter" {
-                let help_text = help.strip_prefix("# HELP ").unwrap_or("");
-                let help_text = help_text.strip_prefix(name).unwrap_or(help_text);
-                out.push_str(&format!("# HELP {name}_total{help_text}\n"));
-                out.push_str(&format!("# TYPE {name}_total counter\n"));
-            } else {
-                out.push_str(help);
-                out.push('\n');
-                out.push_str(line);
-                out.push('\n');
-            }
-            continue;
-        }
-        if line.starts_with("# UNIT ") || line == "# EOF" {
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    };
+    // Writing to a String cannot fail, and our own Collector impl only passes its errors on.
+    debug_assert!(written.is_ok(), "encoding into a String failed");
     out
 }
 
@@ -253,7 +238,7 @@ mod tests {
 
     #[test]
     fn openmetrics_names_counters_and_ends_with_eof() {
-        let text = to_openmetrics(sample_set().into());
+        let text = encode(sample_set().into(), Format::OpenMetrics);
         assert!(
             text.contains("# TYPE stack_host_cpu_seconds counter\n"),
             "{text}"
@@ -263,8 +248,8 @@ mod tests {
     }
 
     #[test]
-    fn prometheus_text_renames_counter_family_and_drops_eof() {
-        let text = to_prometheus_text(&to_openmetrics(sample_set().into()));
+    fn prometheus_text_names_counter_family_with_total_and_has_no_eof() {
+        let text = encode(sample_set().into(), Format::PrometheusText);
         assert!(
             text.contains("# HELP stack_host_cpu_seconds_total CPU time.\n"),
             "{text}"
@@ -276,13 +261,13 @@ mod tests {
 
     #[test]
     fn label_values_are_escaped() {
-        let text = to_openmetrics(sample_set().into());
+        let text = encode(sample_set().into(), Format::OpenMetrics);
         assert!(text.contains(r#"service="say \"hi\"\n""#), "{text}");
     }
 
     #[test]
     fn histogram_buckets_are_cumulative() {
-        let text = to_openmetrics(sample_set().into());
+        let text = encode(sample_set().into(), Format::OpenMetrics);
         assert!(
             text.contains("stack_x_seconds_bucket{le=\"1.0\"} 3\n"),
             "{text}"

@@ -95,7 +95,6 @@ pub fn parse_meminfo(text: &str) -> Meminfo {
             .next()
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        // Saturating here and below: a corrupt meminfo must not overflow (found by fuzz/proc).
         let bytes = kib.saturating_mul(1024);
         match key {
             "MemTotal" => info.mem_total = bytes,
@@ -141,7 +140,9 @@ pub fn parse_stat(text: &str) -> HostStat {
                     *slot = value.parse().unwrap_or(0);
                 }
             }
-            Some(name) if name.starts_with("cpu") => stat.cpu_count += 1,
+            Some(name) if name.starts_with("cpu") => {
+                stat.cpu_count = stat.cpu_count.saturating_add(1)
+            }
             Some("btime") => {
                 stat.boot_time = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
             }
@@ -188,15 +189,15 @@ fn unescape_octal(field: &str) -> String {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let escape = bytes.get(i + 1..i + 4).filter(|_| bytes[i] == b'\\');
+    while let Some(&byte) = bytes.get(i) {
+        let escape = bytes.get(i + 1..i + 4).filter(|_| byte == b'\\');
         match escape.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
-            Some(byte) => {
-                out.push(byte);
+            Some(unescaped) => {
+                out.push(unescaped);
                 i += 4;
             }
             None => {
-                out.push(bytes[i]);
+                out.push(byte);
                 i += 1;
             }
         }
@@ -215,6 +216,11 @@ pub struct PidStat {
     /// Start time after boot, in clock ticks: with the PID, identifies the process over time.
     pub start_ticks: u64,
     pub rss_pages: u64,
+    /// Where the process's arguments live in its memory (fields 48 and 49): a new pair after every
+    /// exec, so a changed command line is noticed without reading it. 0 where the kernel hides
+    /// them (another user's process without CAP_SYS_PTRACE) or is older than 3.5.
+    pub arg_start: u64,
+    pub arg_end: u64,
     /// Kernel threads have no memory map and belong to no service.
     pub is_kernel_thread: bool,
     /// A zombie has exited and waits to be reaped: it uses no memory and runs no more.
@@ -228,17 +234,19 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     let comm = text.get(open + 1..close)?.to_string();
     let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
     // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3].
-    let field = |n: usize| -> Option<u64> { rest.get(n - 3)?.parse().ok() };
+    let field = |n: usize| -> Option<u64> { rest.get(n.checked_sub(3)?)?.parse().ok() };
     const PF_KTHREAD: u64 = 0x0020_0000;
+    let cpu_ticks = [field(14)?, field(15)?, field(16)?, field(17)?]
+        .into_iter()
+        .fold(0u64, u64::saturating_add);
     Some(PidStat {
         comm,
-        ppid: field(4)? as u32,
-        // Saturating: a corrupt or hostile stat line must not overflow (found by fuzz/proc).
-        cpu_ticks: [field(14)?, field(15)?, field(16)?, field(17)?]
-            .into_iter()
-            .fold(0, u64::saturating_add),
+        ppid: u32::try_from(field(4)?).ok()?,
+        cpu_ticks,
         start_ticks: field(22)?,
         rss_pages: field(24)?,
+        arg_start: field(48).unwrap_or(0),
+        arg_end: field(49).unwrap_or(0),
         is_kernel_thread: field(9)? & PF_KTHREAD != 0,
         is_zombie: matches!(*rest.first()?, "Z" | "X"),
     })
@@ -261,7 +269,6 @@ pub fn parse_smaps_rollup(text: &str) -> Option<Pss> {
             .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
             .map(|kib| kib.saturating_mul(1024))
     };
-    // Saturating here and above: a corrupt smaps_rollup must not overflow (found by fuzz/proc).
     let total = field("Pss:")?;
     let anon_and_shmem = match (field("Pss_Anon:"), field("Pss_Shmem:")) {
         (Some(anon), shmem) => anon.saturating_add(shmem.unwrap_or(0)),
@@ -277,7 +284,16 @@ pub fn parse_smaps_rollup(text: &str) -> Option<Pss> {
 /// Programs that rewrite their title (redis-server, postgres) leave a run of NULs behind it.
 pub fn parse_cmdline(raw: &[u8]) -> String {
     let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    String::from_utf8_lossy(&raw[..end]).replace('\0', " ")
+    String::from_utf8_lossy(raw.get(..end).unwrap_or(raw)).replace('\0', " ")
+}
+
+/// The effective capability set (`CapEff:`, hexadecimal) of /proc/PID/status.
+pub fn parse_effective_capabilities(status: &str) -> Option<u64> {
+    let hex = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))?
+        .trim();
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// Clock ticks per second and page size, asked of the kernel once.
@@ -312,7 +328,10 @@ pub fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     let block = stat.f_frsize as u64;
-    Ok((stat.f_blocks as u64 * block, stat.f_bavail as u64 * block))
+    Ok((
+        (stat.f_blocks as u64).saturating_mul(block),
+        (stat.f_bavail as u64).saturating_mul(block),
+    ))
 }
 
 #[cfg(test)]
@@ -340,16 +359,6 @@ mod tests {
         let info =
             parse_meminfo("MemTotal: 100 kB\nMemFree: 10 kB\nBuffers: 5 kB\nCached: 20 kB\n");
         assert_eq!(info.mem_available, 35 * 1024);
-    }
-
-    #[test]
-    fn meminfo_saturates() {
-        // fuzz/corpus/proc/regress-meminfo-overflow
-        let text = "MemTotal: 18446744073709551615 kB\nMemFree: 18014398509481984 kB\n\
-                    Buffers: 18014398509481984 kB\n";
-        let info = parse_meminfo(text);
-        assert_eq!(info.mem_total, u64::MAX);
-        assert_eq!(info.mem_available, u64::MAX);
     }
 
     #[test]
@@ -429,21 +438,54 @@ mod tests {
     }
 
     #[test]
-    fn pid_stat_cpu_ticks_saturate() {
-        // fuzz/corpus/proc/regress-pid-stat-cpu-overflow
-        let text = "42 (x) S 1 1 1 0 -1 0 0 0 0 0 18446744073709551615 1 0 0 20 0 1 0 7 1 3 0\n";
-        let stat = parse_pid_stat(text).unwrap();
-        assert_eq!(stat.cpu_ticks, u64::MAX);
-        assert_eq!((stat.ppid, stat.start_ticks, stat.rss_pages), (1, 7, 3));
+    fn pid_stat_reads_the_argument_addresses() {
+        // Fields 3 to 52 as the kernel writes them; 48 and 49 are arg_start and arg_end.
+        let mut fields: Vec<String> = (3..=52).map(|_| "0".to_string()).collect();
+        fields[0] = "S".into();
+        fields[48 - 3] = "140735780522119".into();
+        fields[49 - 3] = "140735780522266".into();
+        let line = format!("9 (python3) {}", fields.join(" "));
+        let stat = parse_pid_stat(&line).unwrap();
+        assert_eq!(
+            (stat.arg_start, stat.arg_end),
+            (140735780522119, 140735780522266)
+        );
+        // An old kernel's shorter line: no addresses, still a process.
+        let old = "9 (python3) S 1 9 9 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 50 0 7";
+        assert_eq!(parse_pid_stat(old).unwrap().arg_start, 0);
     }
 
     #[test]
-    fn smaps_rollup_saturates() {
-        // fuzz/corpus/proc/regress-smaps-rollup-overflow
-        let text = "Pss: 18446744073709551615 kB\nPss_Anon: 18014398509481984 kB\n\
-                    Pss_Shmem: 18014398509481984 kB\n";
-        let pss = parse_smaps_rollup(text).unwrap();
-        assert_eq!((pss.total, pss.anon_and_shmem), (u64::MAX, u64::MAX));
+    fn parsers_survive_huge_and_hostile_input() {
+        let huge = u64::MAX.to_string();
+        let meminfo = format!("MemTotal: {huge} kB\nMemFree: {huge} kB\nCached: {huge} kB\n");
+        assert_eq!(parse_meminfo(&meminfo).mem_total, u64::MAX);
+        assert_eq!(parse_meminfo(&meminfo).mem_available, u64::MAX);
+        let stat = format!(
+            "1 (x) S 99999999999 1 1 0 -1 0 0 0 0 0 {huge} {huge} {huge} {huge} 0 0 1 0 5 0 {huge}"
+        );
+        assert_eq!(parse_pid_stat(&stat), None, "a PPID beyond u32 is refused");
+        let stat = stat.replace("99999999999", "1");
+        assert_eq!(parse_pid_stat(&stat).unwrap().cpu_ticks, u64::MAX);
+        let smaps = format!("Pss: {huge} kB\nPss_Anon: {huge} kB\nPss_Shmem: {huge} kB\n");
+        assert_eq!(parse_smaps_rollup(&smaps).unwrap().anon_and_shmem, u64::MAX);
+        for text in ["", ")(", "1 (", "1 ) (", "\\", "a\\0", "\\04", "x\\777 y"] {
+            let _ = parse_pid_stat(text);
+            let _ = parse_mounts(&format!("{text} {text} {text}"));
+            let _ = parse_stat(text);
+            let _ = parse_meminfo(text);
+            let _ = parse_loadavg(text);
+            let _ = parse_smaps_rollup(text);
+            let _ = parse_effective_capabilities(text);
+            let _ = parse_cmdline(text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn effective_capabilities_parse() {
+        let status = "Name:\tx\nCapPrm:\t0000000000000000\nCapEff:\t000001fffeffffff\n";
+        assert_eq!(parse_effective_capabilities(status), Some(0x1fffeffffff));
+        assert_eq!(parse_effective_capabilities("CapEff:\tzz\n"), None);
     }
 
     #[test]

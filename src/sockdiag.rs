@@ -38,6 +38,8 @@ pub struct TcpSocket {
     pub local: IpAddr,
     pub port: u16,
     pub state: u8,
+    /// The user that created the socket: who owns a listener whose process cannot be read.
+    pub uid: u32,
 }
 
 /// What one namespace's sock_diag dump found: listening and established TCP sockets, and the
@@ -69,34 +71,11 @@ pub fn snapshot(netns: Option<&Path>) -> io::Result<Snapshot> {
         request.extend_from_slice(&states.to_ne_bytes());
         request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
         dump(&socket, &request, |msg| {
-            // inet_diag_msg: family, state, timer, retrans, sockid (sport, dport, src[16],
-            // dst[16], if, cookie[2]), expires, rqueue, wqueue, uid, inode.
-            if msg.len() < 72 {
-                return;
-            }
-            let word = |at: usize| u32::from_ne_bytes(msg[at..at + 4].try_into().unwrap());
-            let local = match msg[0] {
-                f if f == libc::AF_INET as u8 => {
-                    IpAddr::V4(Ipv4Addr::new(msg[8], msg[9], msg[10], msg[11]))
+            if let Some((socket, queue)) = parse_inet_diag(msg) {
+                if let Some(queue) = queue {
+                    found.queues.insert(socket.inode, queue);
                 }
-                _ => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&msg[8..24]).unwrap())),
-            };
-            let inode = u64::from(word(68));
-            let state = msg[1];
-            found.tcp.push(TcpSocket {
-                inode,
-                local,
-                port: u16::from_be_bytes([msg[4], msg[5]]),
-                state,
-            });
-            if u32::from(state) == TCP_LISTEN {
-                found.queues.insert(
-                    inode,
-                    Queue {
-                        length: word(56),
-                        limit: word(60),
-                    },
-                );
+                found.tcp.push(socket);
             }
         })?;
     }
@@ -107,32 +86,99 @@ pub fn snapshot(netns: Option<&Path>) -> io::Result<Snapshot> {
     request.extend_from_slice(&UDIAG_SHOW_RQLEN.to_ne_bytes());
     request.extend_from_slice(&[0xff; 8]); // no cookie
     dump(&socket, &request, |msg| {
-        // unix_diag_msg: family, type, state, pad, inode, cookie (8); then attributes.
-        if msg.len() < 16 {
-            return;
-        }
-        let inode = u32::from_ne_bytes(msg[4..8].try_into().unwrap());
-        let mut attrs = &msg[16..];
-        while attrs.len() >= 4 {
-            let len = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-            let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
-            if len < 4 || len > attrs.len() {
-                break;
-            }
-            if kind == UNIX_DIAG_RQLEN && len >= 12 {
-                let word = |at: usize| u32::from_ne_bytes(attrs[at..at + 4].try_into().unwrap());
-                found.queues.insert(
-                    u64::from(inode),
-                    Queue {
-                        length: word(4),
-                        limit: word(8),
-                    },
-                );
-            }
-            attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+        if let Some((inode, queue)) = parse_unix_diag(msg) {
+            found.queues.insert(inode, queue);
         }
     })?;
     Ok(found)
+}
+
+/// The native-endian u32 at `at`, if the message is long enough.
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    let word = bytes.get(at..at.checked_add(4)?)?;
+    Some(u32::from_ne_bytes(word.try_into().ok()?))
+}
+
+/// One inet_diag_msg: family, state, timer, retrans, sockid (sport, dport, src[16], dst[16], if,
+/// cookie[2]), expires, rqueue, wqueue, uid, inode. A listener's queue is rqueue of wqueue.
+pub fn parse_inet_diag(msg: &[u8]) -> Option<(TcpSocket, Option<Queue>)> {
+    let (&family, &state) = (msg.first()?, msg.get(1)?);
+    let local = if family == libc::AF_INET as u8 {
+        let v4: [u8; 4] = msg.get(8..12)?.try_into().ok()?;
+        IpAddr::V4(Ipv4Addr::from(v4))
+    } else {
+        let v6: [u8; 16] = msg.get(8..24)?.try_into().ok()?;
+        IpAddr::V6(Ipv6Addr::from(v6))
+    };
+    let port: [u8; 2] = msg.get(4..6)?.try_into().ok()?;
+    let socket = TcpSocket {
+        inode: u64::from(u32_at(msg, 68)?),
+        local,
+        port: u16::from_be_bytes(port),
+        state,
+        uid: u32_at(msg, 64)?,
+    };
+    let queue = (u32::from(state) == TCP_LISTEN).then_some(Queue {
+        length: u32_at(msg, 56)?,
+        limit: u32_at(msg, 60)?,
+    });
+    Some((socket, queue))
+}
+
+/// One unix_diag_msg (family, type, state, pad, inode, cookie[8]) and its attributes: the
+/// listener's inode and queue, when the UNIX_DIAG_RQLEN attribute is there.
+pub fn parse_unix_diag(msg: &[u8]) -> Option<(u64, Queue)> {
+    let inode = u64::from(u32_at(msg, 4)?);
+    let mut attrs = msg.get(16..)?;
+    while let (Some(len), Some(kind)) = (attrs.get(0..2), attrs.get(2..4)) {
+        let len = usize::from(u16::from_ne_bytes(len.try_into().ok()?));
+        let kind = u16::from_ne_bytes(kind.try_into().ok()?);
+        let attr = attrs.get(..len).filter(|_| len >= 4)?;
+        if kind == UNIX_DIAG_RQLEN {
+            let queue = Queue {
+                length: u32_at(attr, 4)?,
+                limit: u32_at(attr, 8)?,
+            };
+            return Some((inode, queue));
+        }
+        attrs = attrs.get(aligned(len)?..).unwrap_or_default();
+    }
+    None
+}
+
+/// Netlink messages and attributes are padded to 4 bytes.
+fn aligned(len: usize) -> Option<usize> {
+    Some(len.checked_add(3)? & !3)
+}
+
+/// What one netlink message said.
+#[derive(Debug, PartialEq)]
+pub enum Message<'a> {
+    Payload(&'a [u8]),
+    Done,
+    Error(i32),
+}
+
+/// Splits one recv's bytes into netlink messages; stops at the first malformed header.
+pub fn parse_messages(mut data: &[u8]) -> Vec<Message<'_>> {
+    let mut messages = Vec::new();
+    while let (Some(len), Some(kind)) = (u32_at(data, 0), data.get(4..6)) {
+        let len = len as usize;
+        let kind = u16::from_ne_bytes([kind[0], kind[1]]);
+        let Some(body) = data.get(16..len) else {
+            break; // shorter than a header, or longer than what arrived
+        };
+        messages.push(match kind {
+            NLMSG_DONE => Message::Done,
+            // nlmsgerr: the negative errno, then the request that failed.
+            NLMSG_ERROR => Message::Error(u32_at(body, 0).map_or(0, |c| c as i32)),
+            _ => Message::Payload(body),
+        });
+        data = aligned(len)
+            .and_then(|next| data.get(next..))
+            .unwrap_or_default();
+    }
+    messages
 }
 
 fn netlink_socket() -> io::Result<OwnedFd> {
@@ -215,25 +261,18 @@ fn dump(socket: &OwnedFd, payload: &[u8], mut each: impl FnMut(&[u8])) -> io::Re
             }
             return Err(e);
         }
-        let mut data = &buffer[..n as usize];
+        let data = buffer.get(..n as usize).unwrap_or_default();
         if data.is_empty() {
             return Ok(());
         }
-        while data.len() >= 16 {
-            let len = u32::from_ne_bytes(data[0..4].try_into().unwrap()) as usize;
-            let kind = u16::from_ne_bytes([data[4], data[5]]);
-            if len < 16 || len > data.len() {
-                return Ok(());
-            }
-            match kind {
-                NLMSG_DONE => return Ok(()),
-                NLMSG_ERROR => {
-                    let code = i32::from_ne_bytes(data[16..20].try_into().unwrap_or([0; 4]));
-                    return Err(io::Error::from_raw_os_error(-code));
+        for message in parse_messages(data) {
+            match message {
+                Message::Payload(body) => each(body),
+                Message::Done => return Ok(()),
+                Message::Error(code) => {
+                    return Err(io::Error::from_raw_os_error(code.saturating_neg()))
                 }
-                _ => each(&data[16..len]),
             }
-            data = &data[((len + 3) & !3).min(data.len())..];
         }
     }
 }
@@ -287,6 +326,29 @@ mod tests {
         let queue = queues[&inode_of(listener.as_raw_fd())];
         assert_eq!(queue.length, 1);
         assert!(queue.limit > 0);
+    }
+
+    #[test]
+    fn parsers_survive_any_bytes() {
+        // Every length up to past the structures, in several fillings: no panic, and a message
+        // too short for its fields is refused.
+        for fill in [0u8, 0xff, 0x04, 0x10] {
+            for len in 0..120 {
+                let bytes = vec![fill; len];
+                let inet = parse_inet_diag(&bytes);
+                assert_eq!(inet.is_some(), len >= 72, "inet_diag of {len} bytes");
+                let _ = parse_unix_diag(&bytes);
+                let _ = parse_messages(&bytes);
+            }
+        }
+        // A message that claims more than arrived, or less than its header, ends the batch.
+        let mut short = 100u32.to_ne_bytes().to_vec();
+        short.extend_from_slice(&[0; 12]);
+        assert_eq!(parse_messages(&short), vec![]);
+        let mut error = 16u32.to_ne_bytes().to_vec();
+        error.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        error.extend_from_slice(&[0; 10]);
+        assert_eq!(parse_messages(&error), vec![Message::Error(0)]);
     }
 
     #[test]

@@ -110,10 +110,21 @@ fn mysql_collector_against_a_real_server() {
     let before = must(&text, "stack_mysql_connections", &[("target", "main")]);
     let mut sessions: Vec<Child> = (0..4).map(|_| session(&db)).collect();
     let mut text = String::new();
-    wait_for("4 more connections", Duration::from_secs(10), || {
-        text = exporter.scrape();
-        must(&text, "stack_mysql_connections", &[("target", "main")]) == before + 4.0
-    });
+    // A new session shows as Sleep once its first statement is over.
+    wait_for(
+        "4 more connections, asleep",
+        Duration::from_secs(10),
+        || {
+            text = exporter.scrape();
+            let sleeping = metric(
+                &text,
+                "stack_mysql_processlist_threads",
+                &[("target", "main"), ("command", "Sleep"), ("state", "none")],
+            );
+            must(&text, "stack_mysql_connections", &[("target", "main")]) == before + 4.0
+                && sleeping >= Some(4.0)
+        },
+    );
     assert_eq!(
         must(&text, "stack_mysql_connections", &[("target", "main")]),
         status(&db, "Threads_connected") - 1.0, // less the client asking
@@ -242,5 +253,296 @@ fn mysql_collector_against_a_real_server() {
     for secret in [GOOD_PASSWORD, ENV_PASSWORD, WRONG_PASSWORD] {
         assert!(!log.contains(secret), "the log shows a password:\n{log}");
         assert!(!text.contains(secret), "/metrics shows a password");
+    }
+}
+
+/// Runs SQL as `user` over TCP, as the exporter connects; its output.
+fn sql_as(db: &MariadbServer, user: &str, password: &str, sql: &str) -> String {
+    let output = std::process::Command::new("mariadb")
+        .arg("--no-defaults")
+        .args([
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &db.port.to_string(),
+        ])
+        .arg(format!("-u{user}"))
+        .arg(format!("-p{password}"))
+        .args(["--batch", "--skip-column-names", "-e", sql])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Slow-log entries written for `user` (each entry has a `# User@Host: user[user] @ …` line).
+fn slow_log_entries(path: &std::path::Path, user: &str) -> usize {
+    let log = std::fs::read_to_string(path).unwrap_or_default();
+    let marker = format!("# User@Host: {user}[{user}]");
+    log.lines().filter(|l| l.starts_with(&marker)).count()
+}
+
+/// The exporter leaves no trace in what it measures: with every statement slow
+/// (long_query_time = 0, log_queries_not_using_indexes = ON), several scrapes that each read the
+/// schema sizes add no entry to the slow log and nothing to Slow_queries, where the same query
+/// from a session of the same user does both. Its session names itself (program_name in
+/// performance_schema.session_connect_attrs). What the user may not read is a 0 series and one
+/// log line, never a smaller or missing number: a schema with a table it has no grant on, and
+/// performance_schema refused to a second user.
+#[test]
+fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
+    let db = MariadbServer::start();
+    setup(&db);
+    db.sql(
+        "CREATE USER 'narrow'@'127.0.0.1' IDENTIFIED BY 'Narrow-Pass-5151'; \
+         GRANT PROCESS ON *.* TO 'narrow'@'127.0.0.1'; \
+         CREATE TABLE shop.orders (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         CREATE TABLE shop.items (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         CREATE DATABASE ledger; \
+         CREATE TABLE ledger.entries (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         CREATE TABLE ledger.audit (id INT PRIMARY KEY) ENGINE=InnoDB; \
+         GRANT SELECT ON ledger.entries TO 'monitor'@'127.0.0.1'; \
+         CREATE DATABASE vault; \
+         CREATE TABLE vault.keys (id INT PRIMARY KEY) ENGINE=InnoDB;",
+    );
+    let dir = temp_dir();
+    let slow_log = dir.path().join("slow.log");
+    db.sql(&format!(
+        "SET GLOBAL slow_query_log_file = '{}'; SET GLOBAL log_output = 'FILE'; \
+         SET GLOBAL long_query_time = 0; SET GLOBAL log_queries_not_using_indexes = ON; \
+         SET GLOBAL slow_query_log = ON;",
+        slow_log.display()
+    ));
+    let slow_queries = || status(&db, "Slow_queries");
+    // Reading Slow_queries is itself a slow query, counted once it has answered.
+    let (a, b) = (slow_queries(), slow_queries());
+    let per_read = b - a;
+
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[[mysql]]\nname = \"main\"\nurl = \"mysql://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/\"\n\
+             slow_interval = \"0s\"\n\n\
+             [[mysql]]\nname = \"narrow\"\nurl = \"mysql://narrow:Narrow-Pass-5151@127.0.0.1:{port}/\"\n",
+            port = db.port,
+        ),
+    );
+    let before = slow_queries();
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    for _ in 0..4 {
+        let text = exporter.scrape();
+        let main = |database| [("target", "main"), ("database", database)];
+        assert_eq!(must(&text, "stack_mysql_up", &[("target", "main")]), 1.0);
+        // shop: every table granted. ledger: one of two tables. vault: none (the schema is
+        // invisible to the user, yet InnoDB's table list names it).
+        assert_eq!(
+            must(&text, "stack_mysql_database_size_readable", &main("shop")),
+            1.0
+        );
+        must(&text, "stack_mysql_database_size_bytes", &main("shop"));
+        for hidden in ["ledger", "vault"] {
+            assert_eq!(
+                must(&text, "stack_mysql_database_size_readable", &main(hidden)),
+                0.0
+            );
+            assert_eq!(
+                metric(&text, "stack_mysql_database_size_bytes", &main(hidden)),
+                None
+            );
+        }
+        assert_eq!(
+            must(
+                &text,
+                "stack_mysql_statements_readable",
+                &[("target", "main")]
+            ),
+            1.0
+        );
+        // narrow: no grant on performance_schema; up all the same.
+        assert_eq!(must(&text, "stack_mysql_up", &[("target", "narrow")]), 1.0);
+        assert_eq!(
+            must(
+                &text,
+                "stack_mysql_statements_readable",
+                &[("target", "narrow")]
+            ),
+            0.0
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "stack_mysql_statements_total",
+                &[("target", "narrow")]
+            ),
+            None
+        );
+    }
+    let after = slow_queries();
+    assert_eq!(
+        after - before,
+        per_read,
+        "the exporter's queries raised Slow_queries ({before} -> {after})"
+    );
+    assert_eq!(
+        slow_log_entries(&slow_log, "monitor"),
+        0,
+        "the exporter's queries are in the slow log"
+    );
+    assert_eq!(
+        slow_log_entries(&slow_log, "narrow"),
+        0,
+        "the exporter's queries are in the slow log"
+    );
+
+    // The same size query from a session of the same user is slow on both counts: the checks
+    // above can fail.
+    sql_as(&db, "monitor", GOOD_PASSWORD, SIZE_QUERY);
+    assert!(slow_log_entries(&slow_log, "monitor") >= 1);
+    assert_eq!(slow_queries() - after, per_read + 1.0);
+
+    // The exporter's sessions name themselves.
+    let named = db.sql(
+        "SELECT p.USER FROM performance_schema.session_connect_attrs a \
+         JOIN information_schema.PROCESSLIST p ON p.ID = a.PROCESSLIST_ID \
+         WHERE a.ATTR_NAME = 'program_name' AND a.ATTR_VALUE = 'stack_exporter' ORDER BY p.USER",
+    );
+    assert_eq!(named, "monitor\nnarrow");
+
+    // One line each when the condition starts; one when it ends.
+    let log = exporter.log();
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        lines("\"mysql target \\\"main\\\": schema sizes"),
+        1,
+        "{log}"
+    );
+    let sizes_line = log.lines().find(|l| l.contains("schema sizes")).unwrap();
+    assert!(
+        sizes_line.contains("ledger") && sizes_line.contains("vault"),
+        "{sizes_line}"
+    );
+    assert_eq!(
+        lines("\\\"narrow\\\": statement latency left out"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines("\\\"main\\\": statement latency left out"),
+        0,
+        "{log}"
+    );
+    db.sql(
+        "GRANT SELECT ON ledger.audit TO 'monitor'@'127.0.0.1'; \
+         GRANT SELECT ON vault.keys TO 'monitor'@'127.0.0.1';",
+    );
+    let text = exporter.scrape();
+    for database in ["ledger", "vault"] {
+        let labels = [("target", "main"), ("database", database)];
+        assert_eq!(
+            must(&text, "stack_mysql_database_size_readable", &labels),
+            1.0
+        );
+        must(&text, "stack_mysql_database_size_bytes", &labels);
+    }
+    let log = exporter.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("schema sizes: recovered") && l.contains("level=info")),
+        "{log}"
+    );
+    assert!(!log.contains(GOOD_PASSWORD) && !log.contains("Narrow-Pass-5151"));
+}
+
+/// `--config.check` refuses, for every kind of database target, a URL its driver would refuse at
+/// connect time (a bad port, an unknown option) and a zero timeout: non-zero exit, the file, line
+/// and key, and never the password.
+#[test]
+fn config_check_refuses_bad_database_targets() {
+    const SECRET: &str = "Sekr1t-Pass-8080";
+    let dir = temp_dir();
+    let cases = [
+        (
+            "[[mysql]]\nname = \"a\"\nurl = \"mysql://u:{S}@db:99999/\"\n",
+            3,
+            "mysql.url",
+            "invalid port",
+        ),
+        (
+            "[[mysql]]\nname = \"a\"\nurl = \"mysql://u:{S}@db:3306/?colour=red\"\n",
+            3,
+            "mysql.url",
+            "colour",
+        ),
+        (
+            "[[postgres]]\nname = \"a\"\nurl = \"postgres://u:{S}@db:abc/app\"\n",
+            3,
+            "postgres.url",
+            "postgres URL",
+        ),
+        (
+            "[[postgres]]\nname = \"a\"\nurl = \"postgres://u:{S}@db/app?colour=red\"\n",
+            3,
+            "postgres.url",
+            "unknown option `colour`",
+        ),
+        (
+            "[[redis]]\nname = \"a\"\nurl = \"redis://u:{S}@cache:6379/0?colour=red\"\n",
+            3,
+            "redis.url",
+            "unknown option `colour`",
+        ),
+        (
+            "[[redis]]\nname = \"a\"\nurl = \"redis://u:{S}@cache:99999/0\"\n",
+            3,
+            "redis.url",
+            "redis URL",
+        ),
+        (
+            "[[mysql]]\nname = \"a\"\nurl = \"mysql://u:{S}@db/\"\ntimeout = \"0s\"\n",
+            4,
+            "mysql.timeout",
+            "more than 0s",
+        ),
+        (
+            "[[redis]]\nname = \"a\"\nurl = \"redis://u:{S}@cache/0\"\n\ntimeout = 0\n",
+            5,
+            "redis.timeout",
+            "more than 0s",
+        ),
+    ];
+    for (i, (text, line, key, why)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.toml"));
+        write(&path, &text.replace("{S}", SECRET));
+        let output = std::process::Command::new(common::exporter_binary())
+            .arg("--config.check")
+            .arg(format!("--config.file={}", path.display()))
+            .env_remove("STACK_MYSQL_URL")
+            .env_remove("STACK_POSTGRES_URL")
+            .env_remove("STACK_REDIS_URL")
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!output.status.success(), "case {i} accepted:\n{said}");
+        let place = format!("case{i}.toml:{line}:");
+        assert!(said.contains(&place), "case {i}: no {place}:\n{said}");
+        assert!(
+            said.contains(&format!("key `{key}`")),
+            "case {i}: no key {key}:\n{said}"
+        );
+        assert!(said.contains(why), "case {i}: no {why:?}:\n{said}");
+        assert!(
+            !said.contains(SECRET),
+            "case {i} shows the password:\n{said}"
+        );
     }
 }

@@ -268,3 +268,171 @@ fn postgres_collector_against_a_real_server() {
         assert!(!text.contains(secret), "/metrics shows a password");
     }
 }
+
+/// What a role may not read is a `…_readable 0` series and one log line, never a smaller or
+/// missing number: a database it may not CONNECT to (no size), other roles' sessions without
+/// pg_read_all_stats (no oldest transaction), a database without pg_stat_statements. Sessions
+/// are `application_name=stack_exporter` in pg_stat_activity unless the URL names them.
+#[test]
+fn unreadable_figures_are_series_and_sessions_are_named() {
+    let pg = PostgresServer::start();
+    setup(&pg);
+    for sql in [
+        "CREATE ROLE plain LOGIN PASSWORD 'Plain-Pass-4242'",
+        "CREATE DATABASE private",
+        "REVOKE CONNECT ON DATABASE private FROM PUBLIC",
+        "CREATE DATABASE other",
+    ] {
+        pg.psql("postgres", sql);
+    }
+    let mut open = session(&pg, "BEGIN; SELECT txid_current();");
+    let dir = temp_dir();
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[[postgres]]\nname = \"main\"\nurl = \"postgres://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/postgres\"\n\
+             slow_interval = \"0s\"\n\n\
+             [[postgres]]\nname = \"plain\"\nurl = \"postgres://plain:Plain-Pass-4242@127.0.0.1:{port}/postgres\"\n\
+             slow_interval = \"0s\"\n\n\
+             [[postgres]]\nname = \"named\"\n\
+             url = \"postgres://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/other?application_name=custom\"\n",
+            port = pg.port,
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    for _ in 0..3 {
+        let text = exporter.scrape();
+        let at = |target| [("target", target)];
+        let db = |target, database| [("target", target), ("database", database)];
+        for target in ["main", "plain", "named"] {
+            assert_eq!(
+                must(&text, "stack_postgres_up", &at(target)),
+                1.0,
+                "{target}"
+            );
+        }
+        // main: pg_monitor reads everything.
+        assert_eq!(
+            must(&text, "stack_postgres_activity_readable", &at("main")),
+            1.0
+        );
+        must(
+            &text,
+            "stack_postgres_oldest_transaction_seconds",
+            &at("main"),
+        );
+        assert_eq!(
+            must(
+                &text,
+                "stack_postgres_database_size_readable",
+                &db("main", "private")
+            ),
+            1.0
+        );
+        must(
+            &text,
+            "stack_postgres_database_size_bytes",
+            &db("main", "private"),
+        );
+        assert_eq!(
+            must(&text, "stack_postgres_statements_readable", &at("main")),
+            1.0
+        );
+        // plain: no pg_read_all_stats, no CONNECT on private.
+        assert_eq!(
+            must(&text, "stack_postgres_activity_readable", &at("plain")),
+            0.0
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "stack_postgres_oldest_transaction_seconds",
+                &at("plain")
+            ),
+            None
+        );
+        assert_eq!(
+            must(
+                &text,
+                "stack_postgres_database_size_readable",
+                &db("plain", "private")
+            ),
+            0.0
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "stack_postgres_database_size_bytes",
+                &db("plain", "private")
+            ),
+            None
+        );
+        assert_eq!(
+            must(
+                &text,
+                "stack_postgres_database_size_readable",
+                &db("plain", "other")
+            ),
+            1.0
+        );
+        must(
+            &text,
+            "stack_postgres_database_size_bytes",
+            &db("plain", "other"),
+        );
+        // named: connected to a database without pg_stat_statements.
+        assert_eq!(
+            must(&text, "stack_postgres_statements_readable", &at("named")),
+            0.0
+        );
+        assert_eq!(
+            metric(&text, "stack_postgres_statements_total", &at("named")),
+            None
+        );
+    }
+
+    // Sessions by name, as pg_stat_activity shows them.
+    let names = pg.psql(
+        "postgres",
+        "SELECT application_name || ' ' || usename FROM pg_stat_activity \
+         WHERE application_name IN ('stack_exporter', 'custom') ORDER BY 1",
+    );
+    assert_eq!(
+        names,
+        "custom monitor\nstack_exporter monitor\nstack_exporter plain"
+    );
+
+    let log = exporter.log();
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("\\\"plain\\\": database sizes unknown"), 1, "{log}");
+    assert_eq!(
+        lines("\\\"plain\\\": other roles' sessions hidden"),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        lines("\\\"named\\\": statement figures left out"),
+        1,
+        "{log}"
+    );
+    assert_eq!(lines("\\\"main\\\""), 0, "{log}");
+
+    pg.psql("postgres", "GRANT CONNECT ON DATABASE private TO plain");
+    let text = exporter.scrape();
+    let labels = [("target", "plain"), ("database", "private")];
+    assert_eq!(
+        must(&text, "stack_postgres_database_size_readable", &labels),
+        1.0
+    );
+    must(&text, "stack_postgres_database_size_bytes", &labels);
+    let log = exporter.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\\\"plain\\\": database sizes unknown") && l.contains("recovered")),
+        "{log}"
+    );
+    assert!(!log.contains(GOOD_PASSWORD) && !log.contains("Plain-Pass-4242"));
+    let _ = open.kill();
+    let _ = open.wait();
+}

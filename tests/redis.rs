@@ -29,6 +29,7 @@ fn create_users(redis: &RedisServer) {
             "+config|get",
             "+llen",
             "+ping",
+            "+client|setname",
             "%R~celery*",
         ]);
         assert_eq!(out.trim(), "OK", "{out}");
@@ -271,4 +272,133 @@ fn redis_collector_against_a_real_server() {
         assert!(!log.contains(secret), "the log shows a password:\n{log}");
         assert!(!text.contains(secret), "/metrics shows a password");
     }
+}
+
+/// How many lines of `log` contain `needle`.
+fn lines_with(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// A queue the ACL user may not LLEN, and a queue key that is not a list: each is
+/// `stack_redis_queue_readable 0` with no length (not a length that vanishes as if the queue were
+/// empty), the other queues and the target stay fine, and the condition is logged once when it
+/// starts and once when it ends. The exporter's connection is named in CLIENT LIST; a user that
+/// may not CLIENT SETNAME is still served, with one log line.
+#[test]
+fn unreadable_queues_are_series_and_sessions_are_named() {
+    let redis = RedisServer::start();
+    create_users(&redis);
+    let out = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "bare",
+        "reset",
+        "on",
+        ">Bare-Pass-6610",
+        "+info",
+        "+llen",
+        "+ping",
+        "%R~*",
+    ]);
+    assert_eq!(out.trim(), "OK", "{out}");
+    redis.cli(&["RPUSH", "celery", "a", "b"]);
+    redis.cli(&["RPUSH", "reports", "x", "y", "z"]);
+    redis.cli(&["SET", "celery_flag", "not a list"]);
+    let dir = temp_dir();
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[[redis]]\nname = \"cache\"\nurl = \"redis://monitor:{GOOD_PASSWORD}@127.0.0.1:{port}/0\"\n\
+             queues = [\"celery\", \"reports\", \"celery_flag\"]\n\n\
+             [[redis]]\nname = \"bare\"\nurl = \"redis://bare:Bare-Pass-6610@127.0.0.1:{port}/0\"\n",
+            port = redis.port,
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+
+    for _ in 0..3 {
+        let text = exporter.scrape();
+        let cache = |queue| [("target", "cache"), ("queue", queue)];
+        assert_eq!(must(&text, "stack_redis_up", &[("target", "cache")]), 1.0);
+        assert_eq!(
+            must(&text, "stack_redis_queue_readable", &cache("celery")),
+            1.0
+        );
+        assert_eq!(
+            must(&text, "stack_redis_queue_length", &cache("celery")),
+            2.0
+        );
+        // Outside the ACL's key pattern %R~celery*.
+        assert_eq!(
+            must(&text, "stack_redis_queue_readable", &cache("reports")),
+            0.0
+        );
+        assert_eq!(
+            metric(&text, "stack_redis_queue_length", &cache("reports")),
+            None
+        );
+        // Readable, but a string: WRONGTYPE.
+        assert_eq!(
+            must(&text, "stack_redis_queue_readable", &cache("celery_flag")),
+            0.0
+        );
+        assert_eq!(
+            metric(&text, "stack_redis_queue_length", &cache("celery_flag")),
+            None
+        );
+        // The user without CLIENT SETNAME is served all the same.
+        assert_eq!(must(&text, "stack_redis_up", &[("target", "bare")]), 1.0);
+        assert_eq!(
+            must(
+                &text,
+                "stack_redis_queue_readable",
+                &[("target", "bare"), ("queue", "celery")]
+            ),
+            1.0
+        );
+    }
+    let log = exporter.log();
+    assert_eq!(lines_with(&log, "queue lengths unknown"), 1, "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("queue lengths unknown"))
+        .unwrap();
+    assert!(
+        line.contains("level=warn") && line.contains("reports") && line.contains("celery_flag")
+    );
+    assert!(
+        line.contains("NOPERM") || line.contains("permission"),
+        "{line}"
+    );
+    assert_eq!(lines_with(&log, "not named stack_exporter"), 1, "{log}");
+
+    // CLIENT LIST shows the exporter's connection by name, as the user that made it.
+    let clients = redis.cli(&["CLIENT", "LIST"]);
+    let named: Vec<&str> = clients
+        .lines()
+        .filter(|l| l.contains(" name=stack_exporter "))
+        .collect();
+    assert_eq!(named.len(), 1, "{clients}");
+    assert!(named[0].contains(" user=monitor "), "{clients}");
+
+    // Granted: readable again, one line says so.
+    redis.cli(&["ACL", "SETUSER", "monitor", "%R~reports"]);
+    redis.cli(&["DEL", "celery_flag"]);
+    let text = exporter.scrape();
+    for (queue, length) in [("reports", 3.0), ("celery_flag", 0.0)] {
+        let labels = [("target", "cache"), ("queue", queue)];
+        assert_eq!(must(&text, "stack_redis_queue_readable", &labels), 1.0);
+        assert_eq!(must(&text, "stack_redis_queue_length", &labels), length);
+    }
+    exporter.scrape();
+    let log = exporter.log();
+    assert_eq!(lines_with(&log, "queue lengths unknown"), 2, "{log}");
+    assert!(log
+        .lines()
+        .any(|l| l.contains("queue lengths unknown") && l.contains("recovered")));
+    assert!(
+        !log.contains(GOOD_PASSWORD) && !log.contains("Bare-Pass-6610"),
+        "{log}"
+    );
 }

@@ -12,13 +12,15 @@ use common::{must, require, temp_dir, wait_for, wait_for_port, write, Exporter, 
 
 const WSGI_APP: &str = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n";
 
-fn start_gunicorn(dir: &Path, workers: u32) -> (Guard, u16) {
+/// A Gunicorn named `name` (`--name`): its command line shows the name, and so does the title
+/// setproctitle gives it (`gunicorn: master [name]`), so tests match it by that name.
+fn start_gunicorn(dir: &Path, workers: u32, name: &str) -> (Guard, u16) {
     require("python3", "apt-get install python3");
     let port = common::free_port();
     write(&dir.join("app.py"), WSGI_APP);
     let guard = Guard::spawn(
         Command::new("python3")
-            .args(["-m", "gunicorn", "--chdir"])
+            .args(["-m", "gunicorn", "--name", name, "--chdir"])
             .arg(dir)
             .args(["--workers", &workers.to_string(), "--bind"])
             .arg(format!("127.0.0.1:{port}"))
@@ -115,17 +117,18 @@ fn assert_close(what: &str, reported: f64, kernel: f64, tolerance: f64) {
 }
 
 /// A config whose matchers catch only the processes this test started, so servers already running
-/// on the machine (or started by other tests) do not change the counts.
-fn isolating_config(dir: &Path, marker: &Path, redis_port: u16) -> std::path::PathBuf {
+/// on the machine (or started by other tests) do not change the counts: Gunicorn by the name it
+/// was given, nginx by its prefix directory.
+fn isolating_config(dir: &Path, gunicorn: &str, redis_port: u16) -> std::path::PathBuf {
     let path = dir.join("stack.toml");
     write(
         &path,
         &format!(
             "profile = \"vps-2gb\"\n\
-             [services.wsgi]\nmatch = [{{ cmdline = 'gunicorn --chdir {m}' }}]\n\
-             [services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{redis_port}' }}]\n\
+             [services.wsgi]\nmatch = [{{ cmdline = '{gunicorn}' }}]\n\
+             [services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{redis_port}$' }}]\n\
              [services.nginx]\nmatch = [{{ comm = 'nginx', cmdline = '-p {m}' }}]\n",
-            m = marker.display()
+            m = dir.display()
         ),
     );
     path
@@ -134,11 +137,12 @@ fn isolating_config(dir: &Path, marker: &Path, redis_port: u16) -> std::path::Pa
 #[test]
 fn gunicorn_redis_and_nginx_agree_with_proc() {
     let dir = temp_dir();
-    let (mut gunicorn, _) = start_gunicorn(dir.path(), 2);
+    let name = common::unique_marker("wsgi-test");
+    let (mut gunicorn, _) = start_gunicorn(dir.path(), 2, &name);
     let redis_server = RedisServer::start();
     let redis_port = redis_server.port;
     let (_nginx, _) = start_nginx(dir.path());
-    let config = isolating_config(dir.path(), dir.path(), redis_port);
+    let config = isolating_config(dir.path(), &name, redis_port);
     let exporter = Exporter::start(&[
         &format!("--config.file={}", config.display()),
         "--collector.services.pss-max-age=0s",
@@ -229,10 +233,11 @@ fn two_gunicorn_masters_are_two_instances_and_cpu_counts_up() {
     let second = dir.path().join("b");
     std::fs::create_dir_all(&first).unwrap();
     std::fs::create_dir_all(&second).unwrap();
-    let (_a, port_a) = start_gunicorn(&first, 1);
-    let (_b, _) = start_gunicorn(&second, 1);
-    // Both directories share the temp dir prefix, which the matcher keys on.
-    let config = isolating_config(dir.path(), dir.path(), 1);
+    let name = common::unique_marker("wsgi-test");
+    let (_a, port_a) = start_gunicorn(&first, 1, &format!("{name}-a"));
+    let (_b, _) = start_gunicorn(&second, 1, &format!("{name}-b"));
+    // Both names share the prefix, which the matcher keys on.
+    let config = isolating_config(dir.path(), &name, 1);
     let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
     let wsgi = [("service", "wsgi")];
     wait_for("4 gunicorn processes", Duration::from_secs(20), || {
@@ -256,7 +261,7 @@ fn standard_definitions_recognise_the_stack() {
     let dir = temp_dir();
     let redis_server = RedisServer::start();
     let redis_port = redis_server.port;
-    let (_gunicorn, _) = start_gunicorn(dir.path(), 2);
+    let (_gunicorn, _) = start_gunicorn(dir.path(), 2, &common::unique_marker("wsgi-test"));
     write(
         &dir.path().join("asgi.py"),
         "async def app(scope, receive, send):\n    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n    await send({'type': 'http.response.body', 'body': b'ok'})\n",
@@ -320,5 +325,281 @@ fn standard_definitions_recognise_the_stack() {
             &[("service", "celery_worker")]
         ),
         1.0
+    );
+}
+
+#[test]
+fn a_process_that_execs_under_the_same_name_moves_to_its_new_service() {
+    // Two services told apart only by a marker in the command line; the process is `python3`
+    // before and after its exec, so its kernel name says nothing.
+    require("python3", "apt-get install python3");
+    let dir = temp_dir();
+    let before = common::unique_marker("before-exec");
+    let after = common::unique_marker("after-exec");
+    let go = dir.path().join("go");
+    let script = format!(
+        "import os, sys, time\n\
+         while not os.path.exists({go:?}):\n    time.sleep(0.02)\n\
+         os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(120)', {after:?}])\n",
+        go = go.display().to_string(),
+    );
+    // The interpreter itself, not a wrapper (pyenv's `python3` is a shell script that execs it).
+    let python = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap();
+    let mut process = Guard::spawn(Command::new(python.trim()).args(["-c", &script, &before]));
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[services.before]\nmatch = [{{ cmdline = '{before}' }}]\n\
+             [services.after]\nmatch = [{{ cmdline = '{after}' }}]\n"
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    let processes =
+        |text: &str, service: &str| must(text, "stack_service_processes", &[("service", service)]);
+    let text = exporter.scrape();
+    assert_eq!(
+        (processes(&text, "before"), processes(&text, "after")),
+        (1.0, 0.0)
+    );
+
+    write(&go, "");
+    let cmdline = || std::fs::read(format!("/proc/{}/cmdline", process.pid())).unwrap();
+    wait_for("the exec", Duration::from_secs(10), || {
+        !String::from_utf8_lossy(&cmdline()).contains(&before)
+    });
+    let comm = std::fs::read_to_string(format!("/proc/{}/comm", process.pid())).unwrap();
+    assert_eq!(
+        comm.trim(),
+        "python3",
+        "the test needs the same kernel name"
+    );
+    // Seen on the very next scrape: the exec moved the arguments (arg_start/arg_end), so the
+    // match is not waited on for its periodic recheck.
+    let text = exporter.scrape();
+    assert_eq!(
+        (processes(&text, "before"), processes(&text, "after")),
+        (0.0, 1.0),
+        "the exec'd process should count toward `after`"
+    );
+    process.kill();
+}
+
+#[test]
+fn without_privileges_the_exporter_says_what_it_cannot_see() {
+    // Redis runs as root; the exporter as `nobody` with no capabilities, as an install without
+    // the unit's capabilities would. Its fd, ns and smaps_rollup are refused.
+    let redis_server = RedisServer::start();
+    let port = redis_server.port;
+    let dir = temp_dir();
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "{}[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n",
+            no_other_services("redis")
+        ),
+    );
+    common::make_world_readable(dir.path());
+    common::make_world_readable(&config);
+    let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let args = [
+        &format!("--config.file={}", config.display()) as &str,
+        "--collector.services.pss-max-age=0s",
+    ];
+    let redis = [("service", "redis")];
+
+    // As root, the baseline: the connection is seen, nothing is unreadable.
+    let root = Exporter::start(&args);
+    let text = root.scrape();
+    assert_eq!(must(&text, "stack_service_connections", &redis), 1.0);
+    assert_eq!(
+        must(&text, "stack_sockets_unreadable_processes", &redis),
+        0.0
+    );
+    assert_eq!(
+        must(&text, "stack_service_pss_fallback_processes", &redis),
+        0.0
+    );
+    assert!(
+        !root.log().contains("missing CAP_SYS_PTRACE"),
+        "{}",
+        root.log()
+    );
+
+    let nobody = Exporter::start_unprivileged(&args);
+    let text = nobody.scrape();
+    let _ = nobody.scrape();
+    // The smaller figures are flagged as such, not passed off as the truth.
+    assert_eq!(must(&text, "stack_service_processes", &redis), 1.0);
+    assert_eq!(
+        must(&text, "stack_sockets_unreadable_processes", &redis),
+        1.0
+    );
+    assert_eq!(must(&text, "stack_service_connections", &redis), 0.0);
+    assert_eq!(
+        must(&text, "stack_service_pss_fallback_processes", &redis),
+        1.0
+    );
+    assert!(
+        common::metric(&text, "stack_service_listen_queue_length", &redis).is_none(),
+        "no listen queue can be attributed without the fds"
+    );
+    let log = nobody.log();
+    let startup: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("missing CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"))
+        .collect();
+    assert_eq!(startup.len(), 1, "one start-up line:\n{log}");
+    for named in [
+        "sockets collector",
+        "W3, X1",
+        "services collector",
+        "rows M",
+    ] {
+        assert!(startup[0].contains(named), "{named} in {}", startup[0]);
+    }
+    let once = |needle: &str| {
+        assert_eq!(
+            log.matches(needle).count(),
+            1,
+            "`{needle}` logged once over two scrapes:\n{log}"
+        )
+    };
+    once("sockets collector: /proc/PID/fd refused for processes of redis");
+    once("services collector: PSS: smaps_rollup refused for processes of redis");
+}
+
+/// Config that gives every built-in service but `keep` a matcher nothing fits, so the servers of
+/// the machine and of other tests stay out of a test's figures and log lines.
+fn no_other_services(keep: &str) -> String {
+    let names = [
+        "nginx",
+        "wsgi",
+        "asgi",
+        "celery_worker",
+        "celery_beat",
+        "mysql",
+        "postgresql",
+        "redis",
+    ];
+    names
+        .iter()
+        .filter(|&&name| name != keep)
+        .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
+        .collect()
+}
+
+/// Copies what the services collector reads of a live process (stat, cmdline, smaps_rollup)
+/// into a fake /proc, so the built-in matchers can be tried on real processes alone.
+fn copy_process(pid: u32, root: &Path) {
+    let dir = root.join(pid.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["stat", "cmdline", "smaps_rollup"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+}
+
+#[test]
+fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
+    require("python3", "apt-get install python3");
+    let has_setproctitle = Command::new("python3")
+        .args(["-c", "import setproctitle"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_setproctitle,
+        "setproctitle is not installed; install it with: pip install setproctitle"
+    );
+    let dir = temp_dir();
+    std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+    write(&dir.path().join("shop/__init__.py"), "");
+    write(
+        &dir.path().join("shop/asgi.py"),
+        "async def application(scope, receive, send):\n    pass\n",
+    );
+    write(
+        &dir.path().join("main.py"),
+        // `app` for the Uvicorn worker, `application` (WSGI) for the sync one.
+        &format!("{WSGI_APP}application = app\n\nasync def app(scope, receive, send):\n    pass\n"),
+    );
+    let gunicorn = |extra: &[&str], app: &str| {
+        let port = common::free_port();
+        let guard = Guard::spawn(
+            Command::new("python3")
+                .args(["-m", "gunicorn", "--workers", "1", "--chdir"])
+                .arg(dir.path())
+                .args(["--bind", &format!("127.0.0.1:{port}")])
+                .args(extra)
+                .arg(app)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_for_port(port, Duration::from_secs(20));
+        guard
+    };
+    let uvicorn = ["-k", "uvicorn.workers.UvicornWorker"];
+    // Django's layout names the ASGI module `asgi`; a FastAPI `main:app` needs a name that says so.
+    let django = gunicorn(&uvicorn, "shop.asgi:application");
+    let named = gunicorn(
+        &[&uvicorn[..], &["--name", "shop-asgi"]].concat(),
+        "main:app",
+    );
+    let sync = gunicorn(&[], "main:application");
+    let masters = [django.pid(), named.pid(), sync.pid()];
+    wait_for(
+        "a worker under each master",
+        Duration::from_secs(20),
+        || masters.iter().all(|&m| process_tree(m).len() == 2),
+    );
+    // setproctitle has rewritten every command line: the worker class is no longer in it.
+    for &master in &masters {
+        for pid in process_tree(master) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            assert!(
+                cmdline.starts_with("gunicorn: ") && !cmdline.contains("uvicorn"),
+                "setproctitle did not rewrite {pid}: {cmdline:?}"
+            );
+        }
+    }
+
+    // These six processes alone, in a /proc of their own, under the built-in definitions.
+    let procfs = temp_dir();
+    for name in ["stat", "meminfo", "mounts"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/proc")
+                .join(name),
+            procfs.path().join(name),
+        )
+        .unwrap();
+    }
+    write(&procfs.path().join("loadavg"), "0.00 0.00 0.00 1/100 1\n");
+    for &master in &masters {
+        for pid in process_tree(master) {
+            copy_process(pid, procfs.path());
+        }
+    }
+    let exporter = Exporter::start(&[
+        &format!("--path.procfs={}", procfs.path().display()),
+        "--no-collector.sockets",
+    ]);
+    let text = exporter.scrape();
+    let processes = |service: &str| must(&text, "stack_service_processes", &[("service", service)]);
+    assert_eq!(
+        processes("asgi"),
+        4.0,
+        "both Uvicorn-worker Gunicorns:\n{text}"
+    );
+    assert_eq!(processes("wsgi"), 2.0, "the sync Gunicorn:\n{text}");
+    assert_eq!(
+        must(&text, "stack_service_instances", &[("service", "asgi")]),
+        2.0
     );
 }

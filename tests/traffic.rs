@@ -1,5 +1,6 @@
 //! Traffic and sockets against real servers: Nginx in front of a Gunicorn WSGI app and a Uvicorn
-//! ASGI app, a Gunicorn with a small backlog, Uvicorn connections, Redis bound two ways.
+//! ASGI app, a Gunicorn with a small backlog, Uvicorn connections, Redis bound two ways; an access
+//! log path that turns into a FIFO, a directory or a file the exporter may not read.
 
 mod common;
 
@@ -255,8 +256,8 @@ fn nginx_access_log_counts_routes_and_latency_and_survives_rotation() {
     let duration = "stack_nginx_http_request_duration_seconds_bucket";
     assert_eq!(bucket(&text, duration, "wsgi", "0.2"), 5.0, "{text}");
     assert_eq!(bucket(&text, duration, "wsgi", "0.5"), 8.0);
-    assert_eq!(bucket(&text, duration, "wsgi", "1.0"), 8.0);
-    assert_eq!(bucket(&text, duration, "wsgi", "2.0"), 10.0);
+    assert_eq!(bucket(&text, duration, "wsgi", "1"), 8.0);
+    assert_eq!(bucket(&text, duration, "wsgi", "2"), 10.0);
     assert_eq!(bucket(&text, duration, "wsgi", "+Inf"), 10.0);
     assert_eq!(bucket(&text, duration, "asgi", "0.2"), 3.0);
     assert_eq!(bucket(&text, duration, "asgi", "0.5"), 4.0);
@@ -345,6 +346,8 @@ fn nginx_log_that_does_not_exist_yet_is_followed_from_its_start() {
     );
     let text = exporter.scrape();
     assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 0.0);
+    assert_eq!(file_error(&text, "missing"), 1.0);
+    assert_eq!(must(&text, "stack_nginx_log_read_errors_total", &[]), 0.0);
     assert_eq!(requests(&text, "wsgi", "2xx"), 0.0);
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     std::fs::write(
@@ -355,10 +358,236 @@ fn nginx_log_that_does_not_exist_yet_is_followed_from_its_start() {
     .unwrap();
     let text = exporter.scrape();
     assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0);
+    assert_eq!(file_error(&text, "missing"), 0.0);
     assert_eq!(requests(&text, "static", "2xx"), 1.0);
     assert_eq!(requests(&text, "wsgi", "5xx"), 1.0);
     // The combined format has no $request_time: no histograms rather than empty ones.
     assert!(!text.contains("stack_nginx_http_request_duration_seconds"));
+}
+
+fn file_error(text: &str, reason: &str) -> f64 {
+    must(text, "stack_nginx_log_file_error", &[("reason", reason)])
+}
+
+fn success(text: &str, collector: &str) -> f64 {
+    must(
+        text,
+        "stack_scrape_collector_success",
+        &[("collector", collector)],
+    )
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo(3) with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+}
+
+/// `n` access-log lines in nginx's combined format, each a 200 for a WSGI path.
+fn wsgi_lines(n: usize) -> String {
+    "10.0.0.1 - - [10/Oct/2024:13:55:36 +0000] \"GET /a HTTP/1.1\" 200 5 \"-\" \"ua\"\n".repeat(n)
+}
+
+/// Lines of the exporter's log that contain `text`, once there are at least `expected` (its
+/// log reaches the test through a reader thread) or after two seconds.
+fn log_lines(exporter: &Exporter, text: &str, expected: usize) -> usize {
+    let count = || exporter.log().lines().filter(|l| l.contains(text)).count();
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while count() < expected && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    count()
+}
+
+/// Ten scrapes (more than the blocking pool has threads): each answers fast, the /proc
+/// collectors succeed, the nginx collector reports the FIFO and succeeds too.
+fn scrapes_stay_healthy_with_a_fifo(exporter: &Exporter) -> String {
+    let mut text = String::new();
+    for scrape in 0..10 {
+        let (t, took) = exporter.scrape_timed();
+        assert!(
+            took < Duration::from_secs(3),
+            "scrape {scrape} took {took:?}"
+        );
+        for collector in ["host", "services", "nginx"] {
+            assert_eq!(
+                success(&t, collector),
+                1.0,
+                "scrape {scrape}, {collector}:\n{t}"
+            );
+        }
+        assert_eq!(must(&t, "stack_nginx_log_file_open", &[]), 0.0);
+        assert_eq!(file_error(&t, "not_regular_file"), 1.0);
+        text = t;
+    }
+    text
+}
+
+#[test]
+fn a_fifo_at_the_access_log_path_wedges_nothing_and_a_file_replacing_it_is_read() {
+    let dir = common::temp_dir();
+    let log = dir.path().join("access.log");
+    mkfifo(&log);
+    // From start-up: the exporter binds (Exporter::start waits for it) and answers.
+    let exporter = Exporter::start_with_env(
+        &["--no-collector.sockets"],
+        &[("STACK_NGINX_ACCESS_LOG", log.to_str().unwrap())],
+    );
+    let text = scrapes_stay_healthy_with_a_fifo(&exporter);
+    assert_eq!(must(&text, "stack_nginx_log_read_errors_total", &[]), 10.0);
+    assert_eq!(log_lines(&exporter, "is a FIFO, not a regular file", 1), 1);
+
+    // The FIFO replaced by a file: read from its start, since it appeared after start-up.
+    std::fs::remove_file(&log).unwrap();
+    append(&log, &wsgi_lines(2));
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0, "{text}");
+    assert_eq!(file_error(&text, "not_regular_file"), 0.0);
+    assert_eq!(requests(&text, "wsgi", "2xx"), 2.0);
+    assert_eq!(log_lines(&exporter, "recovered", 1), 1);
+
+    // A FIFO renamed over the log mid-run: the old file is still read to its end.
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    std::fs::rename(&fifo, &log).unwrap();
+    append(&rotated, &wsgi_lines(1));
+    let text = scrapes_stay_healthy_with_a_fifo(&exporter);
+    assert_eq!(requests(&text, "wsgi", "2xx"), 3.0);
+    assert_eq!(log_lines(&exporter, "is a FIFO, not a regular file", 2), 2);
+
+    std::fs::remove_file(&log).unwrap();
+    append(&log, &wsgi_lines(3));
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0, "{text}");
+    assert_eq!(requests(&text, "wsgi", "2xx"), 6.0);
+    append(&log, &wsgi_lines(1));
+    assert_eq!(requests(&exporter.scrape(), "wsgi", "2xx"), 7.0);
+}
+
+#[test]
+fn a_log_path_briefly_a_directory_after_rotation_loses_no_line() {
+    let dir = common::temp_dir();
+    // Only static files are requested: nothing listens on the upstream ports.
+    let port = common::free_port();
+    let nginx = Nginx::start(dir.path(), port, common::free_port(), common::free_port());
+    let log = dir.path().join("access.log");
+    let config = dir.path().join("stack.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[nginx]\naccess_log = \"{}\"\nformat = \"stack\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&[
+        &format!("--config.file={}", config.display()),
+        "--no-collector.host",
+        "--no-collector.services",
+        "--no-collector.sockets",
+    ]);
+    exporter.scrape();
+    let get = |n: usize| {
+        for _ in 0..n {
+            assert_eq!(request(port, "/static/app.css", &[]), 200);
+        }
+    };
+    get(3);
+    assert_eq!(requests(&exporter.scrape(), "static", "2xx"), 3.0);
+
+    // Rotated away, and a directory where the log was: Nginx still writes to the old file.
+    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    std::fs::create_dir(&log).unwrap();
+    get(4);
+    let text = exporter.scrape();
+    assert_eq!(requests(&text, "static", "2xx"), 7.0, "{text}");
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 0.0);
+    assert_eq!(file_error(&text, "not_regular_file"), 1.0);
+    assert_eq!(success(&text, "nginx"), 1.0);
+    get(2);
+    assert_eq!(requests(&exporter.scrape(), "static", "2xx"), 9.0);
+
+    // The path heals and Nginx reopens: the new file is followed from its start.
+    std::fs::remove_dir(&log).unwrap();
+    nginx.reopen();
+    wait_for("nginx to reopen its log", Duration::from_secs(10), || {
+        log.is_file()
+    });
+    get(2);
+    let text = exporter.scrape();
+    assert_eq!(requests(&text, "static", "2xx"), 11.0, "{text}");
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0);
+    assert_eq!(file_error(&text, "not_regular_file"), 0.0);
+    assert_eq!(
+        must(
+            &text,
+            "stack_nginx_log_rotations_total",
+            &[("kind", "rename")]
+        ),
+        1.0
+    );
+    get(1);
+    assert_eq!(requests(&exporter.scrape(), "static", "2xx"), 12.0);
+    assert_eq!(
+        log_lines(&exporter, "is a directory, not a regular file", 1),
+        1
+    );
+    assert_eq!(log_lines(&exporter, "recovered", 1), 1);
+}
+
+#[test]
+fn an_access_log_the_exporter_may_not_read_is_reported_until_it_may() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let dir = common::temp_dir();
+    mode(dir.path(), 0o755);
+    let log = dir.path().join("access.log");
+    append(&log, &wsgi_lines(1));
+    mode(&log, 0o600); // root's alone: the exporter runs as nobody
+    let config = dir.path().join("stack.toml");
+    std::fs::write(
+        &config,
+        format!("[nginx]\naccess_log = \"{}\"\n", log.display()),
+    )
+    .unwrap();
+    mode(&config, 0o644);
+    let exporter = Exporter::start_unprivileged(&[
+        &format!("--config.file={}", config.display()),
+        "--no-collector.host",
+        "--no-collector.services",
+        "--no-collector.sockets",
+    ]);
+    for _ in 0..3 {
+        let text = exporter.scrape();
+        assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 0.0, "{text}");
+        assert_eq!(file_error(&text, "permission_denied"), 1.0);
+        assert_eq!(success(&text, "nginx"), 1.0);
+    }
+    assert_eq!(log_lines(&exporter, "Permission denied", 1), 1);
+
+    mode(&log, 0o644);
+    append(&log, &wsgi_lines(1));
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_nginx_log_file_open", &[]), 1.0, "{text}");
+    assert_eq!(file_error(&text, "permission_denied"), 0.0);
+    // Readable only after start-up: read from its start, like a log that appears late.
+    assert_eq!(requests(&text, "wsgi", "2xx"), 2.0);
+    assert_eq!(must(&text, "stack_nginx_log_read_errors_total", &[]), 3.0);
+    assert_eq!(log_lines(&exporter, "recovered", 1), 1);
 }
 
 fn sockets_exporter(dir: &Path, services: &str) -> Exporter {
@@ -375,16 +604,21 @@ fn sockets_exporter(dir: &Path, services: &str) -> Exporter {
 fn gunicorn_backlog_shows_as_listen_queue() {
     let dir = common::temp_dir();
     let port = common::free_port();
+    // Matched by its name, which survives setproctitle (`gunicorn: master [NAME]`); --bind does not.
+    let name = common::unique_marker("backlog-test");
     let _gunicorn = start_gunicorn(
         dir.path(),
         port,
-        &["--workers=1", "--backlog=4", "--timeout=60"],
+        &[
+            "--workers=1",
+            "--backlog=4",
+            "--timeout=60",
+            &format!("--name={name}"),
+        ],
     );
     let exporter = sockets_exporter(
         dir.path(),
-        &format!(
-            "[services.wsgi]\nmatch = [{{ cmdline = 'gunicorn .*--bind=127\\.0\\.0\\.1:{port}\\b' }}]\n"
-        ),
+        &format!("[services.wsgi]\nmatch = [{{ cmdline = '{name}' }}]\n"),
     );
     let port_label = port.to_string();
     let labels = [("service", "wsgi"), ("port", port_label.as_str())];

@@ -14,4 +14,5 @@ fuzz_target!(|data: &[u8]| {
     let _ = proc::parse_pid_stat(&text);
     let _ = proc::parse_smaps_rollup(&text);
     let _ = proc::parse_cmdline(data);
+    let _ = proc::parse_effective_capabilities(&text);
 });

@@ -46,13 +46,16 @@ impl Collector {
         }
     }
 
-    /// Gathers this collector's metrics. Readers of /proc block on the kernel, so they run on the
-    /// blocking pool and never stall the scrapes of network collectors. Network collectors bound
+    /// Gathers this collector's metrics. Readers of /proc and of watched paths (the access log,
+    /// storage directories) block on the kernel, so they run on the blocking pool and never stall
+    /// the scrapes of network collectors. Network collectors bound
     /// each target's work by `deadline` (the scrape's end), so a slow server gives its own `up 0`
     /// in time instead of the whole collector being cut off.
     ///
-    /// `run` is held until the work really ends, which for the /proc readers can be after the
-    /// scrape stopped waiting (a timeout cannot stop a thread stuck in the kernel).
+    /// `run` is held until the work really ends, which for the blocking readers can be after the
+    /// scrape stopped waiting (a timeout cannot stop a thread stuck in the kernel): the next
+    /// scrapes skip the collector and say so until it has, instead of stacking a stuck thread
+    /// each (a hung NFS mount under the access log must not use up the blocking pool).
     pub async fn collect(
         self: Arc<Self>,
         deadline: Instant,
@@ -63,10 +66,10 @@ impl Collector {
             Collector::Mysql(c) => c.collect(deadline).await,
             Collector::Postgres(c) => c.collect(deadline).await,
             Collector::Redis(c) => c.collect(deadline).await,
-            Collector::Nginx(c) => c.collect().await,
             Collector::Host(_)
             | Collector::Services(_)
             | Collector::Sockets(_)
+            | Collector::Nginx(_)
             | Collector::Storage(_) => {
                 tokio::task::spawn_blocking(move || {
                     let _run = run; // ends with the work itself, not with the scrape's wait
@@ -74,6 +77,7 @@ impl Collector {
                         Collector::Host(c) => c.collect(),
                         Collector::Services(c) => c.collect(deadline),
                         Collector::Sockets(c) => c.collect(deadline),
+                        Collector::Nginx(c) => c.collect(deadline.into_std()),
                         Collector::Storage(c) => c.collect(),
                         _ => unreachable!("network collectors run above"),
                     }

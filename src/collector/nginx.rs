@@ -3,18 +3,23 @@
 //!
 //! Each scrape reads what the log gained since the last one (src/accesslog.rs: fixed-size chunks,
 //! rotation by rename or copytruncate) and adds it to counters kept since the exporter started,
-//! so no background thread runs between scrapes. See docs/traffic.md.
+//! so no background thread runs between scrapes. All of it blocks (file reads, the stub_status
+//! round trip), so it runs on the blocking pool under the collector's run guard
+//! (collector/mod.rs): a read stuck on a hung filesystem costs one thread, not one per scrape.
+//! A path that cannot be followed is a series and one log line, never an error that hides the
+//! counts. See docs/traffic.md.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::accesslog::{self, Counts, Event, Follower, Format, Latency, Route, Routes};
+use crate::accesslog::{self, Counts, Event, Follower, Format, Latency, Reason, Route, Routes};
+use crate::logging::Condition;
 use crate::metrics::{Histogram, MetricSet};
 
 /// The environment variable that names the access log when the config does not.
@@ -125,6 +130,8 @@ impl<'de> Deserialize<'de> for StubStatusUrl {
 #[derive(Debug)]
 pub struct Nginx {
     log: Option<Arc<Mutex<AccessLog>>>,
+    /// The access log's path, also outside the lock (held while the log is read).
+    log_path: Option<PathBuf>,
     stub_status: Option<StubStatusUrl>,
 }
 
@@ -134,11 +141,15 @@ struct AccessLog {
     counts: Counts,
     format: Format,
     routes: Routes,
+    /// Why the log cannot be followed, logged when it starts and when it ends.
+    unfollowed: Condition,
 }
 
 impl Nginx {
     /// The collector, or `None` when neither an access log (config or `STACK_NGINX_ACCESS_LOG`)
-    /// nor a stub_status URL is configured.
+    /// nor a stub_status URL is configured. Looks at nothing on disk itself: the first look at
+    /// the access log runs on a thread of its own, so counting starts when the exporter does
+    /// while start-up never waits on the path (a FIFO, a hung mount).
     pub fn new(config: &NginxConfig, env: impl Fn(&str) -> Option<String>) -> Option<Nginx> {
         let path = config.access_log.clone().or_else(|| {
             env(ACCESS_LOG_ENV)
@@ -158,7 +169,7 @@ impl Nginx {
             websocket_prefixes: prefixes(&config.websocket_prefixes, defaults.websocket_prefixes),
             asgi_prefixes: prefixes(&config.asgi_prefixes, defaults.asgi_prefixes),
         };
-        let log = path.map(|path| {
+        let log = path.clone().map(|path| {
             Arc::new(Mutex::new(AccessLog {
                 follower: Follower::new(path),
                 counts: Counts::default(),
@@ -167,19 +178,24 @@ impl Nginx {
                     LogFormat::Stack => Format::Stack,
                 },
                 routes,
+                unfollowed: Condition::default(),
             }))
         });
+        if let Some(log) = &log {
+            start_following(log.clone());
+        }
         Some(Nginx {
             log,
+            log_path: path,
             stub_status: config.stub_status_url.clone(),
         })
     }
 
     pub fn describe(&self) -> String {
-        let log = self.log.as_ref().map(|l| {
-            let log = l.lock().unwrap_or_else(|e| e.into_inner());
-            format!("access log {}", log.follower.path().display())
-        });
+        let log = self
+            .log_path
+            .as_ref()
+            .map(|path| format!("access log {}", path.display()));
         let stub = self
             .stub_status
             .as_ref()
@@ -191,23 +207,42 @@ impl Nginx {
             .join(", ")
     }
 
-    /// File reads and the stub_status round trip block, so both run on the blocking pool.
-    pub async fn collect(&self) -> anyhow::Result<MetricSet> {
-        let log = self.log.clone();
-        let stub = self.stub_status.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut out = MetricSet::default();
-            if let Some(log) = log {
-                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-                log.poll()?;
-                log.emit(&mut out);
-            }
-            if let Some(url) = stub {
-                emit_stub_status(&mut out, &url);
-            }
-            Ok(out)
-        })
-        .await?
+    /// Blocks (file reads, the stub_status round trip): called on the blocking pool. The
+    /// stub_status round trip ends by `deadline`.
+    pub fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
+        let mut out = MetricSet::default();
+        if let Some(log) = &self.log {
+            // Only the first look can hold the lock here (runs of the collector never overlap):
+            // if it is stuck, this run fails rather than joining it.
+            let mut log = match log.try_lock() {
+                Ok(log) => log,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => anyhow::bail!(
+                    "the first look at the access log has not ended (a hung filesystem?)"
+                ),
+            };
+            log.poll();
+            log.emit(&mut out);
+        }
+        if let Some(url) = &self.stub_status {
+            emit_stub_status(&mut out, url, deadline);
+        }
+        Ok(out)
+    }
+}
+
+/// Takes the first look at the access log on a thread that nothing waits for.
+fn start_following(log: Arc<Mutex<AccessLog>>) {
+    let spawned = std::thread::Builder::new()
+        .name("nginx-log-start".into())
+        .spawn(move || {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            log.follower.start();
+        });
+    if let Err(e) = spawned {
+        log::warn!(
+            "cannot start a thread for the access log ({e}): counting starts at the first scrape"
+        );
     }
 }
 
@@ -218,24 +253,30 @@ fn unix_now() -> i64 {
 }
 
 impl AccessLog {
-    fn poll(&mut self) -> anyhow::Result<()> {
+    fn poll(&mut self) {
         let now = unix_now();
         let AccessLog {
             follower,
             counts,
             format,
             routes,
+            unfollowed,
         } = self;
-        let result = follower.poll(|event| match event {
+        let lost = follower.poll(|event| match event {
             Event::Line(line) => counts.add_line(line, *format, routes, now),
             Event::Broken => counts.add_broken(),
         });
-        if let Err(e) = result {
-            // The counts so far stay published; the error shows in the log and in
-            // stack_nginx_log_file_open.
-            log::warn!("reading {}: {e}", follower.path().display());
+        let path = follower.path().display();
+        if let Err(e) = lost {
+            crate::warn_throttled!(
+                "nginx_log_lines_lost",
+                "nginx access log {path}: a rotated-away file could not be read to its end, its last lines are not counted: {e}"
+            );
         }
-        Ok(())
+        unfollowed.set(
+            &format!("nginx access log {path}"),
+            follower.problem().map(|p| p.detail.clone()),
+        );
     }
 
     fn emit(&self, out: &mut MetricSet) {
@@ -293,9 +334,24 @@ impl AccessLog {
         }
         out.gauge(
             "stack_nginx_log_file_open",
-            "1 if the access log exists and is being followed, 0 if it does not exist (yet) or cannot be read.",
+            "1 if the access log is a regular file being followed, 0 if not (stack_nginx_log_file_error says why).",
             vec![],
             f64::from(self.follower.is_open()),
+        );
+        let why = self.follower.problem().map(|p| p.reason);
+        for reason in Reason::ALL {
+            out.gauge(
+                "stack_nginx_log_file_error",
+                "1 for the reason the access log is not followed now: missing, not_regular_file (a directory, a FIFO, a device: never opened), permission_denied, io_error; all 0 while it is followed.",
+                vec![("reason", reason.name().into())],
+                f64::from(why == Some(reason)),
+            );
+        }
+        out.counter(
+            "stack_nginx_log_read_errors_total",
+            "Scrapes whose read of the access log failed (any reason but a missing file), and rotated-away files that could not be read to their end (lines lost).",
+            vec![],
+            self.follower.errors as f64,
         );
         out.gauge(
             "stack_nginx_recent_clients",
@@ -371,21 +427,39 @@ pub fn parse_stub_status(text: &str) -> Option<StubStatus> {
     })
 }
 
-fn fetch_stub_status(url: &StubStatusUrl) -> anyhow::Result<StubStatus> {
+/// The time left before `end`, or an error once it has passed.
+fn time_left(end: Instant) -> anyhow::Result<Duration> {
+    let left = end.saturating_duration_since(Instant::now());
+    anyhow::ensure!(!left.is_zero(), "no answer within {STUB_STATUS_TIMEOUT:?}");
+    Ok(left)
+}
+
+fn fetch_stub_status(url: &StubStatusUrl, deadline: Instant) -> anyhow::Result<StubStatus> {
+    // One bound for the whole round trip: a server that drips one byte a second cannot stretch
+    // it by resetting a per-read timeout.
+    let end = deadline.min(Instant::now() + STUB_STATUS_TIMEOUT);
     let address = (url.host.as_str(), url.port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", url.host))?;
-    let mut stream = TcpStream::connect_timeout(&address, STUB_STATUS_TIMEOUT)?;
-    stream.set_read_timeout(Some(STUB_STATUS_TIMEOUT))?;
-    stream.set_write_timeout(Some(STUB_STATUS_TIMEOUT))?;
+    let mut stream = TcpStream::connect_timeout(&address, time_left(end)?)?;
+    stream.set_write_timeout(Some(time_left(end)?))?;
     write!(
         stream,
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: stack_exporter\r\nConnection: close\r\n\r\n",
         url.path, url.host
     )?;
     let mut raw = Vec::new();
-    stream.take(64 * 1024).read_to_end(&mut raw)?;
+    let mut chunk = [0u8; 4096];
+    while raw.len() < 64 * 1024 {
+        stream.set_read_timeout(Some(time_left(end)?))?;
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -395,11 +469,12 @@ fn fetch_stub_status(url: &StubStatusUrl) -> anyhow::Result<StubStatus> {
     parse_stub_status(body).ok_or_else(|| anyhow::anyhow!("not a stub_status page: {body:.80}"))
 }
 
-fn emit_stub_status(out: &mut MetricSet, url: &StubStatusUrl) {
-    let status = match fetch_stub_status(url) {
+fn emit_stub_status(out: &mut MetricSet, url: &StubStatusUrl, deadline: Instant) {
+    let status = match fetch_stub_status(url, deadline) {
         Ok(status) => Some(status),
         Err(e) => {
-            log::warn!(
+            crate::warn_throttled!(
+                "nginx_stub_status",
                 "nginx stub_status at {}:{}{}: {e:#}",
                 url.host,
                 url.port,

@@ -2,8 +2,10 @@
 //! evictions, clients, keyspace, and the length of each Celery queue list.
 //!
 //! One `INFO` (default sections: memory, clients, stats, keyspace, …) and one `LLEN` per queue on a
-//! connection kept across scrapes. `INFO memory` carries `maxmemory` and `maxmemory_policy`; where
-//! a server omits them, `CONFIG GET maxmemory*` fills in.
+//! connection kept across scrapes, named `stack_exporter` (`CLIENT SETNAME`) so that `CLIENT LIST`
+//! tells it apart. `INFO memory` carries `maxmemory` and `maxmemory_policy`; where a server omits
+//! them, `CONFIG GET maxmemory*` fills in. A queue the ACL user may not `LLEN` (or a key that is
+//! not a list) is `stack_redis_queue_readable 0`, never a length that just vanishes.
 
 use std::collections::HashMap;
 
@@ -12,8 +14,12 @@ use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::target::{describe, printable, target_label, Health, Target};
+use super::target::{describe, printable, server_number, target_label, Health, Target};
+use crate::logging::Condition;
 use crate::metrics::MetricSet;
+
+/// The name the exporter's connections carry in `CLIENT LIST`.
+pub const CLIENT_NAME: &str = "stack_exporter";
 
 #[derive(Debug)]
 pub struct Redis {
@@ -24,6 +30,10 @@ struct RedisTarget {
     target: Target,
     conn: Mutex<Option<MultiplexedConnection>>,
     health: Health,
+    /// Queues that cannot be read (LLEN refused, or not a list).
+    unreadable_queues: Condition,
+    /// CLIENT SETNAME refused (an ACL without `+client|setname`).
+    unnamed: Condition,
 }
 
 impl std::fmt::Debug for RedisTarget {
@@ -97,7 +107,7 @@ pub struct Info {
 
 impl Info {
     pub fn number(&self, field: &str) -> Option<f64> {
-        self.fields.get(field)?.trim().parse().ok()
+        server_number(field, self.fields.get(field)?)
     }
 }
 
@@ -140,6 +150,8 @@ impl Redis {
                     target,
                     conn: Mutex::new(None),
                     health: Health::default(),
+                    unreadable_queues: Condition::default(),
+                    unnamed: Condition::default(),
                 })
                 .collect(),
         }
@@ -237,32 +249,76 @@ impl RedisTarget {
                 *keys as f64,
             );
         }
+        self.queue_lengths(conn, set, &fail).await
+    }
+
+    /// `stack_redis_queue_readable` for every configured queue, and its length where it can be
+    /// read. A refused LLEN (ACL) or a key that is not a list leaves the target up; a broken
+    /// connection fails the round.
+    async fn queue_lengths(
+        &self,
+        conn: &mut MultiplexedConnection,
+        set: &mut MetricSet,
+        fail: &impl Fn(redis::RedisError) -> String,
+    ) -> Result<(), String> {
+        let mut unreadable = Vec::new();
         for queue in &self.target.queues {
+            let mut labels = target_label(&self.target.name);
+            labels.push(("queue", printable(queue)));
             let length: Result<u64, _> = redis::cmd("LLEN").arg(queue).query_async(conn).await;
-            match length {
+            let readable = match length {
                 Ok(n) => {
-                    let mut l = labels();
-                    l.push(("queue", printable(queue)));
                     set.gauge(
                         "stack_redis_queue_length",
-                        "Length of each configured Celery queue list (LLEN; 0 when absent).",
-                        l,
+                        "Length of each configured Celery queue list (LLEN; 0 when absent); \
+                         left out when stack_redis_queue_readable is 0.",
+                        labels.clone(),
                         n as f64,
                     );
+                    true
                 }
                 Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
                     return Err(fail(e));
                 }
-                // WRONGTYPE (the key is not a list) or a refused command: leave this queue out.
-                Err(e) => log::debug!(
-                    "redis target {:?}: LLEN {:?}: {}",
-                    self.target.name,
-                    printable(queue),
-                    fail(e)
-                ),
-            }
+                // NOPERM (the ACL's key pattern leaves it out) or WRONGTYPE (not a list).
+                Err(e) => {
+                    unreadable.push(format!("{} ({})", printable(queue), fail(e)));
+                    false
+                }
+            };
+            set.gauge(
+                "stack_redis_queue_readable",
+                "1 if LLEN of this configured queue succeeded; 0 if it was refused (ACL) or the \
+                 key is not a list, so its length is unknown.",
+                labels,
+                f64::from(readable),
+            );
         }
+        self.unreadable_queues.set(
+            &format!(
+                "redis target {:?}: queue lengths unknown (stack_redis_queue_readable 0)",
+                self.target.name
+            ),
+            (!unreadable.is_empty()).then(|| unreadable.join(", ")),
+        );
         Ok(())
+    }
+
+    /// Names the connection `stack_exporter` in `CLIENT LIST`; a refusal is logged once and
+    /// the connection is used anyway.
+    async fn set_name(&self, conn: &mut MultiplexedConnection, password: Option<&str>) {
+        let named: Result<(), _> = redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(CLIENT_NAME)
+            .query_async(conn)
+            .await;
+        self.unnamed.set(
+            &format!(
+                "redis target {:?}: the connection is not named {CLIENT_NAME} in CLIENT LIST",
+                self.target.name
+            ),
+            named.err().map(|e| reason(&e, password)),
+        );
     }
 
     async fn connect(&self, password: Option<&str>) -> Result<MultiplexedConnection, String> {
@@ -282,10 +338,12 @@ impl RedisTarget {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.target.timeout))
             .set_response_timeout(Some(self.target.timeout));
-        client
+        let mut conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(fail)
+            .map_err(fail)?;
+        self.set_name(&mut conn, password).await;
+        Ok(conn)
     }
 }
 

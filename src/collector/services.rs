@@ -3,10 +3,12 @@
 //!
 //! One pass over /proc per scrape: every process's `stat` is read, the process matched to a service,
 //! and grouped into instances (process trees). RSS and CPU are read on every scrape. A process's
-//! match is kept while its PID, start time and name stay the same (an exec changes the name), so
-//! its `cmdline` is read once, not on every scrape. PSS costs a walk of the process's page tables
-//! in the kernel (about 0.25 ms a process, more for a big database), so each process's PSS is kept
-//! for up to `pss_max_age`.
+//! match is kept while its PID, start time, name and argument addresses (`arg_start`/`arg_end` of
+//! /proc/PID/stat, new after every exec) stay the same, so its `cmdline` is not read on every
+//! scrape; each match is also checked again after [`MATCH_MAX_AGE`] (spread over the processes), which
+//! catches a command line rewritten in place (setproctitle) or a process moved to another cgroup.
+//! PSS costs a walk of the process's page tables in the kernel (about 0.25 ms a process, more for a
+//! big database), so each process's PSS is kept for up to `pss_max_age`.
 
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
@@ -14,8 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::{Matcher, PlanConfig, Service};
+use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::{self, PidStat, ProcFs};
+
+/// How long a process's match is trusted when nothing in its /proc/PID/stat changed: the longest a
+/// command line rewritten in place (setproctitle) keeps its old service. Rechecks are spread over
+/// [MATCH_MAX_AGE / 2, MATCH_MAX_AGE] so they do not fall due together.
+pub const MATCH_MAX_AGE: Duration = Duration::from_secs(120);
 
 #[derive(Debug)]
 pub struct Services {
@@ -26,6 +34,9 @@ pub struct Services {
     pss_max_age: Duration,
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
     match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
+    match_max_age: Duration,
+    /// Logged once while some services' PSS is refused and counted at RSS.
+    pss_fallback: Condition,
     /// What keeps each service's CPU counter from going down when its processes exit.
     cpu_history: Mutex<CpuHistory>,
     /// The last scrape's processes, matched and grouped, keyed by that scrape's deadline.
@@ -76,24 +87,48 @@ impl CpuHistory {
     ) -> Vec<u64> {
         self.departed.resize(services, 0);
         for (key, &(service, is_root, ticks)) in &self.last_seen {
-            if is_root && !seen.contains_key(key) && service < services {
-                self.departed[service] += ticks;
+            if let Some(departed) = self.departed.get_mut(service) {
+                if is_root && !seen.contains_key(key) {
+                    *departed = departed.saturating_add(ticks);
+                }
             }
         }
         let mut totals = self.departed.clone();
         for &(service, _, ticks) in seen.values() {
-            totals[service] += ticks;
+            if let Some(total) = totals.get_mut(service) {
+                *total = total.saturating_add(ticks);
+            }
         }
         self.last_seen = seen;
         totals
     }
 }
 
-/// The service a process matched, valid while its name (`comm`) is unchanged.
+/// The service a process matched, valid while what its stat says about it is unchanged and until
+/// `recheck_at`.
 #[derive(Debug)]
 struct CachedMatch {
-    comm: String,
+    identity: Identity,
     service: Option<usize>,
+    recheck_at: Instant,
+}
+
+/// What in /proc/PID/stat changes when a process execs: its name, and where its arguments are.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    comm: String,
+    arg_start: u64,
+    arg_end: u64,
+}
+
+impl Identity {
+    fn of(stat: &PidStat) -> Identity {
+        Identity {
+            comm: stat.comm.clone(),
+            arg_start: stat.arg_start,
+            arg_end: stat.arg_end,
+        }
+    }
 }
 
 /// One process as this scrape saw it.
@@ -134,6 +169,8 @@ impl Services {
             pss_max_age,
             pss_cache: Mutex::new(HashMap::new()),
             match_cache: Mutex::new(HashMap::new()),
+            match_max_age: MATCH_MAX_AGE,
+            pss_fallback: Condition::default(),
             snapshot: Mutex::new(None),
             cpu_history: Mutex::new(CpuHistory::default()),
             ticks_per_second: proc::clock_ticks_per_second(),
@@ -145,6 +182,7 @@ impl Services {
         let snapshot = self.snapshot(scrape)?;
         let usage = self.add_up(&snapshot.processes, &snapshot.owners);
         let meminfo = proc::parse_meminfo(&self.procfs.read("meminfo")?);
+        self.log_pss_fallback(&usage);
 
         let mut out = MetricSet::default();
         for (service, usage) in self.services.iter().zip(&usage) {
@@ -152,7 +190,10 @@ impl Services {
         }
         // "Used" (MemTotal - MemAvailable) leaves out reclaimable page cache, so the services'
         // file-backed pages (binaries, libraries) are not in it: subtract only their own memory.
-        let services_own: u64 = usage.iter().map(|u| u.anon_pss).sum();
+        let services_own = usage
+            .iter()
+            .map(|u| u.anon_pss)
+            .fold(0u64, u64::saturating_add);
         self.emit_plan(&mut out, meminfo.used().saturating_sub(services_own));
         Ok(out)
     }
@@ -211,19 +252,29 @@ impl Services {
         Ok(processes)
     }
 
-    /// Each process's own match, from the cache where its name has not changed since.
+    /// Each process's own match, from the cache while the process has not exec'd and its match
+    /// is not due for a recheck.
     fn own_services(&self, processes: &[Process]) -> Vec<Option<usize>> {
         let mut cache = self.match_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
         let own = processes
             .iter()
             .map(|process| {
                 let key = (process.pid, process.stat.start_ticks);
+                let identity = Identity::of(&process.stat);
                 match cache.get(&key) {
-                    Some(cached) if cached.comm == process.stat.comm => cached.service,
+                    Some(cached) if cached.identity == identity && cached.recheck_at > now => {
+                        cached.service
+                    }
                     _ => {
                         let service = self.matching_service(process);
-                        let comm = process.stat.comm.clone();
-                        cache.insert(key, CachedMatch { comm, service });
+                        let recheck_at = later(now, spread(self.match_max_age, process.pid));
+                        let entry = CachedMatch {
+                            identity,
+                            service,
+                            recheck_at,
+                        };
+                        cache.insert(key, entry);
                         service
                     }
                 }
@@ -306,11 +357,13 @@ impl Services {
             let key = (process.pid, process.stat.start_ticks);
             alive.insert(key);
             cpu_seen.insert(key, (service, root == index, process.stat.cpu_ticks));
-            let rss = process.stat.rss_pages * self.page_size;
+            let rss = process.stat.rss_pages.saturating_mul(self.page_size);
             let pss = self.pss(&mut cache, key, now);
-            let u = &mut usage[service];
+            let Some(u) = usage.get_mut(service) else {
+                continue;
+            };
             u.processes += 1;
-            u.rss += rss;
+            u.rss = u.rss.saturating_add(rss);
             let (counted, anon) = match pss {
                 Some(pss) => (pss.total, pss.anon_and_shmem),
                 None => {
@@ -318,10 +371,11 @@ impl Services {
                     (rss, rss)
                 }
             };
-            u.pss += counted;
-            u.anon_pss += anon;
+            u.pss = u.pss.saturating_add(counted);
+            u.anon_pss = u.anon_pss.saturating_add(anon);
             u.process_max = u.process_max.max(counted);
-            *instance_pss.entry((service, root)).or_default() += counted;
+            let instance = instance_pss.entry((service, root)).or_default();
+            *instance = instance.saturating_add(counted);
         }
         cache.retain(|key, _| alive.contains(key));
         let mut history = self.cpu_history.lock().unwrap_or_else(|e| e.into_inner());
@@ -332,10 +386,33 @@ impl Services {
             u.cpu_ticks = ticks;
         }
         for ((service, _), pss) in instance_pss {
-            usage[service].instances += 1;
-            usage[service].instance_max = usage[service].instance_max.max(pss);
+            if let Some(u) = usage.get_mut(service) {
+                u.instances += 1;
+                u.instance_max = u.instance_max.max(pss);
+            }
         }
         usage
+    }
+
+    /// One line when some services' PSS starts being refused (and counted at RSS), one when it
+    /// ends; the counts are in stack_service_pss_fallback_processes.
+    fn log_pss_fallback(&self, usage: &[ServiceUsage]) {
+        let refused: Vec<&str> = self
+            .services
+            .iter()
+            .zip(usage)
+            .filter(|(_, u)| u.pss_fallbacks > 0)
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        let why = (!refused.is_empty()).then(|| {
+            format!(
+                "smaps_rollup refused for processes of {}: their PSS is counted at RSS, which \
+                 overstates them and understates system memory (rows M); give the exporter \
+                 CAP_SYS_PTRACE or run it as root (see stack_service_pss_fallback_processes)",
+                refused.join(", ")
+            )
+        });
+        self.pss_fallback.set("services collector: PSS", why);
     }
 
     fn pss(
@@ -351,9 +428,7 @@ impl Services {
         let pss = proc::read_file(&path)
             .ok()
             .and_then(|text| proc::parse_smaps_rollup(&text));
-        // Spread expiries over [max_age / 2, max_age] so readings do not all fall due together.
-        let spread = 0.5 + f64::from(key.0 % 64) / 128.0;
-        let expires = now + self.pss_max_age.mul_f64(spread);
+        let expires = later(now, spread(self.pss_max_age, key.0));
         cache.insert(key, PssReading { pss, expires });
         pss
     }
@@ -449,6 +524,80 @@ impl Services {
             vec![],
             system_memory as f64,
         );
+    }
+}
+
+/// A share of `max_age` between half and all of it, by PID, so that the processes' cached
+/// readings do not all fall due on the same scrape.
+fn spread(max_age: Duration, pid: u32) -> Duration {
+    let share = 0.5 + f64::from(pid % 64) / 128.0;
+    Duration::try_from_secs_f64(max_age.as_secs_f64() * share).unwrap_or(max_age)
+}
+
+/// `now + age`, or a year from now when that is past what an Instant holds (a huge flag).
+fn later(now: Instant, age: Duration) -> Instant {
+    now.checked_add(age)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
+}
+
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// The start-up warning when the exporter lacks the capabilities to read other users' processes,
+/// naming the collectors and figures that suffer; `None` when it has them.
+pub fn missing_capabilities_warning(
+    effective: u64,
+    services: bool,
+    sockets: bool,
+) -> Option<String> {
+    let missing: Vec<&str> = [
+        (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
+        (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| effective & (1u64 << bit) == 0)
+    .map(|(_, name)| name)
+    .collect();
+    let mut hurt = Vec::new();
+    if sockets {
+        hurt.push(
+            "the sockets collector cannot read other users' processes' /proc/PID/fd: their \
+             stack_service_connections are undercounted and their listen queues (rows W3, X1) \
+             absent (see stack_sockets_unreadable_processes)",
+        );
+    }
+    if services {
+        hurt.push(
+            "the services collector cannot read their smaps_rollup: their PSS is counted at RSS \
+             (rows M, M1; see stack_service_pss_fallback_processes)",
+        );
+    }
+    if missing.is_empty() || hurt.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "missing {}: {}; run as root or grant CAP_SYS_PTRACE (other users' fd, ns and \
+         smaps_rollup) and CAP_DAC_READ_SEARCH (their /proc directories), as \
+         deploy/stack_exporter.service does",
+        missing.join(" and "),
+        hurt.join("; ")
+    ))
+}
+
+/// Logs [`missing_capabilities_warning`] once, at start-up, from the exporter's own status.
+pub fn log_missing_capabilities(procfs: &ProcFs, services: bool, sockets: bool) {
+    let effective = procfs
+        .read("self/status")
+        .ok()
+        .and_then(|status| proc::parse_effective_capabilities(&status));
+    match effective {
+        Some(effective) => {
+            if let Some(warning) = missing_capabilities_warning(effective, services, sockets) {
+                log::warn!("{warning}");
+            }
+        }
+        None => log::warn!("cannot read the exporter's capabilities from self/status"),
     }
 }
 
@@ -604,6 +753,112 @@ mod tests {
         // The second instance restarts under a new PID: its old root's 30 is kept.
         let seen = HashMap::from([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
         assert_eq!(history.totals(1, seen), vec![187]);
+    }
+
+    /// A fake /proc with one `python3` process (PID 40) whose command line is `cmdline`.
+    fn fake_process(root: &std::path::Path, cmdline: &str) {
+        let dir = root.join("40");
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = "40 (python3) S 1 40 40 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 1 0 777 0 10";
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+    }
+
+    fn matcher_services(procfs: &std::path::Path, max_age: Duration) -> Services {
+        let config = crate::config::load_str(Some((
+            "test.toml",
+            "[services.one]\nmatch = [{ cmdline = 'marker-one' }]\n\
+             [services.two]\nmatch = [{ cmdline = 'marker-two' }]\n",
+        )))
+        .unwrap();
+        let mut services = Services::new(
+            ProcFs::new(procfs),
+            config.profile,
+            config.plan,
+            config.services,
+            Duration::ZERO,
+        );
+        services.match_max_age = max_age;
+        services
+    }
+
+    fn service_of_40(services: &Services) -> Option<String> {
+        let processes = services.read_processes().unwrap();
+        let own = services.own_services(&processes);
+        own[0].map(|i| services.services[i].name.clone())
+    }
+
+    #[test]
+    fn a_command_line_rewritten_in_place_is_matched_again_when_due() {
+        // setproctitle changes neither the name nor the argument addresses: only the periodic
+        // recheck sees it.
+        let dir = tempfile::tempdir().unwrap();
+        fake_process(dir.path(), "python3 app.py marker-one");
+        let cached = matcher_services(dir.path(), MATCH_MAX_AGE);
+        let due = matcher_services(dir.path(), Duration::ZERO);
+        assert_eq!(service_of_40(&cached).as_deref(), Some("one"));
+        assert_eq!(service_of_40(&due).as_deref(), Some("one"));
+        fake_process(dir.path(), "title marker-two");
+        assert_eq!(
+            service_of_40(&cached).as_deref(),
+            Some("one"),
+            "not yet due"
+        );
+        assert_eq!(service_of_40(&due).as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn setproctitle_gunicorn_titles_are_told_apart_by_their_name() {
+        // The built-in definitions on the titles Gunicorn gives itself under setproctitle.
+        let config = crate::config::load_str(None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::new(
+            ProcFs::new(dir.path()),
+            config.profile,
+            config.plan,
+            config.services,
+            Duration::ZERO,
+        );
+        for (title, service) in [
+            ("gunicorn: master [shop.asgi:application]", "asgi"),
+            ("gunicorn: worker [shop-asgi]", "asgi"),
+            ("gunicorn: worker [Shop-Uvicorn]", "asgi"),
+            ("gunicorn: master [main:app]", "wsgi"),
+            ("gunicorn: worker [shop.wsgi:application]", "wsgi"),
+            (
+                "/usr/bin/python3 /usr/bin/gunicorn -k uvicorn.workers.UvicornWorker main:app",
+                "asgi",
+            ),
+            ("/usr/bin/python3 /usr/bin/gunicorn main:app", "wsgi"),
+        ] {
+            fake_process(dir.path(), title);
+            let processes = services.read_processes().unwrap();
+            let own = services.matching_service(&processes[0]);
+            let name = own.map(|i| services.services[i].name.as_str());
+            assert_eq!(name, Some(service), "{title}");
+        }
+    }
+
+    #[test]
+    fn huge_ages_do_not_overflow() {
+        let now = Instant::now();
+        assert!(later(now, Duration::MAX) > now);
+        assert!(spread(Duration::MAX, 7) <= Duration::MAX);
+    }
+
+    #[test]
+    fn the_capability_warning_names_what_is_missing_and_what_it_costs() {
+        let all = u64::MAX;
+        assert_eq!(missing_capabilities_warning(all, true, true), None);
+        let no_ptrace = all & !(1 << CAP_SYS_PTRACE);
+        let warning = missing_capabilities_warning(no_ptrace, true, true).unwrap();
+        assert!(warning.starts_with("missing CAP_SYS_PTRACE:"), "{warning}");
+        assert!(warning.contains("sockets collector") && warning.contains("W3, X1"));
+        assert!(warning.contains("services collector") && warning.contains("rows M"));
+        let sockets_only = missing_capabilities_warning(0, false, true).unwrap();
+        assert!(sockets_only.contains("CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"));
+        assert!(!sockets_only.contains("services collector"));
+        assert_eq!(missing_capabilities_warning(0, false, false), None);
     }
 
     #[test]

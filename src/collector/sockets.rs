@@ -11,6 +11,12 @@
 //! Besides the services' own listeners, listeners on the ports the plans name (3306, 5432, 6379,
 //! 8000) that no watched service owns are published with `service="unknown"`: a Django dev server
 //! left on 8000, or a container runtime's proxy publishing a database port.
+//!
+//! Without root (or CAP_SYS_PTRACE) the fd and ns/net of other users' processes are refused: their
+//! sockets cannot be attributed. Those processes are counted per service in
+//! `stack_sockets_unreadable_processes` and logged once; a planned-port listener created by the
+//! user of such a process is published as `service="unreadable"`, not `"unknown"`, since it may
+//! well be that service's own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -18,6 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::collector::services::{ScrapeKey, Services};
+use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
 use crate::sockdiag::{self, Queue};
@@ -28,6 +35,10 @@ pub const PLANNED_PORTS: [u16; 4] = [3306, 5432, 6379, 8000];
 /// The `service` label of a listener on a planned port that no watched service owns.
 pub const UNKNOWN_SERVICE: &str = "unknown";
 
+/// The `service` label of a listener on a planned port whose owner may be a watched process the
+/// exporter was not allowed to read (the listener's user is that process's user).
+pub const UNREADABLE_SERVICE: &str = "unreadable";
+
 const TCP_ESTABLISHED: u8 = 0x01;
 const TCP_LISTEN: u8 = 0x0A;
 
@@ -35,6 +46,8 @@ const TCP_LISTEN: u8 = 0x0A;
 pub struct Sockets {
     procfs: ProcFs,
     services: Arc<Services>,
+    /// Logged once while some services' processes cannot be read.
+    unreadable: Condition,
 }
 
 /// One line of /proc/net/tcp or tcp6.
@@ -46,6 +59,8 @@ pub struct TcpSocket {
     pub state: u8,
     /// For a listener, the accept queue's current length.
     pub rx_queue: u32,
+    /// The user that created the socket.
+    pub uid: u32,
 }
 
 /// One line of /proc/net/unix.
@@ -70,6 +85,7 @@ pub fn parse_tcp_table(text: &str) -> Vec<TcpSocket> {
                 port: u16::from_str_radix(port, 16).ok()?,
                 state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
                 rx_queue: u32::from_str_radix(rx_queue, 16).ok()?,
+                uid: fields.get(7)?.parse().ok()?,
             })
         })
         .collect()
@@ -78,19 +94,15 @@ pub fn parse_tcp_table(text: &str) -> Vec<TcpSocket> {
 /// The kernel prints each 32-bit word of the address as the native-endian integer it holds.
 fn parse_hex_address(hex: &str) -> Option<IpAddr> {
     let word = |i: usize| -> Option<[u8; 4]> {
-        Some(
-            u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16)
-                .ok()?
-                .to_ne_bytes(),
-        )
+        let digits = hex.get(i.checked_mul(8)?..i.checked_mul(8)?.checked_add(8)?)?;
+        Some(u32::from_str_radix(digits, 16).ok()?.to_ne_bytes())
     };
     match hex.len() {
         8 => Some(IpAddr::V4(Ipv4Addr::from(word(0)?))),
         32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
-            }
+            let [a, b, c, d] = [word(0)?, word(1)?, word(2)?, word(3)?];
+            let bytes: Vec<u8> = [a, b, c, d].concat();
+            let bytes: [u8; 16] = bytes.try_into().ok()?;
             Some(IpAddr::V6(Ipv6Addr::from(bytes)))
         }
         _ => None,
@@ -134,12 +146,15 @@ pub fn address_class(address: &IpAddr) -> &'static str {
     }
 }
 
+/// Whether an error says the exporter may not read the process (rather than that it is gone).
+fn is_refusal(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::PermissionDenied
+}
+
 /// The socket inodes among a process's open files.
-fn socket_inodes(pid_dir: &Path) -> Vec<u64> {
-    let Ok(entries) = std::fs::read_dir(pid_dir.join("fd")) else {
-        return Vec::new();
-    };
-    entries
+fn socket_inodes(pid_dir: &Path) -> std::io::Result<Vec<u64>> {
+    let entries = std::fs::read_dir(pid_dir.join("fd"))?;
+    Ok(entries
         .filter_map(|entry| {
             let target = std::fs::read_link(entry.ok()?.path()).ok()?;
             let target = target.to_str()?;
@@ -149,7 +164,7 @@ fn socket_inodes(pid_dir: &Path) -> Vec<u64> {
                 .parse()
                 .ok()
         })
-        .collect()
+        .collect())
 }
 
 /// The socket tables of one network namespace, read through one of its processes.
@@ -188,6 +203,7 @@ impl Namespace {
                             port: s.port,
                             state: s.state,
                             rx_queue,
+                            uid: s.uid,
                         },
                     );
                 }
@@ -215,7 +231,13 @@ struct Listener {
 
 impl Listener {
     fn add(&mut self, length: Option<u64>, limit: Option<u64>, first: bool) {
-        let sum = |a: Option<u64>, b: Option<u64>| if first { b } else { Some(a? + b?) };
+        let sum = |a: Option<u64>, b: Option<u64>| {
+            if first {
+                b
+            } else {
+                Some(a?.saturating_add(b?))
+            }
+        };
         self.length = sum(self.length, length);
         self.limit = sum(self.limit, limit);
     }
@@ -227,11 +249,17 @@ struct ServiceSockets {
     listeners: BTreeMap<String, Listener>,
     info: BTreeSet<(String, &'static str)>,
     connections: Vec<u64>,
+    /// Processes whose fd or ns/net was refused: their sockets are missing from the figures.
+    unreadable: u64,
 }
 
 impl Sockets {
     pub fn new(procfs: ProcFs, services: Arc<Services>) -> Sockets {
-        Sockets { procfs, services }
+        Sockets {
+            procfs,
+            services,
+            unreadable: Condition::default(),
+        }
     }
 
     pub fn collect(&self, scrape: ScrapeKey) -> anyhow::Result<MetricSet> {
@@ -242,30 +270,47 @@ impl Sockets {
         let mut namespaces: Vec<Namespace> = Vec::new();
         let mut namespace_ids: HashMap<std::path::PathBuf, usize> = HashMap::new();
         let mut owners: HashMap<u64, (usize, usize, usize)> = HashMap::new();
+        let mut unreadable = vec![0u64; groups.len()];
+        // The users of the refused processes: a listener of theirs may be a service's own.
+        let mut unreadable_uids = HashSet::new();
         for (service, (_, instances)) in groups.iter().enumerate() {
             for (instance, pids) in instances.iter().enumerate() {
                 for &pid in pids {
                     let dir = self.procfs.pid_dir(pid);
-                    // Unreadable (another user's process without root) or gone: skip it.
-                    let Ok(ns) = std::fs::read_link(dir.join("ns/net")) else {
-                        continue;
-                    };
-                    let own = own_ns.as_ref() == Some(&ns);
-                    let ns_index = *namespace_ids.entry(ns).or_insert_with(|| {
-                        namespaces.push(Namespace::read(&dir, own));
-                        namespaces.len() - 1
+                    let inodes = std::fs::read_link(dir.join("ns/net")).and_then(|ns| {
+                        let own = own_ns.as_ref() == Some(&ns);
+                        let inodes = socket_inodes(&dir)?;
+                        let ns_index = *namespace_ids.entry(ns).or_insert_with(|| {
+                            namespaces.push(Namespace::read(&dir, own));
+                            namespaces.len() - 1
+                        });
+                        Ok((ns_index, inodes))
                     });
-                    for inode in socket_inodes(&dir) {
-                        owners.entry(inode).or_insert((service, instance, ns_index));
+                    match inodes {
+                        Ok((ns_index, inodes)) => {
+                            for inode in inodes {
+                                owners.entry(inode).or_insert((service, instance, ns_index));
+                            }
+                        }
+                        Err(e) if is_refusal(&e) => {
+                            unreadable[service] += 1;
+                            if let Ok(meta) = std::fs::metadata(&dir) {
+                                unreadable_uids.insert(std::os::unix::fs::MetadataExt::uid(&meta));
+                            }
+                        }
+                        Err(_) => {} // gone since the listing
                     }
                 }
             }
         }
+        self.log_unreadable(&groups, &unreadable);
 
         let mut found: Vec<ServiceSockets> = groups
             .iter()
-            .map(|(_, instances)| ServiceSockets {
+            .zip(&unreadable)
+            .map(|((_, instances), &unreadable)| ServiceSockets {
                 connections: vec![0; instances.len()],
+                unreadable,
                 ..ServiceSockets::default()
             })
             .collect();
@@ -331,8 +376,27 @@ impl Sockets {
             Some(index) => &namespaces[index],
             None => &Namespace::read(&self.procfs.path("self"), true),
         };
-        emit_unowned(&mut out, own, &owners);
+        emit_unowned(&mut out, own, &owners, &unreadable_uids);
         Ok(out)
+    }
+
+    /// One line when some services' processes start being unreadable, one when all are readable.
+    fn log_unreadable(&self, groups: &[(String, Vec<Vec<u32>>)], unreadable: &[u64]) {
+        let refused: Vec<&str> = groups
+            .iter()
+            .zip(unreadable)
+            .filter(|(_, &count)| count > 0)
+            .map(|((name, _), _)| name.as_str())
+            .collect();
+        let why = (!refused.is_empty()).then(|| {
+            format!(
+                "/proc/PID/fd refused for processes of {}: their connections are not counted and \
+                 their listen queues (rows W3, X1) are absent; give the exporter CAP_SYS_PTRACE \
+                 and CAP_DAC_READ_SEARCH or run it as root (see stack_sockets_unreadable_processes)",
+                refused.join(", ")
+            )
+        });
+        self.unreadable.set("sockets collector", why);
     }
 }
 
@@ -341,30 +405,45 @@ fn emit_unowned(
     out: &mut MetricSet,
     own: &Namespace,
     owners: &HashMap<u64, (usize, usize, usize)>,
+    unreadable_uids: &HashSet<u32>,
 ) {
-    let mut unowned = BTreeSet::new();
-    for socket in own.tcp.values() {
-        if socket.state == TCP_LISTEN
-            && PLANNED_PORTS.contains(&socket.port)
-            && !owners.contains_key(&socket.inode)
-        {
-            unowned.insert((socket.port, address_class(&socket.local)));
-        }
+    for (port, class, service) in unowned_listeners(own.tcp.values(), owners, unreadable_uids) {
+        listen_info(out, service, &port.to_string(), class);
     }
-    for (port, class) in unowned {
-        listen_info(out, UNKNOWN_SERVICE, &port.to_string(), class);
-    }
+}
+
+/// Port, address class and `service` label of each planned-port listener no service owns:
+/// "unreadable" when its user is that of a process the exporter could not read, else "unknown".
+fn unowned_listeners<'a>(
+    sockets: impl Iterator<Item = &'a TcpSocket>,
+    owners: &HashMap<u64, (usize, usize, usize)>,
+    unreadable_uids: &HashSet<u32>,
+) -> BTreeSet<(u16, &'static str, &'static str)> {
+    sockets
+        .filter(|s| s.state == TCP_LISTEN && PLANNED_PORTS.contains(&s.port))
+        .filter(|s| !owners.contains_key(&s.inode))
+        .map(|s| {
+            let service = if unreadable_uids.contains(&s.uid) {
+                UNREADABLE_SERVICE
+            } else {
+                UNKNOWN_SERVICE
+            };
+            (s.port, address_class(&s.local), service)
+        })
+        .collect()
 }
 
 const QUEUE_LENGTH_HELP: &str = "Connections waiting in the accept queue of the service's listening sockets on this port (the Gunicorn request queue).";
 const QUEUE_LIMIT_HELP: &str =
     "Accept-queue limit (the listen backlog) of the service's listening sockets on this port.";
-const LISTEN_INFO_HELP: &str = "1 per port a service listens on; address_class is loopback (127.0.0.0/8, ::1, Unix socket), any (0.0.0.0, ::) or other. service=\"unknown\" for a planned port (3306, 5432, 6379, 8000) no watched service owns.";
+const LISTEN_INFO_HELP: &str = "1 per port a service listens on; address_class is loopback (127.0.0.0/8, ::1, Unix socket), any (0.0.0.0, ::) or other. service=\"unknown\" for a planned port (3306, 5432, 6379, 8000) no watched service owns; service=\"unreadable\" when its owner may be a watched process the exporter may not read (see stack_sockets_unreadable_processes).";
+const UNREADABLE_HELP: &str = "Processes of the service whose /proc/PID/fd or ns/net the exporter may not read (it lacks root or CAP_SYS_PTRACE): their connections and listen queues are missing from the other series. 0 when every process was read.";
 
 fn declare(out: &mut MetricSet) {
     out.declare_gauge("stack_service_listen_queue_length", QUEUE_LENGTH_HELP);
     out.declare_gauge("stack_service_listen_queue_limit", QUEUE_LIMIT_HELP);
     out.declare_gauge("stack_service_listen_info", LISTEN_INFO_HELP);
+    out.declare_gauge("stack_sockets_unreadable_processes", UNREADABLE_HELP);
 }
 
 fn listen_info(out: &mut MetricSet, service: &str, port: &str, class: &str) {
@@ -385,6 +464,12 @@ fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
         return; // not running
     }
     let labels = || vec![("service", name.to_string())];
+    out.gauge(
+        "stack_sockets_unreadable_processes",
+        UNREADABLE_HELP,
+        labels(),
+        found.unreadable as f64,
+    );
     out.gauge(
         "stack_service_connections",
         "Established connections the service's processes accepted on its listening ports and Unix sockets (connections still in the accept queue are in stack_service_listen_queue_length).",
@@ -478,6 +563,50 @@ mod tests {
         ] {
             assert_eq!(address_class(&address.parse().unwrap()), class, "{address}");
         }
+    }
+
+    #[test]
+    fn an_unowned_listener_of_an_unreadable_user_is_not_unknown() {
+        let sockets = parse_tcp_table(TCP);
+        let mut planned = sockets[0].clone(); // 127.0.0.1:6379, uid 106
+        planned.port = 6379;
+        let mut other_user = sockets[1].clone(); // 0.0.0.0:8000, uid 0
+        other_user.port = 8000;
+        let owners = HashMap::new();
+        let all = [planned.clone(), other_user.clone()];
+        assert_eq!(
+            unowned_listeners(all.iter(), &owners, &HashSet::from([106])),
+            BTreeSet::from([
+                (6379, "loopback", UNREADABLE_SERVICE),
+                (8000, "any", UNKNOWN_SERVICE)
+            ])
+        );
+        // Owned by a watched process that was read: not published here at all.
+        let owners = HashMap::from([(planned.inode, (0, 0, 0))]);
+        assert_eq!(
+            unowned_listeners(all.iter(), &owners, &HashSet::new()),
+            BTreeSet::from([(8000, "any", UNKNOWN_SERVICE)])
+        );
+    }
+
+    #[test]
+    fn tcp_table_parser_survives_hostile_lines() {
+        for line in [
+            "",
+            "x",
+            "0: :",
+            "0: 0100007F:18EB 0:0 0A 0:0 0 0 106 0 1",
+            "0: FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:1 a b c d e f g h",
+        ] {
+            let _ = parse_tcp_table(&format!("header\n{line}\n"));
+            let _ = parse_unix_table(&format!("header\n{line}\n"));
+        }
+        assert_eq!(
+            parse_hex_address("0100007F"),
+            Some(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(parse_hex_address("é100007F"), None);
+        assert_eq!(parse_hex_address("0000000000000000000000000100000é"), None);
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //! size, newest and oldest file), logs, media, static files, ML models.
 //!
 //! A walk visits regular files under the directory and never follows a symlink (a link is neither
-//! counted nor entered, so nothing outside the directory is reached). Each walk stops after
-//! `max_files` entries or `max_duration`, and says so in `stack_directory_walk_truncated`. Sizes
-//! change slowly, so a walk's result is reused for `min_interval`.
+//! counted nor entered, so nothing outside the directory is reached). It opens nothing but
+//! directories (`read_dir` opens with `O_DIRECTORY`, so a FIFO or a device swapped in fails at
+//! once instead of blocking); files are only `lstat`ed. Each walk stops after `max_files` entries
+//! or `max_duration`, and says so in `stack_directory_walk_truncated`; what it could not read is
+//! `stack_directory_walk_errors` and one log line, never a silently smaller count. Sizes change
+//! slowly, so a walk's result is reused for `min_interval`. The collector runs on the blocking
+//! pool under its run guard (collector/mod.rs), so a hung mount costs one thread, not a scrape.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -16,6 +20,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use crate::config::ConfigDuration;
+use crate::logging::Condition;
 use crate::metrics::MetricSet;
 
 pub const BACKUP_DIR_ENV: &str = "STACK_BACKUP_DIR";
@@ -59,7 +64,11 @@ impl<'de> Deserialize<'de> for DirectoryName {
 /// What one walk of a directory found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DirectoryUsage {
+    /// The path is a directory, or could not be looked at (then `errors` says so): false only
+    /// when it is known to be missing or not a directory.
     pub present: bool,
+    /// The directory itself could be listed; if not, there are no figures at all.
+    pub listed: bool,
     pub files: u64,
     pub bytes: u64,
     /// mtimes of the newest and oldest regular file, Unix seconds.
@@ -67,8 +76,36 @@ pub struct DirectoryUsage {
     pub oldest: Option<i64>,
     /// The walk stopped early (too many entries or too long): the figures are lower bounds.
     pub truncated: bool,
-    /// Entries that could not be read (permissions, removed during the walk).
+    /// The directory or entries under it that could not be read (a subdirectory it may not
+    /// list, EIO): the figures are lower bounds. Entries removed during the walk are not errors.
     pub errors: u64,
+    /// What is wrong, for the log: the first error, or why the directory is not present.
+    pub trouble: Option<String>,
+}
+
+impl DirectoryUsage {
+    fn error(&mut self, what: &Path, e: &std::io::Error) {
+        self.errors = self.errors.saturating_add(1);
+        if self.trouble.is_none() {
+            self.trouble = Some(format!("cannot read {}: {e}", what.display()));
+        }
+    }
+}
+
+/// "a FIFO", "a regular file": what stands where a directory was expected.
+fn kind_of(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a directory"
+    }
 }
 
 /// Walks `root` without following symlinks, visiting at most `max_entries` entries and stopping
@@ -79,38 +116,62 @@ pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage 
     // followed.
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => usage.present = true,
-        _ => return usage,
+        Ok(meta) => {
+            usage.trouble = Some(format!("is {}, not a directory", kind_of(meta.file_type())));
+            return usage;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            usage.trouble = Some("does not exist".into());
+            return usage;
+        }
+        Err(e) => {
+            usage.present = true;
+            usage.error(root, &e);
+            return usage;
+        }
     }
     let mut pending = vec![root.to_path_buf()];
     let mut visited = 0u64;
     while let Some(dir) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
-            Err(_) => {
-                usage.errors += 1;
+            // Removed since it was seen: nothing there to count.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir != root => continue,
+            Err(e) => {
+                usage.error(&dir, &e);
                 continue;
             }
         };
+        if dir == root {
+            usage.listed = true;
+        }
         for entry in entries {
             visited += 1;
             if visited > max_entries || (visited % 256 == 0 && Instant::now() >= deadline) {
                 usage.truncated = true;
                 return usage;
             }
-            let Ok(entry) = entry else {
-                usage.errors += 1;
-                continue;
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    usage.error(&dir, &e);
+                    continue;
+                }
             };
-            // DirEntry::metadata does not follow symlinks.
-            let Ok(meta) = entry.metadata() else {
-                usage.errors += 1;
-                continue;
+            // DirEntry::metadata does not follow symlinks, and opens nothing.
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    usage.error(&entry.path(), &e);
+                    continue;
+                }
             };
             if meta.is_dir() {
                 pending.push(entry.path());
             } else if meta.is_file() {
-                usage.files += 1;
-                usage.bytes += meta.len();
+                usage.files = usage.files.saturating_add(1);
+                usage.bytes = usage.bytes.saturating_add(meta.len());
                 let mtime = meta.mtime();
                 usage.newest = Some(usage.newest.map_or(mtime, |n| n.max(mtime)));
                 usage.oldest = Some(usage.oldest.map_or(mtime, |o| o.min(mtime)));
@@ -125,11 +186,19 @@ pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage 
 
 #[derive(Debug)]
 pub struct Storage {
-    directories: Vec<(String, PathBuf)>,
+    directories: Vec<Directory>,
     max_files: u64,
     max_duration: Duration,
     min_interval: Duration,
     cache: Mutex<BTreeMap<String, (Instant, DirectoryUsage)>>,
+}
+
+#[derive(Debug)]
+struct Directory {
+    name: String,
+    path: PathBuf,
+    /// Missing, not a directory, or not all readable: logged when it starts and when it ends.
+    trouble: Condition,
 }
 
 impl Storage {
@@ -152,7 +221,14 @@ impl Storage {
             return None;
         }
         Some(Storage {
-            directories: directories.into_iter().collect(),
+            directories: directories
+                .into_iter()
+                .map(|(name, path)| Directory {
+                    name,
+                    path,
+                    trouble: Condition::default(),
+                })
+                .collect(),
             max_files: config.max_files.unwrap_or(100_000),
             max_duration: config.max_duration.map_or(Duration::from_secs(2), |d| d.0),
             min_interval: config.min_interval.map_or(Duration::from_secs(60), |d| d.0),
@@ -163,7 +239,7 @@ impl Storage {
     pub fn describe(&self) -> String {
         self.directories
             .iter()
-            .map(|(name, path)| format!("{name}={}", path.display()))
+            .map(|d| format!("{}={}", d.name, d.path.display()))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -171,7 +247,12 @@ impl Storage {
     pub fn collect(&self) -> anyhow::Result<MetricSet> {
         let mut out = MetricSet::default();
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        for (name, path) in &self.directories {
+        for Directory {
+            name,
+            path,
+            trouble,
+        } in &self.directories
+        {
             let now = Instant::now();
             let fresh = cache
                 .get(name)
@@ -181,6 +262,15 @@ impl Storage {
                 Some(usage) => usage,
                 None => {
                     let usage = walk(path, self.max_files, now + self.max_duration);
+                    trouble.set(
+                        &format!("storage directory {name} ({})", path.display()),
+                        usage.trouble.clone().map(|why| match usage.errors {
+                            0 => why,
+                            _ => format!(
+                                "{why}; its figures are lower bounds (stack_directory_walk_errors)"
+                            ),
+                        }),
+                    );
                     if usage.truncated {
                         log::warn!(
                             "walk of {name} ({}) cut short after {} files: raise [storage] max_files or max_duration",
@@ -207,6 +297,21 @@ fn emit(out: &mut MetricSet, name: &str, usage: &DirectoryUsage) {
         f64::from(usage.present),
     );
     if !usage.present {
+        return;
+    }
+    out.gauge(
+        "stack_directory_walk_errors",
+        "Entries the last walk could not read (the directory itself, a subdirectory it may not list, EIO); above 0 the figures are lower bounds, and absent when the directory itself could not be listed.",
+        labels(),
+        usage.errors as f64,
+    );
+    out.gauge(
+        "stack_directory_walk_truncated",
+        "1 if the last walk of the directory stopped at max_files or max_duration: its figures are lower bounds.",
+        labels(),
+        f64::from(usage.truncated),
+    );
+    if !usage.listed {
         return;
     }
     out.gauge(
@@ -237,12 +342,6 @@ fn emit(out: &mut MetricSet, name: &str, usage: &DirectoryUsage) {
             oldest as f64,
         );
     }
-    out.gauge(
-        "stack_directory_walk_truncated",
-        "1 if the last walk of the directory stopped at max_files or max_duration: its figures are lower bounds.",
-        labels(),
-        f64::from(usage.truncated),
-    );
 }
 
 #[cfg(test)]
@@ -279,12 +378,14 @@ mod tests {
             usage,
             DirectoryUsage {
                 present: true,
+                listed: true,
                 files: 2,
                 bytes: 8,
                 newest: Some(2_000),
                 oldest: Some(1_000),
                 truncated: false,
                 errors: 0,
+                trouble: None,
             }
         );
     }
@@ -309,6 +410,48 @@ mod tests {
     fn missing_directory_is_not_present() {
         let usage = walk(Path::new("/nonexistent/backups"), 10, far());
         assert!(!usage.present);
+        assert_eq!(usage.trouble.as_deref(), Some("does not exist"));
+    }
+
+    fn mkfifo(path: &Path) {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo(3) with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    #[test]
+    fn fifos_are_neither_opened_nor_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        mkfifo(&dir.path().join("pipe"));
+        std::fs::write(dir.path().join("a"), b"12").unwrap();
+        // A walk that opened the FIFO would block here for good.
+        let usage = walk(dir.path(), 1000, far());
+        assert_eq!((usage.files, usage.bytes, usage.errors), (1, 2, 0));
+        let usage = walk(&dir.path().join("pipe"), 1000, far());
+        assert!(!usage.present);
+        assert_eq!(usage.trouble.as_deref(), Some("is a FIFO, not a directory"));
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_listed_has_no_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        // ENOTDIR: even root cannot list a path through a regular file.
+        let usage = walk(&file.join("sub"), 1000, far());
+        assert!(usage.present && !usage.listed, "{usage:?}");
+        assert_eq!(usage.errors, 1);
+        assert!(usage.trouble.clone().unwrap().contains("cannot read"));
+        let mut out = MetricSet::default();
+        emit(&mut out, "x", &usage);
+        let x = [("directory", "x")];
+        assert_eq!(out.value("stack_directory_walk_errors", &x), Some(1.0));
+        assert_eq!(out.value("stack_directory_present", &x), Some(1.0));
+        assert_eq!(
+            out.value("stack_directory_files", &x),
+            None,
+            "no figure is known"
+        );
     }
 
     #[test]

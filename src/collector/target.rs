@@ -74,17 +74,154 @@ impl SecretUrl {
         &self.0
     }
 
-    /// Checks the scheme and that there is a host part; the message never repeats the URL.
+    /// Checks the scheme, then parses the URL as the driver will at connect time, so that a bad
+    /// port or an unknown option is refused when the config is loaded rather than on every
+    /// scrape. The message never repeats the URL or its password.
     pub fn parse(text: &str, kind: Kind) -> Result<SecretUrl, String> {
         let scheme = text.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
         match scheme {
-            Some(s) if kind.schemes().contains(&s.as_str()) => Ok(SecretUrl(text.to_string())),
-            _ => Err(format!(
-                "not a {} URL (expected {})",
-                kind.schemes().join(":// or ") + "://",
-                kind.example()
-            )),
+            Some(s) if kind.schemes().contains(&s.as_str()) => {}
+            _ => {
+                return Err(format!(
+                    "not a {} URL (expected {})",
+                    kind.schemes().join(":// or ") + "://",
+                    kind.example()
+                ))
+            }
         }
+        check_with_driver(text, kind).map_err(|why| {
+            format!(
+                "bad {} URL: {} (expected {})",
+                kind.section(),
+                redact(&why, &url_secrets(text)),
+                kind.example()
+            )
+        })?;
+        Ok(SecretUrl(text.to_string()))
+    }
+}
+
+/// What the driver of `kind` says about the URL `text`, as it will parse it when connecting.
+fn check_with_driver(text: &str, kind: Kind) -> Result<(), String> {
+    match kind {
+        Kind::Mysql => mysql_async::Opts::from_url(text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Kind::Postgres => text
+            .parse::<tokio_postgres::Config>()
+            .map(drop)
+            .map_err(|e| describe_chain(&e, None)),
+        Kind::Redis => {
+            use redis::IntoConnectionInfo;
+            text.into_connection_info().map_err(|e| e.to_string())?;
+            unknown_redis_options(text)
+        }
+    }
+}
+
+/// The redis crate ignores query options it does not know (a typo such as `?protocl=resp3`
+/// would pass silently): refuse them. It reads `protocol`, and for `unix://` also `db`, `user`,
+/// `pass`.
+fn unknown_redis_options(text: &str) -> Result<(), String> {
+    let scheme = text.split_once("://").map_or("", |(s, _)| s);
+    let known: &[&str] = if matches!(scheme, "unix" | "redis+unix") {
+        &["protocol", "db", "user", "pass"]
+    } else {
+        &["protocol"]
+    };
+    let query = text.split('#').next().and_then(|t| t.split_once('?'));
+    let keys = query
+        .map_or("", |(_, q)| q)
+        .split('&')
+        .filter(|p| !p.is_empty());
+    for pair in keys {
+        let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+        if !known.contains(&key) {
+            return Err(format!(
+                "unknown option `{}` (known: {})",
+                printable(key),
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The secrets a URL's text may hold: the password of its `user:password@` part and the value
+/// of a `password=` or `pass=` option, as written and percent-decoded.
+fn url_secrets(text: &str) -> Vec<String> {
+    let mut secrets = Vec::new();
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    if let Some((userinfo, _)) = rest.rsplit_once('@') {
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_string());
+        }
+    }
+    if let Some((_, query)) = text.split_once('?') {
+        for pair in query.split(['&', '#']) {
+            if let Some(("password" | "pass", value)) = pair.split_once('=') {
+                secrets.push(value.to_string());
+            }
+        }
+    }
+    let decoded: Vec<String> = secrets.iter().map(|s| percent_decode(s)).collect();
+    secrets.extend(decoded);
+    secrets.retain(|s| !s.is_empty());
+    secrets
+}
+
+/// `%HH` escapes decoded (invalid ones kept as written), for [`url_secrets`].
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `message` with every secret replaced by `***`, and any URL's credentials cut out.
+fn redact(message: &str, secrets: &[String]) -> String {
+    let mut text = message.to_string();
+    for secret in secrets {
+        text = text.replace(secret.as_str(), "***");
+    }
+    describe(&text, None)
+}
+
+/// A target's `timeout`: more than zero (a zero timeout fails every scrape) and at most
+/// `MAX_TIMEOUT` (longer than any scrape may run).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TargetTimeout(pub Duration);
+
+/// The longest `timeout` a target may have: no scrape runs longer.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl<'de> Deserialize<'de> for TargetTimeout {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let ConfigDuration(timeout) = ConfigDuration::deserialize(d)?;
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            return Err(de::Error::custom(format!(
+                "a target's timeout is more than 0s and at most {}s (got {}s)",
+                MAX_TIMEOUT.as_secs(),
+                timeout.as_secs_f64()
+            )));
+        }
+        Ok(TargetTimeout(timeout))
     }
 }
 
@@ -145,7 +282,7 @@ pub struct DbTargetLayer<U> {
     pub name: TargetName,
     pub url: U,
     pub password_file: Option<PathBuf>,
-    pub timeout: Option<ConfigDuration>,
+    pub timeout: Option<TargetTimeout>,
     /// How often sizes and server variables are fetched.
     pub slow_interval: Option<ConfigDuration>,
 }
@@ -157,7 +294,7 @@ pub struct RedisTargetLayer {
     pub name: TargetName,
     pub url: RedisUrl,
     pub password_file: Option<PathBuf>,
-    pub timeout: Option<ConfigDuration>,
+    pub timeout: Option<TargetTimeout>,
     /// Celery queue lists to LLEN; `["celery"]` when not given.
     pub queues: Option<Vec<String>>,
 }
@@ -200,11 +337,13 @@ impl Target {
     /// When this target's work in a scrape must end: its own timeout or the scrape's deadline
     /// less a margin, whichever comes first.
     pub fn work_deadline(&self, scrape_deadline: Instant) -> Instant {
-        let own = Instant::now() + self.timeout;
         let scrape = scrape_deadline
             .checked_sub(DEADLINE_MARGIN)
             .unwrap_or(scrape_deadline);
-        own.min(scrape)
+        // The timeout is bounded at load, but a deadline past the clock's range must not panic.
+        Instant::now()
+            .checked_add(self.timeout)
+            .map_or(scrape, |own| own.min(scrape))
     }
 }
 
@@ -431,6 +570,27 @@ pub fn describe_chain(error: &dyn std::error::Error, password: Option<&str>) -> 
     describe(&text, password)
 }
 
+/// A figure from a server's answer (SHOW STATUS, INFO, a query's cell): every figure these
+/// collectors serve is a count, a size or a time, so only a finite number ≥ 0 is one. Anything
+/// else (a proxy's `-1`, `inf`, `NaN`, `1e999`, text) is left out with a throttled warning
+/// rather than served as a sample; parsing as f64 never panics or wraps.
+pub fn server_number(field: &str, text: &str) -> Option<f64> {
+    let text = text.trim();
+    let value = text
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0);
+    if value.is_none() {
+        crate::warn_throttled!(
+            "database-server-number",
+            "a server answered {} = {:?}, which is not a count, size or time: left out",
+            printable(field),
+            printable(&text.chars().take(40).collect::<String>())
+        );
+    }
+    value
+}
+
 /// A label value shown as text: control characters (Celery's priority queues are named
 /// `celery\x06\x163`) become `\xHH`.
 pub fn printable(text: &str) -> String {
@@ -487,6 +647,82 @@ mod tests {
         );
         assert!(!msg.contains("pw123"), "{msg}");
         assert!(msg.contains("@host:6379/0"), "{msg}");
+    }
+
+    #[test]
+    fn driver_refuses_bad_ports_and_unknown_options_without_echoing_the_password() {
+        let cases = [
+            ("mysql://u:Hunter-2@db:99999/", Kind::Mysql),
+            ("mysql://u:Hunter-2@db:abc/", Kind::Mysql),
+            ("mysql://u:Hunter-2@db:3306/?bogus=1", Kind::Mysql),
+            ("postgres://u:Hunter-2@db:99999/app", Kind::Postgres),
+            ("postgres://u:Hunter-2@db:abc/app", Kind::Postgres),
+            ("postgres://u:Hunter-2@db:5432/app?bogus=1", Kind::Postgres),
+            (
+                "postgres://u@db:5432/app?password=Hunter-2&bogus=1",
+                Kind::Postgres,
+            ),
+            ("redis://u:Hunter-2@db:99999/0", Kind::Redis),
+            ("redis://u:Hunter-2@db:abc/0", Kind::Redis),
+            ("redis://u:Hunter-2@db:6379/0?bogus=1", Kind::Redis),
+            ("redis://u:Hunter-2@db:6379/x", Kind::Redis),
+            ("unix:///run/redis.sock?pass=Hunter-2&bogus=1", Kind::Redis),
+            // This build has no TLS for Redis: refused at load, not on every scrape.
+            ("rediss://u:Hunter-2@db:6379/0", Kind::Redis),
+        ];
+        for (url, kind) in cases {
+            let err = SecretUrl::parse(url, kind).expect_err(url);
+            assert!(err.starts_with("bad "), "{url}: {err}");
+            assert!(!err.contains("Hunter-2"), "{url}: {err}");
+        }
+        for (url, kind) in [
+            ("mysql://u:p@db:3306/", Kind::Mysql),
+            ("mysql://u:p@db/?prefer_socket=false", Kind::Mysql),
+            (
+                "postgres://u:p@db:5432/app?application_name=x",
+                Kind::Postgres,
+            ),
+            ("postgresql://u@db/app?sslmode=disable", Kind::Postgres),
+            ("redis://:p@db:6379/0?protocol=resp3", Kind::Redis),
+            ("unix:///run/redis.sock?db=1&pass=p", Kind::Redis),
+        ] {
+            SecretUrl::parse(url, kind).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn secrets_are_found_encoded_and_decoded() {
+        let secrets = url_secrets("postgres://u:p%40ss@h/db?password=x%2Fy");
+        assert!(secrets.contains(&"p%40ss".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"p@ss".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"x/y".to_string()), "{secrets:?}");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn timeouts_of_zero_or_absurd_length_are_refused() {
+        #[derive(Deserialize)]
+        struct T {
+            timeout: TargetTimeout,
+        }
+        let parse = |text: &str| toml::from_str::<T>(text).map(|t| t.timeout.0);
+        assert_eq!(parse("timeout = \"2s\"").unwrap(), Duration::from_secs(2));
+        for bad in ["\"0s\"", "0", "\"0ms\"", "\"11m\"", "\"100000000h\""] {
+            let err = parse(&format!("timeout = {bad}")).expect_err(bad);
+            assert!(err.to_string().contains("timeout"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn server_numbers_are_finite_and_not_negative() {
+        assert_eq!(server_number("x", " 42 "), Some(42.0));
+        assert_eq!(
+            server_number("x", "18446744073709551615"),
+            Some(1.8446744073709552e19)
+        );
+        for bad in ["-1", "inf", "NaN", "1e999", "", "ON"] {
+            assert_eq!(server_number("x", bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -156,6 +156,54 @@ impl Exporter {
         Exporter { guard, port, log }
     }
 
+    /// The exporter run as user `nobody` (no capabilities), as `setpriv` leaves it: what an
+    /// install without root or the unit's capabilities sees.
+    pub fn start_unprivileged(args: &[&str]) -> Exporter {
+        let setpriv = require("setpriv", "apt-get install util-linux");
+        let mut command = Command::new(setpriv);
+        command
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(exporter_binary())
+            .arg("--web.listen-address=127.0.0.1:0")
+            .args(args)
+            .env_remove("STACK_MYSQL_URL")
+            .env_remove("STACK_POSTGRES_URL")
+            .env_remove("STACK_REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        Exporter::start_command(command)
+    }
+
+    /// Starts a prepared exporter command (stderr piped) and waits until it listens.
+    pub fn start_command(mut command: Command) -> Exporter {
+        let mut guard = Guard::spawn(&mut command);
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = guard.child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let start = Instant::now();
+        let port = loop {
+            if let Some(port) = listening_port(&log.lock().unwrap()) {
+                break port;
+            }
+            if let Ok(Some(status)) = guard.child.try_wait() {
+                panic!("exporter exited with {status}: {}", log.lock().unwrap());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "exporter did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Exporter { guard, port, log }
+    }
+
     pub fn pid(&self) -> u32 {
         self.guard.pid()
     }
@@ -281,4 +329,22 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 pub fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
+}
+
+/// A name no other process on the machine carries, for matching a test's own processes by
+/// their command line (or their setproctitle title, which keeps Gunicorn's `--name`).
+pub fn unique_marker(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
+}
+
+/// Makes `path` readable (and its directories searchable) by every user, for a test that runs
+/// the exporter as `nobody` on a file in a temp dir.
+pub fn make_world_readable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if path.is_dir() { 0o755 } else { 0o644 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
