@@ -2,20 +2,22 @@
 # The whole test suite, as CI runs it: installs what the tests need on a fresh Debian/Ubuntu
 # machine (as root), then lints, then runs every test against real servers the tests start.
 #
-#   scripts/test.sh            install what is missing, lint, test
+#   scripts/test.sh            install what is missing, lint, test, fuzz
 #   SKIP_INSTALL=1 scripts/test.sh   do not install anything
+#   FUZZ_SECONDS=60 scripts/test.sh  fuzz each target longer (default 30 s); SKIP_FUZZ=1: not at all
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the servers the tests start, Prometheus' tools, compose validation.
+# g++: libfuzzer-sys (the fuzz step) compiles libFuzzer's C++.
 APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql prometheus
-  prometheus-alertmanager docker-compose python3-yaml procps)
+  prometheus-alertmanager docker-compose python3-yaml procps g++)
 # Python packages: the application servers the tests start.
 PIP_PACKAGES=(gunicorn uvicorn celery redis pyyaml)
 
 have_all_programs() {
   local program
-  for program in nginx redis-server mariadbd mariadb-install-db promtool amtool docker-compose \
+  for program in nginx redis-server mariadbd mariadb-install-db promtool amtool docker-compose c++ \
     /usr/lib/postgresql/*/bin/initdb; do
     command -v "$program" >/dev/null 2>&1 || [ -x "$program" ] || PATH="$PATH:/usr/sbin" command -v "$program" >/dev/null 2>&1 || return 1
   done
@@ -52,6 +54,17 @@ install_dependencies() {
       python3 -m pip install -q --break-system-packages "${missing[@]}"
   fi
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
+  # The fuzz step: cargo-fuzz needs a nightly toolchain (per user, no root needed).
+  if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+      echo "== installing the nightly toolchain (for cargo-fuzz)"
+      rustup toolchain install nightly --profile minimal
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+      echo "== installing cargo-fuzz"
+      cargo install cargo-fuzz --locked
+    fi
+  fi
 }
 
 [ "${SKIP_INSTALL:-0}" = 1 ] || install_dependencies
@@ -64,6 +77,13 @@ cargo clippy --all-targets --quiet -- -D warnings
 # Integration tests start servers on free ports; two at a time keeps a 2-core machine honest.
 echo "== cargo test"
 cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"
+
+# Every fuzz target for FUZZ_SECONDS (30 s) from the seed corpus: about 5 minutes to build on two
+# cores, then 2 minutes. Fails on a crash and names the input (docs/fuzzing.md).
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== scripts/fuzz.sh"
+  scripts/fuzz.sh
+fi
 
 for suite in scripts/test-rules.sh scripts/test-dashboards.sh; do
   if [ -x "$suite" ]; then

@@ -258,8 +258,11 @@ pub fn load_str(user: Option<(&str, &str)>) -> Result<Config, ConfigError> {
     })
 }
 
+/// Parses one layer and refuses values that parse but cannot be meant (see `check_layer`).
 fn parse_layer(file: &str, text: &str) -> Result<Layer, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))
+    let layer: Layer = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+    check_layer(&layer).map_err(|nonsense| ConfigError::at_path(file, text, nonsense))?;
+    Ok(layer)
 }
 
 fn merge_services(into: &mut Vec<(String, ServiceLayer)>, layer: Vec<(String, ServiceLayer)>) {
@@ -318,6 +321,248 @@ fn resolve_service(
             processes: layer.processes,
         },
     })
+}
+
+/// The largest size any figure may have: 1 PiB, more memory than any host has.
+const MAX_BYTES: u64 = 1 << 50;
+/// The most cores a figure may name: Linux's largest `NR_CPUS`.
+const MAX_CORES: f64 = 8192.0;
+/// The most processes, instances or connections a figure may name: Linux's largest `pid_max`
+/// (each is at least one process or thread).
+const MAX_COUNT: u32 = 1 << 22;
+
+/// Texts of every kind a matcher sees (an empty command line, a path, a command, a cgroup line):
+/// a pattern found in all of them matches every process.
+const ANY_PROCESS: &[&str] = &[
+    "",
+    "x",
+    "/usr/sbin/nginx -g daemon off;",
+    "0::/system.slice",
+];
+
+/// A value that parses but cannot be meant: where it is and why it is refused.
+#[derive(Debug)]
+struct Nonsense {
+    path: Vec<Step>,
+    message: String,
+}
+
+/// One step of a path into a TOML document.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// `at(&["plan", "host_memory"])`: turns a message into a `Nonsense` at that key.
+fn at(keys: &[&str]) -> impl FnOnce(String) -> Nonsense {
+    let path = keys.iter().map(|k| Step::Key(k.to_string())).collect();
+    move |message| Nonsense { path, message }
+}
+
+/// Refuses what a layer's types accept but no one can mean: zero or absurdly large figures,
+/// empty paths, matchers that match every process. The database targets check themselves
+/// (collector/target.rs).
+fn check_layer(layer: &Layer) -> Result<(), Nonsense> {
+    check_plan(&layer.plan)?;
+    for (name, service) in &layer.services.0 {
+        check_service(name, service)?;
+    }
+    check_nginx(&layer.nginx)?;
+    check_storage(&layer.storage)
+}
+
+fn check_plan(plan: &PlanConfig) -> Result<(), Nonsense> {
+    let key = |key: &str| at(&["plan", key]);
+    check_size(plan.host_memory, Some("a host has some memory")).map_err(key("host_memory"))?;
+    check_cores(plan.host_cpu_cores, "a host has some CPU").map_err(key("host_cpu_cores"))?;
+    check_size(plan.swap, None).map_err(key("swap"))?;
+    check_size(plan.system_memory, None).map_err(key("system_memory"))?;
+    check_size(plan.buffer_memory, None).map_err(key("buffer_memory"))?;
+    check_count(
+        plan.database_pool_connections,
+        Some("the application could not reach its database"),
+    )
+    .map_err(key("database_pool_connections"))
+}
+
+fn check_service(name: &str, service: &ServiceLayer) -> Result<(), Nonsense> {
+    let key = |key: &str| at(&["services", name, key]);
+    let no_budget = "any use would be over budget (leave the key out for no budget)";
+    check_size(service.memory_budget, Some(no_budget)).map_err(key("memory_budget"))?;
+    check_size(service.instance_memory_budget, Some(no_budget))
+        .map_err(key("instance_memory_budget"))?;
+    check_size(service.process_memory_budget, Some(no_budget))
+        .map_err(key("process_memory_budget"))?;
+    check_cores(service.cpu_budget, no_budget).map_err(key("cpu_budget"))?;
+    // 0 instances is how a profile says "watched, not planned".
+    check_count(service.instances, None).map_err(key("instances"))?;
+    check_count(
+        service.processes,
+        Some("an instance is at least one process"),
+    )
+    .map_err(key("processes"))?;
+    let Some(matchers) = &service.matchers else {
+        return Ok(());
+    };
+    if matchers.is_empty() {
+        return Err(key("match")(
+            "an empty list matches no process: give at least one matcher, \
+             match = [{ comm = \"...\" }]"
+                .to_string(),
+        ));
+    }
+    for (index, matcher) in matchers.iter().enumerate() {
+        check_matcher(matcher).map_err(|(field, message)| {
+            let mut path: Vec<Step> = ["services", name, "match"]
+                .iter()
+                .map(|k| Step::Key(k.to_string()))
+                .collect();
+            path.push(Step::Index(index));
+            path.extend(field.map(|f| Step::Key(f.to_string())));
+            Nonsense { path, message }
+        })?;
+    }
+    Ok(())
+}
+
+/// A matcher must pick some processes out: at least one of `comm`, `exe`, `cmdline`, `cgroup`
+/// that does not match everything, and no empty pattern. The error names the field, if one.
+fn check_matcher(matcher: &Matcher) -> Result<(), (Option<&'static str>, String)> {
+    let Matcher {
+        comm,
+        exe,
+        cmdline,
+        exclude_cmdline,
+        cgroup,
+    } = matcher;
+    let positive = [
+        ("comm", comm.as_ref().map(|p| (p.source(), &p.0))),
+        ("exe", searched(exe)),
+        ("cmdline", searched(cmdline)),
+        ("cgroup", searched(cgroup)),
+    ];
+    let exclude = searched(exclude_cmdline);
+    for (field, pattern) in positive.iter().chain([("exclude_cmdline", exclude)].iter()) {
+        if let Some((source, _)) = pattern {
+            if source.is_empty() {
+                return Err((Some(field), "an empty pattern".to_string()));
+            }
+        }
+    }
+    if let Some((source, regex)) = exclude {
+        if matches_any_process(regex) {
+            return Err((
+                Some("exclude_cmdline"),
+                format!("{source:?} excludes every process: the matcher could never match"),
+            ));
+        }
+    }
+    let given: Vec<_> = positive
+        .iter()
+        .filter_map(|(field, p)| p.map(|(source, regex)| (*field, source, regex)))
+        .collect();
+    if given.is_empty() {
+        return Err((
+            None,
+            "a matcher without comm, exe, cmdline or cgroup matches every process".to_string(),
+        ));
+    }
+    if given.iter().all(|(_, _, regex)| matches_any_process(regex)) {
+        let (field, source, _) = given[0];
+        return Err((
+            Some(field),
+            format!("{source:?} matches every process: name the service's own program"),
+        ));
+    }
+    Ok(())
+}
+
+/// A searched pattern as `(source, regex)`.
+fn searched(pattern: &Option<Pattern>) -> Option<(&str, &Regex)> {
+    pattern.as_ref().map(|p| (p.0.as_str(), &p.0))
+}
+
+fn matches_any_process(regex: &Regex) -> bool {
+    ANY_PROCESS.iter().all(|text| regex.is_match(text))
+}
+
+fn check_nginx(nginx: &NginxConfig) -> Result<(), Nonsense> {
+    if let Some(path) = &nginx.access_log {
+        check_path(path).map_err(at(&["nginx", "access_log"]))?;
+    }
+    if let Some(url) = &nginx.stub_status_url {
+        if url.port == 0 {
+            return Err(at(&["nginx", "stub_status_url"])(
+                "port 0: no server listens there".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_storage(storage: &StorageConfig) -> Result<(), Nonsense> {
+    for (name, path) in &storage.directories {
+        check_path(path).map_err(at(&["storage", "directories", &name.0]))?;
+    }
+    let never_starts = "every walk would stop before it starts";
+    if storage.max_files == Some(0) {
+        return Err(at(&["storage", "max_files"])(format!(
+            "0 entries: {never_starts}"
+        )));
+    }
+    if storage.max_duration.is_some_and(|d| d.0.is_zero()) {
+        return Err(at(&["storage", "max_duration"])(format!(
+            "0s: {never_starts}"
+        )));
+    }
+    Ok(())
+}
+
+/// A size at most `MAX_BYTES`; `zero` says why 0 cannot be meant, when it cannot.
+fn check_size(size: Option<Bytes>, zero: Option<&str>) -> Result<(), String> {
+    match (size, zero) {
+        (Some(Bytes(0)), Some(why)) => Err(format!("0 bytes: {why}")),
+        (Some(Bytes(n)), _) if n > MAX_BYTES => Err(format!(
+            "{n} bytes is more than 1 PiB, more memory than any host has"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Cores: more than 0 (`zero` says why) and at most `MAX_CORES`.
+fn check_cores(cores: Option<Cores>, zero: &str) -> Result<(), String> {
+    match cores {
+        Some(Cores(0.0)) => Err(format!("0 cores: {zero}")),
+        Some(Cores(n)) if n > MAX_CORES => Err(format!(
+            "{n} cores is more than Linux supports ({MAX_CORES})"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A count at most `MAX_COUNT`; `zero` says why 0 cannot be meant, when it cannot.
+fn check_count(count: Option<u32>, zero: Option<&str>) -> Result<(), String> {
+    match (count, zero) {
+        (Some(0), Some(why)) => Err(format!("0: {why}")),
+        (Some(n), _) if n > MAX_COUNT => Err(format!(
+            "{n} is more than the {MAX_COUNT} processes Linux allows at most"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A path the exporter can open: not empty (which would be the working directory) and without
+/// a NUL character (which no system call takes).
+fn check_path(path: &Path) -> Result<(), String> {
+    let text = path.as_os_str();
+    if text.is_empty() {
+        return Err("an empty path".to_string());
+    }
+    if text.as_encoded_bytes().contains(&0) {
+        return Err("a path cannot contain a NUL character".to_string());
+    }
+    Ok(())
 }
 
 /// A size in bytes: an integer, or a string such as "512MiB", "512MB", "512M" or "1.5GiB".
@@ -438,7 +683,7 @@ impl<'de> Deserialize<'de> for Cores {
         let value = f64::deserialize(d)?;
         if !(value >= 0.0 && value.is_finite()) {
             return Err(de::Error::custom(format!(
-                "a number of cores cannot be negative (got {value})"
+                "a number of cores is finite and not negative (got {value})"
             )));
         }
         Ok(Cores(value))
@@ -477,6 +722,17 @@ impl<'de> Deserialize<'de> for WholePattern {
         Ok(WholePattern(
             Regex::new(&format!("^(?:{text})$")).expect("checked above"),
         ))
+    }
+}
+
+impl WholePattern {
+    /// The pattern as the config gave it, without the anchors added here.
+    pub fn source(&self) -> &str {
+        let anchored = self.0.as_str();
+        anchored
+            .strip_prefix("^(?:")
+            .and_then(|s| s.strip_suffix(")$"))
+            .unwrap_or(anchored)
     }
 }
 
@@ -554,6 +810,28 @@ impl ConfigError {
         }
     }
 
+    /// Locates a value refused after parsing: the key is the path up to any array index, the
+    /// line and column those of the value itself.
+    fn at_path(file: &str, text: &str, nonsense: Nonsense) -> ConfigError {
+        let (line, column) =
+            span_of(text, &nonsense.path).map_or((0, 0), |offset| line_and_column(text, offset));
+        let key: Vec<&str> = nonsense
+            .path
+            .iter()
+            .map_while(|step| match step {
+                Step::Key(key) => Some(key.as_str()),
+                Step::Index(_) => None,
+            })
+            .collect();
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            key: key.join("."),
+            message: nonsense.message,
+        }
+    }
+
     fn at_table(file: &str, text: &str, table: &str, message: &str) -> ConfigError {
         let header = format!("[{table}]");
         let line = text
@@ -590,6 +868,28 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     (line, column)
+}
+
+/// The offset of the value at `path` in `text`, or of the deepest step of it that is there.
+fn span_of(text: &str, path: &[Step]) -> Option<usize> {
+    let root = toml::de::DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut array = None;
+    let mut offset = None;
+    for step in path {
+        let value = match step {
+            Step::Key(key) => table.get(key.as_str()),
+            Step::Index(index) => array.and_then(|a: &toml::de::DeArray| a.get(*index)),
+        };
+        let Some(value) = value else { break };
+        offset = Some(value.span().start);
+        let inner = value.get_ref();
+        if let Some(t) = inner.as_table() {
+            table = t;
+        }
+        array = inner.as_array();
+    }
+    offset
 }
 
 /// The dotted key at `line` (1-based): the nearest `[table]` header above it and the nearest
@@ -788,6 +1088,130 @@ mod tests {
         assert_eq!(err.line, 3);
         assert_eq!(err.key, "postgres.url");
         assert!(!err.to_string().contains("sekrit"), "{err}");
+    }
+
+    /// (line, column, key) of the error `text` gives.
+    fn refused(text: &str) -> (usize, usize, String, String) {
+        let err = load_text(text).expect_err(text);
+        (err.line, err.column, err.key, err.message)
+    }
+
+    #[test]
+    fn a_matcher_that_matches_every_process_is_refused() {
+        let (line, column, key, message) = refused("[services.web]\ninstances = 1\nmatch = [{}]\n");
+        assert_eq!((line, column, key.as_str()), (3, 10, "services.web.match"));
+        assert!(message.contains("matches every process"), "{message}");
+        let (line, _, key, message) =
+            refused("[services.web]\nmatch = [\n  { comm = \"x\" },\n  { cmdline = '.*' },\n]\n");
+        assert_eq!((line, key.as_str()), (4, "services.web.match"));
+        assert!(
+            message.contains("\".*\" matches every process"),
+            "{message}"
+        );
+        for matcher in [
+            "{ exclude_cmdline = 'x' }",
+            "{ comm = '' }",
+            "{ comm = 'x', exclude_cmdline = '' }",
+            "{ comm = '.*' }",
+            "{ exe = '', cmdline = 'x' }",
+            "{ cgroup = '.?', comm = '.+|' }",
+            "{ comm = 'redis', exclude_cmdline = '^' }",
+        ] {
+            let (line, _, key, _) = refused(&format!("[services.redis]\nmatch = [{matcher}]\n"));
+            assert_eq!(
+                (line, key.as_str()),
+                (2, "services.redis.match"),
+                "{matcher}"
+            );
+        }
+        let (_, _, key, message) = refused("[services.redis]\nmatch = []\n");
+        assert_eq!(key, "services.redis.match");
+        assert!(message.contains("no process"), "{message}");
+        // Patterns that match much but not every text are the user's choice.
+        load_text("[services.kthreads]\nmatch = [{ cmdline = '^$' }]\n").unwrap();
+        load_text("[services.web]\nmatch = [{ comm = '.*', cgroup = 'docker' }]\n").unwrap();
+    }
+
+    #[test]
+    fn impossible_figures_are_refused_with_their_key() {
+        for (text, key) in [
+            ("[plan]\nhost_memory = 0\n", "plan.host_memory"),
+            (
+                "[plan]\nhost_memory = \"17179869184GiB\"\n",
+                "plan.host_memory",
+            ),
+            ("[plan]\nswap = \"2PiB\"\n", "plan.swap"),
+            ("[plan]\nswap = \"2048TiB\"\n", "plan.swap"),
+            ("[plan]\nhost_cpu_cores = 0\n", "plan.host_cpu_cores"),
+            ("[plan]\nhost_cpu_cores = 1e6\n", "plan.host_cpu_cores"),
+            (
+                "[plan]\ndatabase_pool_connections = 0\n",
+                "plan.database_pool_connections",
+            ),
+            (
+                "[services.redis]\nmemory_budget = \"0MiB\"\n",
+                "services.redis.memory_budget",
+            ),
+            (
+                "[services.redis]\nmemory_budget = \"16777216TiB\"\n",
+                "services.redis.memory_budget",
+            ),
+            (
+                "[services.redis]\ninstance_memory_budget = 0\n",
+                "services.redis.instance_memory_budget",
+            ),
+            (
+                "[services.redis]\nprocess_memory_budget = \"0.1\"\n",
+                "services.redis.process_memory_budget",
+            ),
+            (
+                "[services.redis]\ncpu_budget = 0.0\n",
+                "services.redis.cpu_budget",
+            ),
+            (
+                "[services.redis]\ninstances = 4294967295\n",
+                "services.redis.instances",
+            ),
+            (
+                "[services.redis]\nprocesses = 0\n",
+                "services.redis.processes",
+            ),
+            ("[nginx]\naccess_log = \"\"\n", "nginx.access_log"),
+            (
+                "[nginx]\naccess_log = \"/var/log/a\\u0000b\"\n",
+                "nginx.access_log",
+            ),
+            (
+                "[nginx]\nstub_status_url = \"http://127.0.0.1:0/s\"\n",
+                "nginx.stub_status_url",
+            ),
+            (
+                "[storage]\ndirectories = { backups = \"\" }\n",
+                "storage.directories.backups",
+            ),
+            (
+                "[storage.directories]\nbackups = \"\"\n",
+                "storage.directories.backups",
+            ),
+            ("[storage]\nmax_files = 0\n", "storage.max_files"),
+            ("[storage]\nmax_duration = \"0s\"\n", "storage.max_duration"),
+        ] {
+            let (line, column, found, _) = refused(&format!("# comment\n{text}"));
+            assert_eq!((line, found.as_str()), (3, key), "{text}");
+            assert!(column > 1, "{text}: the column points at the value");
+        }
+        // Zero is meant here: no swap, no allowance, watched but not planned, walk every scrape.
+        load_text(
+            "[plan]\nswap = 0\nsystem_memory = 0\nbuffer_memory = 0\n\
+             [services.redis]\ninstances = 0\n[storage]\nmin_interval = \"0s\"\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn dotted_keys_are_located_too() {
+        let (line, column, key, _) = refused("profile = \"dev\"\nplan.host_memory = 0\n");
+        assert_eq!((line, column, key.as_str()), (2, 20, "plan.host_memory"));
     }
 
     #[test]
