@@ -155,7 +155,7 @@ def ref(expr, legend, color="red"):
 
 
 def steps(*pairs):
-    """Threshold steps: steps("green", 0.85, "orange", 0.9, "red")."""
+    """Threshold steps: steps("green", A1, "orange", S1, "red"); numbers come from limit()."""
     out = [{"color": pairs[0], "value": None}]
     for i in range(1, len(pairs), 2):
         out.append({"color": pairs[i + 1], "value": pairs[i]})
