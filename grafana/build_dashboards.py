@@ -10,10 +10,19 @@ Every panel cites the THRESHOLDS.md row(s) it shows (A1, S1, M4, ...). Threshold
 fieldConfig thresholds drawn as dashed lines (fixed numbers of the plans: 85 %, 500 ms, 150, ...)
 or a query on the exporter's budget series (stack_service_memory_budget_bytes, ...), never a
 budget written here: budgets differ by profile and live in the exporter.
+
+The fixed numbers are not written here either: each is read from the alert that acts on it in
+rules/*.yml (`limit("StackHostMemoryHigh")` is the 0.85 of its `> 0.85`), and titles and
+descriptions print them. To change a threshold, change the alert's expression (and its summary),
+then run this script. tests/dashboards/lint_dashboards.py fails when a dashboard draws a line that
+is not the threshold of an alert on a row the panel cites. Needs PyYAML.
 """
 import json
 import os
+import re
 import sys
+
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -23,7 +32,6 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'job=~"$job", instance=~"$instance"'
 TAG = "stack_exporter"
 GIB = 1024 ** 3     # sizes are binary, as in the profiles and rules/storage.yml (5 GB = 5 GiB)
-GIB5 = 5 * GIB
 
 
 def sel(metric, extra=""):
@@ -33,6 +41,95 @@ def sel(metric, extra=""):
 
 def rate(metric, extra=""):
     return "rate(%s[$__rate_interval])" % sel(metric, extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Thresholds, read from the alerts of rules/*.yml
+
+# A comparison with a number: `> 0.85`, `>= 1`, `< 0.90`, `> 5 * 1024^3`, `> 26 * 3600`.
+COMPARISON = re.compile(r"(?:[<>]=?|[=!]=)\s*(?:bool\s+)?(\d+(?:\.\d+)?(?:\s*[*^]\s*\d+(?:\.\d+)?)*)"
+                        r"(?![\w.])")
+
+
+def number(text):
+    """The value of `5 * 1024^3`: factors joined by *, each a number or a power."""
+    value = 1.0
+    for factor in text.split("*"):
+        base, _, power = factor.partition("^")
+        value *= float(base) ** (float(power) if power else 1)
+    return int(value) if value == int(value) and "." not in text else value
+
+
+def rule_limits(rules_dir=os.path.join(REPO, "rules")):
+    """{alert: [each number its expression compares against, in order]} of rules_dir/*.yml."""
+    limits = {}
+    for name in sorted(os.listdir(rules_dir)):
+        if name.endswith((".yml", ".yaml")):
+            with open(os.path.join(rules_dir, name), encoding="utf-8") as f:
+                doc = yaml.safe_load(f) or {}
+            for group in doc.get("groups") or []:
+                for rule in group.get("rules") or []:
+                    if "alert" in rule:
+                        limits[rule["alert"]] = [number(n) for n in COMPARISON.findall(rule["expr"])]
+    return limits
+
+
+RULE_LIMITS = rule_limits()
+
+
+def limits(alert, count):
+    """The `count` numbers the alert's expression compares against, in order."""
+    if alert not in RULE_LIMITS:
+        raise SystemExit("%s is not an alert of rules/*.yml" % alert)
+    if len(RULE_LIMITS[alert]) != count:
+        raise SystemExit("%s compares against %s, not %d number(s): say which one the "
+                         "dashboards draw" % (alert, RULE_LIMITS[alert], count))
+    return RULE_LIMITS[alert]
+
+
+def limit(alert):
+    """The threshold of `alert`: the one number its expression compares against."""
+    return limits(alert, 1)[0]
+
+
+# Named by the THRESHOLDS.md row they encode; the alert is the place to change each.
+A1 = limit("StackHostMemoryHigh")
+A2 = limit("StackHostCpuBusy")
+A3 = limit("StackHostFilesystemUsageHigh")      # S3, D1 too
+A4 = limit("StackDatabasePoolExhausted")        # P6 too
+S1 = limit("StackHostMemoryScaleUp")
+S2 = limit("StackHostCpuScaleUp")
+S4 = limit("StackResponseTimeScaleUp")
+S5 = limit("StackConcurrentUsersScaleOut")
+W1 = limit("StackWsgiScaleOutCpu")
+W2 = limit("StackWsgiScaleOutLatency")
+W3 = limit("StackWsgiScaleOutQueue")
+X1 = limit("StackAsgiScaleOutConnections")
+X2 = limit("StackAsgiScaleOutWebsocketLatency")
+X3 = limit("StackAsgiScaleOutMemory")
+P1 = limit("StackApiLatencyHigh")
+P2 = limit("StackStaticLatencyHigh")
+P3 = limit("StackDatabaseQueriesSlow")
+P4 = limit("StackCeleryTaskSlow")
+P5 = limit("StackThroughputAbovePlan")
+M_BUDGET = limit("StackServiceMemoryOverBudget")  # a share of the budget: 1 = 100 %
+C7_LOW, C7_HIGH = limits("StackSwapDrift", 2)
+D2 = limit("StackDatabaseSizeOverPlan")
+K1 = limit("StackHostCpuSteal")
+
+
+def pct(ratio):
+    """0.85 -> "85 %"."""
+    return "%g %%" % round(ratio * 100, 6)
+
+
+def secs(seconds):
+    """0.5 -> "500 ms", 2 -> "2 s"."""
+    return "%g ms" % round(seconds * 1000, 6) if seconds < 1 else "%g s" % seconds
+
+
+def gib(size):
+    return "%g GiB" % (size / GIB)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +155,7 @@ def ref(expr, legend, color="red"):
 
 
 def steps(*pairs):
-    """Threshold steps: steps("green", 0.85, "orange", 0.9, "red")."""
+    """Threshold steps: steps("green", A1, "orange", S1, "red"); numbers come from limit()."""
     out = [{"color": pairs[0], "value": None}]
     for i in range(1, len(pairs), 2):
         out.append({"color": pairs[i + 1], "value": pairs[i]})
@@ -321,31 +418,32 @@ def overview():
              "none", [target(sel("stack_plan_info"), table=True)], w=4,
              fields="/^profile$/", color_mode="none"),
         stat("Host memory used",
-             "MemTotal - MemAvailable as a share of MemTotal. A1 alerts above 85 %; S1 scales up "
-             "(vertical: 4 GB RAM, 4 cores) when it stays above 90 %.",
+             "MemTotal - MemAvailable as a share of MemTotal. A1 alerts above %s; S1 scales up "
+             "(vertical: 4 GB RAM, 4 cores) when it stays above %s." % (pct(A1), pct(S1)),
              "percentunit", [target(sel("instance:stack_host_memory_used:ratio"), "{{instance}}")],
-             thresholds=steps("green", 0.85, "orange", 0.9, "red"), decimals=1),
+             thresholds=steps("green", A1, "orange", S1, "red"), decimals=1),
         stat("CPU busy",
-             "Share of all cores busy (not idle, not iowait), 5-minute rate. A2 alerts above 80 % "
-             "for more than 5 minutes; S2 scales up when it stays above 80 %.",
+             "Share of all cores busy (not idle, not iowait), 5-minute rate. A2 alerts above %s "
+             "for more than 5 minutes; S2 scales up when it stays above %s." % (pct(A2), pct(S2)),
              "percentunit",
              [target(sel("instance:stack_host_cpu_busy:ratio_rate5m"), "{{instance}}")],
-             thresholds=steps("green", 0.8, "red"), decimals=1),
+             thresholds=steps("green", A2, "red"), decimals=1),
         stat("Fullest filesystem",
              "Used share of the fullest real filesystem (space left to unprivileged users). A3 "
-             "alerts and S3 scales up above 80 %; D1 plans 12-30 GB on a 50 GB disk.",
+             "alerts and S3 scales up above %s; D1 plans 12-30 GB on a 50 GB disk." % pct(A3),
              "percentunit",
              [target("max by (instance) (%s)" % sel("instance:stack_host_filesystem_used:ratio"),
                      "{{instance}}")],
-             thresholds=steps("green", 0.8, "red"), decimals=1),
+             thresholds=steps("green", A3, "red"), decimals=1),
         stat("Swap configured vs plan",
              "SwapTotal as a share of the swap the plan prescribes (C7, M9: a 2 GB swap file "
-             "\"for safety\"). Green within 10 % of it, where the StackSwapDrift alert is quiet.",
+             "\"for safety\"). Green from %s to %s of it, where the StackSwapDrift alert is "
+             "quiet." % (pct(C7_LOW), pct(C7_HIGH)),
              "percentunit",
              [target("%s / on (instance, job) %s" % (sel("stack_host_swap_total_bytes"),
                                                       sel("stack_plan_swap_bytes")),
                      "{{instance}}")],
-             thresholds=steps("red", 0.9, "green", 1.1, "red"), decimals=0),
+             thresholds=steps("red", C7_LOW, "green", C7_HIGH, "red"), decimals=0),
         stat("Alerts firing",
              "Stack* alerts firing now (A1-A5 and the S, W, X, P, M, H, C rows behind them); "
              "the table at the bottom lists them.",
@@ -365,11 +463,12 @@ def overview():
              text_mode="value_and_name"),
         bargauge("Service memory: share of budget",
                  "Each service's PSS (all instances, shared pages of forked workers counted once) "
-                 "as a share of its budget from the profile (M2-M7, H1-H4). Past 100 % the "
-                 "service is outside the plan; 85 % is where X3 adds an ASGI container.",
+                 "as a share of its budget from the profile (M2-M7, H1-H4). Past %s the "
+                 "service is outside the plan; %s is where X3 adds an ASGI container."
+                 % (pct(M_BUDGET), pct(X3)),
                  "percentunit",
                  [target(sel("service:stack_service_memory_budget_used:ratio"), "{{service}}")],
-                 w=9, h=8, thresholds=steps("green", 0.85, "orange", 1, "red"), max=1.25),
+                 w=9, h=8, thresholds=steps("green", X3, "orange", M_BUDGET, "red"), max=1.25),
         stat("Collectors OK",
              "1 when the collector ran to the end in the last scrape. A failed collector leaves "
              "its rows unmeasured: host (A1-A3), services (A5, M, H), databases (A4, P3).",
@@ -383,30 +482,31 @@ def overview():
              "bytes", [target(sel("instance:stack_plan_memory_unallocated:bytes"), "{{instance}}")],
              w=4, h=8, thresholds=steps("red", 0, "green"), text_mode="value"),
         timeseries("Host memory: used vs total",
-                   "Used = MemTotal - MemAvailable. Dashed: A1 alert line at 85 % of total, S1 "
-                   "scale-up line at 90 % of total, and the RAM the plan assumes (M8, H1-H4).",
+                   "Used = MemTotal - MemAvailable. Dashed: A1 alert line at %s of total, S1 "
+                   "scale-up line at %s of total, and the RAM the plan assumes (M8, H1-H4)."
+                   % (pct(A1), pct(S1)),
                    "bytes",
                    [target("%s - %s" % (mem_total, sel("stack_host_memory_available_bytes")),
                            "used {{instance}}"),
                     target(mem_total, "total {{instance}}"),
-                    ref("0.85 * " + mem_total, "A1 alert: 85 % of total", "orange"),
-                    ref("0.9 * " + mem_total, "S1 scale up: 90 % of total", "red"),
+                    ref("%g * %s" % (A1, mem_total), "A1 alert: %s of total" % pct(A1), "orange"),
+                    ref("%g * %s" % (S1, mem_total), "S1 scale up: %s of total" % pct(S1), "red"),
                     ref(sel("stack_plan_host_memory_bytes"), "plan: host RAM (M8, H)", "blue")],
                    min=0),
-        timeseries("CPU busy vs 80 %",
-                   "Share of all cores busy, 5-minute rate. Dashed line at 80 %: A2 alerts after "
-                   "5 minutes above it, S2 scales up (vertical: 4 GB RAM, 4 cores; or horizontal) "
-                   "when it stays there.",
+        timeseries("CPU busy vs %s" % pct(A2),
+                   "Share of all cores busy, 5-minute rate. Dashed line at %s: A2 alerts after "
+                   "5 minutes above it; S2 scales up (vertical: 4 GB RAM, 4 cores; or horizontal) "
+                   "when it stays above %s." % (pct(A2), pct(S2)),
                    "percentunit",
                    [target(sel("instance:stack_host_cpu_busy:ratio_rate5m"), "{{instance}}")],
-                   thresholds=steps("green", 0.8, "red"), min=0, max=1),
+                   thresholds=steps("green", A2, "red"), min=0, max=1),
         timeseries("Disk used per filesystem",
-                   "Used share of each real filesystem. Dashed line at 80 %: A3 alerts, S3 "
-                   "scales up. D1 plans 12-30 GB of use on a 50 GB disk (24-60 %).",
+                   "Used share of each real filesystem. Dashed line at %s: A3 alerts, S3 "
+                   "scales up. D1 plans 12-30 GB of use on a 50 GB disk (24-60 %%)." % pct(A3),
                    "percentunit",
                    [target(sel("instance:stack_host_filesystem_used:ratio"),
                            "{{mountpoint}} {{instance}}")],
-                   thresholds=steps("green", 0.8, "red"), min=0, max=1),
+                   thresholds=steps("green", A3, "red"), min=0, max=1),
         timeseries("Swap: used vs configured and planned",
                    "Swap in use and configured. Dashed: the swap the plan prescribes (C7, M9: "
                    "2 GB \"for safety\"). Swap in steady use means memory is short (A1, S1).",
@@ -445,13 +545,14 @@ def overview():
                    [target(sel("instance:stack_monitoring_memory:bytes"), "monitoring {{instance}}"),
                     ref(sel("instance:stack_monitoring_memory_room:bytes"),
                         "plan: room for monitoring (K3)")]),
-        timeseries("CPU steal vs 10 %",
+        timeseries("CPU steal vs %s" % pct(K1),
                    "CPU time the hypervisor took from this guest, share of all cores, 5-minute "
                    "rate. On the plan's burstable t3 instances (K1) sustained steal means the CPU "
-                   "credits ran out; dashed at 10 %, where StackHostCpuSteal warns after 15m.",
+                   "credits ran out; dashed at %s, where StackHostCpuSteal warns after 15m."
+                   % pct(K1),
                    "percentunit",
                    [target(sel("instance:stack_host_cpu_steal:ratio_rate5m"), "{{instance}}")],
-                   w=8, thresholds=steps("green", 0.1, "red"), min=0),
+                   w=8, thresholds=steps("green", K1, "red"), min=0),
         stat("Cores: host vs plan",
                    "Online cores as a share of the cores the profile assumes. K1: the plan's own "
                    "t3.large staging has 2 where H2 plans 4, t3.xlarge production 4 where H3 "
@@ -495,8 +596,9 @@ def services():
         "Services against the plan",
         "One row per watched service: running instances and processes against the counts the "
         "plan implies (A5, C3, C4, H1-H4), PSS against the memory budget (M2-M7, H1-H4), CPU "
-        "against the core budget (H2-H4, W1). Budget and expected columns are empty for services "
-        "the profile does not plan.",
+        "against the core budget (H2-H4, W1): orange from %s (X3 adds an ASGI container), red "
+        "past %s. Budget and expected columns are empty for services the profile does not plan."
+        % (pct(X3), pct(M_BUDGET)),
         [target(by_service("stack_service_up"), table=True),
          target(by_service("stack_service_instances"), table=True),
          target(by_service("stack_service_expected_instances"), table=True),
@@ -522,7 +624,7 @@ def services():
             "Value #H": ("Share of budget", "percentunit", {
                 "custom.cellOptions": {"type": "color-background"},
                 "color": {"mode": "thresholds"},
-                "thresholds": steps("green", 0.85, "orange", 1, "red")}),
+                "thresholds": steps("green", X3, "orange", M_BUDGET, "red")}),
             "Value #I": ("CPU (cores, 5m)", "none", {"decimals": 2}),
             "Value #J": ("CPU budget (cores)", "none", {}),
             "Value #K": ("Processes at RSS (no PSS)", "none", {}),
@@ -542,27 +644,27 @@ def services():
                    min=0),
         timeseries("$service largest instance and process vs their budgets",
                    "PSS of the largest instance (a container, one process tree) against the "
-                   "per-instance budget (H2-H4), with the X3 line at 85 % of it (ASGI: add 1 ASGI "
+                   "per-instance budget (H2-H4), with the X3 line at %s of it (ASGI: add 1 ASGI "
                    "container); PSS of the largest process against the per-process budget (M4: "
-                   "300 MB per Gunicorn worker).",
+                   "300 MB per Gunicorn worker)." % pct(X3),
                    "bytes",
                    [target(s("stack_service_instance_max_memory_bytes"), "largest instance"),
                     ref(s("stack_service_instance_memory_budget_bytes"), "per-instance budget (H)"),
-                    ref("0.85 * " + s("stack_service_instance_memory_budget_bytes"),
-                        "X3: 85 % of per-instance budget", "orange"),
+                    ref("%g * %s" % (X3, s("stack_service_instance_memory_budget_bytes")),
+                        "X3: %s of per-instance budget" % pct(X3), "orange"),
                     target(s("stack_service_process_max_memory_bytes"), "largest process"),
                     ref(s("stack_service_process_memory_budget_bytes"), "per-process budget (M4)",
                         "purple")],
                    min=0),
         timeseries("$service CPU vs budget",
                    "Cores used by the service's processes (5-minute rate). Dashed: its core "
-                   "budget (H2-H4), the W1 line at 70 % of it (WSGI: add 1 WSGI container), and "
-                   "the host's cores where the profile gives no budget (vps-2gb).",
+                   "budget (H2-H4), the W1 line at %s of it (WSGI: add 1 WSGI container), and "
+                   "the host's cores where the profile gives no budget (vps-2gb)." % pct(W1),
                    "short",
                    [target(s("service:stack_service_cpu:rate5m"), "cores used"),
                     ref(s("stack_service_cpu_budget_cores"), "budget (H)"),
-                    ref("0.7 * " + s("stack_service_cpu_budget_cores"), "W1: 70 % of budget",
-                        "orange"),
+                    ref("%g * %s" % (W1, s("stack_service_cpu_budget_cores")),
+                        "W1: %s of budget" % pct(W1), "orange"),
                     ref(sel("stack_host_cpu_cores"), "host cores", "blue")],
                    min=0, decimals=2),
         timeseries("$service processes and instances vs plan",
@@ -612,16 +714,16 @@ def databases():
              text_mode="value_and_name"),
         stat("Connection pool used",
              "Open connections as a share of the plan's ceiling (P6: max 20 concurrent). A4 "
-             "alerts when the pool is exhausted (100 %).",
+             "alerts when the pool is exhausted (%s)." % pct(A4),
              "percentunit",
              [target(sel("target:stack_database_pool_used:ratio"), "{{dbms}} {{target}}")],
-             w=8, thresholds=steps("green", 1, "red"), text_mode="value_and_name"),
+             w=8, thresholds=steps("green", A4, "red"), text_mode="value_and_name"),
         stat("Database size",
              "Data and index size of all databases of the target. D2 plans 1-5 GB (binary, like "
              "the profiles: 5 GiB); beyond it the storage plan (D1, D4 backups) no longer holds.",
              "bytes",
              [target(sel("target:stack_database_size_bytes:sum"), "{{dbms}} {{target}}")],
-             w=8, thresholds=steps("green", GIB5, "red"), text_mode="value_and_name"),
+             w=8, thresholds=steps("green", D2, "red"), text_mode="value_and_name"),
         stat("Planned datastores answering from elsewhere",
              "1 for a datastore the profile plans on this host that answered within the last "
              "day while none of its processes ran here: managed (K2: RDS PostgreSQL, ElastiCache "
@@ -657,14 +759,15 @@ def databases():
                            "PostgreSQL {{state}}"),
                     target(sel("stack_mysql_connections_running"), "MySQL running {{target}}")],
                    stack=True, min=0, decimals=0),
-        timeseries("Mean statement latency vs 200 ms",
+        timeseries("Mean statement latency vs %s" % secs(P3),
                    "Total statement time / statements, 5-minute rate (performance_schema, "
-                   "pg_stat_statements). P3 targets a p95 below 200 ms (dashed); the mean is "
-                   "below the p95, so a mean above the line means P3 is missed for certain.",
+                   "pg_stat_statements). P3 targets a p95 below %s (dashed); the mean is "
+                   "below the p95, so a mean above the line means P3 is missed for certain."
+                   % secs(P3),
                    "s",
                    [target(sel("target:stack_database_statement_latency_seconds:mean_rate5m"),
                            "{{dbms}} {{target}}")],
-                   thresholds=steps("green", 0.2, "red"), min=0),
+                   thresholds=steps("green", P3, "red"), min=0),
         timeseries("Query throughput and slow queries",
                    "MySQL questions and slow queries (over long_query_time, P3) per second; "
                    "PostgreSQL commits and rollbacks per second. Compare with the request rate "
@@ -699,10 +802,10 @@ def databases():
                                                per_target_rate("stack_postgres_blocks_read_total")),
                            "{{target}}")],
                    max=1),
-        timeseries("Database size vs 1-5 GB",
-                   "Size of each database (data + indexes). Dashed: 1 GiB and 5 GiB, the ends of "
-                   "the plan's 1-5 GB range (D2); backups grow with it (D4: one backup 100-500 MB "
-                   "compressed).",
+        timeseries("Database size vs %s" % gib(D2),
+                   "Size of each database (data + indexes). Dashed: %s, where "
+                   "StackDatabaseSizeOverPlan says the plan's 1-5 GB (D2) is outgrown; backups "
+                   "grow with it (D4: one backup 100-500 MB compressed)." % gib(D2),
                    "bytes",
                    [target("sum by (instance, target, database) (%s)"
                            % sel("stack_mysql_database_size_bytes"),
@@ -710,7 +813,7 @@ def databases():
                     target("sum by (instance, target, database) (%s)"
                            % sel("stack_postgres_database_size_bytes"),
                            "PostgreSQL {{target}} {{database}}")],
-                   thresholds=steps("green", GIB, "yellow", GIB5, "red"), min=0),
+                   thresholds=steps("green", D2, "red"), min=0),
         row("Redis and Celery queues"),
         timeseries("Redis memory vs budget and maxmemory",
                    "used_memory and RSS. Dashed: Redis's budget from the profile (M3: 128 MB on "
@@ -764,7 +867,7 @@ def databases():
         timeseries("Celery queue lengths",
                    "Tasks waiting in each configured Celery queue (a Redis list). The plan runs "
                    "one --pool=solo worker (C4, M5); a queue that keeps growing means it cannot "
-                   "keep up, and inference slower than 2 s (P4) makes that likely.",
+                   "keep up, and inference slower than %s (P4) makes that likely." % secs(P4),
                    "short",
                    [target(sel("stack_redis_queue_length"), "{{queue}} ({{target}})")],
                    min=0, decimals=0),
@@ -772,14 +875,15 @@ def databases():
     return dashboard("stack-databases", "Stack / Databases & Redis",
                      "MySQL/MariaDB and PostgreSQL (panels show whichever is present) and Redis: "
                      "connections against the plan's pool of 20, statement latency against "
-                     "200 ms, buffer pool, database size against 1-5 GB, Redis memory against its "
-                     "budget and maxmemory, evictions, Celery queues.", panels)
+                     "%s, buffer pool, database size against 1-5 GB, Redis memory against its "
+                     "budget and maxmemory, evictions, Celery queues." % secs(P3), panels)
 
 
 # ---------------------------------------------------------------------------------------------
 # Traffic and scaling: should I scale, and how?
 
-# (ID, signal, expression in the threshold's unit, threshold, threshold text, alert, action).
+# (ID, signal, expression in the threshold's unit, that unit, alert, action). The threshold is
+# the alert's (scale_threshold), the action must be its `action` annotation (check_actions).
 # The expressions use the same windows as the alerts in rules/traffic.yml and rules/host.yml:
 # "consistently" (S) = 1-hour figures, "sustained" (W, X) = 5-minute figures.
 VERTICAL = "vertical: 4 GB RAM, 4 cores"
@@ -787,54 +891,68 @@ HORIZONTAL = "horizontal: load balancer + app servers"
 SCALING = [
     ("S1", "host memory used, 1 h average (%)",
      "100 * avg_over_time(%s[1h])" % sel("instance:stack_host_memory_used:ratio"),
-     90, "> 90 %", "StackHostMemoryScaleUp", VERTICAL),
+     "%", "StackHostMemoryScaleUp", VERTICAL),
     ("S2", "host CPU busy, 1 h average (%)",
      "100 * avg_over_time(%s[1h])" % sel("instance:stack_host_cpu_busy:ratio_rate5m"),
-     80, "> 80 %", "StackHostCpuScaleUp", VERTICAL + "; or " + HORIZONTAL),
+     "%", "StackHostCpuScaleUp", VERTICAL + "; or " + HORIZONTAL),
     ("S3", "fullest filesystem used (%)",
      "100 * %s" % sel("instance:stack_host_filesystem_used:ratio"),
-     80, "> 80 %", "StackHostFilesystemUsageHigh",
+     "%", "StackHostFilesystemUsageHigh",
      "scale up (the plan names no option for disk; D3, D4: rotate logs, prune backups)"),
     ("S4", "response time p95, last hour (s)",
      sel("instance:stack_nginx_http_request_duration_seconds:p95_1h"),
-     1, "> 1 s", "StackResponseTimeScaleUp", VERTICAL + "; or " + HORIZONTAL),
+     "s", "StackResponseTimeScaleUp", VERTICAL + "; or " + HORIZONTAL),
     ("S5", "concurrent users, 1 h average",
      "avg_over_time(%s[1h])" % sel("stack_nginx_recent_clients"),
-     50, "> 50", "StackConcurrentUsersScaleOut", HORIZONTAL),
+     "", "StackConcurrentUsersScaleOut", HORIZONTAL),
     ("W1", "WSGI CPU, share of its cores (%)",
      "100 * %s" % sel("service:stack_service_cpu_budget_used:ratio_rate5m", 'service="wsgi"'),
-     70, "> 70 % sustained", "StackWsgiScaleOutCpu", "add 1 WSGI container"),
+     "%", "StackWsgiScaleOutCpu", "add 1 WSGI container"),
     ("W2", "WSGI upstream response time p95 (s)",
      sel("route:stack_nginx_upstream_response_duration_seconds:p95_5m", 'route="wsgi"'),
-     0.5, "> 500 ms", "StackWsgiScaleOutLatency", "add 1 WSGI container"),
+     "s", "StackWsgiScaleOutLatency", "add 1 WSGI container"),
     ("W3", "WSGI request queue depth, 5 m average",
      "sum by (instance, job) (avg_over_time(%s[5m]))"
      % sel("stack_service_listen_queue_length", 'service="wsgi"'),
-     50, "> 50", "StackWsgiScaleOutQueue", "add 1 WSGI container"),
+     "", "StackWsgiScaleOutQueue", "add 1 WSGI container"),
     ("X1", "ASGI connections, busiest container",
      "avg_over_time(%s[5m])" % sel("stack_service_instance_max_connections", 'service="asgi"'),
-     150, "> 150 per container", "StackAsgiScaleOutConnections", "add 1 ASGI container"),
+     " per container", "StackAsgiScaleOutConnections", "add 1 ASGI container"),
     ("X2", "WebSocket latency p95 (s)",
      sel("instance:stack_app_websocket_latency_seconds:p95_5m"),
-     2, "> 2 s", "StackAsgiScaleOutWebsocketLatency", "add 1 ASGI container"),
+     "s", "StackAsgiScaleOutWebsocketLatency", "add 1 ASGI container"),
     ("X3", "ASGI memory, largest container, share of budget (%)",
      "100 * (%s or on (instance, job, service) %s)"
      % (sel("service:stack_service_instance_memory_budget_used:ratio", 'service="asgi"'),
         sel("service:stack_service_memory_budget_used:ratio", 'service="asgi"')),
-     85, "> 85 %", "StackAsgiScaleOutMemory", "add 1 ASGI container"),
+     "%", "StackAsgiScaleOutMemory", "add 1 ASGI container"),
 ]
+
+
+
+
+def scale_threshold(alert, unit):
+    """The alert's threshold in the row's unit, and as text: ("StackHostMemoryScaleUp", "%") ->
+    (90, "> 90 %")."""
+    value = limit(alert)
+    if unit == "%":
+        return round(100 * value, 6), "> " + pct(value)
+    if unit == "s":
+        return value, "> " + secs(value)
+    return value, "> %g%s" % (value, unit)
 
 
 def scaling_table():
     def union(make):
         parts = []
-        for sid, signal, expr, threshold, text, alert, action in SCALING:
+        for sid, signal, expr, unit, alert, action in SCALING:
+            threshold, text = scale_threshold(alert, unit)
             parts.append(labels("max by (instance) (%s)" % make(expr, threshold, alert),
                                 id=sid, signal=signal, threshold=text, action=action))
         return "\n  or\n".join(parts)
 
     current = union(lambda expr, thr, alert: expr)
-    share = union(lambda expr, thr, alert: "(%s) / %s" % (expr, thr))
+    share = union(lambda expr, thr, alert: "(%s) / %g" % (expr, thr))
     firing = union(lambda expr, thr, alert: sel(
         "ALERTS", 'alertname="%s", alertstate="firing"' % alert))
     state = [{"type": "range", "options": {"from": -1e12, "to": 0.9, "result":
@@ -879,12 +997,13 @@ def traffic():
         row("Traffic"),
         timeseries("Request rate by route",
                    "Requests per second in nginx's access log by route class (static, wsgi, asgi, "
-                   "websocket) and in all. Dashed: the plan is sized for 10-50 req/s (P5).",
+                   "websocket) and in all. The plan is sized for 10-50 req/s (P5); dashed at "
+                   "%g req/s, above which StackThroughputAbovePlan says it is outgrown." % P5,
                    "reqps",
                    [target("sum by (route) (%s)" % rate("stack_nginx_http_requests_total"),
                            "{{route}}"),
                     target("sum(%s)" % rate("stack_nginx_http_requests_total"), "all")],
-                   thresholds=steps("green", 10, "green", 50, "red"), min=0),
+                   thresholds=steps("green", P5, "red"), min=0),
         timeseries("Requests by status class",
                    "Requests per second by HTTP status class, stacked. Errors (5xx) count toward "
                    "the throughput the plan is sized for (P5) but serve nobody.",
@@ -894,49 +1013,52 @@ def traffic():
                    stack=True, min=0),
         timeseries("Concurrent users",
                    "Distinct client addresses in the last 5 minutes (the exporter's estimate of "
-                   "concurrent users) and nginx's active connections. Dashed: the plan's 10-50 "
-                   "users (P5); above 50 S5 scales out (horizontal: load balancer + app servers).",
+                   "concurrent users) and nginx's active connections. The plan expects 10-50 "
+                   "users (P5); dashed at %g, above which S5 scales out (horizontal: load "
+                   "balancer + app servers)." % S5,
                    "short",
                    [target(sel("stack_nginx_recent_clients"), "distinct clients {{instance}}"),
                     target(sel("stack_nginx_connections", 'state="active"'),
                            "nginx active connections {{instance}}")],
-                   thresholds=steps("green", 10, "green", 50, "red"), min=0, w=24),
+                   thresholds=steps("green", S5, "red"), min=0, w=24),
         row("Response times"),
-        timeseries("Static files p95 vs 100 ms",
+        timeseries("Static files p95 vs %s" % secs(P2),
                    "95th percentile of nginx's request time for static files. Dashed: the P2 "
-                   "target, below 100 ms.",
+                   "target, below %s." % secs(P2),
                    "s", [target(p95(dur, "instance", 'route="static"'), "static {{instance}}")],
-                   thresholds=steps("green", 0.1, "red"), min=0, w=8),
-        timeseries("API p95 vs 500 ms",
+                   thresholds=steps("green", P2, "red"), min=0, w=8),
+        timeseries("API p95 vs %s" % secs(P1),
                    "95th percentile of the request time of API routes (wsgi, asgi) as nginx sees "
-                   "it, and of the upstream's own response time. Dashed: P1 targets below 500 ms; "
-                   "W2 adds 1 WSGI container when the wsgi upstream p95 stays above it.",
+                   "it, and of the upstream's own response time. Dashed: P1 targets below %s; "
+                   "W2 adds 1 WSGI container when the wsgi upstream p95 stays above %s."
+                   % (secs(P1), secs(W2)),
                    "s",
                    [target(p95(dur, "route", 'route=~"wsgi|asgi"'), "{{route}} (request)"),
                     target(p95("stack_nginx_upstream_response_duration_seconds_bucket", "route",
                                'route=~"wsgi|asgi"'), "{{route}} (upstream)")],
-                   thresholds=steps("green", 0.5, "red"), min=0, w=8),
-        timeseries("All requests p95 vs 1 s",
+                   thresholds=steps("green", P1, "red"), min=0, w=8),
+        timeseries("All requests p95 vs %s" % secs(S4),
                    "95th percentile of every request but WebSockets (their request time is the "
                    "connection's life), and over the last hour. Dashed: S4 scales up when the "
-                   "p95 is above 1 s consistently.",
+                   "p95 is above %s consistently." % secs(S4),
                    "s",
                    [target(p95(dur, "instance", 'route!="websocket"'), "p95 {{instance}}"),
                     target(sel("instance:stack_nginx_http_request_duration_seconds:p95_1h"),
                            "p95 over the last hour {{instance}}")],
-                   thresholds=steps("green", 1, "red"), min=0, w=8),
+                   thresholds=steps("green", S4, "red"), min=0, w=8),
         row("WSGI and ASGI scaling signals"),
         timeseries("WSGI CPU vs budget",
                    "Cores used by WSGI as a share of its core budget (all host cores where the "
-                   "profile gives none). Dashed: W1 adds 1 WSGI container above 70 % sustained.",
+                   "profile gives none). Dashed: W1 adds 1 WSGI container above %s sustained."
+                   % pct(W1),
                    "percentunit",
                    [target(sel("service:stack_service_cpu_budget_used:ratio_rate5m",
                                'service="wsgi"'), "wsgi {{instance}}")],
-                   thresholds=steps("green", 0.7, "red"), min=0, w=8),
-        timeseries("WSGI request queue vs 50",
+                   thresholds=steps("green", W1, "red"), min=0, w=8),
+        timeseries("WSGI request queue vs %g" % W3,
                    "Connections waiting in the accept queues of WSGI's listening sockets. "
-                   "Dashed: W3 adds 1 WSGI container above 50. The backlog limit is where new "
-                   "connections start being refused.",
+                   "Dashed: W3 adds 1 WSGI container above %g. The backlog limit is where new "
+                   "connections start being refused." % W3,
                    "short",
                    [target("sum by (instance) (%s)"
                            % sel("stack_service_listen_queue_length", 'service="wsgi"'),
@@ -944,10 +1066,11 @@ def traffic():
                     ref("sum by (instance) (%s)"
                         % sel("stack_service_listen_queue_limit", 'service="wsgi"'),
                         "backlog limit {{instance}}", "blue")],
-                   thresholds=steps("green", 50, "red"), min=0, decimals=0, w=8),
-        timeseries("ASGI connections per instance vs 150",
+                   thresholds=steps("green", W3, "red"), min=0, decimals=0, w=8),
+        timeseries("ASGI connections per instance vs %g" % X1,
                    "Established connections of the busiest ASGI instance (container) and the "
-                   "mean per instance. Dashed: X1 adds 1 ASGI container above 150 per container.",
+                   "mean per instance. Dashed: X1 adds 1 ASGI container above %g per container."
+                   % X1,
                    "short",
                    [target(sel("stack_service_instance_max_connections", 'service="asgi"'),
                            "busiest instance {{instance}}"),
@@ -955,19 +1078,19 @@ def traffic():
                            % (sel("stack_service_connections", 'service="asgi"'),
                               sel("stack_service_instances", 'service="asgi"')),
                            "mean per instance {{instance}}")],
-                   thresholds=steps("green", 150, "red"), min=0, decimals=0, w=8),
-        timeseries("WebSocket latency p95 vs 2 s",
+                   thresholds=steps("green", X1, "red"), min=0, decimals=0, w=8),
+        timeseries("WebSocket latency p95 vs %s" % secs(X2),
                    "95th percentile of the ping/pong round trip the ASGI app measures "
                    "(stack_app_websocket_latency_seconds, scraped from the app). Dashed: X2 adds "
-                   "1 ASGI container above 2 s. Empty until the app exports it.",
+                   "1 ASGI container above %s. Empty until the app exports it." % secs(X2),
                    "s",
                    [target(p95("stack_app_websocket_latency_seconds_bucket", "instance", ""),
                            "p95 {{instance}}")],
-                   thresholds=steps("green", 2, "red"), min=0, w=8),
+                   thresholds=steps("green", X2, "red"), min=0, w=8),
         timeseries("ASGI memory vs budget",
                    "PSS of the largest ASGI instance as a share of the per-instance budget, or "
                    "all of ASGI against its total budget where the profile gives no per-instance "
-                   "one. Dashed: X3 adds 1 ASGI container above 85 %.",
+                   "one. Dashed: X3 adds 1 ASGI container above %s." % pct(X3),
                    "percentunit",
                    [target("%s or on (instance, job, service) %s"
                            % (sel("service:stack_service_instance_memory_budget_used:ratio",
@@ -975,19 +1098,20 @@ def traffic():
                               sel("service:stack_service_memory_budget_used:ratio",
                                   'service="asgi"')),
                            "asgi {{instance}}")],
-                   thresholds=steps("green", 0.85, "orange", 1, "red"), min=0, w=8),
-        timeseries("Celery task runtime p95 vs 2 s",
+                   thresholds=steps("green", X3, "orange", M_BUDGET, "red"), min=0, w=8),
+        timeseries("Celery task runtime p95 vs %s" % secs(P4),
                    "95th percentile of Celery task runtime per task (celery_task_runtime{name} "
-                   "from celery-exporter). Dashed: P4 targets ML inference below 2 s. Empty "
-                   "until that exporter is scraped.",
+                   "from celery-exporter). Dashed: P4 targets ML inference below %s. Empty "
+                   "until that exporter is scraped." % secs(P4),
                    "s",
                    [target(p95("celery_task_runtime_bucket", "name", ""), "{{name}}")],
-                   thresholds=steps("green", 2, "red"), min=0, w=8),
+                   thresholds=steps("green", P4, "red"), min=0, w=8),
     ]
     return dashboard("stack-traffic", "Stack / Traffic & scaling",
-                     "Should I scale, and how: request rate, p95 per route class against 500 ms, "
-                     "100 ms and 1 s, WSGI queue depth, ASGI connections per instance, and every "
-                     "scaling signal of the plans with the plan's action.", panels)
+                     "Should I scale, and how: request rate, p95 per route class against %s, "
+                     "%s and %s, WSGI queue depth, ASGI connections per instance, and every "
+                     "scaling signal of the plans with the plan's action."
+                     % (secs(P1), secs(P2), secs(S4)), panels)
 
 
 DASHBOARDS = [overview, services, databases, traffic]
@@ -1023,7 +1147,7 @@ def check_actions():
     if actions is None:
         return ["rules/ not found: scaling actions not compared with the alerts"], []
     errors = []
-    for sid, _, _, _, _, alert, action in SCALING:
+    for sid, _, _, _, alert, action in SCALING:
         if alert not in actions:
             errors.append("%s: alert %s is not in rules/*.yml" % (sid, alert))
         elif actions[alert] is not None and actions[alert] != action:

@@ -11,6 +11,10 @@ dashboard-linter and of this project:
   increase; every query selects at least one series (no threshold written as a bare number);
   every variable a query uses is defined; every metric is in docs/metrics.md or recorded in rules/;
   every alertname="..." names an alert of rules/;
+- every threshold a panel draws (a threshold step, a table column's step, a dashed `0.85 * ...`
+  line) is a number some alert compares against (`> 0.85`, grafana/build_dashboards.py's
+  COMPARISON) among the alerts whose plan_ref names a row the panel cites (`M2-M7` cites M2 to
+  M7). 0 and 1 are exempt: they bound states (up/down) and shares of a budget (100 %);
 - every panel has a title, a description citing at least one THRESHOLDS.md row (A1, S1, M4, ...)
   and no unknown row, a valid unit in fieldConfig.defaults.unit, at least one query, a grid
   position that overlaps no other panel, a title no other panel of the dashboard has; table columns "Value #X" refer to an existing query;
@@ -31,6 +35,9 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashlib  # noqa: E402
 
+sys.path.insert(0, os.path.join(dashlib.REPO, "grafana"))
+from build_dashboards import COMPARISON, number  # noqa: E402  (the convention for a threshold)
+
 THRESHOLD_IDS = {
     *("A%d" % i for i in range(1, 6)), *("S%d" % i for i in range(1, 6)),
     *("W%d" % i for i in range(1, 4)), *("X%d" % i for i in range(1, 4)),
@@ -39,6 +46,9 @@ THRESHOLD_IDS = {
     *("D%d" % i for i in range(1, 6)), *("K%d" % i for i in range(1, 4)),
 }
 ID_RE = re.compile(r"\b([ASWXPMHCDK]\d{1,2})\b")
+ID_RANGE_RE = re.compile(r"\b([ASWXPMHCDK])(\d{1,2})-\1(\d{1,2})\b")   # M2-M7
+STATE_BOUNDS = (0, 1)
+REF_FACTOR_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*\*")   # a dashed line "0.85 * total"
 SCALING_IDS = ["S1", "S2", "S3", "S4", "S5", "W1", "W2", "W3", "X1", "X2", "X3"]
 
 # The rows each dashboard must show (cite in some panel description).
@@ -65,6 +75,52 @@ BUILTIN_VARS = set(dashlib.DEFAULT_VALUES) | {"__name", "__org", "__user", "__da
 UID_RE = re.compile(r"^stack-[a-z0-9]+(-[a-z0-9]+)*$")
 COUNTER_FUNCS = {"rate", "irate", "increase"}
 KNOWN_EXTRA_METRICS = {"ALERTS", "ALERTS_FOR_STATE", "up"}
+
+
+def cited_rows(text):
+    """The THRESHOLDS.md rows a text names, ranges (M2-M7) spelled out."""
+    rows = set(ID_RE.findall(text))
+    for letter, first, last in ID_RANGE_RE.findall(text):
+        rows |= {"%s%d" % (letter, i) for i in range(int(first), int(last) + 1)}
+    return rows
+
+
+def drawn_thresholds(p):
+    """[(value, what)] of the lines a panel draws: threshold steps (but the base), a table
+    column's steps, dashed reference lines that are a number times a series."""
+    fc = p.get("fieldConfig") or {}
+    steps = ((fc.get("defaults") or {}).get("thresholds") or {}).get("steps") or []
+    found = [(s.get("value"), "threshold step") for s in steps[1:]]
+    for o in fc.get("overrides") or []:
+        column = (o.get("matcher") or {}).get("options")
+        for prop in o.get("properties") or []:
+            if prop.get("id") == "thresholds":
+                found += [(s.get("value"), "column %r step" % column)
+                          for s in ((prop.get("value") or {}).get("steps") or [])[1:]]
+    dashed = {(o.get("matcher") or {}).get("options") for o in fc.get("overrides") or []
+              if (o.get("matcher") or {}).get("id") == "byFrameRefID"}
+    for t in p.get("targets") or []:
+        m = REF_FACTOR_RE.match(t.get("expr") or "")
+        if m and t.get("refId") in dashed:
+            found.append((number(m.group(1)), "dashed line %s" % t.get("refId")))
+    return found
+
+
+def alert_limits(rules_dir):
+    """{alert: (rows of its plan_ref, numbers its expression compares against)}."""
+    import yaml
+    limits = {}
+    for name in sorted(os.listdir(rules_dir)):
+        if name.endswith((".yml", ".yaml")):
+            with open(os.path.join(rules_dir, name), encoding="utf-8") as f:
+                doc = yaml.safe_load(f) or {}
+            for group in doc.get("groups") or []:
+                for rule in group.get("rules") or []:
+                    if "alert" in rule:
+                        refs = str((rule.get("labels") or {}).get("plan_ref", "")).split(",")
+                        numbers = [number(n) for n in COMPARISON.findall(rule["expr"])]
+                        limits[rule["alert"]] = ({r.strip() for r in refs}, numbers)
+    return limits
 
 
 def known_metrics():
@@ -94,6 +150,8 @@ def known_metrics():
 class Linter:
     def __init__(self):
         self.metrics, self.recorded, self.alerts = known_metrics()
+        rules_dir = os.path.join(dashlib.REPO, "rules")
+        self.limits = alert_limits(rules_dir) if os.path.isdir(rules_dir) else None
         self.uids = {}
         self.queries = []   # (record name, expr, file, where) for promtool
 
@@ -252,7 +310,23 @@ class Linter:
             name = (o.get("matcher") or {}).get("options")
             if isinstance(name, str) and name.startswith("Value #") and name[7:] not in refids:
                 err("%s: column %r has no query %s" % (where, name, name[7:]))
+        if self.limits is not None:
+            self.lint_thresholds(p, where, err)
         return ids & THRESHOLD_IDS
+
+    def lint_thresholds(self, p, where, err):
+        """Each line the panel draws is a threshold of an alert on a row it cites."""
+        rows = cited_rows((p.get("title") or "") + " " + (p.get("description") or ""))
+        allowed = {n: alert for alert, (refs, numbers) in self.limits.items() if refs & rows
+                   for n in numbers}
+        for value, what in drawn_thresholds(p):
+            if not isinstance(value, (int, float)) or value in STATE_BOUNDS:
+                continue
+            if not any(abs(value - n) <= 1e-9 * max(1, abs(n)) for n in allowed):
+                rules = ", ".join("%s %g" % (a, n) for n, a in sorted(allowed.items())) or "none"
+                err("%s: %s %g is no threshold of an alert on rows %s (rules/*.yml: %s); "
+                    "take it from the rule (grafana/build_dashboards.py limit())"
+                    % (where, what, value, ",".join(sorted(rows)), rules))
 
     def lint_target(self, stem, p, t, where, defined, err):
         expr = t.get("expr") or ""

@@ -173,6 +173,60 @@ class LintTest(unittest.TestCase):
                                                                           '"id", "W9"')
         self.assertIn("lacks rows W3", self.lint(d, "stack-traffic.json"))
 
+    # A dashboard threshold and its rule differ: the panel side, then the rule side.
+
+    def panel(self, d, title):
+        return next(p for p in dashlib.panels(d) if p.get("title") == title)
+
+    def test_threshold_step_differs_from_its_rule(self):
+        def mutate(d):   # A1 is 0.85 in rules/host.yml
+            self.panel(d, "Host memory used")["fieldConfig"]["defaults"]["thresholds"]["steps"][1][
+                "value"] = 0.8
+        self.broken(mutate, "panel 'Host memory used': threshold step 0.8 is no threshold")
+
+    def test_dashed_line_differs_from_its_rule(self):
+        def mutate(d):
+            for t in self.panel(d, "Host memory: used vs total")["targets"]:
+                t["expr"] = t["expr"].replace("0.85 * ", "0.8 * ")
+        self.broken(mutate, "dashed line C 0.8 is no threshold")
+
+    def test_table_column_step_differs_from_its_rule(self):
+        d = dashlib.load(os.path.join(dashlib.DASHBOARD_DIR, "stack-services.json"))
+        for o in self.panel(d, "Services against the plan")["fieldConfig"]["overrides"]:
+            for prop in o["properties"]:
+                if prop["id"] == "thresholds":
+                    prop["value"]["steps"][1]["value"] = 0.9   # X3 is 0.85
+        self.assertIn("column 'Value #H' step 0.9 is no threshold",
+                      self.lint(d, "stack-services.json"))
+
+    def test_step_of_a_row_the_panel_does_not_cite(self):
+        def mutate(d):   # 0.85 is A1's; without A1 in the text it belongs to no cited row
+            p = self.panel(d, "Host memory used")
+            p["description"] = p["description"].replace("A1", "A2")
+        self.broken(mutate, "threshold step 0.85 is no threshold of an alert on rows A2,S1")
+
+    def test_rule_changed_without_the_dashboards(self):
+        rules = os.path.join(self.dir, "rules")
+        shutil.copytree(os.path.join(dashlib.REPO, "rules"), rules)
+        path = os.path.join(rules, "host.yml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("instance:stack_host_memory_used:ratio > 0.85",
+                                 "instance:stack_host_memory_used:ratio > 0.80"))
+        linter = lint_dashboards.Linter()
+        linter.limits = lint_dashboards.alert_limits(rules)
+        errors = self.lint(copy.deepcopy(self.original), linter=linter)
+        self.assertIn("panel 'Host memory used': threshold step 0.85", errors)
+        self.assertIn("StackHostMemoryHigh 0.8", errors)
+
+    def test_generator_refuses_an_ambiguous_rule(self):
+        import build_dashboards
+        with self.assertRaisesRegex(SystemExit, "compares against"):
+            build_dashboards.limit("StackServiceInstanceMemoryOverBudget")   # "> 1 ... > 1"
+        with self.assertRaisesRegex(SystemExit, "not an alert"):
+            build_dashboards.limit("StackNoSuchAlert")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -6,15 +6,17 @@
 Prints one line per check ("ok ..." or "FAIL ...: why") and exits 1 if any failed:
   - every alert: name `Stack` + CamelCase; labels severity (critical|warning|info) and plan_ref;
     annotations plan_ref (same as the label), summary, description, runbook_url; the runbook_url
-    is docs/runbook.md#<anchor> and docs/runbook.md has that heading; a promtool test in
+    is docs/runbook.md#<alert name in lower case>, relative to the repository (never a guessed
+    host), and docs/runbook.md has that heading; a promtool test in
     tests/rules/*.yml expects it to fire (a non-empty exp_alerts), with instance and job labels;
     plan_ref lists THRESHOLDS row IDs (or "meta");
   - every THRESHOLDS row ID is in some alert's plan_ref (rows are read from
     /work/shared/THRESHOLDS.md if present, else docs/thresholds.md; env THRESHOLDS overrides);
   - every recording rule is named level:metric:operations;
   - every rule, alert or recording, is listed in docs/thresholds.md;
-  - every test file lists every rule group in group_eval_order (promtool evaluates groups in
-    random order otherwise, and alerts on recorded series would flap by one interval);
+  - every test file's group_eval_order is the one tests/rules/eval_order.py writes (the recording
+    groups; promtool evaluates groups in random order otherwise, and alerts on recorded series
+    would flap by one interval), and no recording group reads a series recorded by a later one;
   - every alert name in alertmanager/alertmanager.yml's inhibit rules exists.
 """
 import glob
@@ -24,8 +26,11 @@ import sys
 
 import yaml
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import eval_order  # noqa: E402  (tests/rules/eval_order.py)
+
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
-RUNBOOK_PREFIX = "https://github.com/stack-exporter/stack_exporter/blob/main/docs/runbook.md#"
+RUNBOOK_PREFIX = "docs/runbook.md#"  # relative to the repository: see docs/runbook.md's top
 SEVERITIES = {"critical", "warning", "info"}
 ROW_ID = re.compile(r"^\|\s*([A-Z][0-9]+)\s*\|", re.M)
 
@@ -72,7 +77,7 @@ test_files = sorted(glob.glob(os.path.join(ROOT, "tests", "rules", "*.yml")))
 eval_orders = {}
 for path in test_files:
     doc = yaml.safe_load(open(path, encoding="utf-8"))
-    eval_orders[os.path.relpath(path, ROOT)] = doc.get("group_eval_order") or []
+    eval_orders[os.path.relpath(path, ROOT)] = doc.get("group_eval_order")
     for test in doc.get("tests") or []:
         for art in test.get("alert_rule_test") or []:
             for exp in art.get("exp_alerts") or []:
@@ -100,10 +105,10 @@ for rule in alerts:
         if not str(ann.get(key, "")).strip():
             problems.append(f"no {key} annotation")
     url = ann.get("runbook_url", "")
-    if not url.startswith(RUNBOOK_PREFIX):
-        problems.append(f"runbook_url does not start with {RUNBOOK_PREFIX}")
-    elif url[len(RUNBOOK_PREFIX):] not in anchors:
-        problems.append(f"docs/runbook.md has no heading for #{url[len(RUNBOOK_PREFIX):]}")
+    if url != RUNBOOK_PREFIX + name.lower():
+        problems.append(f"runbook_url is not {RUNBOOK_PREFIX}{name.lower()}")
+    if name.lower() not in anchors:
+        problems.append(f"docs/runbook.md has no heading {name} (#{name.lower()})")
     for ref in str(labels.get("plan_ref", "")).split(","):
         ref = ref.strip()
         refs_seen.add(ref)
@@ -132,10 +137,19 @@ missing = [n for n in [r["alert"] for r in alerts] + [r["record"] for r in recor
 check("docs/thresholds.md lists every rule", [f"{n} not listed" for n in missing])
 
 # --- group_eval_order ----------------------------------------------------------------------
+canonical = eval_order.canonical_order(ROOT)
 for path, order in eval_orders.items():
-    problems = [f"group {g} missing" for g in groups if g not in order]
-    problems += [f"unknown group {g}" for g in order if g not in groups]
+    problems = [] if order == canonical else [
+        f"is {order}, not {canonical}: run python3 tests/rules/eval_order.py"]
     check(f"{path} group_eval_order", problems)
+rules_of = dict(eval_order.rule_groups(ROOT))
+problems = []
+for i, group in enumerate(canonical):
+    later = {r["record"]: g for g in canonical[i + 1:] for r in rules_of[g] if "record" in r}
+    for rule in rules_of[group]:
+        problems += [f"{group} reads {name}, recorded later by {g}" for name, g in later.items()
+                     if re.search(re.escape(name) + r"(?![\w:])", rule["expr"])]
+check("recording groups read only series recorded before them", problems)
 
 # --- Alertmanager inhibit rules name existing alerts ---------------------------------------------
 am = yaml.safe_load(read("alertmanager/alertmanager.yml"))
