@@ -274,3 +274,15 @@ fn the_readme_lists_every_registered_collector() {
         assert!(readme[start..stop].contains(&format!("| `{}` |", spec.name)));
     }
 }
+
+#[test]
+fn the_landing_page_lists_every_registered_collector_on_or_off() {
+    let exporter = common::Exporter::start(&["--no-collector.sockets"]);
+    let (status, _, page) = exporter.get("/", &[]);
+    assert_eq!(status, 200);
+    for spec in stack_exporter::collector::COLLECTORS {
+        assert!(page.contains(&format!("<b>{}</b>", spec.name)), "{page}");
+    }
+    assert!(page.contains("<b>host</b> (on)"), "{page}");
+    assert!(page.contains("<b>sockets</b> (off)"), "{page}");
+}
