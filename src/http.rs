@@ -205,12 +205,24 @@ impl Server {
 
     fn landing_page(&self) -> Response<Full<Bytes>> {
         let path = &self.telemetry_path;
-        let collectors = self.scraper.collector_names().join(", ");
+        // Every registered collector, running or not, so the page says what could be turned on.
+        let running = self.scraper.collector_names();
+        let collectors: String = crate::collector::COLLECTORS
+            .iter()
+            .map(|spec| {
+                let state = if running.contains(&spec.name) {
+                    "on"
+                } else {
+                    "off"
+                };
+                format!("<li><b>{}</b> ({state}): {}</li>\n", spec.name, spec.help)
+            })
+            .collect();
         let page = format!(
             "<!DOCTYPE html>\n<html><head><title>stack_exporter</title></head><body>\n\
              <h1>stack_exporter {VERSION}</h1>\n\
              <p>Host, services against their planned budgets, databases and Redis, for one small web stack.</p>\n\
-             <p><a href=\"{path}\">Metrics</a></p>\n<p>Collectors: {collectors}</p>\n</body></html>\n"
+             <p><a href=\"{path}\">Metrics</a></p>\n<p>Collectors:</p>\n<ul>\n{collectors}</ul>\n</body></html>\n"
         );
         let mut response = Response::new(Full::new(Bytes::from(page)));
         response.headers_mut().insert(

@@ -4,17 +4,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
-use stack_exporter::collector::sockets::Sockets;
-use stack_exporter::collector::{
-    self, host::Host, nginx::Nginx, services::Services, storage::Storage, Collector,
-};
+use stack_exporter::collector::{self, Collector, Enabled, Spec, COLLECTORS};
 use stack_exporter::config::{self, parse_duration};
 use stack_exporter::proc::ProcFs;
 use stack_exporter::{http, logging, scrape};
 
-#[derive(Debug, Parser)]
+/// The flags clap's derive knows; each collector's `--[no-]collector.NAME` pair is added from the
+/// registry by `with_collector_flags`.
+#[derive(Debug, clap::Parser)]
 #[command(
     name = "stack_exporter",
     version,
@@ -75,27 +74,6 @@ struct Flags {
     #[arg(long = "web.max-connections", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
     max_connections: u16,
 
-    /// Disable the host collector.
-    #[arg(long = "no-collector.host")]
-    no_host: bool,
-
-    /// Disable the services collector.
-    #[arg(long = "no-collector.services")]
-    no_services: bool,
-
-    /// Disable the nginx collector (on when [nginx] or STACK_NGINX_ACCESS_LOG is set).
-    #[arg(long = "no-collector.nginx")]
-    no_nginx: bool,
-
-    /// Disable the sockets collector (listen queues, connections and exposure per service).
-    #[arg(long = "no-collector.sockets")]
-    no_sockets: bool,
-
-    /// Disable the storage collector (on when [storage] directories, STACK_BACKUP_DIR or
-    /// STACK_LOG_DIR are set).
-    #[arg(long = "no-collector.storage")]
-    no_storage: bool,
-
     /// How long a process's PSS (from smaps_rollup, costly for big processes) is reused before it
     /// is read again; 0s reads it on every scrape. RSS and CPU are always read fresh.
     #[arg(long = "collector.services.pss-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
@@ -110,10 +88,12 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
-    let flags = Flags::parse();
+    let matches = with_collector_flags(Flags::command()).get_matches();
+    let flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let disabled = disabled_collectors(&matches);
     logging::init(flags.log_level, flags.log_format);
     collector::exporter::install_panic_hook();
-    if let Err(e) = run(flags) {
+    if let Err(e) = run(flags, &disabled) {
         log::error!("{e:#}");
         std::process::exit(1);
     }
@@ -123,7 +103,7 @@ fn main() {
 /// in the kernel (a FIFO, a hung network mount) cannot be stopped, and must not keep us alive.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-fn run(flags: Flags) -> anyhow::Result<()> {
+fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
     let mut config = config::load(flags.config_file.as_deref())?;
     collector::target::add_env_targets(&mut config, |var| std::env::var(var).ok())
         .map_err(anyhow::Error::msg)?;
@@ -146,7 +126,7 @@ fn run(flags: Flags) -> anyhow::Result<()> {
             flags.telemetry_path
         );
         warn_if_over_fd_limit(flags.max_connections.into());
-        let collectors = build_collectors(&flags, config);
+        let collectors = build_collectors(&flags, config, disabled);
         let names: Vec<_> = collectors.iter().map(|c| c.name()).collect();
         log::info!("collectors: {}", names.join(", "));
         let server = Arc::new(http::Server {
@@ -184,50 +164,63 @@ fn warn_if_over_fd_limit(max_connections: u64) {
     }
 }
 
-fn build_collectors(flags: &Flags, config: config::Config) -> Vec<Collector> {
+/// `--collector.NAME` and `--no-collector.NAME` for every registered collector, as node_exporter
+/// spells them; the later of the two wins. Only the positive one is listed in `--help`.
+fn with_collector_flags(mut command: clap::Command) -> clap::Command {
+    // clap (without its "string" feature) takes 'static names; these are made once at start-up.
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    for spec in COLLECTORS {
+        let (on, off) = (
+            leak(format!("collector.{}", spec.name)),
+            leak(format!("no-collector.{}", spec.name)),
+        );
+        let when = match spec.enabled {
+            Enabled::Always => "on by default".to_string(),
+            Enabled::WhenConfigured(when) => format!("on when {when}"),
+        };
+        command = command
+            .arg(
+                Arg::new(on)
+                    .long(on)
+                    .action(ArgAction::SetTrue)
+                    .overrides_with(off)
+                    .help(format!(
+                        "The {} collector: {} ({when}; --{off} turns it off).",
+                        spec.name, spec.help
+                    )),
+            )
+            .arg(
+                Arg::new(off)
+                    .long(off)
+                    .action(ArgAction::SetTrue)
+                    .overrides_with(on)
+                    .hide(true),
+            );
+    }
+    command
+}
+
+/// The collectors turned off by a `--no-collector.NAME` that no later `--collector.NAME` undid.
+fn disabled_collectors(matches: &ArgMatches) -> Vec<&'static str> {
+    COLLECTORS
+        .iter()
+        .filter(|spec| matches.get_flag(&format!("no-collector.{}", spec.name)))
+        .map(|spec| spec.name)
+        .collect()
+}
+
+fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) -> Vec<Collector> {
     let procfs = ProcFs::new(&flags.procfs);
-    let mut collectors = Vec::new();
-    if !flags.no_host {
-        collectors.push(Collector::Host(Host::new(
-            procfs.clone(),
-            flags.rootfs.clone(),
-        )));
-    }
-    let env = |key: &str| std::env::var(key).ok();
-    if !flags.no_nginx {
-        if let Some(nginx) = Nginx::new(&config.nginx, env) {
-            log::info!("nginx collector: {}", nginx.describe());
-            collectors.push(Collector::Nginx(nginx));
-        }
-    }
-    if !flags.no_storage {
-        if let Some(storage) = Storage::new(&config.storage, env) {
-            log::info!("storage collector: {}", storage.describe());
-            collectors.push(Collector::Storage(storage));
-        }
-    }
-    // One matcher for the services and sockets collectors: the same instance assignment, and
-    // each process's match computed once.
-    let services = Arc::new(Services::new(
-        procfs.clone(),
-        config.profile,
-        config.plan,
-        config.services,
+    let is_on = |name: &str| !disabled.contains(&name);
+    collector::services::log_missing_capabilities(&procfs, is_on("services"), is_on("sockets"));
+    let context = collector::Context::new(
+        procfs,
+        flags.rootfs.clone(),
         flags.pss_max_age,
-    ));
-    collector::services::log_missing_capabilities(&procfs, !flags.no_services, !flags.no_sockets);
-    if !flags.no_sockets {
-        collectors.push(Collector::Sockets(Sockets::new(procfs, services.clone())));
-    }
-    if !flags.no_services {
-        collectors.push(Collector::Services(services));
-    }
-    collectors.extend(collector::target::collectors(
-        config.mysql,
-        config.postgres,
-        config.redis,
-    ));
-    collectors
+        config,
+        |key| std::env::var(key).ok(),
+    );
+    collector::build(context, |spec: &Spec| is_on(spec.name))
 }
 
 fn print_config(config: &config::Config) {

@@ -218,3 +218,71 @@ fn the_port_is_bound_before_any_collector_is_built() {
         }
     }
 }
+
+#[test]
+fn every_registered_collector_has_its_flags_in_help() {
+    let help = String::from_utf8_lossy(&run(&["--help"]).stdout).into_owned();
+    for spec in stack_exporter::collector::COLLECTORS {
+        assert!(
+            help.contains(&format!("--collector.{}\n", spec.name))
+                && help.contains(&format!("--no-collector.{} turns it off", spec.name)),
+            "{} missing from --help:\n{help}",
+            spec.name
+        );
+    }
+    // Both spellings are accepted; the later wins.
+    let out = run(&[
+        "--no-collector.host",
+        "--collector.host",
+        "--no-collector.filesystem",
+        "--config.check",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The README's collector table is `collector::markdown_table()`, between two markers;
+/// `STACK_UPDATE_README=1 cargo test --test cli readme` rewrites it.
+#[test]
+fn the_readme_lists_every_registered_collector() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- collectors:begin -->\n", "<!-- collectors:end -->");
+    let start = readme
+        .find(begin)
+        .expect("README has the collectors:begin marker")
+        + begin.len();
+    let stop = readme
+        .find(end)
+        .expect("README has the collectors:end marker");
+    let table = stack_exporter::collector::markdown_table();
+    if std::env::var_os("STACK_UPDATE_README").is_some() {
+        let updated = format!("{}{table}{}", &readme[..start], &readme[stop..]);
+        std::fs::write(path, updated).unwrap();
+        return;
+    }
+    assert_eq!(
+        &readme[start..stop],
+        table,
+        "README's collector list differs from collector::COLLECTORS; \
+         STACK_UPDATE_README=1 cargo test --test cli readme rewrites it"
+    );
+    for spec in stack_exporter::collector::COLLECTORS {
+        assert!(readme[start..stop].contains(&format!("| `{}` |", spec.name)));
+    }
+}
+
+#[test]
+fn the_landing_page_lists_every_registered_collector_on_or_off() {
+    let exporter = common::Exporter::start(&["--no-collector.sockets"]);
+    let (status, _, page) = exporter.get("/", &[]);
+    assert_eq!(status, 200);
+    for spec in stack_exporter::collector::COLLECTORS {
+        assert!(page.contains(&format!("<b>{}</b>", spec.name)), "{page}");
+    }
+    assert!(page.contains("<b>host</b> (on)"), "{page}");
+    assert!(page.contains("<b>sockets</b> (off)"), "{page}");
+}

@@ -142,11 +142,22 @@ fn filesystems_are_read_under_path_rootfs() {
     assert_eq!(
         must(
             &text,
-            "stack_scrape_collector_success",
-            &[("collector", "host")]
+            "stack_host_filesystem_stuck",
+            &[("mountpoint", "/missing")]
         ),
-        1.0
+        0.0
     );
+    for collector in ["host", "filesystem"] {
+        assert_eq!(
+            must(
+                &text,
+                "stack_scrape_collector_success",
+                &[("collector", collector)]
+            ),
+            1.0,
+            "{collector}"
+        );
+    }
 }
 
 #[test]

@@ -419,32 +419,22 @@ pub fn add_env_targets(
     add_env_target(&mut config.redis, Kind::Redis, &lookup)
 }
 
-/// The database and Redis collectors that have targets; each without one says once that it is off.
-pub fn collectors(
-    mysql: Vec<Target>,
-    postgres: Vec<Target>,
-    redis: Vec<Target>,
-) -> Vec<super::Collector> {
-    let mut out = Vec::new();
-    for (kind, targets) in [
-        (Kind::Mysql, mysql),
-        (Kind::Postgres, postgres),
-        (Kind::Redis, redis),
-    ] {
-        let (section, var) = (kind.section(), kind.env_var());
-        if targets.is_empty() {
-            log::info!("collector {section} is off: no [[{section}]] target in the config and {var} is not set");
-            continue;
-        }
-        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-        log::info!("collector {section}: targets {}", names.join(", "));
-        out.push(match kind {
-            Kind::Redis => super::Collector::Redis(super::redis::Redis::new(targets)),
-            Kind::Mysql => super::Collector::Mysql(super::mysql::Mysql::new(targets)),
-            Kind::Postgres => super::Collector::Postgres(super::postgres::Postgres::new(targets)),
-        });
+/// The collector of one kind's targets, or `None` (and a log line saying so) when there are none.
+pub fn collector(kind: Kind, targets: Vec<Target>) -> Option<super::Collector> {
+    let (section, var) = (kind.section(), kind.env_var());
+    if targets.is_empty() {
+        log::info!(
+            "collector {section} is off: no [[{section}]] target in the config and {var} is not set"
+        );
+        return None;
     }
-    out
+    let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    log::info!("collector {section}: targets {}", names.join(", "));
+    Some(match kind {
+        Kind::Redis => super::Collector::Redis(super::redis::Redis::new(targets)),
+        Kind::Mysql => super::Collector::Mysql(super::mysql::Mysql::new(targets)),
+        Kind::Postgres => super::Collector::Postgres(super::postgres::Postgres::new(targets)),
+    })
 }
 
 /// Rejects two targets of one kind with the same name (their series would collide).

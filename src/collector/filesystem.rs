@@ -1,0 +1,376 @@
+//! Filesystems: size and space available of each real mount (THRESHOLDS.md rows A3, S3, D1), in a
+//! collector of its own so that a hung mount never costs the host's CPU, memory and load figures.
+//!
+//! Each mount's statvfs runs on a thread of its own and is waited for at most [`MOUNT_TIMEOUT`]. A
+//! call that has not returned by then leaves its mount *stuck*: reported by
+//! `stack_host_filesystem_stuck{mountpoint}` and one log line, and skipped on later scrapes until
+//! the call returns (as node_exporter's `stuckMounts`), so a dead NFS server costs one thread per
+//! mount, not one per scrape, and the other mounts keep being measured.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::logging::Condition;
+use crate::metrics::MetricSet;
+use crate::proc::{self, ProcFs};
+
+/// The longest one mount's statvfs is waited for before the mount is marked stuck. A healthy
+/// local or network filesystem answers in well under a millisecond.
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Filesystems that hold no user data (node_exporter's default exclusions).
+const PSEUDO_FSTYPES: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "fusectl",
+    "hugetlbfs",
+    "iso9660",
+    "mqueue",
+    "nsfs",
+    "overlay",
+    "proc",
+    "procfs",
+    "pstore",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "erofs",
+    "sysfs",
+    "tracefs",
+];
+const PSEUDO_MOUNT_PREFIXES: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/run/credentials/",
+    "/var/lib/docker/",
+    "/var/lib/containers/storage/",
+];
+
+/// Size and space available of the filesystem holding a path: `proc::statvfs`, or a stand-in in
+/// unit tests.
+pub type Statvfs = fn(&Path) -> io::Result<(u64, u64)>;
+
+#[derive(Debug)]
+pub struct Filesystem {
+    procfs: ProcFs,
+    /// Where the host's root filesystem is seen (`--path.rootfs`): mountpoints are statted under it.
+    rootfs: PathBuf,
+    statvfs: Statvfs,
+    /// Mountpoints whose statvfs has been called and has not returned yet. Each holds the condition
+    /// that logs when the mount became stuck and when its call finally returned.
+    pending: Arc<Mutex<HashMap<String, Arc<Condition>>>>,
+}
+
+impl Filesystem {
+    pub fn new(procfs: ProcFs, rootfs: PathBuf) -> Filesystem {
+        Filesystem::with_statvfs(procfs, rootfs, proc::statvfs)
+    }
+
+    pub fn with_statvfs(procfs: ProcFs, rootfs: PathBuf, statvfs: Statvfs) -> Filesystem {
+        Filesystem {
+            procfs,
+            rootfs,
+            statvfs,
+            pending: Arc::default(),
+        }
+    }
+
+    /// Runs on the blocking pool; returns within [`MOUNT_TIMEOUT`] (or half the time left before
+    /// `deadline`, when that is shorter) whatever the mounts do.
+    pub fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
+        // PID 1's mounts are the host's even when this process runs in its own mount namespace.
+        let text = self
+            .procfs
+            .read("1/mounts")
+            .or_else(|_| self.procfs.read("mounts"))?;
+        let mut seen = std::collections::HashSet::new();
+        let mounts: Vec<proc::Mount> = proc::parse_mounts(&text)
+            .into_iter()
+            .filter(|m| is_real_filesystem(m) && seen.insert(m.mountpoint.clone()))
+            .collect();
+        let wait_until = Instant::now()
+            + MOUNT_TIMEOUT.min(deadline.saturating_duration_since(Instant::now()) / 2);
+        let sizes = self.measure(&mounts, wait_until);
+        let mut out = MetricSet::default();
+        for (mount, size) in mounts.iter().zip(sizes) {
+            let labels = vec![
+                ("mountpoint", mount.mountpoint.clone()),
+                ("device", mount.device.clone()),
+                ("fstype", mount.fstype.clone()),
+            ];
+            out.gauge(
+                "stack_host_filesystem_stuck",
+                "1 if statvfs of this mount did not return within 1 s (a hung network or FUSE \
+                 mount): its size and avail are left out until the call returns; 0 otherwise.",
+                labels.clone(),
+                f64::from(matches!(size, Size::Stuck)),
+            );
+            let Size::Measured(size, avail) = size else {
+                continue;
+            };
+            out.gauge(
+                "stack_host_filesystem_size_bytes",
+                "Size of the filesystem.",
+                labels.clone(),
+                size as f64,
+            );
+            out.gauge(
+                "stack_host_filesystem_avail_bytes",
+                "Space on the filesystem available to unprivileged users.",
+                labels,
+                avail as f64,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Each mount's size, measured concurrently: a mount whose previous call has not returned is
+    /// not called again, and one that does not answer by `wait_until` is left stuck.
+    fn measure(&self, mounts: &[proc::Mount], wait_until: Instant) -> Vec<Size> {
+        let mut sizes: Vec<Size> = mounts.iter().map(|_| Size::Stuck).collect();
+        let (send, receive) = mpsc::channel();
+        let mut waiting = 0usize;
+        for (index, mount) in mounts.iter().enumerate() {
+            match self.start_call(index, mount, send.clone()) {
+                Ok(true) => waiting += 1,
+                Ok(false) => {} // still stuck from an earlier scrape
+                Err(e) => {
+                    log::debug!("no thread for statvfs of {}: {e}", mount.mountpoint);
+                    sizes[index] = Size::Failed;
+                }
+            }
+        }
+        while waiting > 0 {
+            let Ok((index, result)) =
+                receive.recv_timeout(wait_until.saturating_duration_since(Instant::now()))
+            else {
+                break;
+            };
+            waiting -= 1;
+            sizes[index] = match result {
+                Ok((size, avail)) => Size::Measured(size, avail),
+                Err(e) => {
+                    log::debug!("statvfs {} failed ({e}); skipped", mounts[index].mountpoint);
+                    Size::Failed
+                }
+            };
+        }
+        for (mount, size) in mounts.iter().zip(&sizes) {
+            if matches!(size, Size::Stuck) {
+                self.report_stuck(&mount.mountpoint);
+            }
+        }
+        sizes
+    }
+
+    /// Calls statvfs of `mount` on a thread of its own, which sends the result and marks the call
+    /// returned. Ok(false) while an earlier call on this mount has not returned.
+    fn start_call(
+        &self,
+        index: usize,
+        mount: &proc::Mount,
+        results: mpsc::Sender<(usize, io::Result<(u64, u64)>)>,
+    ) -> io::Result<bool> {
+        let mountpoint = mount.mountpoint.clone();
+        let condition = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if pending.contains_key(&mountpoint) {
+                return Ok(false);
+            }
+            let condition = Arc::new(Condition::default());
+            pending.insert(mountpoint.clone(), condition.clone());
+            condition
+        };
+        let path = self.rootfs.join(mountpoint.trim_start_matches('/'));
+        let (statvfs, pending) = (self.statvfs, self.pending.clone());
+        let started = Instant::now();
+        // A thread of its own, not the blocking pool: a call stuck in the kernel holds its thread
+        // until the mount answers, and ten dead NFS mounts must not use up the pool the other
+        // collectors run on.
+        let spawned = std::thread::Builder::new()
+            .name("statvfs".into())
+            .spawn(move || {
+                let result = statvfs(&path);
+                pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&mountpoint);
+                condition.set(&stuck_subject(&mountpoint), None);
+                if started.elapsed() > MOUNT_TIMEOUT {
+                    log::debug!(
+                        "statvfs of {mountpoint} returned after {:?}",
+                        started.elapsed()
+                    );
+                }
+                let _ = results.send((index, result)); // the scrape may have stopped waiting
+            });
+        if let Err(e) = spawned {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&mount.mountpoint);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Logs (once, until its call returns) a mount whose statvfs is still pending.
+    fn report_stuck(&self, mountpoint: &str) {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(condition) = pending.get(mountpoint) {
+            condition.set(
+                &stuck_subject(mountpoint),
+                Some(format!(
+                    "statvfs did not return within {MOUNT_TIMEOUT:?} (a hung network or FUSE \
+                     mount?); its size is left out and stack_host_filesystem_stuck is 1 until \
+                     the call returns"
+                )),
+            );
+        }
+    }
+}
+
+fn stuck_subject(mountpoint: &str) -> String {
+    format!("filesystem {mountpoint}")
+}
+
+/// What one mount's statvfs gave in this scrape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Size {
+    Measured(u64, u64),
+    /// Refused or failed (logged at debug level): the mount is left out, as node_exporter does.
+    Failed,
+    /// Not returned in time, now or in an earlier scrape.
+    Stuck,
+}
+
+fn is_real_filesystem(mount: &proc::Mount) -> bool {
+    !PSEUDO_FSTYPES.contains(&mount.fstype.as_str())
+        && !PSEUDO_MOUNT_PREFIXES.iter().any(|prefix| {
+            mount.mountpoint == prefix.trim_end_matches('/')
+                || mount
+                    .mountpoint
+                    .starts_with(&format!("{}/", prefix.trim_end_matches('/')))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/proc");
+
+    #[test]
+    fn pseudo_filesystems_are_left_out() {
+        let mounts =
+            proc::parse_mounts(&std::fs::read_to_string(format!("{FIXTURES}/mounts")).unwrap());
+        let kept: Vec<&str> = mounts
+            .iter()
+            .filter(|m| is_real_filesystem(m))
+            .map(|m| m.mountpoint.as_str())
+            .collect();
+        assert_eq!(kept, ["/", "/run", "/mnt/my disk"]);
+    }
+
+    fn fixture_procfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(format!("{FIXTURES}/mounts"), dir.path().join("mounts")).unwrap();
+        dir
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn measures_real_mounts_under_rootfs() {
+        // The fixture's "/" is statted for real; its "/mnt/my disk" does not exist here and is
+        // left out quietly, not reported stuck.
+        let dir = fixture_procfs();
+        let filesystem = Filesystem::new(ProcFs::new(dir.path()), PathBuf::from("/"));
+        let set = filesystem.collect(soon()).unwrap();
+        assert!(set
+            .value("stack_host_filesystem_size_bytes", &[("mountpoint", "/")])
+            .is_some_and(|v| v > 0.0));
+        assert_eq!(
+            set.value(
+                "stack_host_filesystem_stuck",
+                &[("mountpoint", "/mnt/my disk")]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            set.value(
+                "stack_host_filesystem_size_bytes",
+                &[("mountpoint", "/mnt/my disk")]
+            ),
+            None
+        );
+    }
+
+    /// While set, statvfs of "/run" (under rootfs "/") hangs as on a dead NFS server.
+    static RUN_HANGS: AtomicBool = AtomicBool::new(true);
+
+    fn hanging_statvfs(path: &Path) -> io::Result<(u64, u64)> {
+        if path == Path::new("/run") {
+            while RUN_HANGS.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok((1000, 400))
+    }
+
+    #[test]
+    fn a_stuck_mount_is_skipped_until_its_call_returns() {
+        let dir = fixture_procfs();
+        let filesystem =
+            Filesystem::with_statvfs(ProcFs::new(dir.path()), PathBuf::from("/"), hanging_statvfs);
+        let run = [("mountpoint", "/run")];
+        let root = [("mountpoint", "/")];
+        for scrape in 0..2 {
+            let started = Instant::now();
+            let set = filesystem.collect(soon()).unwrap();
+            assert!(started.elapsed() < MOUNT_TIMEOUT + Duration::from_millis(500));
+            assert_eq!(set.value("stack_host_filesystem_stuck", &run), Some(1.0));
+            assert_eq!(set.value("stack_host_filesystem_size_bytes", &run), None);
+            assert_eq!(set.value("stack_host_filesystem_stuck", &root), Some(0.0));
+            assert_eq!(
+                set.value("stack_host_filesystem_size_bytes", &root),
+                Some(1000.0)
+            );
+            if scrape == 1 {
+                // Skipped, not called again: the later scrape does not wait for it.
+                assert!(
+                    started.elapsed() < MOUNT_TIMEOUT / 2,
+                    "{:?}",
+                    started.elapsed()
+                );
+            }
+        }
+        RUN_HANGS.store(false, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while filesystem.pending.lock().unwrap().contains_key("/run") {
+            assert!(Instant::now() < deadline, "the hung call never returned");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let set = filesystem.collect(soon()).unwrap();
+        assert_eq!(set.value("stack_host_filesystem_stuck", &run), Some(0.0));
+        assert_eq!(
+            set.value("stack_host_filesystem_avail_bytes", &run),
+            Some(400.0)
+        );
+    }
+}

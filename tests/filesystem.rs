@@ -1,0 +1,153 @@
+//! The filesystem collector against a mount that really hangs: a FUSE mount whose daemon (this
+//! test, holding /dev/fuse) never answers, so statvfs on it blocks in the kernel as on a dead NFS
+//! server. The mount lives in the exporter's own mount namespace, so nothing else on the machine
+//! (another test's exporter, `df`) can trip over it. Needs root and /dev/fuse.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{metric, must, temp_dir, write, Exporter};
+
+/// The exporter, started in a mount namespace of its own where `mountpoint` is a FUSE mount served
+/// by `fuse` (an open /dev/fuse): nobody reads it, so every call on the mount waits until `fuse`
+/// is closed, which aborts the connection and makes the calls return (ENOTCONN).
+fn exporter_with_hung_mount(
+    fuse: &std::fs::File,
+    mountpoint: &std::path::Path,
+    args: &[&str],
+) -> Exporter {
+    let target = CString::new(mountpoint.to_str().unwrap()).unwrap();
+    let options = CString::new(format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0",
+        fuse.as_raw_fd()
+    ))
+    .unwrap();
+    let mut command = Command::new(common::exporter_binary());
+    command
+        .arg("--web.listen-address=127.0.0.1:0")
+        .args(args)
+        .env_remove("STACK_MYSQL_URL")
+        .env_remove("STACK_POSTGRES_URL")
+        .env_remove("STACK_REDIS_URL")
+        .env_remove("STACK_NGINX_ACCESS_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec only system calls on data prepared above; the /dev/fuse fd is
+    // close-on-exec, so the exporter does not keep the connection alive itself.
+    unsafe {
+        command.pre_exec(move || {
+            let root = c"/";
+            if libc::unshare(libc::CLONE_NEWNS) != 0
+                || libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ) != 0
+                || libc::mount(
+                    c"stuck".as_ptr(),
+                    target.as_ptr(),
+                    c"fuse".as_ptr(),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    options.as_ptr().cast(),
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Exporter::start_command(command)
+}
+
+#[test]
+fn a_hung_mount_is_skipped_while_host_and_other_mounts_keep_flowing() {
+    let fuse = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .expect(
+            "this test needs root and /dev/fuse (the fuse kernel module) to make a real hung mount",
+        );
+    let dir = temp_dir();
+    let hung = dir.path().join("hung");
+    let healthy = dir.path().join("healthy");
+    std::fs::create_dir_all(&hung).unwrap();
+    std::fs::create_dir_all(&healthy).unwrap();
+    // The host's own /proc figures, and a mount table naming the hung mount and a healthy one.
+    let procfs = dir.path().join("proc");
+    std::fs::create_dir(&procfs).unwrap();
+    for name in ["stat", "meminfo", "loadavg"] {
+        std::os::unix::fs::symlink(format!("/proc/{name}"), procfs.join(name)).unwrap();
+    }
+    let (hung_at, healthy_at) = (hung.to_str().unwrap(), healthy.to_str().unwrap());
+    write(
+        &procfs.join("mounts"),
+        &format!("stuck {hung_at} fuse rw 0 0\n/dev/vdz1 {healthy_at} ext4 rw 0 0\n"),
+    );
+    let exporter = exporter_with_hung_mount(
+        &fuse,
+        &hung,
+        &[
+            &format!("--path.procfs={}", procfs.display()),
+            "--no-collector.services",
+            "--no-collector.sockets",
+        ],
+    );
+    let hung_mount = [("mountpoint", hung_at)];
+    let healthy_mount = [("mountpoint", healthy_at)];
+    let success = |text: &str, collector: &str| {
+        must(
+            text,
+            "stack_scrape_collector_success",
+            &[("collector", collector)],
+        )
+    };
+    let stuck_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("filesystem {hung_at}: statvfs did not return")))
+            .count()
+    };
+
+    for scrape in 0..3 {
+        let started = Instant::now();
+        let text = exporter.scrape();
+        let took = started.elapsed();
+        assert_eq!(success(&text, "host"), 1.0, "{text}");
+        assert!(must(&text, "stack_host_memory_available_bytes", &[]) > 0.0);
+        assert!(must(&text, "stack_host_cpu_cores", &[]) > 0.0);
+        assert!(metric(&text, "stack_host_load1", &[]).is_some());
+        assert_eq!(success(&text, "filesystem"), 1.0, "{text}");
+        assert_eq!(must(&text, "stack_host_filesystem_stuck", &hung_mount), 1.0);
+        assert!(metric(&text, "stack_host_filesystem_size_bytes", &hung_mount).is_none());
+        assert_eq!(
+            must(&text, "stack_host_filesystem_stuck", &healthy_mount),
+            0.0
+        );
+        assert!(must(&text, "stack_host_filesystem_size_bytes", &healthy_mount) > 0.0);
+        // The first scrape waits its second for the mount; later ones skip it without waiting.
+        let bound = if scrape == 0 { 2000 } else { 800 };
+        assert!(
+            took < Duration::from_millis(bound),
+            "scrape {scrape} took {took:?}"
+        );
+    }
+    assert_eq!(stuck_lines(&exporter.log()), 1, "{}", exporter.log());
+
+    // The daemon goes away: the hung call returns, the mount is measured (here: refused) again.
+    drop(fuse);
+    common::wait_for("the hung call to return", Duration::from_secs(5), || {
+        exporter
+            .log()
+            .contains(&format!("filesystem {hung_at}: recovered"))
+    });
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_host_filesystem_stuck", &hung_mount), 0.0);
+    assert_eq!(stuck_lines(&exporter.log()), 1, "{}", exporter.log());
+}
