@@ -11,6 +11,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The exporter's arguments as every test gives them. Port 0: the kernel picks a free port and
+/// the exporter logs it, so two tests can never race for the same port. No database target
+/// comes from the environment the tests run in; stderr is piped for the log.
+fn exporter_args(command: &mut Command, args: &[&str]) {
+    command
+        .arg("--web.listen-address=127.0.0.1:0")
+        .args(args)
+        .env_remove("STACK_MYSQL_URL")
+        .env_remove("STACK_POSTGRES_URL")
+        .env_remove("STACK_REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -114,46 +128,12 @@ impl Exporter {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
-        // Port 0: the kernel picks a free port and the exporter logs it, so two tests can never
-        // race for the same port.
         let mut command = Command::new(exporter_binary());
-        command
-            .arg("--web.listen-address=127.0.0.1:0")
-            .args(args)
-            .env_remove("STACK_MYSQL_URL")
-            .env_remove("STACK_POSTGRES_URL")
-            .env_remove("STACK_REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        exporter_args(&mut command, args);
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut guard = Guard::spawn(&mut command);
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = guard.child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let start = Instant::now();
-        let port = loop {
-            if let Some(port) = listening_port(&log.lock().unwrap()) {
-                break port;
-            }
-            if let Ok(Some(status)) = guard.child.try_wait() {
-                panic!("exporter exited with {status}: {}", log.lock().unwrap());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "exporter did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Exporter { guard, port, log }
+        Exporter::start_command(command)
     }
 
     /// The exporter run as user `nobody` (no capabilities), as `setpriv` leaves it: what an
@@ -163,14 +143,8 @@ impl Exporter {
         let mut command = Command::new(setpriv);
         command
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
-            .arg(exporter_binary())
-            .arg("--web.listen-address=127.0.0.1:0")
-            .args(args)
-            .env_remove("STACK_MYSQL_URL")
-            .env_remove("STACK_POSTGRES_URL")
-            .env_remove("STACK_REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .arg(exporter_binary());
+        exporter_args(&mut command, args);
         Exporter::start_command(command)
     }
 
