@@ -5,18 +5,31 @@
 //! `profile` key, `vps-2gb` by default) and the user's config file. A later layer overrides a
 //! service's fields one by one, so `[services.redis] memory_budget = "256MiB"` keeps the standard
 //! matchers. Every value is checked while it is parsed, so an error points at its file, line and key.
+//!
+//! This module only assembles: the value types (sizes, durations) are in `values.rs`, the located
+//! errors in `config_error.rs`, and each section's type and its checks in the collector it
+//! configures (`[plan]` and `[services]` in collector/services/plan.rs, `[nginx]`, `[storage]`,
+//! the database targets in collector/target.rs). Dependencies point one way: config imports the
+//! collectors' section types; a collector never imports config (tests/layers.rs checks it).
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
-use regex::Regex;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::collector::nginx::NginxConfig;
+use crate::collector::services::{Budget, Matcher, PlanConfig, Service};
 use crate::collector::storage::StorageConfig;
-use crate::collector::target::{self, DbTargetLayer, MysqlUrl, PostgresUrl, RedisTargetLayer};
+use crate::collector::target::{
+    self, DbTargetLayer, Kind, MysqlUrl, PostgresUrl, RedisTargetLayer, TargetLists,
+};
+use crate::config_error::{at, Nonsense, Step};
+use crate::values::{check_cores, check_count, check_size, Bytes, Cores};
+
+// Kept reachable here, where main.rs and the fuzz target have always found them.
+pub use crate::config_error::ConfigError;
+pub use crate::values::{parse_duration, parse_size, ConfigDuration};
 
 pub const DEFAULT_PROFILE: &str = "vps-2gb";
 
@@ -58,71 +71,13 @@ pub struct Config {
     pub storage: StorageConfig,
 }
 
-/// A watched service with its matchers and, if the profile plans it, its budget.
-#[derive(Debug, Clone)]
-pub struct Service {
-    pub name: String,
-    pub matchers: Vec<Matcher>,
-    pub budget: Budget,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Budget {
-    pub memory: Option<u64>,
-    pub instance_memory: Option<u64>,
-    pub process_memory: Option<u64>,
-    pub cpu_cores: Option<f64>,
-    pub instances: Option<u32>,
-    pub processes: Option<u32>,
-}
-
-impl Budget {
-    /// A service is planned when the profile says how many instances of it run.
-    pub fn is_planned(&self) -> bool {
-        self.instances.unwrap_or(0) > 0
-    }
-}
-
-/// One way to recognise a service's process; every field given must match.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Matcher {
-    pub comm: Option<WholePattern>,
-    pub exe: Option<Pattern>,
-    pub cmdline: Option<Pattern>,
-    pub exclude_cmdline: Option<Pattern>,
-    pub cgroup: Option<Pattern>,
-}
-
-/// Host-level figures of the plan.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct PlanConfig {
-    pub host_memory: Option<Bytes>,
-    pub host_cpu_cores: Option<Cores>,
-    pub swap: Option<Bytes>,
-    pub system_memory: Option<Bytes>,
-    pub buffer_memory: Option<Bytes>,
-    pub database_pool_connections: Option<u32>,
-}
-
-impl PlanConfig {
-    fn overlay(&mut self, top: PlanConfig) {
-        let PlanConfig {
-            host_memory,
-            host_cpu_cores,
-            swap,
-            system_memory,
-            buffer_memory,
-            database_pool_connections,
-        } = top;
-        self.host_memory = host_memory.or(self.host_memory);
-        self.host_cpu_cores = host_cpu_cores.or(self.host_cpu_cores);
-        self.swap = swap.or(self.swap);
-        self.system_memory = system_memory.or(self.system_memory);
-        self.buffer_memory = buffer_memory.or(self.buffer_memory);
-        self.database_pool_connections =
-            database_pool_connections.or(self.database_pool_connections);
+impl TargetLists for Config {
+    fn targets_mut(&mut self, kind: Kind) -> &mut Vec<target::Target> {
+        match kind {
+            Kind::Mysql => &mut self.mysql,
+            Kind::Postgres => &mut self.postgres,
+            Kind::Redis => &mut self.redis,
+        }
     }
 }
 
@@ -323,67 +278,16 @@ fn resolve_service(
     })
 }
 
-/// The largest size any figure may have: 1 PiB, more memory than any host has.
-const MAX_BYTES: u64 = 1 << 50;
-/// The most cores a figure may name: Linux's largest `NR_CPUS`.
-const MAX_CORES: f64 = 8192.0;
-/// The most processes, instances or connections a figure may name: Linux's largest `pid_max`
-/// (each is at least one process or thread).
-const MAX_COUNT: u32 = 1 << 22;
-
-/// Texts of every kind a matcher sees (an empty command line, a path, a command, a cgroup line):
-/// a pattern found in all of them matches every process.
-const ANY_PROCESS: &[&str] = &[
-    "",
-    "x",
-    "/usr/sbin/nginx -g daemon off;",
-    "0::/system.slice",
-];
-
-/// A value that parses but cannot be meant: where it is and why it is refused.
-#[derive(Debug)]
-struct Nonsense {
-    path: Vec<Step>,
-    message: String,
-}
-
-/// One step of a path into a TOML document.
-#[derive(Debug, Clone)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// `at(&["plan", "host_memory"])`: turns a message into a `Nonsense` at that key.
-fn at(keys: &[&str]) -> impl FnOnce(String) -> Nonsense {
-    let path = keys.iter().map(|k| Step::Key(k.to_string())).collect();
-    move |message| Nonsense { path, message }
-}
-
 /// Refuses what a layer's types accept but no one can mean: zero or absurdly large figures,
-/// empty paths, matchers that match every process. The database targets check themselves
-/// (collector/target.rs).
+/// empty paths, matchers that match every process. Each section's owner has its check; the
+/// database targets check themselves while they parse (collector/target.rs).
 fn check_layer(layer: &Layer) -> Result<(), Nonsense> {
-    check_plan(&layer.plan)?;
+    layer.plan.check()?;
     for (name, service) in &layer.services.0 {
         check_service(name, service)?;
     }
-    check_nginx(&layer.nginx)?;
-    check_storage(&layer.storage)
-}
-
-fn check_plan(plan: &PlanConfig) -> Result<(), Nonsense> {
-    let key = |key: &str| at(&["plan", key]);
-    check_size(plan.host_memory, Some("a host has some memory")).map_err(key("host_memory"))?;
-    check_cores(plan.host_cpu_cores, "a host has some CPU").map_err(key("host_cpu_cores"))?;
-    check_size(plan.swap, None).map_err(key("swap"))?;
-    check_size(plan.system_memory, None).map_err(key("system_memory"))?;
-    check_size(plan.buffer_memory, None).map_err(key("buffer_memory"))?;
-    check_count(
-        plan.database_pool_connections,
-        Some("the application could not reach its database"),
-    )
-    .map_err(key("database_pool_connections"))
+    layer.nginx.check()?;
+    layer.storage.check()
 }
 
 fn check_service(name: &str, service: &ServiceLayer) -> Result<(), Nonsense> {
@@ -413,7 +317,7 @@ fn check_service(name: &str, service: &ServiceLayer) -> Result<(), Nonsense> {
         ));
     }
     for (index, matcher) in matchers.iter().enumerate() {
-        check_matcher(matcher).map_err(|(field, message)| {
+        matcher.check().map_err(|(field, message)| {
             let mut path: Vec<Step> = ["services", name, "match"]
                 .iter()
                 .map(|k| Step::Key(k.to_string()))
@@ -424,324 +328,6 @@ fn check_service(name: &str, service: &ServiceLayer) -> Result<(), Nonsense> {
         })?;
     }
     Ok(())
-}
-
-/// A matcher must pick some processes out: at least one of `comm`, `exe`, `cmdline`, `cgroup`
-/// that does not match everything, and no empty pattern. The error names the field, if one.
-fn check_matcher(matcher: &Matcher) -> Result<(), (Option<&'static str>, String)> {
-    let Matcher {
-        comm,
-        exe,
-        cmdline,
-        exclude_cmdline,
-        cgroup,
-    } = matcher;
-    let positive = [
-        ("comm", comm.as_ref().map(|p| (p.source(), &p.0))),
-        ("exe", searched(exe)),
-        ("cmdline", searched(cmdline)),
-        ("cgroup", searched(cgroup)),
-    ];
-    let exclude = searched(exclude_cmdline);
-    for (field, pattern) in positive.iter().chain([("exclude_cmdline", exclude)].iter()) {
-        if let Some((source, _)) = pattern {
-            if source.is_empty() {
-                return Err((Some(field), "an empty pattern".to_string()));
-            }
-        }
-    }
-    if let Some((source, regex)) = exclude {
-        if matches_any_process(regex) {
-            return Err((
-                Some("exclude_cmdline"),
-                format!("{source:?} excludes every process: the matcher could never match"),
-            ));
-        }
-    }
-    let given: Vec<_> = positive
-        .iter()
-        .filter_map(|(field, p)| p.map(|(source, regex)| (*field, source, regex)))
-        .collect();
-    if given.is_empty() {
-        return Err((
-            None,
-            "a matcher without comm, exe, cmdline or cgroup matches every process".to_string(),
-        ));
-    }
-    if given.iter().all(|(_, _, regex)| matches_any_process(regex)) {
-        let (field, source, _) = given[0];
-        return Err((
-            Some(field),
-            format!("{source:?} matches every process: name the service's own program"),
-        ));
-    }
-    Ok(())
-}
-
-/// A searched pattern as `(source, regex)`.
-fn searched(pattern: &Option<Pattern>) -> Option<(&str, &Regex)> {
-    pattern.as_ref().map(|p| (p.0.as_str(), &p.0))
-}
-
-fn matches_any_process(regex: &Regex) -> bool {
-    ANY_PROCESS.iter().all(|text| regex.is_match(text))
-}
-
-fn check_nginx(nginx: &NginxConfig) -> Result<(), Nonsense> {
-    if let Some(path) = &nginx.access_log {
-        check_path(path).map_err(at(&["nginx", "access_log"]))?;
-    }
-    if let Some(url) = &nginx.stub_status_url {
-        if url.port == 0 {
-            return Err(at(&["nginx", "stub_status_url"])(
-                "port 0: no server listens there".to_string(),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_storage(storage: &StorageConfig) -> Result<(), Nonsense> {
-    for (name, path) in &storage.directories {
-        check_path(path).map_err(at(&["storage", "directories", &name.0]))?;
-    }
-    let never_starts = "every walk would stop before it starts";
-    if storage.max_files == Some(0) {
-        return Err(at(&["storage", "max_files"])(format!(
-            "0 entries: {never_starts}"
-        )));
-    }
-    if storage.max_duration.is_some_and(|d| d.0.is_zero()) {
-        return Err(at(&["storage", "max_duration"])(format!(
-            "0s: {never_starts}"
-        )));
-    }
-    Ok(())
-}
-
-/// A size at most `MAX_BYTES`; `zero` says why 0 cannot be meant, when it cannot.
-fn check_size(size: Option<Bytes>, zero: Option<&str>) -> Result<(), String> {
-    match (size, zero) {
-        (Some(Bytes(0)), Some(why)) => Err(format!("0 bytes: {why}")),
-        (Some(Bytes(n)), _) if n > MAX_BYTES => Err(format!(
-            "{n} bytes is more than 1 PiB, more memory than any host has"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Cores: more than 0 (`zero` says why) and at most `MAX_CORES`.
-fn check_cores(cores: Option<Cores>, zero: &str) -> Result<(), String> {
-    match cores {
-        Some(Cores(0.0)) => Err(format!("0 cores: {zero}")),
-        Some(Cores(n)) if n > MAX_CORES => Err(format!(
-            "{n} cores is more than Linux supports ({MAX_CORES})"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// A count at most `MAX_COUNT`; `zero` says why 0 cannot be meant, when it cannot.
-fn check_count(count: Option<u32>, zero: Option<&str>) -> Result<(), String> {
-    match (count, zero) {
-        (Some(0), Some(why)) => Err(format!("0: {why}")),
-        (Some(n), _) if n > MAX_COUNT => Err(format!(
-            "{n} is more than the {MAX_COUNT} processes Linux allows at most"
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// A path the exporter can open: not empty (which would be the working directory) and without
-/// a NUL character (which no system call takes).
-fn check_path(path: &Path) -> Result<(), String> {
-    let text = path.as_os_str();
-    if text.is_empty() {
-        return Err("an empty path".to_string());
-    }
-    if text.as_encoded_bytes().contains(&0) {
-        return Err("a path cannot contain a NUL character".to_string());
-    }
-    Ok(())
-}
-
-/// A size in bytes: an integer, or a string such as "512MiB", "512MB", "512M" or "1.5GiB".
-/// As in MySQL's and Redis's own configs, K, M, G and T are powers of 1024 with or without `i`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bytes(pub u64);
-
-impl<'de> Deserialize<'de> for Bytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            de::Error::custom(
-                "expected a size: a whole number of bytes or a string like \"512MiB\"",
-            )
-        })? {
-            Raw::Int(n) if n < 0 => Err(de::Error::custom(format!(
-                "a size cannot be negative (got {n})"
-            ))),
-            Raw::Int(n) => Ok(Bytes(n as u64)),
-            Raw::Text(s) => parse_size(&s).map(Bytes).map_err(de::Error::custom),
-        }
-    }
-}
-
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size like \"512MiB\""))?;
-    if value < 0.0 {
-        return Err(format!("a size cannot be negative (got {text:?})"));
-    }
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} in {text:?} (use B, KiB, MiB, GiB, TiB)"
-            ))
-        }
-    };
-    Ok((value * multiplier as f64).round() as u64)
-}
-
-/// A duration in the config: "3s", "500ms", "2m", "1h", or a whole number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for ConfigDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
-        let expected = "expected a duration like \"2s\", \"500ms\" or \"5m\"";
-        match Raw::deserialize(d).map_err(|_| de::Error::custom(expected))? {
-            Raw::Int(n) => parse_duration(&n.to_string())
-                .map(ConfigDuration)
-                .map_err(|e| de::Error::custom(format!("{expected}: {e}"))),
-            Raw::Text(text) => parse_duration(&text)
-                .map(ConfigDuration)
-                .map_err(de::Error::custom),
-        }
-    }
-}
-
-const MAX_DURATION_SECONDS: f64 = 86_400.0;
-
-/// A duration such as "3s", "500ms", "2m" or "1h"; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let (number, unit) = trimmed.split_at(
-        trimmed
-            .find(|c: char| c.is_ascii_alphabetic())
-            .unwrap_or(trimmed.len()),
-    );
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like \"3s\", \"500ms\" or \"2m\""))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("unknown unit in {text:?} (use ms, s, m or h)")),
-    };
-    if !(seconds >= 0.0 && seconds.is_finite()) {
-        return Err(format!("{text:?} is not a positive duration"));
-    }
-    // Longer is never meant, and an Instant plus a huge duration overflows.
-    if seconds > MAX_DURATION_SECONDS {
-        return Err(format!("{text:?} is longer than a day"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-/// A number of CPU cores, possibly fractional, never negative.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Cores(pub f64);
-
-impl<'de> Deserialize<'de> for Cores {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = f64::deserialize(d)?;
-        if !(value >= 0.0 && value.is_finite()) {
-            return Err(de::Error::custom(format!(
-                "a number of cores is finite and not negative (got {value})"
-            )));
-        }
-        Ok(Cores(value))
-    }
-}
-
-/// A regex searched anywhere in the text.
-#[derive(Debug, Clone)]
-pub struct Pattern(pub Regex);
-
-impl<'de> Deserialize<'de> for Pattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Regex::new(&text).map(Pattern).map_err(|e| {
-            de::Error::custom(format!(
-                "bad regex {text:?}: {}",
-                first_line(&e.to_string())
-            ))
-        })
-    }
-}
-
-/// A regex that must match the whole text (used for `comm`, as process-exporter does).
-#[derive(Debug, Clone)]
-pub struct WholePattern(pub Regex);
-
-impl<'de> Deserialize<'de> for WholePattern {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Regex::new(&text).map_err(|e| {
-            de::Error::custom(format!(
-                "bad regex {text:?}: {}",
-                first_line(&e.to_string())
-            ))
-        })?;
-        Ok(WholePattern(
-            Regex::new(&format!("^(?:{text})$")).expect("checked above"),
-        ))
-    }
-}
-
-impl WholePattern {
-    /// The pattern as the config gave it, without the anchors added here.
-    pub fn source(&self) -> &str {
-        let anchored = self.0.as_str();
-        anchored
-            .strip_prefix("^(?:")
-            .and_then(|s| s.strip_suffix(")$"))
-            .unwrap_or(anchored)
-    }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or(text)
-        .trim()
-        .to_string()
 }
 
 /// A built-in profile's name.
@@ -785,143 +371,6 @@ impl<'de> Deserialize<'de> for OrderedServices {
         }
         d.deserialize_map(OrderedVisitor)
     }
-}
-
-/// A config problem, located: `file:line:column: key: message`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub key: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    fn from_toml(file: &str, text: &str, error: &toml::de::Error) -> ConfigError {
-        let offset = error.span().map_or(0, |s| s.start);
-        let (line, column) = line_and_column(text, offset);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            column,
-            key: key_at(text, line),
-            message: error.message().trim().to_string(),
-        }
-    }
-
-    /// Locates a value refused after parsing: the key is the path up to any array index, the
-    /// line and column those of the value itself.
-    fn at_path(file: &str, text: &str, nonsense: Nonsense) -> ConfigError {
-        let (line, column) =
-            span_of(text, &nonsense.path).map_or((0, 0), |offset| line_and_column(text, offset));
-        let key: Vec<&str> = nonsense
-            .path
-            .iter()
-            .map_while(|step| match step {
-                Step::Key(key) => Some(key.as_str()),
-                Step::Index(_) => None,
-            })
-            .collect();
-        ConfigError {
-            file: file.to_string(),
-            line,
-            column,
-            key: key.join("."),
-            message: nonsense.message,
-        }
-    }
-
-    fn at_table(file: &str, text: &str, table: &str, message: &str) -> ConfigError {
-        let header = format!("[{table}]");
-        let line = text
-            .lines()
-            .position(|l| l.trim_start().starts_with(&header))
-            .map_or(0, |i| i + 1);
-        ConfigError {
-            file: file.to_string(),
-            line,
-            column: 1,
-            key: table.to_string(),
-            message: message.to_string(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if self.line > 0 {
-            write!(f, ":{}:{}", self.line, self.column)?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": key `{}`", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-    (line, column)
-}
-
-/// The offset of the value at `path` in `text`, or of the deepest step of it that is there.
-fn span_of(text: &str, path: &[Step]) -> Option<usize> {
-    let root = toml::de::DeTable::parse(text).ok()?;
-    let mut table = root.get_ref();
-    let mut array = None;
-    let mut offset = None;
-    for step in path {
-        let value = match step {
-            Step::Key(key) => table.get(key.as_str()),
-            Step::Index(index) => array.and_then(|a: &toml::de::DeArray| a.get(*index)),
-        };
-        let Some(value) = value else { break };
-        offset = Some(value.span().start);
-        let inner = value.get_ref();
-        if let Some(t) = inner.as_table() {
-            table = t;
-        }
-        array = inner.as_array();
-    }
-    offset
-}
-
-/// The dotted key at `line` (1-based): the nearest `[table]` header above it and the nearest
-/// `key =` at or above it within that table (an inline table in a multi-line array has its key
-/// lines above).
-fn key_at(text: &str, line: usize) -> String {
-    let lines: Vec<&str> = text.lines().take(line).map(str::trim).collect();
-    let mut key = None;
-    for current in lines.iter().rev() {
-        if current.starts_with('[') {
-            let table = current.trim_matches(|c| c == '[' || c == ']').trim();
-            return match key {
-                Some(key) => format!("{table}.{key}"),
-                None => table.to_string(),
-            };
-        }
-        if key.is_none() {
-            key = bare_key(current);
-        }
-    }
-    key.unwrap_or_default().to_string()
-}
-
-/// `name` of a `name = value` line.
-fn bare_key(line: &str) -> Option<&str> {
-    let (key, _) = line.split_once('=')?;
-    let key = key.trim();
-    let is_key = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    is_key.then_some(key)
 }
 
 #[cfg(test)]
@@ -988,15 +437,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.services.last().unwrap().name, "flower");
-    }
-
-    #[test]
-    fn sizes_parse_in_binary_units() {
-        assert_eq!(parse_size("512MiB"), Ok(512 << 20));
-        assert_eq!(parse_size("512mb"), Ok(512 << 20));
-        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
-        assert_eq!(parse_size("100"), Ok(100));
-        assert!(parse_size("12 parsecs").is_err());
     }
 
     #[test]

@@ -4,11 +4,13 @@
 pub mod accesslog;
 pub mod collector;
 pub mod config;
+pub mod config_error;
 pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod proc;
 pub mod scrape;
 pub mod sockdiag;
+pub mod values;
 
 pub const DEFAULT_PORT: u16 = 9488;

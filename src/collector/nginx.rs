@@ -19,8 +19,10 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use crate::accesslog::{self, Counts, Event, Follower, Format, Latency, Reason, Route, Routes};
+use crate::config_error::{at, Nonsense};
 use crate::logging::Condition;
 use crate::metrics::{Histogram, MetricSet};
+use crate::values::check_path;
 
 /// The environment variable that names the access log when the config does not.
 pub const ACCESS_LOG_ENV: &str = "STACK_NGINX_ACCESS_LOG";
@@ -38,6 +40,23 @@ pub struct NginxConfig {
     pub static_prefixes: Option<Vec<PathPrefix>>,
     pub websocket_prefixes: Option<Vec<PathPrefix>>,
     pub asgi_prefixes: Option<Vec<PathPrefix>>,
+}
+
+impl NginxConfig {
+    /// Refuses what parses but no one can mean: an empty path, a NUL in it, port 0.
+    pub fn check(&self) -> Result<(), Nonsense> {
+        if let Some(path) = &self.access_log {
+            check_path(path).map_err(at(&["nginx", "access_log"]))?;
+        }
+        if let Some(url) = &self.stub_status_url {
+            if url.port == 0 {
+                return Err(at(&["nginx", "stub_status_url"])(
+                    "port 0: no server listens there".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -15,10 +15,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::config::{Matcher, PlanConfig, Service};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::{self, PidStat, ProcFs};
+
+mod plan;
+pub use plan::{Budget, Matcher, PlanConfig, Service};
 
 /// How long a process's match is trusted when nothing in its /proc/PID/stat changed: the longest a
 /// command line rewritten in place (setproctitle) keeps its old service. Rechecks are spread over

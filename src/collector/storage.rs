@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::config::ConfigDuration;
+use crate::config_error::{at, Nonsense};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
+use crate::values::{check_path, ConfigDuration};
 
 pub const BACKUP_DIR_ENV: &str = "STACK_BACKUP_DIR";
 pub const LOG_DIR_ENV: &str = "STACK_LOG_DIR";
@@ -39,6 +40,27 @@ pub struct StorageConfig {
     pub max_duration: Option<ConfigDuration>,
     /// How long a walk's result is reused; default "60s", "0s" walks on every scrape.
     pub min_interval: Option<ConfigDuration>,
+}
+
+impl StorageConfig {
+    /// Refuses what parses but no one can mean: an empty path, a walk that could not start.
+    pub fn check(&self) -> Result<(), Nonsense> {
+        for (name, path) in &self.directories {
+            check_path(path).map_err(at(&["storage", "directories", &name.0]))?;
+        }
+        let never_starts = "every walk would stop before it starts";
+        if self.max_files == Some(0) {
+            return Err(at(&["storage", "max_files"])(format!(
+                "0 entries: {never_starts}"
+            )));
+        }
+        if self.max_duration.is_some_and(|d| d.0.is_zero()) {
+            return Err(at(&["storage", "max_duration"])(format!(
+                "0s: {never_starts}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A `directory` label value: lower-case letters, digits and `_`.

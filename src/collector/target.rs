@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::ConfigDuration;
+use crate::values::ConfigDuration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -409,14 +409,21 @@ pub fn add_env_target(
     Ok(())
 }
 
+/// Whatever keeps the targets of each kind (the assembled config): the targets live there, this
+/// module only knows how to add to them, so it needs nothing of `config`.
+pub trait TargetLists {
+    fn targets_mut(&mut self, kind: Kind) -> &mut Vec<Target>;
+}
+
 /// Adds the `default` targets of `STACK_MYSQL_URL`, `STACK_POSTGRES_URL` and `STACK_REDIS_URL`.
 pub fn add_env_targets(
-    config: &mut crate::config::Config,
+    config: &mut impl TargetLists,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<(), String> {
-    add_env_target(&mut config.mysql, Kind::Mysql, &lookup)?;
-    add_env_target(&mut config.postgres, Kind::Postgres, &lookup)?;
-    add_env_target(&mut config.redis, Kind::Redis, &lookup)
+    for kind in [Kind::Mysql, Kind::Postgres, Kind::Redis] {
+        add_env_target(config.targets_mut(kind), kind, &lookup)?;
+    }
+    Ok(())
 }
 
 /// The collector of one kind's targets, or `None` (and a log line saying so) when there are none.
