@@ -21,9 +21,7 @@ use serde::Deserialize;
 use crate::collector::nginx::NginxConfig;
 use crate::collector::services::{Budget, Matcher, PlanConfig, Service};
 use crate::collector::storage::StorageConfig;
-use crate::collector::target::{
-    self, DbTargetLayer, Kind, MysqlUrl, PostgresUrl, RedisTargetLayer, TargetLists,
-};
+use crate::collector::target::{self, DbTargetLayer, MysqlUrl, PostgresUrl, RedisTargetLayer};
 use crate::config_error::{at, Nonsense, Step};
 use crate::values::{check_cores, check_count, check_size, Bytes, Cores};
 
@@ -55,31 +53,8 @@ pub const PROFILES: &[(&str, &str)] = &[
 
 const STANDARD_SERVICES: &str = include_str!("../profiles/services.toml");
 
-/// The configuration in force: the layers merged.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub profile: String,
-    pub plan: PlanConfig,
-    pub services: Vec<Service>,
-    /// `[[mysql]]`, `[[postgres]]`, `[[redis]]` targets (see collector/target.rs).
-    pub mysql: Vec<target::Target>,
-    pub postgres: Vec<target::Target>,
-    pub redis: Vec<target::Target>,
-    /// `[nginx]`: access log and stub_status (collector/nginx.rs).
-    pub nginx: NginxConfig,
-    /// `[storage]`: directories to size (collector/storage.rs).
-    pub storage: StorageConfig,
-}
-
-impl TargetLists for Config {
-    fn targets_mut(&mut self, kind: Kind) -> &mut Vec<target::Target> {
-        match kind {
-            Kind::Mysql => &mut self.mysql,
-            Kind::Postgres => &mut self.postgres,
-            Kind::Redis => &mut self.redis,
-        }
-    }
-}
+/// The configuration in force: the layers merged into the collectors' sections.
+pub use crate::collector::Sections as Config;
 
 /// A service as one layer gives it: any field may be left to the layer below.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -18,11 +18,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::collector::exporter::VERSION;
+use crate::collector::exporter::HTTP_STATS as STATS;
 use crate::metrics;
 use crate::scrape::Scraper;
 use crate::warn_throttled;
-use connections::{Connections, Slot, STATS};
+use crate::VERSION;
+use connections::{Connections, Slot};
 
 /// A client must send its whole request head within this time, and a kept-alive connection is
 /// closed after this long without a new request (hyper restarts the same timer for each request).

@@ -14,3 +14,6 @@ pub mod sockdiag;
 pub mod values;
 
 pub const DEFAULT_PORT: u16 = 9488;
+
+/// The version every page and `stack_exporter_build_info` show.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

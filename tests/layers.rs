@@ -15,8 +15,9 @@ use regex::Regex;
 
 /// Modules that must use nothing of the crate.
 const LEAVES: &[&str] = &["values", "config_error"];
-/// Top-level modules a collector must not use.
-const ABOVE_COLLECTORS: &[&str] = &["config"];
+/// Top-level modules a collector must not use: the config that assembles the collectors' sections,
+/// and the scrape and the HTTP server that run them.
+const ABOVE_COLLECTORS: &[&str] = &["config", "scrape", "http"];
 
 /// The module path of a source file: `src/collector/services/plan.rs` → `collector::services::plan`.
 fn module_path(src: &Path, file: &Path) -> Vec<String> {
@@ -88,8 +89,9 @@ fn violations(module: &[String], code: &str) -> Vec<String> {
             .filter(|u| ABOVE_COLLECTORS.contains(&u.as_str()))
         {
             found.push(format!(
-                "{name} uses crate::{above}: a collector owns its config section type and uses \
-                 the leaves (values, config_error); config assembles the collectors' sections"
+                "{name} uses crate::{above}: collectors sit below config, scrape and http (a \
+                 collector owns its config section type and uses the leaves; config assembles \
+                 the sections; the server's own counters live in collector::exporter)"
             ));
         }
     }
@@ -140,6 +142,7 @@ fn the_check_sees_each_kind_of_violation() {
     let storage = module("collector::storage");
     for code in [
         "use crate::config::ConfigDuration;\n",
+        "use crate::http::connections;\n",
         "use crate::{config::Config, metrics::MetricSet};\n",
         "use crate::{\n    metrics,\n    config,\n};\n",
         "fn f(c: &mut crate::config::Config) {}\n",

@@ -1,12 +1,11 @@
 //! The exporter's own build and process metrics, named as every client library names them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::http::connections;
 use crate::metrics::MetricSet;
 use crate::proc;
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use crate::VERSION;
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
@@ -117,9 +116,29 @@ pub fn process_metrics(out: &mut MetricSet) {
     }
 }
 
+/// Counters behind the `stack_exporter_http_connections*` metrics, kept by the HTTP server's
+/// connection cap (src/http/connections.rs). They live here so that the server depends on the
+/// self metrics and never the other way round.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    pub open: AtomicUsize,
+    pub max: AtomicUsize,
+    pub evicted: AtomicU64,
+    pub refused: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+pub static HTTP_STATS: HttpStats = HttpStats {
+    open: AtomicUsize::new(0),
+    max: AtomicUsize::new(0),
+    evicted: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    accept_errors: AtomicU64::new(0),
+};
+
 /// The connection cap at work (`--web.max-connections`, src/http/connections.rs).
 pub fn connection_metrics(out: &mut MetricSet) {
-    let stats = &connections::STATS;
+    let stats = &HTTP_STATS;
     let max = stats.max.load(Ordering::Relaxed);
     if max == 0 {
         return; // not serving HTTP (a test or a fuzz target driving one connection)

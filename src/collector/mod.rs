@@ -26,10 +26,36 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Config;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
 use target::Kind;
+
+/// The configuration in force: every collector's section, as `config` assembles them from the
+/// layers. Defined here, beside the sections' owners, so that no collector needs `config`.
+#[derive(Debug, Clone)]
+pub struct Sections {
+    pub profile: String,
+    pub plan: services::PlanConfig,
+    pub services: Vec<services::Service>,
+    /// `[[mysql]]`, `[[postgres]]`, `[[redis]]` targets (see collector/target.rs).
+    pub mysql: Vec<target::Target>,
+    pub postgres: Vec<target::Target>,
+    pub redis: Vec<target::Target>,
+    /// `[nginx]`: access log and stub_status (collector/nginx.rs).
+    pub nginx: nginx::NginxConfig,
+    /// `[storage]`: directories to size (collector/storage.rs).
+    pub storage: storage::StorageConfig,
+}
+
+impl target::TargetLists for Sections {
+    fn targets_mut(&mut self, kind: Kind) -> &mut Vec<target::Target> {
+        match kind {
+            Kind::Mysql => &mut self.mysql,
+            Kind::Postgres => &mut self.postgres,
+            Kind::Redis => &mut self.redis,
+        }
+    }
+}
 
 /// One registered collector.
 #[derive(Debug)]
@@ -72,7 +98,7 @@ pub struct Context {
     pub rootfs: PathBuf,
     /// `--collector.services.pss-max-age`.
     pub pss_max_age: Duration,
-    pub config: Config,
+    pub config: Sections,
     /// Reads an environment variable (`std::env::var` outside tests).
     pub env: fn(&str) -> Option<String>,
     services: Option<Arc<services::Services>>,
@@ -83,7 +109,7 @@ impl Context {
         procfs: ProcFs,
         rootfs: PathBuf,
         pss_max_age: Duration,
-        config: Config,
+        config: Sections,
         env: fn(&str) -> Option<String>,
     ) -> Context {
         Context {

@@ -7,31 +7,14 @@
 //! what it was.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::Notify;
 
+use crate::collector::exporter::HTTP_STATS as STATS;
 use crate::warn_throttled;
-
-/// Counters behind the `stack_exporter_http_connections*` metrics.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub open: AtomicUsize,
-    pub max: AtomicUsize,
-    pub evicted: AtomicU64,
-    pub refused: AtomicU64,
-    pub accept_errors: AtomicU64,
-}
-
-pub static STATS: Stats = Stats {
-    open: AtomicUsize::new(0),
-    max: AtomicUsize::new(0),
-    evicted: AtomicU64::new(0),
-    refused: AtomicU64::new(0),
-    accept_errors: AtomicU64::new(0),
-};
 
 /// A storm worth giving memory back after: this many connections open at once since the last
 /// time. Below it, what a few connections leave behind is reused by the next ones.
