@@ -61,29 +61,7 @@ where
 
 /// Compares `text` with `<kind>.prom`, or rewrites that file under STACK_UPDATE_GOLDEN=1.
 fn check_golden(kind: &str, text: &str) {
-    let path = fixture(&format!("{kind}.prom"));
-    if std::env::var_os("STACK_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, text).unwrap();
-        eprintln!("rewrote {}", path.display());
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    if text != want {
-        let first = text
-            .lines()
-            .zip(want.lines())
-            .position(|(got, want)| got != want)
-            .unwrap_or(text.lines().count().min(want.lines().count()));
-        panic!(
-            "{} differs from the golden text at line {}:\n  golden: {:?}\n  now:    {:?}\n\
-             If the change is meant, run STACK_UPDATE_GOLDEN=1 cargo test --test golden_db \
-             and commit the new file.",
-            path.display(),
-            first + 1,
-            want.lines().nth(first),
-            text.lines().nth(first),
-        );
-    }
+    common::check_golden(&fixture(&format!("{kind}.prom")), text, "golden_db");
 }
 
 /// Checks the golden text of kind `S`, whose fixture holds a target `up_target` that is up and

@@ -322,3 +322,31 @@ pub fn make_world_readable(path: &Path) {
     let mode = if path.is_dir() { 0o755 } else { 0o644 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// Compares `text` with the golden file at `path`, or rewrites that file when STACK_UPDATE_GOLDEN
+/// is set. A mismatch fails naming the first differing line and the command that rewrites the file
+/// on purpose (`test` is the integration test's name, as in `cargo test --test <test>`).
+pub fn check_golden(path: &Path, text: &str, test: &str) {
+    if std::env::var_os("STACK_UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, text).unwrap();
+        eprintln!("rewrote {}", path.display());
+        return;
+    }
+    let want = std::fs::read_to_string(path).unwrap_or_default();
+    if text != want {
+        let first = text
+            .lines()
+            .zip(want.lines())
+            .position(|(got, want)| got != want)
+            .unwrap_or(text.lines().count().min(want.lines().count()));
+        panic!(
+            "{} differs from the golden text at line {}:\n  golden: {:?}\n  now:    {:?}\n\
+             If the change is meant, run STACK_UPDATE_GOLDEN=1 cargo test --test {test} \
+             and commit the new file after reading its diff.",
+            path.display(),
+            first + 1,
+            want.lines().nth(first),
+            text.lines().nth(first),
+        );
+    }
+}
