@@ -117,6 +117,13 @@ impl Filesystem {
                 labels.clone(),
                 f64::from(matches!(size, Size::Stuck)),
             );
+            out.gauge(
+                "stack_host_filesystem_device_error",
+                "1 if statvfs of this mount failed (refused, gone, not under --path.rootfs): its size \
+                 and avail are left out rather than shown as 0; 0 otherwise.",
+                labels.clone(),
+                f64::from(matches!(size, Size::Failed)),
+            );
             let Size::Measured(size, avail) = size else {
                 continue;
             };
@@ -162,7 +169,12 @@ impl Filesystem {
             sizes[index] = match result {
                 Ok((size, avail)) => Size::Measured(size, avail),
                 Err(e) => {
-                    log::debug!("statvfs {} failed ({e}); skipped", mounts[index].mountpoint);
+                    crate::warn_throttled!(
+                        "filesystem_statvfs_failed",
+                        "statvfs {} failed ({e}): its size is left out and \
+                         stack_host_filesystem_device_error is 1",
+                        mounts[index].mountpoint
+                    );
                     Size::Failed
                 }
             };
