@@ -71,7 +71,7 @@ struct Flags {
 
     /// Most HTTP connections open at once. At the cap, a new connection closes the one that has
     /// waited longest without sending a request, so idle or slow clients cannot lock a scraper out.
-    #[arg(long = "web.max-connections", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    #[arg(long = "web.max-connections", default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
     max_connections: u16,
 
     /// How long a process's PSS (from smaps_rollup, costly for big processes) is reused before it
