@@ -114,6 +114,8 @@ def main():
     parser.add_argument("--scrapes", type=int, default=500)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1000/3000 process runs")
     parser.add_argument("--pss-max-age", default="60s")
+    parser.add_argument("--baseline", metavar="BINARY",
+                        help="an older stack_exporter build measured beside this one (before/after)")
     args = parser.parse_args()
 
     nproc = len([d for d in os.listdir("/proc") if d.isdigit()])
@@ -122,12 +124,14 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         try:
             variants = [
-                ("stack_exporter", [f"--collector.services.pss-max-age={args.pss_max_age}"]),
-                ("stack (PSS every scrape)", ["--collector.services.pss-max-age=0s"]),
+                ("stack_exporter", args.binary, [f"--collector.services.pss-max-age={args.pss_max_age}"]),
+                ("stack (PSS every scrape)", args.binary, ["--collector.services.pss-max-age=0s"]),
             ]
-            for name, extra in variants:
+            if args.baseline:
+                variants.insert(1, ("baseline", args.baseline, [f"--collector.services.pss-max-age={args.pss_max_age}"]))
+            for name, binary, extra in variants:
                 port = free_port()
-                child = start([args.binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *extra])
+                child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *extra])
                 children.append(child)
                 wait_port(port)
                 rows.append(measure(name, child.pid, port, args.scrapes))
