@@ -118,6 +118,7 @@ static THROTTLED: Mutex<Option<HashMap<&'static str, (Instant, u64)>>> = Mutex::
 /// Logs `message` unless a message with the same `key` was logged in the last minute; the next
 /// one that gets through says how many were held back. For anything a client or a failing source
 /// can repeat at will (a bad request, a collector failing every scrape), so the log cannot flood.
+#[track_caller]
 pub fn throttled(level: Level, key: &'static str, message: std::fmt::Arguments) {
     if level > log::max_level() {
         return;
@@ -141,10 +142,11 @@ pub fn throttled(level: Level, key: &'static str, message: std::fmt::Arguments) 
             }
         }
     };
+    let source = caller_module();
     if held_back == 0 {
-        log::log!(level, "{message}");
+        log::log!(target: &source, level, "{message}");
     } else {
-        log::log!(level, "{message} ({held_back} similar messages held back)");
+        log::log!(target: &source, level, "{message} ({held_back} similar messages held back)");
     }
 }
 
@@ -163,18 +165,30 @@ pub struct Condition(Mutex<Option<String>>);
 
 impl Condition {
     /// Records the current state; returns true if it changed (and was logged).
+    #[track_caller]
     pub fn set(&self, what: &str, now: Option<String>) -> bool {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if *state == now {
             return false;
         }
         match &now {
-            Some(why) => log::warn!("{what}: {why}"),
-            None => log::info!("{what}: recovered"),
+            Some(why) => log::warn!(target: &caller_module(), "{what}: {why}"),
+            None => log::info!(target: &caller_module(), "{what}: recovered"),
         }
         *state = now;
         true
     }
+}
+
+/// The `source` of a line logged on a caller's behalf: its module, from its file
+/// (`src/collector/nginx.rs` → `stack_exporter::collector::nginx`), as `log!` would name it.
+#[track_caller]
+fn caller_module() -> String {
+    let file = std::panic::Location::caller().file();
+    let path = file.strip_prefix("src/").unwrap_or(file);
+    let path = path.strip_suffix(".rs").unwrap_or(path);
+    let path = path.strip_suffix("/mod").unwrap_or(path);
+    format!("stack_exporter::{}", path.replace('/', "::"))
 }
 
 /// RFC 3339 UTC with milliseconds, without a date crate.
@@ -230,6 +244,11 @@ mod tests {
             line,
             "ts=T level=warn source=stack_exporter::scrape msg=\"collector mysql failed: \\\"x\\\"\"\n"
         );
+    }
+
+    #[test]
+    fn lines_logged_for_a_caller_name_its_module() {
+        assert_eq!(caller_module(), "stack_exporter::logging");
     }
 
     #[test]

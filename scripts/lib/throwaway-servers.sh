@@ -69,7 +69,7 @@ start_throwaway_servers() {
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" >/dev/null &
     REDIS_PID=$!
     wait_port "$REDIS_PORT"
-    redis-cli -p "$REDIS_PORT" ACL SETUSER monitor on ">$PW" +info +config\|get +llen +ping '%R~celery*' >/dev/null
+    redis-cli -p "$REDIS_PORT" ACL SETUSER monitor on ">$PW" +info +config\|get +llen +ping +client\|setname '%R~celery*' >/dev/null
     redis-cli -p "$REDIS_PORT" RPUSH celery a b c >/dev/null
 }
 
