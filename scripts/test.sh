@@ -76,7 +76,7 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 # Integration tests start servers on free ports; two at a time keeps a 2-core machine honest.
 echo "== cargo test"
-cargo test --quiet -- --test-threads="${TEST_THREADS:-4}"
+cargo test --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
 # Every fuzz target for FUZZ_SECONDS (30 s) from the seed corpus: about 5 minutes to build on two
 # cores, then 2 minutes. Fails on a crash and names the input (docs/fuzzing.md).
