@@ -1,9 +1,14 @@
 //! The HTTP server: `/metrics` (text format 0.0.4, or OpenMetrics when the scraper's Accept header
 //! asks for it, gzip when accepted), `/` a landing page, `/-/healthy`. At most
-//! `--web.max-connections` connections are open at once (see `connections`).
+//! `--web.max-connections` connections are open at once (see `connections`). With
+//! `--web.config.file`, TLS and basic authentication as exporter-toolkit gives them (see `web`).
 
+pub mod auth;
 pub mod connections;
 pub mod negotiate;
+pub mod tls;
+pub mod web;
+pub mod webconfig;
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -13,7 +18,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -24,10 +29,15 @@ use crate::scrape::Scraper;
 use crate::warn_throttled;
 use crate::VERSION;
 use connections::{Connections, Slot};
+use web::Web;
 
 /// A client must send its whole request head within this time, and a kept-alive connection is
 /// closed after this long without a new request (hyper restarts the same timer for each request).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A TLS client must complete its handshake within this time (a connection that never does is
+/// also evictable at the cap, as it has sent no request).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// However short a scraper says its timeout is, the collection it starts (and others share) runs
 /// for at least this long, capped by `--web.max-scrape-timeout`: a scraper asking for 1 µs gets
@@ -92,6 +102,7 @@ pub async fn serve(
     server: Arc<Server>,
     listener: TcpListener,
     max_connections: usize,
+    web: Option<Arc<Web>>,
 ) -> anyhow::Result<()> {
     let connections = Connections::new(max_connections);
     loop {
@@ -110,18 +121,104 @@ pub async fn serve(
             }
         };
         if let Some(slot) = connections.admit() {
-            tokio::spawn(serve_admitted(server.clone(), stream, slot));
+            tokio::spawn(serve_admitted(server.clone(), stream, slot, web.clone()));
         }
     }
 }
 
 /// Serves one connection counted against the cap, until it ends or is evicted.
-async fn serve_admitted(server: Arc<Server>, stream: tokio::net::TcpStream, slot: Arc<Slot>) {
+async fn serve_admitted(
+    server: Arc<Server>,
+    stream: tokio::net::TcpStream,
+    slot: Arc<Slot>,
+    web: Option<Arc<Web>>,
+) {
     let evicted = slot.evicted.clone();
+    let serve = async move {
+        match web {
+            Some(web) => serve_with_web_config(server, stream, slot, web).await,
+            None => serve_io(server, stream, Some(slot), None).await,
+        }
+    };
     tokio::select! {
-        () = serve_io(server, stream, Some(slot)) => {}
+        () = serve => {}
         () = evicted.notified() => {}
     }
+}
+
+/// Under a web config: the configuration in force for this connection (re-read if a file
+/// changed), the TLS handshake if it asks for TLS, then requests checked against its users.
+async fn serve_with_web_config(
+    server: Arc<Server>,
+    stream: tokio::net::TcpStream,
+    slot: Arc<Slot>,
+    web: Arc<Web>,
+) {
+    let loaded = web.for_connection().await;
+    let access = Access {
+        web,
+        loaded: loaded.clone(),
+    };
+    let Some(acceptor) = &loaded.acceptor else {
+        return serve_io(server, stream, Some(slot), Some(access)).await;
+    };
+    let failure = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => return serve_io(server, tls, Some(slot), Some(access)).await,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
+    };
+    web::STATS
+        .tls_handshake_failures
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    warn_throttled!(
+        "tls handshake failed",
+        "TLS handshake failed: {failure} (plain HTTP, an untrusted or missing client certificate, or a port scan)"
+    );
+}
+
+/// A connection's web config: its users and headers apply to every request on it.
+#[derive(Clone)]
+struct Access {
+    web: Arc<Web>,
+    loaded: Arc<web::Loaded>,
+}
+
+impl Access {
+    /// As exporter-toolkit: the configured headers on every answer, and with users configured,
+    /// every path (`/-/healthy` too) needs credentials.
+    async fn handle(&self, server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let users = &self.loaded.users;
+        let allowed = users.is_empty()
+            || self
+                .web
+                .auth
+                .allows(users, req.headers().get(AUTHORIZATION))
+                .await;
+        let mut response = if allowed {
+            server.handle(req).await
+        } else {
+            unauthorized()
+        };
+        for (name, value) in &self.loaded.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    }
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    web::STATS
+        .unauthorized
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    warn_throttled!(
+        "http unauthorized",
+        "refused a request without valid basic auth credentials"
+    );
+    let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic"));
+    response
 }
 
 /// Serves one client connection until it closes or times out. Any byte stream works, so the fuzz
@@ -130,10 +227,10 @@ pub async fn serve_connection<I>(server: Arc<Server>, io: I)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    serve_io(server, io, None).await;
+    serve_io(server, io, None, None).await;
 }
 
-async fn serve_io<I>(server: Arc<Server>, io: I, slot: Option<Arc<Slot>>)
+async fn serve_io<I>(server: Arc<Server>, io: I, slot: Option<Arc<Slot>>, access: Option<Access>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -141,8 +238,12 @@ where
         let server = server.clone();
         // Between requests the connection waits, and may be evicted at the cap.
         let busy = slot.as_ref().map(Slot::busy);
+        let access = access.clone();
         async move {
-            let response = server.handle(req).await;
+            let response = match access {
+                Some(access) => access.handle(&server, req).await,
+                None => server.handle(req).await,
+            };
             drop(busy);
             Ok::<_, Infallible>(response)
         }

@@ -28,6 +28,11 @@ struct Flags {
     )]
     listen_address: String,
 
+    /// exporter-toolkit web config (YAML): TLS, basic auth, HTTP headers, as node_exporter reads
+    /// it; changed certificates and users apply on the next connection. See docs/security.md.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
+
     /// Path under which to expose metrics.
     #[arg(
         long = "web.telemetry-path",
@@ -111,6 +116,12 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
         print_config(&config);
         return Ok(());
     }
+    // Before the port: a bad web config refuses to start, naming the file, line and key.
+    let web = flags
+        .web_config_file
+        .as_deref()
+        .map(http::web::Web::load)
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(8)
@@ -120,8 +131,12 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
         // The port first: whatever a collector's set-up meets, the exporter is reachable and says
         // where it listens.
         let listener = http::bind(&flags.listen_address).await?;
+        let scheme = match web.as_ref().map(|web| web.current()) {
+            Some(loaded) if loaded.acceptor.is_some() => "https",
+            _ => "http",
+        };
         log::info!(
-            "listening on {} ({})",
+            "listening on {} ({scheme}, {})",
             listener.local_addr()?,
             flags.telemetry_path
         );
@@ -135,7 +150,7 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
             default_timeout: flags.max_scrape_timeout,
         });
         tokio::select! {
-            result = http::serve(server, listener, flags.max_connections.into()) => result,
+            result = http::serve(server, listener, flags.max_connections.into(), web) => result,
             () = shutdown_signal() => {
                 log::info!("shutting down");
                 Ok(())
