@@ -167,7 +167,7 @@ async fn serve_with_web_config(
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no handshake within {TLS_HANDSHAKE_TIMEOUT:?}"),
     };
-    web::STATS
+    STATS
         .tls_handshake_failures
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     warn_throttled!(
@@ -207,7 +207,7 @@ impl Access {
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {
-    web::STATS
+    STATS
         .unauthorized
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     warn_throttled!(

@@ -225,6 +225,21 @@ fn https_and_basic_auth_with_curl_and_a_real_prometheus_scrape() {
     let (status, _) = curl(&format!("http://127.0.0.1:{}/metrics", exporter.port), &[]);
     assert_eq!(status, 0, "plain HTTP must not be answered");
 
+    // Both refusals are counted.
+    let (_, metrics) = curl(
+        &https(&exporter, "/metrics"),
+        &["--cacert", ca, "-u", "prometheus:right password"],
+    );
+    assert!(
+        counter(&metrics, "stack_exporter_http_unauthorized_total") >= 6.0,
+        "{metrics}"
+    );
+    assert!(counter(&metrics, "stack_exporter_http_tls_handshake_failures_total") >= 1.0);
+    assert_eq!(
+        counter(&metrics, "stack_exporter_web_config_last_reload_successful"),
+        1.0
+    );
+
     // A real Prometheus: right credentials store samples; the others leave the target down.
     let dir = pki.dir.path();
     let job = |name: &str, auth: &str| {
@@ -365,6 +380,36 @@ fn a_certificate_replaced_on_disk_is_served_on_the_next_connection() {
         "{}",
         exporter.log()
     );
+    let (_, metrics) = curl(
+        &https(&exporter, "/metrics"),
+        &["--cacert", ca.to_str().unwrap()],
+    );
+    assert_eq!(
+        counter(&metrics, "stack_exporter_web_config_last_reload_successful"),
+        0.0
+    );
+
+    // Repaired: in force again on the next connection.
+    std::fs::copy(pki.path("one.crt"), pki.path("server.crt")).unwrap();
+    std::fs::copy(pki.path("one.key"), pki.path("server.key")).unwrap();
+    assert_eq!(served_cn(exporter.port, &ca), "one");
+    let (_, metrics) = curl(
+        &https(&exporter, "/metrics"),
+        &["--cacert", ca.to_str().unwrap()],
+    );
+    assert_eq!(
+        counter(&metrics, "stack_exporter_web_config_last_reload_successful"),
+        1.0
+    );
+}
+
+/// The value of an unlabelled series in the text format.
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
 /// Each malformed web config refuses to start, naming the file, the line and the key.

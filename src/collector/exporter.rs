@@ -1,6 +1,6 @@
 //! The exporter's own build and process metrics, named as every client library names them.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::metrics::MetricSet;
 use crate::proc;
@@ -126,6 +126,12 @@ pub struct HttpStats {
     pub evicted: AtomicU64,
     pub refused: AtomicU64,
     pub accept_errors: AtomicU64,
+    /// Set when `--web.config.file` is in use (src/http/web.rs); the three below mean nothing without.
+    pub web_config: AtomicBool,
+    /// A changed web config (or a file it names) failed to load: the last good one is in force.
+    pub web_config_reload_failing: AtomicBool,
+    pub tls_handshake_failures: AtomicU64,
+    pub unauthorized: AtomicU64,
 }
 
 pub static HTTP_STATS: HttpStats = HttpStats {
@@ -134,6 +140,10 @@ pub static HTTP_STATS: HttpStats = HttpStats {
     evicted: AtomicU64::new(0),
     refused: AtomicU64::new(0),
     accept_errors: AtomicU64::new(0),
+    web_config: AtomicBool::new(false),
+    web_config_reload_failing: AtomicBool::new(false),
+    tls_handshake_failures: AtomicU64::new(0),
+    unauthorized: AtomicU64::new(0),
 };
 
 /// The connection cap at work (`--web.max-connections`, src/http/connections.rs).
@@ -175,6 +185,32 @@ pub fn connection_metrics(out: &mut MetricSet) {
     for (name, help, counter) in counters {
         out.counter(name, help, vec![], counter.load(Ordering::Relaxed) as f64);
     }
+    if stats.web_config.load(Ordering::Relaxed) {
+        web_config_metrics(out, stats);
+    }
+}
+
+/// TLS and basic auth under `--web.config.file` (src/http/web.rs).
+fn web_config_metrics(out: &mut MetricSet, stats: &HttpStats) {
+    let failing = stats.web_config_reload_failing.load(Ordering::Relaxed);
+    out.gauge(
+        "stack_exporter_web_config_last_reload_successful",
+        "1: the web config (--web.config.file) and the certificates it names are in force as they are on disk; 0: a change to them failed to load and the last good configuration is still served.",
+        vec![],
+        if failing { 0.0 } else { 1.0 },
+    );
+    out.counter(
+        "stack_exporter_http_tls_handshake_failures_total",
+        "Connections closed because their TLS handshake failed or timed out: plain HTTP to the TLS port, a missing or untrusted client certificate, a port scan.",
+        vec![],
+        stats.tls_handshake_failures.load(Ordering::Relaxed) as f64,
+    );
+    out.counter(
+        "stack_exporter_http_unauthorized_total",
+        "Requests answered 401 for missing or wrong basic auth credentials.",
+        vec![],
+        stats.unauthorized.load(Ordering::Relaxed) as f64,
+    );
 }
 
 struct SelfStat {

@@ -5,7 +5,7 @@
 //! and shown as `stack_exporter_web_config_last_reload_successful` 0.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -14,22 +14,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::auth::Auth;
 use super::{tls, webconfig};
+use crate::collector::exporter::HTTP_STATS as STATS;
 use crate::logging::Condition;
-
-/// Counters behind the `stack_exporter_web_*` metrics.
-#[derive(Debug)]
-pub struct Stats {
-    /// False while a changed web config (or a file it names) fails to load.
-    pub last_reload_successful: AtomicBool,
-    pub tls_handshake_failures: AtomicU64,
-    pub unauthorized: AtomicU64,
-}
-
-pub static STATS: Stats = Stats {
-    last_reload_successful: AtomicBool::new(true),
-    tls_handshake_failures: AtomicU64::new(0),
-    unauthorized: AtomicU64::new(0),
-};
 
 /// Longest the per-connection check of the files may take (they could sit on a hung network
 /// mount): past it the connection goes on with the configuration in force.
@@ -59,6 +45,7 @@ impl Web {
     /// Loads the web config at start: any error refuses to start, naming the file, line and key.
     pub fn load(path: &Path) -> anyhow::Result<Arc<Web>> {
         let loaded = load(path)?;
+        STATS.web_config.store(true, Ordering::Relaxed);
         Ok(Arc::new(Web {
             path: path.to_path_buf(),
             current: Mutex::new(Arc::new(loaded)),
@@ -97,14 +84,18 @@ impl Web {
             Ok(loaded) => {
                 let loaded = Arc::new(loaded);
                 *self.current.lock().unwrap_or_else(|e| e.into_inner()) = loaded.clone();
-                STATS.last_reload_successful.store(true, Ordering::Relaxed);
+                STATS
+                    .web_config_reload_failing
+                    .store(false, Ordering::Relaxed);
                 if !self.reload_failing.set("web config reload", None) {
                     log::info!("web config reloaded from {}", self.path.display());
                 }
                 loaded
             }
             Err(e) => {
-                STATS.last_reload_successful.store(false, Ordering::Relaxed);
+                STATS
+                    .web_config_reload_failing
+                    .store(true, Ordering::Relaxed);
                 self.reload_failing.set(
                     "web config reload",
                     Some(format!("{e:#}; the last good configuration stays in force")),
