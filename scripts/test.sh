@@ -9,15 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: the servers the tests start, Prometheus' tools, compose validation.
-# g++: libfuzzer-sys (the fuzz step) compiles libFuzzer's C++.
+# g++: libfuzzer-sys (the fuzz step) compiles libFuzzer's C++. curl and openssl: tests/tls.rs
+# makes its certificates with openssl and checks TLS with curl and openssl s_client.
 APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql prometheus
-  prometheus-alertmanager docker-compose python3-yaml procps g++)
+  prometheus-alertmanager docker-compose python3-yaml procps g++ curl openssl)
 # Python packages: the application servers the tests start.
 PIP_PACKAGES=(gunicorn uvicorn celery redis pyyaml)
 
 have_all_programs() {
   local program
-  for program in nginx redis-server mariadbd mariadb-install-db promtool amtool docker-compose c++ \
+  for program in nginx redis-server mariadbd mariadb-install-db promtool amtool docker-compose c++ curl openssl \
     /usr/lib/postgresql/*/bin/initdb; do
     command -v "$program" >/dev/null 2>&1 || [ -x "$program" ] || PATH="$PATH:/usr/sbin" command -v "$program" >/dev/null 2>&1 || return 1
   done

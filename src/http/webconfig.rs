@@ -492,6 +492,22 @@ mod tests {
         }
     }
 
+    /// The sample in docs/security.md is a valid file.
+    #[test]
+    fn the_documented_sample_parses() {
+        let doc = include_str!("../../docs/security.md");
+        let sample = doc
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .unwrap();
+        let config = parse(sample).unwrap();
+        assert!(config.tls.is_some());
+        assert_eq!(config.headers.len(), 3);
+        let hash = &config.users["prometheus"];
+        assert!(bcrypt::verify("example", hash).unwrap());
+    }
+
     #[test]
     fn bcrypt_hashes_are_recognised() {
         assert!(is_bcrypt_hash(HASH));
