@@ -154,11 +154,8 @@ async fn serve_with_web_config(
     slot: Arc<Slot>,
     web: Arc<Web>,
 ) {
-    let loaded = web.for_connection().await;
-    let access = Access {
-        web,
-        loaded: loaded.clone(),
-    };
+    let loaded = web.fresh().await;
+    let access = Access { web };
     let Some(acceptor) = &loaded.acceptor else {
         return serve_io(server, stream, Some(slot), Some(access)).await;
     };
@@ -176,18 +173,18 @@ async fn serve_with_web_config(
     );
 }
 
-/// A connection's web config: its users and headers apply to every request on it.
+/// The web config's users and headers, as they are on disk when each request arrives.
 #[derive(Clone)]
 struct Access {
     web: Arc<Web>,
-    loaded: Arc<web::Loaded>,
 }
 
 impl Access {
     /// As exporter-toolkit: the configured headers on every answer, and with users configured,
     /// every path (`/-/healthy` too) needs credentials.
     async fn handle(&self, server: &Server, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let users = &self.loaded.users;
+        let loaded = self.web.fresh().await;
+        let users = &loaded.users;
         let allowed = users.is_empty()
             || self
                 .web
@@ -199,7 +196,7 @@ impl Access {
         } else {
             unauthorized()
         };
-        for (name, value) in &self.loaded.headers {
+        for (name, value) in &loaded.headers {
             response.headers_mut().insert(name.clone(), value.clone());
         }
         response

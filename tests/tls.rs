@@ -240,6 +240,42 @@ fn https_and_basic_auth_with_curl_and_a_real_prometheus_scrape() {
         1.0
     );
 
+    // A changed password applies at once, no restart.
+    std::fs::write(
+        &config,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: '{}'\n",
+            hash("new password")
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        curl(
+            &https(&exporter, "/-/healthy"),
+            &["--cacert", ca, "-u", "prometheus:right password"]
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        curl(
+            &https(&exporter, "/-/healthy"),
+            &["--cacert", ca, "-u", "prometheus:new password"]
+        )
+        .0,
+        200
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  prometheus: '{}'\n",
+            hash("right password")
+        ),
+    )
+    .unwrap();
+
     // A real Prometheus: right credentials store samples; the others leave the target down.
     let dir = pki.dir.path();
     let job = |name: &str, auth: &str| {

@@ -1,5 +1,5 @@
 //! The web config in force: TLS acceptor, users and headers, re-read when the file or one of the
-//! files it names changes. Each new connection compares their modification times (a few `stat`s),
+//! files it names changes. Each new connection and each request compare their modification times (a few `stat`s),
 //! so a renewed certificate or a changed password needs no restart. A file that no longer loads
 //! keeps the last good configuration in force, logged once when it starts and once when it ends,
 //! and shown as `stack_exporter_web_config_last_reload_successful` 0.
@@ -61,8 +61,9 @@ impl Web {
             .clone()
     }
 
-    /// The configuration for a new connection: re-read first if a file changed.
-    pub async fn for_connection(self: &Arc<Self>) -> Arc<Loaded> {
+    /// The configuration for a new connection or request: re-read first if a file changed, so
+    /// a user removed from the file is refused even on a connection Prometheus keeps alive.
+    pub async fn fresh(self: &Arc<Self>) -> Arc<Loaded> {
         let web = self.clone();
         let check = tokio::task::spawn_blocking(move || web.reload_if_changed());
         match tokio::time::timeout(CHECK_TIMEOUT, check).await {
