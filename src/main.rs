@@ -29,7 +29,7 @@ struct Flags {
     listen_address: String,
 
     /// exporter-toolkit web config (YAML): TLS, basic auth, HTTP headers, as node_exporter reads
-    /// it; changed certificates and users apply on the next connection. See docs/security.md.
+    /// it; certificates and users are re-read when their files change. See docs/security.md.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
 

@@ -5,7 +5,7 @@
 //! and shown as `stack_exporter_web_config_last_reload_successful` 0.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -19,13 +19,24 @@ use crate::logging::Condition;
 
 /// Longest the per-connection check of the files may take (they could sit on a hung network
 /// mount): past it the connection goes on with the configuration in force.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct Web {
     path: PathBuf,
     current: Mutex<Arc<Loaded>>,
     pub auth: Auth,
     reload_failing: Condition,
+    /// A check of the files is under way.
+    checking: AtomicBool,
+}
+
+/// Ends a check however it ends, a panic included.
+struct CheckDone<'a>(&'a AtomicBool);
+
+impl Drop for CheckDone<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// One loaded state of the web config.
@@ -51,6 +62,7 @@ impl Web {
             current: Mutex::new(Arc::new(loaded)),
             auth: Auth::default(),
             reload_failing: Condition::default(),
+            checking: AtomicBool::new(false),
         }))
     }
 
@@ -63,9 +75,18 @@ impl Web {
 
     /// The configuration for a new connection or request: re-read first if a file changed, so
     /// a user removed from the file is refused even on a connection Prometheus keeps alive.
+    /// One check runs at a time: under a flood of connections the others take the configuration
+    /// in force (at most one check old) instead of queueing `stat`s on the blocking threads the
+    /// collectors need, and a check stuck on a hung mount delays no one after its first second.
     pub async fn fresh(self: &Arc<Self>) -> Arc<Loaded> {
+        if self.checking.swap(true, Ordering::AcqRel) {
+            return self.current();
+        }
         let web = self.clone();
-        let check = tokio::task::spawn_blocking(move || web.reload_if_changed());
+        let check = tokio::task::spawn_blocking(move || {
+            let _done = CheckDone(&web.checking);
+            web.reload_if_changed()
+        });
         match tokio::time::timeout(CHECK_TIMEOUT, check).await {
             Ok(Ok(loaded)) => loaded,
             _ => self.current(),
