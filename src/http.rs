@@ -159,6 +159,11 @@ async fn serve_with_web_config(
     let Some(acceptor) = &loaded.acceptor else {
         return serve_io(server, stream, Some(slot), Some(access)).await;
     };
+    // TLS writes the head and the body as separate records: without NODELAY the second waits for
+    // the client's delayed ACK (40 ms on Linux) behind Nagle's algorithm.
+    if let Err(e) = stream.set_nodelay(true) {
+        log::debug!("TCP_NODELAY: {e}");
+    }
     let failure = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
         Ok(Ok(tls)) => return serve_io(server, tls, Some(slot), Some(access)).await,
         Ok(Err(e)) => e.to_string(),
