@@ -1,11 +1,12 @@
 //! The collectors. Each file is one collector with its own config, code and tests; [`COLLECTORS`]
 //! registers them (name, when it is on, what it collects, how it is built) and drives the
-//! `--[no-]collector.NAME` flags, the landing page and the README's list. The [`Collector`] enum
-//! names them for `scrape.rs`, which runs the enabled ones concurrently under the scrape's deadline.
+//! `--[no-]collector.NAME` flags, the landing page and the README's list. Each line builds the
+//! collector's [`Work`]: blocking work (/proc, watched paths) for the blocking pool, or network work
+//! bounded by the deadline; `scrape.rs` runs the enabled ones concurrently under the scrape's
+//! deadline.
 //!
-//! Adding a collector: its file, a variant below with its arms in `name()` and `collect()` (the
-//! compiler lists them), and one line in [`COLLECTORS`]; then `STACK_UPDATE_README=1 cargo test
-//! --test cli readme` rewrites the README's list.
+//! Adding a collector: its file and one line in [`COLLECTORS`]; then `STACK_UPDATE_README=1 cargo
+//! test --test cli readme` rewrites the README's list.
 
 pub mod exporter;
 pub mod filesystem;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::metrics::MetricSet;
@@ -65,8 +67,8 @@ pub struct Spec {
     /// What it publishes: `--help`, the landing page and the README say it.
     pub help: &'static str,
     pub enabled: Enabled,
-    /// Builds it; `None` when it has nothing to watch (it logs why).
-    pub build: fn(&mut Context) -> Option<Collector>,
+    /// Builds its work; `None` when it has nothing to watch (it logs why).
+    pub build: fn(&mut Context) -> Option<Work>,
 }
 
 /// When a collector runs, unless `--no-collector.NAME` turns it off.
@@ -79,12 +81,12 @@ pub enum Enabled {
 
 #[rustfmt::skip]
 pub const COLLECTORS: &[Spec] = &[
-    Spec { name: "host", help: "CPU time by mode, memory, swap, load, boot time", enabled: Enabled::Always, build: |c| Some(Collector::Host(host::Host::new(c.procfs.clone()))) },
-    Spec { name: "filesystem", help: "size and space available of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: |c| Some(Collector::Filesystem(filesystem::Filesystem::new(c.procfs.clone(), c.rootfs.clone()))) },
+    Spec { name: "host", help: "CPU time by mode, memory, swap, load, boot time", enabled: Enabled::Always, build: |c| Some(Work::blocking(host::Host::new(c.procfs.clone()), |h, _| h.collect())) },
+    Spec { name: "filesystem", help: "size and space available of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: |c| Some(Work::blocking(filesystem::Filesystem::new(c.procfs.clone(), c.rootfs.clone()), |f, d| f.collect(d.into_std()))) },
     Spec { name: "nginx", help: "requests, latency and statuses from the access log, stub_status", enabled: Enabled::WhenConfigured("[nginx] or STACK_NGINX_ACCESS_LOG is set"), build: nginx },
     Spec { name: "storage", help: "size, files and newest file of backup and log directories", enabled: Enabled::WhenConfigured("[storage] directories, STACK_BACKUP_DIR or STACK_LOG_DIR are set"), build: storage },
-    Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Collector::Sockets(sockets::Sockets::new(c.procfs.clone(), c.services()))) },
-    Spec { name: "services", help: "each service's processes, memory (RSS, PSS), CPU against the plan's budgets", enabled: Enabled::Always, build: |c| Some(Collector::Services(c.services())) },
+    Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Work::blocking(sockets::Sockets::new(c.procfs.clone(), c.services()), |s, d| s.collect(d))) },
+    Spec { name: "services", help: "each service's processes, memory (RSS, PSS), CPU against the plan's budgets", enabled: Enabled::Always, build: |c| Some(Work::blocking(c.services(), |s, d| s.collect(d))) },
     Spec { name: "mysql", help: "MySQL/MariaDB status, connections, replication", enabled: Enabled::WhenConfigured("[[mysql]] or STACK_MYSQL_URL is set"), build: |c| target::collector(Kind::Mysql, std::mem::take(&mut c.config.mysql)) },
     Spec { name: "postgres", help: "PostgreSQL connections, transactions, database sizes", enabled: Enabled::WhenConfigured("[[postgres]] or STACK_POSTGRES_URL is set"), build: |c| target::collector(Kind::Postgres, std::mem::take(&mut c.config.postgres)) },
     Spec { name: "redis", help: "Redis memory, clients, persistence, keyspace", enabled: Enabled::WhenConfigured("[[redis]] or STACK_REDIS_URL is set"), build: |c| target::collector(Kind::Redis, std::mem::take(&mut c.config.redis)) },
@@ -145,16 +147,16 @@ impl Context {
     }
 }
 
-fn nginx(c: &mut Context) -> Option<Collector> {
+fn nginx(c: &mut Context) -> Option<Work> {
     let nginx = nginx::Nginx::new(&c.config.nginx, c.env)?;
     log::info!("nginx collector: {}", nginx.describe());
-    Some(Collector::Nginx(nginx))
+    Some(Work::blocking(nginx, |n, d| n.collect(d.into_std())))
 }
 
-fn storage(c: &mut Context) -> Option<Collector> {
+fn storage(c: &mut Context) -> Option<Work> {
     let storage = storage::Storage::new(&c.config.storage, c.env)?;
     log::info!("storage collector: {}", storage.describe());
-    Some(Collector::Storage(storage))
+    Some(Work::blocking(storage, |s, _| s.collect()))
 }
 
 /// Builds the registered collectors that `enabled` lets run, in the table's order.
@@ -162,7 +164,13 @@ pub fn build(mut context: Context, enabled: impl Fn(&Spec) -> bool) -> Vec<Colle
     COLLECTORS
         .iter()
         .filter(|spec| enabled(spec))
-        .filter_map(|spec| (spec.build)(&mut context))
+        .filter_map(|spec| {
+            let work = (spec.build)(&mut context)?;
+            Some(Collector {
+                name: spec.name,
+                work,
+            })
+        })
         .collect()
 }
 
@@ -179,72 +187,77 @@ pub fn markdown_table() -> String {
     table
 }
 
-#[derive(Debug)]
-pub enum Collector {
-    Host(host::Host),
-    Filesystem(filesystem::Filesystem),
-    Services(Arc<services::Services>),
-    Mysql(mysql::Mysql),
-    Postgres(postgres::Postgres),
-    Redis(redis::Redis),
-    Nginx(nginx::Nginx),
-    Sockets(sockets::Sockets),
-    Storage(storage::Storage),
+/// A built collector: the name of its [`Spec`] and its work.
+pub struct Collector {
+    name: &'static str,
+    work: Work,
+}
+
+/// How a collector gathers its metrics, given the scrape's deadline.
+pub enum Work {
+    /// Reads /proc or watched paths (the access log, storage directories, mounts), which block in
+    /// the kernel: runs on the blocking pool, never on the threads that serve the scrapes.
+    Blocking(Arc<BlockingFn>),
+    /// Talks to servers, each target bounded by the deadline so a slow one gives its own `up 0`
+    /// in time: runs as a task.
+    Network(Box<NetworkFn>),
+}
+
+type BlockingFn = dyn Fn(Instant) -> anyhow::Result<MetricSet> + Send + Sync;
+type NetworkFn = dyn Fn(Instant) -> BoxFuture<'static, anyhow::Result<MetricSet>> + Send + Sync;
+
+impl Work {
+    /// Blocking work: `collect` called with the collector and the deadline.
+    pub fn blocking<C: Send + Sync + 'static>(
+        collector: C,
+        collect: fn(&C, Instant) -> anyhow::Result<MetricSet>,
+    ) -> Work {
+        Work::Blocking(Arc::new(move |deadline| collect(&collector, deadline)))
+    }
+
+    /// Network work: `collect` returns the future of one round of the collector's targets.
+    pub fn network<C, F>(collector: C, collect: fn(Arc<C>, Instant) -> F) -> Work
+    where
+        C: Send + Sync + 'static,
+        F: std::future::Future<Output = anyhow::Result<MetricSet>> + Send + 'static,
+    {
+        let collector = Arc::new(collector);
+        Work::Network(Box::new(move |deadline| {
+            Box::pin(collect(collector.clone(), deadline))
+        }))
+    }
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 impl Collector {
     /// Its name in [`COLLECTORS`].
     pub fn name(&self) -> &'static str {
-        match self {
-            Collector::Host(_) => "host",
-            Collector::Filesystem(_) => "filesystem",
-            Collector::Services(_) => "services",
-            Collector::Mysql(_) => "mysql",
-            Collector::Postgres(_) => "postgres",
-            Collector::Redis(_) => "redis",
-            Collector::Nginx(_) => "nginx",
-            Collector::Sockets(_) => "sockets",
-            Collector::Storage(_) => "storage",
-        }
+        self.name
     }
 
-    /// Gathers this collector's metrics. Readers of /proc and of watched paths (the access log,
-    /// storage directories) block on the kernel, so they run on the blocking pool and never stall
-    /// the scrapes of network collectors. Network collectors bound
-    /// each target's work by `deadline` (the scrape's end), so a slow server gives its own `up 0`
-    /// in time instead of the whole collector being cut off.
-    ///
-    /// `run` is held until the work really ends, which for the blocking readers can be after the
-    /// scrape stopped waiting (a timeout cannot stop a thread stuck in the kernel): the next
-    /// scrapes skip the collector and say so until it has, instead of stacking a stuck thread
-    /// each (a hung NFS mount under the access log must not use up the blocking pool).
-    pub async fn collect(
-        self: Arc<Self>,
-        deadline: Instant,
-        run: RunGuard,
-    ) -> anyhow::Result<MetricSet> {
-        // A network collector's `run` ends with this future, finished or dropped at the deadline.
-        match &*self {
-            Collector::Mysql(c) => c.collect(deadline).await,
-            Collector::Postgres(c) => c.collect(deadline).await,
-            Collector::Redis(c) => c.collect(deadline).await,
-            Collector::Host(_)
-            | Collector::Filesystem(_)
-            | Collector::Services(_)
-            | Collector::Sockets(_)
-            | Collector::Nginx(_)
-            | Collector::Storage(_) => {
+    /// Gathers this collector's metrics. `run` is held until the work really ends, which for
+    /// blocking work can be after the scrape stopped waiting (a timeout cannot stop a thread stuck
+    /// in the kernel): the next scrapes skip the collector and say so until it has, instead of
+    /// stacking a stuck thread each (a hung NFS mount under the access log must not use up the
+    /// blocking pool). Network work ends, finished or dropped at the deadline, with this future.
+    pub async fn collect(&self, deadline: Instant, run: RunGuard) -> anyhow::Result<MetricSet> {
+        match &self.work {
+            Work::Network(collect) => {
+                let _run = run;
+                collect(deadline).await
+            }
+            Work::Blocking(collect) => {
+                let collect = collect.clone();
                 tokio::task::spawn_blocking(move || {
                     let _run = run; // ends with the work itself, not with the scrape's wait
-                    match &*self {
-                        Collector::Host(c) => c.collect(),
-                        Collector::Filesystem(c) => c.collect(deadline.into_std()),
-                        Collector::Services(c) => c.collect(deadline),
-                        Collector::Sockets(c) => c.collect(deadline),
-                        Collector::Nginx(c) => c.collect(deadline.into_std()),
-                        Collector::Storage(c) => c.collect(),
-                        _ => unreachable!("network collectors run above"),
-                    }
+                    collect(deadline)
                 })
                 .await?
             }

@@ -427,7 +427,7 @@ pub fn add_env_targets(
 }
 
 /// The collector of one kind's targets, or `None` (and a log line saying so) when there are none.
-pub fn collector(kind: Kind, targets: Vec<Target>) -> Option<super::Collector> {
+pub fn collector(kind: Kind, targets: Vec<Target>) -> Option<super::Work> {
     let (section, var) = (kind.section(), kind.env_var());
     if targets.is_empty() {
         log::info!(
@@ -437,10 +437,22 @@ pub fn collector(kind: Kind, targets: Vec<Target>) -> Option<super::Collector> {
     }
     let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
     log::info!("collector {section}: targets {}", names.join(", "));
+    use super::{mysql::Mysql, postgres::Postgres, redis::Redis, Work};
     Some(match kind {
-        Kind::Redis => super::Collector::Redis(super::redis::Redis::new(targets)),
-        Kind::Mysql => super::Collector::Mysql(super::mysql::Mysql::new(targets)),
-        Kind::Postgres => super::Collector::Postgres(super::postgres::Postgres::new(targets)),
+        Kind::Redis => Work::network(
+            Redis::new(targets),
+            |r, d| async move { r.collect(d).await },
+        ),
+        Kind::Mysql => Work::network(
+            Mysql::new(targets),
+            |m, d| async move { m.collect(d).await },
+        ),
+        Kind::Postgres => {
+            Work::network(
+                Postgres::new(targets),
+                |p, d| async move { p.collect(d).await },
+            )
+        }
     })
 }
 
