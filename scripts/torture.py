@@ -79,7 +79,14 @@ class Exporter:
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                         stderr=open(self.log_path, "w"), env=environment,
                                         preexec_fn=limits)
-        self.ready = wait_port(self.port) - self.started
+        try:
+            self.ready = wait_port(self.port) - self.started
+        except RuntimeError:
+            # It never bound its port (the old FIFO case): end it, or it outlives the script.
+            self.process.kill()
+            self.process.wait()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def scrape(self, headers=None, timeout=15.0):
         """(seconds, body) or (seconds, None) when no answer came."""
