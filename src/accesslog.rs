@@ -570,21 +570,12 @@ impl Problem {
     }
 
     fn not_regular(kind: std::fs::FileType) -> Problem {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else if kind.is_char_device() || kind.is_block_device() {
-            "a device"
-        } else {
-            "not a file"
-        };
         Problem {
             reason: Reason::NotRegularFile,
-            detail: format!("is {what}, not a regular file; not read until it is one"),
+            detail: format!(
+                "is {}, not a regular file; not read until it is one",
+                file_kind(kind)
+            ),
         }
     }
 }
@@ -898,6 +889,24 @@ impl Tail {
             self.offset += filled as u64;
         }
         Ok(self.offset - start)
+    }
+}
+
+/// What stands at a watched path, for a message: "a FIFO", "a directory", "a regular file".
+pub fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_file() {
+        "a regular file"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "something else"
     }
 }
 

@@ -114,22 +114,6 @@ impl DirectoryUsage {
     }
 }
 
-/// "a FIFO", "a regular file": what stands where a directory was expected.
-fn kind_of(kind: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_file() {
-        "a regular file"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
-    } else {
-        "not a directory"
-    }
-}
-
 /// Walks `root` without following symlinks, visiting at most `max_entries` entries and stopping
 /// at `deadline`.
 pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage {
@@ -139,7 +123,10 @@ pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage 
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => usage.present = true,
         Ok(meta) => {
-            usage.trouble = Some(format!("is {}, not a directory", kind_of(meta.file_type())));
+            usage.trouble = Some(format!(
+                "is {}, not a directory",
+                crate::accesslog::file_kind(meta.file_type())
+            ));
             return usage;
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
