@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::servers::RedisServer;
+use common::servers::{start_alertmanager, RedisServer};
 use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -72,10 +72,6 @@ fn redis_down_alerts(port: u16) -> Vec<serde_json::Value> {
 #[test]
 fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
     let prometheus = require("prometheus", "apt-get install prometheus");
-    let alertmanager = require(
-        "prometheus-alertmanager",
-        "apt-get install prometheus-alertmanager",
-    );
     let amtool = require("amtool", "apt-get install prometheus-alertmanager");
     let am_config = Path::new(ROOT).join("alertmanager/alertmanager.yml");
     let check = Command::new(amtool)
@@ -96,19 +92,7 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
     let vps = exporter_for(dir.path(), "vps", "vps-2gb", port_a);
     let cache = exporter_for(dir.path(), "cache", "production-cache", port_b);
 
-    let am_port = common::free_port();
-    let _am = Guard::spawn(
-        Command::new(alertmanager)
-            .arg(format!("--config.file={}", am_config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let (_am, am_port) = start_alertmanager(&am_config, &dir.path().join("am"));
     fast_rules(&dir.path().join("rules"));
     let prom_port = common::free_port();
     write(

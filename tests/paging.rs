@@ -28,7 +28,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::servers::{password_file, MariadbServer, RedisServer, GOOD_PASSWORD};
+use common::servers::{
+    password_file, start_alertmanager, MariadbServer, RedisServer, GOOD_PASSWORD,
+};
 use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -405,10 +407,6 @@ fn only_planned(service: &str) -> String {
 #[test]
 fn each_datastore_outage_pages_once_and_resolves_once_at_the_worst_group_offsets() {
     require("prometheus", "apt-get install prometheus");
-    let alertmanager = require(
-        "prometheus-alertmanager",
-        "apt-get install prometheus-alertmanager",
-    );
     let dir = temp_dir();
 
     let mut redis = RedisServer::start();
@@ -466,19 +464,7 @@ fn each_datastore_outage_pages_once_and_resolves_once_at_the_worst_group_offsets
             &format!("url: http://127.0.0.1:{hook_port}/alerts"),
         ),
     );
-    let am_port = common::free_port();
-    let _am = Guard::spawn(
-        Command::new(alertmanager)
-            .arg(format!("--config.file={}", am_config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("am").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let (_am, am_port) = start_alertmanager(&am_config, &dir.path().join("am"));
 
     let (redis_dir, mysql_dir) = (dir.path().join("prom-redis"), dir.path().join("prom-mysql"));
     let _prom_redis = prometheus_at_worst_offsets(

@@ -40,6 +40,26 @@ impl SilentListener {
 }
 
 /// A file holding `password` (as a secret mounted by a container would), in `dir`.
+/// A real Alertmanager (Debian's binary) with `config`, keeping its state in `storage`, alone (no
+/// cluster) on a free port: the guard that stops it and the port.
+pub fn start_alertmanager(config: &Path, storage: &Path) -> (Guard, u16) {
+    let alertmanager = require(
+        "prometheus-alertmanager",
+        "apt-get install prometheus-alertmanager",
+    );
+    let port = free_port();
+    let guard = Guard::spawn(
+        Command::new(alertmanager)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", storage.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    (guard, port)
+}
+
 pub fn password_file(dir: &Path, password: &str) -> PathBuf {
     let path = dir.join("password");
     std::fs::write(&path, format!("{password}\n")).unwrap();
