@@ -149,7 +149,10 @@ http {{
         ]
     }
 
-    fn reopen(&self) {
+    /// Asks Nginx to reopen its logs and waits until neither the master nor its worker still holds
+    /// `rotated` open: `-s reopen` returns once the master has the new file, while the worker may
+    /// write a few more lines to the old one.
+    fn reopen(&self, rotated: &Path) {
         let output = Command::new(&self.binary)
             .args(Nginx::args(&self.prefix))
             .arg("-g")
@@ -162,7 +165,46 @@ http {{
             "nginx -s reopen failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        let pid_file = self.prefix.join("nginx.pid");
+        let master: u32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        wait_for(
+            "nginx to close its rotated log",
+            Duration::from_secs(10),
+            || !family(master).iter().any(|&pid| holds_open(pid, rotated)),
+        );
     }
+}
+
+/// `pid` and its children.
+fn family(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let parent = status
+            .lines()
+            .find_map(|line| line.strip_prefix("PPid:"))
+            .and_then(|ppid| ppid.trim().parse::<u32>().ok());
+        if parent == Some(pid) {
+            pids.push(child);
+        }
+    }
+    pids
+}
+
+fn holds_open(pid: u32, path: &Path) -> bool {
+    let path = path.canonicalize().unwrap();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
 }
 
 fn requests(text: &str, route: &str, class: &str) -> f64 {
@@ -277,17 +319,15 @@ fn nginx_access_log_counts_routes_and_latency_and_survives_rotation() {
     assert!(must(&text, "stack_nginx_connections", &[("state", "active")]) >= 1.0);
 
     // Rotation by rename: Nginx writes to the old file until it reopens.
-    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
     for _ in 0..3 {
         assert_eq!(request(nginx_port, "/", &[]), 200);
     }
     let text = exporter.scrape();
     assert_eq!(requests(&text, "wsgi", "2xx"), 13.0, "{text}");
     assert_eq!(request(nginx_port, "/", &[]), 200); // still the old file
-    nginx.reopen();
-    wait_for("nginx to reopen its log", Duration::from_secs(10), || {
-        log.exists()
-    });
+    nginx.reopen(&rotated);
     for _ in 0..2 {
         assert_eq!(request(nginx_port, "/", &[]), 200);
     }
@@ -511,7 +551,8 @@ fn a_log_path_briefly_a_directory_after_rotation_loses_no_line() {
     assert_eq!(requests(&exporter.scrape(), "static", "2xx"), 3.0);
 
     // Rotated away, and a directory where the log was: Nginx still writes to the old file.
-    std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
     std::fs::create_dir(&log).unwrap();
     get(4);
     let text = exporter.scrape();
@@ -524,10 +565,7 @@ fn a_log_path_briefly_a_directory_after_rotation_loses_no_line() {
 
     // The path heals and Nginx reopens: the new file is followed from its start.
     std::fs::remove_dir(&log).unwrap();
-    nginx.reopen();
-    wait_for("nginx to reopen its log", Duration::from_secs(10), || {
-        log.is_file()
-    });
+    nginx.reopen(&rotated);
     get(2);
     let text = exporter.scrape();
     assert_eq!(requests(&text, "static", "2xx"), 11.0, "{text}");
