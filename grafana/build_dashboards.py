@@ -528,23 +528,24 @@ def overview():
                         "blue")],
                    stack=True, min=0),
         timeseries("System memory vs allowance",
-                   "Memory used outside the watched services (OS, sshd, the exporter ...). "
-                   "Dashed: the plan's allowance for it (M1: 200-300 MB on vps-2gb; H2, H3: the "
-                   "headroom of the hybrid profiles).",
+                   "Memory used outside the watched services (OS, sshd, cron ...; the monitoring "
+                   "stack has its own panel). Dashed: the plan's allowance for it (M1: 200-300 MB "
+                   "on vps-2gb; H2, H3: the OS's 512 MiB of the hybrid profiles' headroom).",
                    "bytes",
                    [target(sel("stack_system_memory_bytes"), "system {{instance}}"),
                     ref(sel("stack_system_memory_budget_bytes"), "plan: system allowance (M1)")],
                    min=0),
-        timeseries("Monitoring stack memory vs the room the plan leaves it",
-                   "PSS of the watched service `monitoring` (Prometheus, Alertmanager, Grafana, "
-                   "stack_exporter, peer exporters). Dashed: what the plan leaves it (K3): the "
-                   "system allowance minus the OS (staging 1.7 GB \"for OS and monitoring\", "
-                   "production 2.5 GB \"for monitoring, logs\"; vps-2gb gives monitoring no "
-                   "budget), or without an allowance the memory no budget claims.",
+        timeseries("Monitoring stack memory vs its budget",
+                   "PSS of the service `monitoring` (Prometheus, Alertmanager, Grafana, "
+                   "stack_exporter, peer exporters, log shippers). Dashed: its budget in the "
+                   "profile (K3): staging and production, their headroom \"for OS and "
+                   "monitoring\" less the OS's 512 MiB; vps-2gb, 160 MiB of the plan's buffer. "
+                   "Over it for 15m: StackMonitoringMemoryOverPlan.",
                    "bytes",
-                   [target(sel("instance:stack_monitoring_memory:bytes"), "monitoring {{instance}}"),
-                    ref(sel("instance:stack_monitoring_memory_room:bytes"),
-                        "plan: room for monitoring (K3)")]),
+                   [target(sel("stack_service_proportional_memory_bytes", 'service="monitoring"'),
+                           "monitoring {{instance}}"),
+                    ref(sel("stack_service_memory_budget_bytes", 'service="monitoring"'),
+                        "plan: monitoring budget (K3)")]),
         timeseries("CPU steal vs %s" % pct(K1),
                    "CPU time the hypervisor took from this guest, share of all cores, 5-minute "
                    "rate. On the plan's burstable t3 instances (K1) sustained steal means the CPU "

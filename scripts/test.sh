@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql prometheus
   prometheus-alertmanager docker-compose python3-yaml procps g++ curl openssl)
 # Python packages: the application servers the tests start.
-PIP_PACKAGES=(gunicorn uvicorn celery redis pyyaml)
+# setproctitle: tests/services.rs checks the matchers against the titles it gives Gunicorn and Celery.
+PIP_PACKAGES=(gunicorn uvicorn celery redis pyyaml setproctitle)
 
 have_all_programs() {
   local program
@@ -45,6 +46,7 @@ install_dependencies() {
   python3 -c 'import celery' 2>/dev/null || missing+=(celery)
   python3 -c 'import redis' 2>/dev/null || missing+=(redis)
   python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
+  python3 -c 'import setproctitle' 2>/dev/null || missing+=(setproctitle)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Python packages: ${missing[*]}"
     if ! python3 -m pip --version >/dev/null 2>&1; then

@@ -377,6 +377,27 @@ mod tests {
     }
 
     #[test]
+    fn every_profile_budgets_the_monitoring_stack_apart_from_the_os() {
+        for (name, _) in PROFILES {
+            let config = load_text(&format!("profile = {name:?}\n")).unwrap();
+            let monitoring = service(&config, "monitoring").budget.memory;
+            assert!(monitoring.is_some(), "{name} gives monitoring no budget");
+        }
+        // K3: the hybrid plan's headroom "for OS and monitoring" is the OS's share plus
+        // monitoring's budget, to the MiB.
+        for (name, headroom) in [("staging", 1.7), ("production", 2.5)] {
+            let config = load_text(&format!("profile = {name:?}\n")).unwrap();
+            let os = config.plan.system_memory.unwrap().0;
+            let monitoring = service(&config, "monitoring").budget.memory.unwrap();
+            let headroom = (headroom * f64::from(1u32 << 30)) as u64;
+            assert!(
+                (os + monitoring).abs_diff(headroom) < 1 << 20,
+                "{name}: {os} + {monitoring} is not the {headroom} headroom"
+            );
+        }
+    }
+
+    #[test]
     fn every_profile_parses_and_plans_something() {
         for (name, _) in PROFILES {
             let config = load_text(&format!("profile = {name:?}\n")).unwrap();

@@ -27,9 +27,10 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A service is planned when the profile says how many instances of it run.
+    /// A service is planned when the profile says how many instances of it run or how much
+    /// memory it may use (the monitoring stack: a budget, but no fixed count of process trees).
     pub fn is_planned(&self) -> bool {
-        self.instances.unwrap_or(0) > 0
+        self.instances.unwrap_or(0) > 0 || self.memory.is_some()
     }
 }
 
