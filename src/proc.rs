@@ -318,7 +318,7 @@ pub fn page_size() -> u64 {
 }
 
 /// Size and space available to unprivileged users of the filesystem holding `path`.
-pub fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
+pub fn statvfs(path: &Path) -> io::Result<Space> {
     use std::os::unix::ffi::OsStrExt;
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
@@ -328,10 +328,21 @@ pub fn statvfs(path: &Path) -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     let block = stat.f_frsize as u64;
-    Ok((
-        (stat.f_blocks as u64).saturating_mul(block),
-        (stat.f_bavail as u64).saturating_mul(block),
-    ))
+    let bytes = |blocks: u64| blocks.saturating_mul(block);
+    Ok(Space {
+        size: bytes(stat.f_blocks as u64),
+        free: bytes(stat.f_bfree as u64),
+        avail: bytes(stat.f_bavail as u64),
+    })
+}
+
+/// A filesystem's space as statvfs gives it. `free - avail` is reserved for root (ext4: 5 % by
+/// default); `df` shows use as `(size - free) / (size - free + avail)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub size: u64,
+    pub free: u64,
+    pub avail: u64,
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ const VARYING_VALUES: &[&str] = &[
     // statvfs of the checkout's filesystem (see the header).
     "stack_host_filesystem_size_bytes",
     "stack_host_filesystem_avail_bytes",
+    "stack_host_filesystem_free_bytes",
     "stack_scrape_collector_duration_seconds",
     // The exporter's own process, from the real /proc/self whatever --path.procfs says.
     "process_cpu_seconds_total",

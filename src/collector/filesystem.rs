@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
-use crate::proc::{self, ProcFs};
+use crate::proc::{self, ProcFs, Space};
 
 /// The longest one mount's statvfs is waited for before the mount is marked stuck. A healthy
 /// local or network filesystem answers in well under a millisecond.
@@ -60,7 +60,7 @@ const PSEUDO_MOUNT_PREFIXES: &[&str] = &[
 
 /// Size and space available of the filesystem holding a path: `proc::statvfs`, or a stand-in in
 /// unit tests.
-pub type Statvfs = fn(&Path) -> io::Result<(u64, u64)>;
+pub type Statvfs = fn(&Path) -> io::Result<Space>;
 
 #[derive(Debug)]
 pub struct Filesystem {
@@ -124,21 +124,29 @@ impl Filesystem {
                 labels.clone(),
                 f64::from(matches!(size, Size::Failed)),
             );
-            let Size::Measured(size, avail) = size else {
+            let Size::Measured(space) = size else {
                 continue;
             };
-            out.gauge(
-                "stack_host_filesystem_size_bytes",
-                "Size of the filesystem.",
-                labels.clone(),
-                size as f64,
-            );
-            out.gauge(
-                "stack_host_filesystem_avail_bytes",
-                "Space on the filesystem available to unprivileged users.",
-                labels,
-                avail as f64,
-            );
+            let figures = [
+                (
+                    "stack_host_filesystem_size_bytes",
+                    "Size of the filesystem.",
+                    space.size,
+                ),
+                (
+                    "stack_host_filesystem_free_bytes",
+                    "Free space on the filesystem, the blocks reserved for root included.",
+                    space.free,
+                ),
+                (
+                    "stack_host_filesystem_avail_bytes",
+                    "Space on the filesystem available to unprivileged users.",
+                    space.avail,
+                ),
+            ];
+            for (name, help, bytes) in figures {
+                out.gauge(name, help, labels.clone(), bytes as f64);
+            }
         }
         Ok(out)
     }
@@ -167,7 +175,7 @@ impl Filesystem {
             };
             waiting -= 1;
             sizes[index] = match result {
-                Ok((size, avail)) => Size::Measured(size, avail),
+                Ok(space) => Size::Measured(space),
                 Err(e) => {
                     crate::warn_throttled!(
                         "filesystem_statvfs_failed",
@@ -193,7 +201,7 @@ impl Filesystem {
         &self,
         index: usize,
         mount: &proc::Mount,
-        results: mpsc::Sender<(usize, io::Result<(u64, u64)>)>,
+        results: mpsc::Sender<(usize, io::Result<Space>)>,
     ) -> io::Result<bool> {
         let mountpoint = mount.mountpoint.clone();
         let condition = {
@@ -261,7 +269,7 @@ fn stuck_subject(mountpoint: &str) -> String {
 /// What one mount's statvfs gave in this scrape.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Size {
-    Measured(u64, u64),
+    Measured(Space),
     /// Refused or failed (logged at debug level): the mount is left out, as node_exporter does.
     Failed,
     /// Not returned in time, now or in an earlier scrape.
@@ -336,13 +344,17 @@ mod tests {
     /// While set, statvfs of "/run" (under rootfs "/") hangs as on a dead NFS server.
     static RUN_HANGS: AtomicBool = AtomicBool::new(true);
 
-    fn hanging_statvfs(path: &Path) -> io::Result<(u64, u64)> {
+    fn hanging_statvfs(path: &Path) -> io::Result<Space> {
         if path == Path::new("/run") {
             while RUN_HANGS.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        Ok((1000, 400))
+        Ok(Space {
+            size: 1000,
+            free: 450,
+            avail: 400,
+        })
     }
 
     #[test]
