@@ -637,11 +637,15 @@ def services():
         timeseries("$service memory: PSS and RSS vs budget",
                    "PSS counts pages shared by forked workers once; RSS counts them in every "
                    "process. Dashed: the service's memory budget for all instances, from the "
-                   "profile (M2-M7 on vps-2gb, H1-H4 on the hybrid profiles).",
+                   "profile (M2-M7 on vps-2gb, H1-H4 on the hybrid profiles), and what the "
+                   "memory warning holds it to: the budget, or for MySQL what its configuration "
+                   "implies where that is more (M2 budgets the buffer pool alone).",
                    "bytes",
                    [target(s("stack_service_proportional_memory_bytes"), "PSS {{instance}}"),
                     target(s("stack_service_resident_memory_bytes"), "RSS {{instance}}"),
-                    ref(s("stack_service_memory_budget_bytes"), "budget (M, H)")],
+                    ref(s("stack_service_memory_budget_bytes"), "budget (M, H)"),
+                    ref(s("service:stack_service_memory_budget_effective:bytes"),
+                        "held to (M2: MySQL's configured memory)", "orange")],
                    min=0),
         timeseries("$service largest instance and process vs their budgets",
                    "PSS of the largest instance (a container, one process tree) against the "
@@ -791,7 +795,10 @@ def databases():
                     target(sel("stack_mysql_innodb_buffer_pool_data_bytes"),
                            "data in buffer pool {{target}}"),
                     ref(sel("stack_service_memory_budget_bytes", 'service="mysql"'),
-                        "plan: MySQL budget (C2, M2)")],
+                        "plan: MySQL budget (C2, M2)"),
+                    ref(sel("target:stack_mysql_configured_memory:bytes"),
+                        "configured: pool + buffers + performance_schema + 20 connections",
+                        "orange")],
                    min=0),
         timeseries("PostgreSQL buffer cache hit ratio",
                    "Blocks found in shared buffers / all blocks read, per target. PostgreSQL's "

@@ -64,6 +64,52 @@ fn mysql_collector_against_a_real_server() {
     );
     assert!(data > 0.0 && data <= pool, "{data} of {pool}");
 
+    // M2: what the configuration sets aside beside the pool, as the server says.
+    let global: f64 = db
+        .sql(
+            "SELECT SUM(VARIABLE_VALUE) FROM information_schema.GLOBAL_VARIABLES WHERE \
+             VARIABLE_NAME IN ('KEY_BUFFER_SIZE', 'INNODB_LOG_BUFFER_SIZE', 'QUERY_CACHE_SIZE', \
+             'ARIA_PAGECACHE_BUFFER_SIZE')",
+        )
+        .parse()
+        .unwrap();
+    assert_eq!(
+        must(
+            &text,
+            "stack_mysql_global_buffers_bytes",
+            &[("target", "main")]
+        ),
+        global
+    );
+    let sort: f64 = db.sql("SELECT @@sort_buffer_size").parse().unwrap();
+    let per_session = must(
+        &text,
+        "stack_mysql_session_buffers_bytes",
+        &[("target", "main")],
+    );
+    assert!(
+        per_session > sort,
+        "one session's buffers {per_session} include sort's {sort}"
+    );
+    let own: f64 = db
+        .sql(
+            "SELECT SUM(CURRENT_NUMBER_OF_BYTES_USED) FROM \
+             performance_schema.memory_summary_global_by_event_name \
+             WHERE EVENT_NAME LIKE 'memory/performance_schema/%'",
+        )
+        .parse()
+        .unwrap();
+    let seen = must(
+        &text,
+        "stack_mysql_performance_schema_memory_bytes",
+        &[("target", "main")],
+    );
+    // performance_schema grows a little as it instruments new threads.
+    assert!(
+        seen > 1e6 && (seen - own).abs() < 0.1 * own,
+        "performance_schema holds {own}, the exporter says {seen}"
+    );
+
     // N more sessions: N more connections, seen sleeping in the process list.
     let before = must(&text, "stack_mysql_connections", &[("target", "main")]);
     let mut sessions: Vec<Child> = (0..4).map(|_| session(&db)).collect();
@@ -317,6 +363,15 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
             ),
             None
         );
+        // Nor on its memory summary: left out, not 0.
+        assert_eq!(
+            metric(
+                &text,
+                "stack_mysql_performance_schema_memory_bytes",
+                &[("target", "narrow")]
+            ),
+            None
+        );
     }
     let after = slow_queries();
     assert_eq!(
@@ -370,6 +425,11 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
     assert_eq!(
         lines("\\\"main\\\": statement latency left out"),
         0,
+        "{log}"
+    );
+    assert_eq!(
+        lines("\\\"narrow\\\": performance_schema's own memory left out"),
+        1,
         "{log}"
     );
     db.sql(

@@ -248,6 +248,10 @@ pub struct SlowAnswers {
     pub schemas: Rows,
     /// InnoDB's own table names (`schema/table`); `None` where neither list is readable.
     pub innodb_tables: Option<Vec<String>>,
+    /// The memory performance_schema holds for itself: `None` where it is off, the server's
+    /// refusal where the user may not read it (or the server has no memory summary).
+    #[serde(default)]
+    pub performance_schema_memory: Option<Result<Rows, String>>,
 }
 
 /// What one round's queries answered.
@@ -264,7 +268,30 @@ pub struct Answers {
 }
 
 const VARIABLES_QUERY: &str = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', \
-     'innodb_buffer_pool_size', 'performance_schema')";
+     'innodb_buffer_pool_size', 'performance_schema', 'key_buffer_size', 'innodb_log_buffer_size', \
+     'query_cache_size', 'aria_pagecache_buffer_size', 'sort_buffer_size', 'join_buffer_size', \
+     'read_buffer_size', 'read_rnd_buffer_size', 'thread_stack', 'net_buffer_length', \
+     'binlog_cache_size')";
+/// Buffers the server allocates once, beside the InnoDB buffer pool (Aria's is MariaDB's).
+const GLOBAL_BUFFERS: &[&str] = &[
+    "key_buffer_size",
+    "innodb_log_buffer_size",
+    "query_cache_size",
+    "aria_pagecache_buffer_size",
+];
+/// Buffers one connection may allocate for itself (the per-thread figures of mysqltuner).
+const SESSION_BUFFERS: &[&str] = &[
+    "sort_buffer_size",
+    "join_buffer_size",
+    "read_buffer_size",
+    "read_rnd_buffer_size",
+    "thread_stack",
+    "net_buffer_length",
+    "binlog_cache_size",
+];
+const PERFORMANCE_SCHEMA_MEMORY_QUERY: &str = "SELECT SUM(CURRENT_NUMBER_OF_BYTES_USED) FROM \
+     performance_schema.memory_summary_global_by_event_name \
+     WHERE EVENT_NAME LIKE 'memory/performance_schema/%'";
 const SCHEMAS_QUERY: &str =
     "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0), \
      COALESCE(SUM(t.ENGINE = 'InnoDB'), 0) \
@@ -366,7 +393,11 @@ async fn query(conn: &mut Conn, sql: &str) -> Result<Rows, mysql_async::Error> {
 }
 
 fn performance_schema_on(slow: &SlowAnswers) -> bool {
-    let variables = name_values(&slow.variables);
+    variables_say_performance_schema_on(&slow.variables)
+}
+
+fn variables_say_performance_schema_on(variables: &Rows) -> bool {
+    let variables = name_values(variables);
     number("performance_schema", variables.get("performance_schema")) == Some(1.0)
 }
 
@@ -382,10 +413,21 @@ impl Session {
         if let Some((_, slow)) = cached.filter(|(at, _)| at.elapsed() < target.slow_interval) {
             return Ok(slow);
         }
+        let variables = query(conn, VARIABLES_QUERY).await.map_err(fail)?;
+        let performance_schema_memory = if variables_say_performance_schema_on(&variables) {
+            match query(conn, PERFORMANCE_SCHEMA_MEMORY_QUERY).await {
+                Ok(rows) => Some(Ok(rows)),
+                Err(e @ mysql_async::Error::Server(_)) => Some(Err(fail(e))),
+                Err(e) => return Err(fail(e)),
+            }
+        } else {
+            None
+        };
         let slow = SlowAnswers {
-            variables: query(conn, VARIABLES_QUERY).await.map_err(fail)?,
+            variables,
             schemas: query(conn, SCHEMAS_QUERY).await.map_err(fail)?,
             innodb_tables: innodb_tables(conn, fail).await?,
+            performance_schema_memory,
         };
         *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), slow.clone()));
         Ok(slow)
@@ -491,9 +533,77 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
             n,
         );
     }
+    memory_figures(target, &answers.slow, &variables, &mut out);
     size_figures(target, &answers.slow, &mut out);
     statement_figures(target, answers.statements.as_ref(), &mut out);
     out
+}
+
+/// What the server's configuration sets aside beside the buffer pool (M2: the plan budgets MySQL
+/// the pool's size alone): the global buffers, one connection's buffers, and the memory
+/// performance_schema holds (0 where it is off; left out where it may not be read).
+fn memory_figures(
+    target: &str,
+    slow: &SlowAnswers,
+    variables: &HashMap<String, String>,
+    out: &mut Figures,
+) {
+    let labels = || target_label(target);
+    let sum = |names: &[&str]| -> Option<f64> {
+        let present: Vec<f64> = names
+            .iter()
+            .filter_map(|name| number(name, variables.get(*name)))
+            .collect();
+        (!present.is_empty()).then(|| present.iter().sum())
+    };
+    if let Some(bytes) = sum(GLOBAL_BUFFERS) {
+        out.set.gauge(
+            "stack_mysql_global_buffers_bytes",
+            "Buffers allocated once beside the InnoDB buffer pool: key_buffer_size, \
+             innodb_log_buffer_size, query_cache_size, aria_pagecache_buffer_size (MariaDB).",
+            labels(),
+            bytes,
+        );
+    }
+    if let Some(bytes) = sum(SESSION_BUFFERS) {
+        out.set.gauge(
+            "stack_mysql_session_buffers_bytes",
+            "Buffers one connection may allocate: sort, join, read and read_rnd buffers, \
+             thread_stack, net_buffer_length, binlog_cache_size.",
+            labels(),
+            bytes,
+        );
+    }
+    let performance_schema = match &slow.performance_schema_memory {
+        None => Some(0.0),
+        Some(Ok(rows)) => rows
+            .first()
+            .and_then(|r| number("performance_schema memory", r.first()?.as_ref())),
+        Some(Err(_)) => None,
+    };
+    if let Some(bytes) = performance_schema {
+        out.set.gauge(
+            "stack_mysql_performance_schema_memory_bytes",
+            "Memory performance_schema holds for itself (0 when it is off); left out where its \
+             memory summary may not be read.",
+            labels(),
+            bytes,
+        );
+    }
+    let refused = match &slow.performance_schema_memory {
+        Some(Err(reason)) => Some(format!(
+            "performance_schema's memory summary is refused \
+             (GRANT SELECT ON performance_schema.*): {reason}"
+        )),
+        _ => None,
+    };
+    out.note(
+        format!(
+            "mysql target {target:?}: performance_schema's own memory left out \
+             (stack_mysql_performance_schema_memory_bytes)"
+        ),
+        refused,
+    );
 }
 
 /// `stack_mysql_database_size_bytes` of each schema whose tables the user can all see, and
