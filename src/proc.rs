@@ -260,6 +260,9 @@ pub struct Pss {
     /// the host beyond page cache that MemAvailable already counts as reclaimable. Kernels before
     /// 5.0 do not split PSS; there it is the total.
     pub anon_and_shmem: u64,
+    /// The process's share of its pages in swap (`SwapPss`, kernel 4.3+; `Swap` before): what
+    /// PSS leaves out when the process has been pushed into swap.
+    pub swap: u64,
 }
 
 pub fn parse_smaps_rollup(text: &str) -> Option<Pss> {
@@ -274,9 +277,11 @@ pub fn parse_smaps_rollup(text: &str) -> Option<Pss> {
         (Some(anon), shmem) => anon.saturating_add(shmem.unwrap_or(0)),
         (None, _) => total,
     };
+    let swap = field("SwapPss:").or_else(|| field("Swap:")).unwrap_or(0);
     Some(Pss {
         total,
         anon_and_shmem,
+        swap,
     })
 }
 
@@ -427,8 +432,12 @@ mod tests {
         assert_eq!(pss.total, 10_450 * 1024);
         assert_eq!(pss.anon_and_shmem, 8_000 * 1024);
         // An old kernel without the split: all of it.
-        let old = parse_smaps_rollup("Rss: 20 kB\nPss: 12 kB\n").unwrap();
+        let old = parse_smaps_rollup("Rss: 20 kB\nPss: 12 kB\nSwap: 4 kB\n").unwrap();
         assert_eq!((old.total, old.anon_and_shmem), (12 * 1024, 12 * 1024));
+        // Before SwapPss (4.3), the process's own swapped pages.
+        assert_eq!(old.swap, 4 * 1024);
+        let swapped = parse_smaps_rollup("Pss: 12 kB\nSwap: 40 kB\nSwapPss: 20 kB\n").unwrap();
+        assert_eq!(swapped.swap, 20 * 1024);
         assert_eq!(parse_smaps_rollup(""), None);
     }
 

@@ -603,3 +603,46 @@ fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
         2.0
     );
 }
+
+/// A restart between two scrapes (systemd's `Restart=` after a crash or an OOM kill) is up at
+/// both scrapes; the start counter is what shows it. A worker Gunicorn respawns is not a restart.
+#[test]
+fn a_restart_between_scrapes_counts_a_start_a_respawned_worker_does_not() {
+    let dir = temp_dir();
+    let name = common::unique_marker("wsgi-test");
+    let (gunicorn, _) = start_gunicorn(dir.path(), 2, &name);
+    let mut redis_server = RedisServer::start();
+    let config = isolating_config(dir.path(), &name, redis_server.port);
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    wait_for("2 gunicorn workers", Duration::from_secs(20), || {
+        process_tree(gunicorn.pid()).len() == 3
+    });
+    let (redis, wsgi) = ([("service", "redis")], [("service", "wsgi")]);
+    let starts = |text: &str, service| must(text, "stack_service_instance_starts_total", service);
+    let text = exporter.scrape();
+    // Running before the exporter's first look: not seen starting.
+    assert_eq!(starts(&text, &redis), 0.0);
+    assert_eq!(starts(&text, &wsgi), 0.0);
+
+    redis_server.stop();
+    redis_server.start_again();
+    let worker = process_tree(gunicorn.pid())
+        .into_iter()
+        .find(|&pid| pid != gunicorn.pid())
+        .unwrap();
+    kill9(worker);
+    wait_for(
+        "gunicorn to respawn its worker",
+        Duration::from_secs(20),
+        || {
+            let tree = process_tree(gunicorn.pid());
+            tree.len() == 3 && !tree.contains(&worker)
+        },
+    );
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_service_up", &redis), 1.0);
+    assert_eq!(starts(&text, &redis), 1.0, "{text}");
+    assert_eq!(starts(&text, &wsgi), 0.0);
+    // Counted once, not again at the next scrape.
+    assert_eq!(starts(&exporter.scrape(), &redis), 1.0);
+}

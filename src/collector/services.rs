@@ -39,8 +39,8 @@ pub struct Services {
     match_max_age: Duration,
     /// Logged once while some services' PSS is refused and counted at RSS.
     pss_fallback: Condition,
-    /// What keeps each service's CPU counter from going down when its processes exit.
-    cpu_history: Mutex<CpuHistory>,
+    /// What needs the previous scrape: the CPU of departed roots, the instances started since.
+    history: Mutex<History>,
     /// The last scrape's processes, matched and grouped, keyed by that scrape's deadline.
     snapshot: Mutex<Option<(ScrapeKey, Arc<Snapshot>)>>,
     ticks_per_second: f64,
@@ -68,26 +68,48 @@ struct Snapshot {
     owners: Vec<Option<Owner>>,
 }
 
-/// A counter must not go down, but a service's CPU time summed over its live processes does when
-/// one exits. A worker's time moves into its master's reaped-children time (cutime) when the master
-/// reaps it, so the sum holds; an instance's root is reaped by someone outside the service (the
-/// init system, on a restart), so its last-seen time is kept here instead.
+/// What the services' counters need of the previous scrape.
+///
+/// CPU: a counter must not go down, but a service's CPU time summed over its live processes does
+/// when one exits. A worker's time moves into its master's reaped-children time (cutime) when the
+/// master reaps it, so the sum holds; an instance's root is reaped by someone outside the service
+/// (the init system, on a restart), so its last-seen time is kept here instead.
+///
+/// Starts: an instance root not seen in the previous scrape started since (a restart by systemd
+/// between two scrapes included: new PID, new start time). Roots running at the first scrape are
+/// not counted: the exporter did not see them start.
 #[derive(Debug, Default)]
-struct CpuHistory {
+struct History {
     /// Per live process: its service, whether it is an instance root, its CPU ticks when last seen.
     last_seen: HashMap<ProcessKey, (usize, bool, u64)>,
     /// Per service: the ticks of instance roots that have exited.
     departed: Vec<u64>,
+    /// Per service: instance roots seen starting.
+    starts: Vec<u64>,
+    /// Whether a scrape has been seen (the first one counts no starts).
+    primed: bool,
 }
 
-impl CpuHistory {
-    /// Each service's CPU ticks for its counter: its live processes plus its departed roots.
+impl History {
+    /// Each service's CPU ticks for its counter (its live processes plus its departed roots) and
+    /// instance starts so far.
     fn totals(
         &mut self,
         services: usize,
         seen: HashMap<ProcessKey, (usize, bool, u64)>,
-    ) -> Vec<u64> {
+    ) -> Vec<(u64, u64)> {
         self.departed.resize(services, 0);
+        self.starts.resize(services, 0);
+        if self.primed {
+            for (key, &(service, is_root, _)) in &seen {
+                if is_root && !self.last_seen.contains_key(key) {
+                    if let Some(starts) = self.starts.get_mut(service) {
+                        *starts += 1;
+                    }
+                }
+            }
+        }
+        self.primed = true;
         for (key, &(service, is_root, ticks)) in &self.last_seen {
             if let Some(departed) = self.departed.get_mut(service) {
                 if is_root && !seen.contains_key(key) {
@@ -103,6 +125,9 @@ impl CpuHistory {
         }
         self.last_seen = seen;
         totals
+            .into_iter()
+            .zip(self.starts.iter().copied())
+            .collect()
     }
 }
 
@@ -150,9 +175,13 @@ pub struct ServiceUsage {
     /// Σ of the anonymous and shared-memory part of PSS: the services' share of "used" memory.
     pub anon_pss: u64,
     pub pss_fallbacks: u64,
+    /// Σ SwapPss: the service's pages in swap, which PSS leaves out.
+    pub swap: u64,
     pub instance_max: u64,
     pub process_max: u64,
     pub cpu_ticks: u64,
+    /// Instance roots seen starting since the exporter started.
+    pub starts: u64,
 }
 
 impl Services {
@@ -174,7 +203,7 @@ impl Services {
             match_max_age: MATCH_MAX_AGE,
             pss_fallback: Condition::default(),
             snapshot: Mutex::new(None),
-            cpu_history: Mutex::new(CpuHistory::default()),
+            history: Mutex::new(History::default()),
             ticks_per_second: proc::clock_ticks_per_second(),
             page_size: proc::page_size(),
         }
@@ -367,7 +396,10 @@ impl Services {
             u.processes += 1;
             u.rss = u.rss.saturating_add(rss);
             let (counted, anon) = match pss {
-                Some(pss) => (pss.total, pss.anon_and_shmem),
+                Some(pss) => {
+                    u.swap = u.swap.saturating_add(pss.swap);
+                    (pss.total, pss.anon_and_shmem)
+                }
                 None => {
                     u.pss_fallbacks += 1;
                     (rss, rss)
@@ -380,12 +412,13 @@ impl Services {
             *instance = instance.saturating_add(counted);
         }
         cache.retain(|key, _| alive.contains(key));
-        let mut history = self.cpu_history.lock().unwrap_or_else(|e| e.into_inner());
-        for (u, ticks) in usage
+        let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        for (u, (ticks, starts)) in usage
             .iter_mut()
             .zip(history.totals(self.services.len(), cpu_seen))
         {
             u.cpu_ticks = ticks;
+            u.starts = starts;
         }
         for ((service, _), pss) in instance_pss {
             if let Some(u) = usage.get_mut(service) {
@@ -437,13 +470,14 @@ impl Services {
 
     fn emit_service(&self, out: &mut MetricSet, service: &Service, usage: &ServiceUsage) {
         let labels = || vec![("service", service.name.clone())];
-        let measured: [(&str, &'static str, f64); 8] = [
+        let measured: [(&str, &'static str, f64); 9] = [
             ("stack_service_up", "1 if at least one process of the service runs.", f64::from(usage.processes > 0)),
             ("stack_service_processes", "Processes of the service.", usage.processes as f64),
             ("stack_service_instances", "Instances of the service: process trees rooted at a matched process (one master and its workers).", usage.instances as f64),
             ("stack_service_resident_memory_bytes", "Sum of the RSS of the service's processes (shared pages counted in every process).", usage.rss as f64),
             ("stack_service_proportional_memory_bytes", "Sum of the PSS of the service's processes: shared pages split between their sharers, so forked workers are not double counted. RSS where PSS is refused.", usage.pss as f64),
             ("stack_service_pss_fallback_processes", "Processes whose PSS could not be read and which are counted at their RSS.", usage.pss_fallbacks as f64),
+            ("stack_service_swap_bytes", "Sum of the SwapPss of the service's processes: its pages in swap, which PSS leaves out (read with PSS, so as fresh as it).", usage.swap as f64),
             ("stack_service_instance_max_memory_bytes", "PSS of the service's largest instance.", usage.instance_max as f64),
             ("stack_service_process_max_memory_bytes", "PSS of the service's largest process.", usage.process_max as f64),
         ];
@@ -455,6 +489,13 @@ impl Services {
             "CPU time of the service's processes and of the children they reaped.",
             labels(),
             usage.cpu_ticks as f64 / self.ticks_per_second,
+        );
+        out.counter(
+            "stack_service_instance_starts_total",
+            "Instances (process trees) of the service seen starting since the exporter started: a \
+             restart by systemd between two scrapes counts, a recycled worker does not.",
+            labels(),
+            usage.starts as f64,
         );
         let budget = &service.budget;
         if !budget.is_planned() {
@@ -741,20 +782,39 @@ mod tests {
 
     #[test]
     fn cpu_counter_keeps_the_time_of_exited_roots_not_of_reaped_workers() {
-        let mut history = CpuHistory::default();
+        let mut history = History::default();
         // Master (root) 100 ticks with a worker at 50; a second instance's root at 30.
         let seen = HashMap::from([
             ((10, 1), (0, true, 100)),
             ((11, 2), (0, false, 50)),
             ((20, 3), (0, true, 30)),
         ]);
-        assert_eq!(history.totals(1, seen), vec![180]);
+        assert_eq!(history.totals(1, seen), vec![(180, 0)]);
         // The worker exits and its master reaps it: the master's cutime takes its 50 (+5 new).
         let seen = HashMap::from([((10, 1), (0, true, 155)), ((20, 3), (0, true, 30))]);
-        assert_eq!(history.totals(1, seen), vec![185]);
-        // The second instance restarts under a new PID: its old root's 30 is kept.
+        assert_eq!(history.totals(1, seen), vec![(185, 0)]);
+        // The second instance restarts under a new PID: its old root's 30 is kept, and the new
+        // root counts as a start.
         let seen = HashMap::from([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
-        assert_eq!(history.totals(1, seen), vec![187]);
+        assert_eq!(history.totals(1, seen), vec![(187, 1)]);
+    }
+
+    #[test]
+    fn a_new_root_is_a_start_a_new_worker_is_not() {
+        let mut history = History::default();
+        // Two services; at the first scrape nothing counts as started.
+        let seen = HashMap::from([((10, 1), (0, true, 0)), ((30, 1), (1, true, 0))]);
+        assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 0)]);
+        // A recycled worker (new non-root) of service 0; service 1 restarted twice, seen once.
+        let seen = HashMap::from([
+            ((10, 1), (0, true, 0)),
+            ((12, 5), (0, false, 0)),
+            ((31, 7), (1, true, 0)),
+        ]);
+        assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 1)]);
+        // PID reuse with a new start time is a new process.
+        let seen = HashMap::from([((10, 1), (0, true, 0)), ((31, 8), (1, true, 0))]);
+        assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 2)]);
     }
 
     /// A fake /proc with one `python3` process (PID 40) whose command line is `cmdline`.
