@@ -220,6 +220,61 @@ class LintTest(unittest.TestCase):
         self.assertIn("panel 'Host memory used': threshold step 0.85", errors)
         self.assertIn("StackHostMemoryHigh 0.8", errors)
 
+    # The application's own series (issue 17, finding 6): selected by $app_job, never by the
+    # exporter's $job/$instance.
+
+    def traffic(self):
+        return dashlib.load(os.path.join(dashlib.DASHBOARD_DIR, "stack-traffic.json"))
+
+    def test_app_panel_filtered_by_the_exporters_variables(self):
+        d = self.traffic()   # the Celery panel as it was before $app_job
+        t = self.panel(d, "Celery task runtime p95 vs 2 s")["targets"][0]
+        t["expr"] = t["expr"].replace('job=~"$app_job"', SEL)
+        errors = self.lint(d, "stack-traffic.json")
+        self.assertIn("selector celery_task_runtime_bucket is an application series filtered "
+                      "by the exporter's $instance and $job", errors)
+
+    def test_app_panel_with_the_exporters_instance_beside_app_job(self):
+        d = self.traffic()
+        t = self.panel(d, "WebSocket latency p95 vs 2 s")["targets"][0]
+        t["expr"] = t["expr"].replace('job=~"$app_job"', 'job=~"$app_job", instance=~"$instance"')
+        self.assertIn("filtered by the exporter's $instance", self.lint(d, "stack-traffic.json"))
+
+    def test_app_recorded_series_and_its_alert_need_app_job(self):
+        d = self.traffic()
+        table = self.panel(d, "Scaling signals of the plans")
+        for t in table["targets"]:
+            t["expr"] = t["expr"].replace('job=~"$app_job"', SEL)
+        errors = self.lint(d, "stack-traffic.json")
+        self.assertIn("selector instance:stack_app_websocket_latency_seconds:p95_5m is an "
+                      "application series", errors)
+        self.assertIn("query C: selector ALERTS is an application series", errors)
+
+    def test_app_job_variable_missing(self):
+        d = self.traffic()
+        d["templating"]["list"] = [v for v in d["templating"]["list"] if v["name"] != "app_job"]
+        self.assertIn("undefined variables app_job", self.lint(d, "stack-traffic.json"))
+
+    def test_app_job_variable_tied_to_the_exporter(self):
+        d = self.traffic()
+        v = next(v for v in d["templating"]["list"] if v["name"] == "app_job")
+        v["query"] = v["definition"] = 'label_values(stack_exporter_build_info{job=~"$job"}, job)'
+        errors = self.lint(d, "stack-traffic.json")
+        self.assertIn("variable app_job: its query does not list the jobs serving "
+                      "celery_task_runtime, stack_app_websocket_latency_seconds", errors)
+        self.assertIn("must not depend on $job or $instance", errors)
+
+    def test_app_metrics_are_read_from_docs_metrics_md(self):
+        docs = os.path.join(self.dir, "metrics.md")
+        with open(dashlib.METRICS_DOC) as f:
+            text = f.read()
+        with open(docs, "w") as f:
+            f.write(text.replace("| `celery_task_runtime`", "| `celery_task_runtime_seconds`"))
+        self.assertIn("celery_task_runtime_seconds", dashlib.app_metrics(docs))
+        self.assertNotIn("celery_task_runtime", dashlib.app_metrics(docs))
+        self.assertEqual(dashlib.app_metrics(), {
+            "celery_task_runtime": {"name", "le"}, "stack_app_websocket_latency_seconds": set()})
+
     def test_generator_refuses_an_ambiguous_rule(self):
         import build_dashboards
         with self.assertRaisesRegex(SystemExit, "compares against"):
