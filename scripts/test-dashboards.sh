@@ -3,6 +3,8 @@
 #   - grafana/dashboards/*.json are what grafana/build_dashboards.py writes, and the scaling table's
 #     actions are those of the alerts in rules/;
 #   - the linter's own tests, then the linter on every dashboard (tests/dashboards/lint_dashboards.py);
+#   - the application metrics the rules read are spelled in rules/ and docs/ as in docs/metrics.md
+#     (tests/dashboards/check_app_metrics.py);
 #   - docker-compose config -q, with and without --profile demo; the mounts, images, healthchecks
 #     and cross-references of the deployment files (tests/dashboards/check_stack.py);
 #   - promtool check config on both Prometheus configs (which checks rules/ too), amtool
@@ -97,6 +99,7 @@ else
     python3 grafana/build_dashboards.py --check
   run "linter tests (tests/dashboards/test_lint.py)" python3 tests/dashboards/test_lint.py
   counted lint python3 tests/dashboards/lint_dashboards.py
+  counted app-metrics python3 tests/dashboards/check_app_metrics.py
 
   if need docker-compose "apt-get install docker-compose"; then
     # Grafana's admin password has no default (the compose file refuses to start without one).

@@ -10,6 +10,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_app_metrics  # noqa: E402
 import dashlib  # noqa: E402
 import lint_dashboards  # noqa: E402
 
@@ -281,6 +282,57 @@ class LintTest(unittest.TestCase):
             build_dashboards.limit("StackServiceInstanceMemoryOverBudget")   # "> 1 ... > 1"
         with self.assertRaisesRegex(SystemExit, "not an alert"):
             build_dashboards.limit("StackNoSuchAlert")
+
+
+class AppMetricSpellingTest(unittest.TestCase):
+    """check_app_metrics.py fails each misspelling issue 17 found (finding 8)."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        for sub in ("docs", "rules"):
+            shutil.copytree(os.path.join(dashlib.REPO, sub), os.path.join(self.root, sub))
+        shutil.copy(os.path.join(dashlib.REPO, "README.md"), self.root)
+        self.canonical = dashlib.app_metrics()
+
+    def tearDown(self):
+        shutil.rmtree(self.root)
+
+    def edit(self, rel, old, new):
+        path = os.path.join(self.root, rel)
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(old, text)
+        with open(path, "w") as f:
+            f.write(text.replace(old, new, 1))
+
+    def test_repository_passes(self):
+        self.assertEqual(check_app_metrics.check_rules(dashlib.REPO, self.canonical), [])
+        self.assertEqual(check_app_metrics.check_docs(dashlib.REPO, self.canonical), [])
+
+    def test_doc_with_another_name(self):
+        self.edit("docs/traffic.md", "Histogram(\"stack_app_websocket_latency_seconds\"",
+                  "Histogram(\"stack_app_websocket_latency\"")
+        errors = "\n".join(check_app_metrics.check_docs(self.root, self.canonical))
+        self.assertIn("docs/traffic.md:", errors)
+        self.assertIn("stack_app_websocket_latency is not an application metric", errors)
+
+    def test_doc_with_another_label(self):
+        with open(os.path.join(self.root, "docs", "runbook.md"), "a") as f:
+            f.write("\nThe rule reads `celery_task_runtime{task}`.\n")
+        errors = "\n".join(check_app_metrics.check_docs(self.root, self.canonical))
+        self.assertIn("celery_task_runtime{task}: celery_task_runtime has no label task", errors)
+
+    def test_rule_reading_another_name(self):
+        self.edit("rules/traffic.yml", "celery_task_runtime_bucket",
+                  "celery_task_runtime_seconds_bucket")
+        errors = "\n".join(check_app_metrics.check_rules(self.root, self.canonical))
+        self.assertIn("celery_task_runtime_seconds_bucket is not an application metric", errors)
+
+    def test_documented_metric_no_rule_reads(self):
+        canonical = dict(self.canonical, stack_app_queue_seconds=set())
+        errors = check_app_metrics.check_rules(self.root, canonical)
+        self.assertIn("docs/metrics.md lists stack_app_queue_seconds, which no rule in rules/ "
+                      "reads", errors)
 
 
 if __name__ == "__main__":
