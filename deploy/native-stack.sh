@@ -10,6 +10,7 @@
 #   deploy/native-stack.sh status   what runs, and where
 #   deploy/native-stack.sh check    render the configs and check them (promtool, amtool); start nothing
 #   deploy/native-stack.sh render   print the Prometheus config `up` would use
+#   deploy/native-stack.sh render-alertmanager   print the Alertmanager config `up` would use
 #
 # Settings (environment):
 #   STACK_NATIVE_DIR     data, logs, pid files, rendered configs   (default ${TMPDIR:-/tmp}/stack-native)
@@ -18,6 +19,10 @@
 #   SCRAPE_INTERVAL      scrape and rule evaluation interval            (default 15s)
 #   SCRAPE_TIMEOUT       default 10s, or SCRAPE_INTERVAL when that is set and shorter
 #   ALERTMANAGER_CONFIG  default alertmanager/alertmanager.yml; without it Alertmanager is skipped
+#   ALERTMANAGER_WEBHOOK_URL  where the receiver posts: replaces the config's placeholder
+#                        `url: http://127.0.0.1:5001/alerts` (unset: the placeholder stays)
+#   APP_TARGETS          the application's own metrics, scraped as jobs of their own:
+#                        "JOB=HOST:PORT[,HOST:PORT...] ...", e.g. "celery=localhost:9808"
 #   STACK_EXPORTER_BIN   start this stack_exporter binary too, on EXPORTER_ADDRESS
 #   STACK_EXPORTER_ARGS  extra flags for it (e.g. --config.file=/etc/stack_exporter/config.toml)
 #   STACK_GRAFANA        0 to skip Grafana even when it is installed
@@ -35,6 +40,8 @@ scrape_interval=${SCRAPE_INTERVAL:-15s}
 scrape_timeout=${SCRAPE_TIMEOUT:-10s}
 [ -n "${SCRAPE_TIMEOUT:-}" ] || [ "$scrape_interval" = 15s ] || scrape_timeout=$scrape_interval
 alertmanager_config=${ALERTMANAGER_CONFIG:-$repo/alertmanager/alertmanager.yml}
+# The receiver's url in alertmanager/alertmanager.yml: ALERTMANAGER_WEBHOOK_URL replaces it.
+webhook_placeholder='url: http://127.0.0.1:5001/alerts'
 
 find_bin() { # first of the names that is on PATH (or in /usr/sbin), empty if none
   local name
@@ -52,8 +59,8 @@ grafana_bin=${GRAFANA:-$(find_bin grafana grafana-server)}
 say() { printf 'native-stack: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
-# The Prometheus config `up` runs: prometheus-native.yml with the ports and interval asked for
-# and rule_files pointing at this repository's rules/.
+# The Prometheus config `up` runs: prometheus-native.yml with the ports and interval asked for,
+# rule_files pointing at this repository's rules/, and the APP_TARGETS jobs.
 render() {
   sed -e "s|\"localhost:9488\"|\"$exporter_address\"|" \
       -e "s|\"localhost:9093\"|\"localhost:$alertmanager_port\"|g" \
@@ -63,6 +70,50 @@ render() {
       -e "s|^\(  evaluation_interval:\).*|\1 $scrape_interval|" \
       -e "s|\.\./rules/|$repo/rules/|" \
       "$repo/prometheus/prometheus-native.yml"
+  render_app_targets
+}
+
+# One scrape job per APP_TARGETS entry, appended to scrape_configs (the file's last section): the
+# app-side series (docs/metrics.md) keep their own job, which the dashboards' App job variable
+# lists.
+render_app_targets() {
+  local entry job targets
+  [ -n "${APP_TARGETS:-}" ] || return 0
+  printf "\n  # APP_TARGETS: the application's own metrics (deploy/native-stack.sh)\n"
+  for entry in $APP_TARGETS; do
+    job=${entry%%=*}
+    targets=${entry#*=}
+    [[ $entry == *=* && $job =~ ^[A-Za-z_][A-Za-z0-9_-]*$ && $targets =~ ^[][A-Za-z0-9._:,-]+$ ]] ||
+      die "APP_TARGETS entry '$entry' is not JOB=HOST:PORT[,HOST:PORT...]"
+    printf '  - job_name: %s\n    static_configs:\n      - targets: ["%s"]\n' \
+      "$job" "${targets//,/\", \"}"
+  done
+}
+
+# The Alertmanager config `up` runs: ALERTMANAGER_CONFIG with the receiver's placeholder url
+# replaced by ALERTMANAGER_WEBHOOK_URL. Alertmanager 0.25 (Debian's) reads no environment and has
+# no url_file (0.26+), so the url is written into this copy.
+render_alertmanager() {
+  local url=${ALERTMANAGER_WEBHOOK_URL:-} out
+  if [ -z "$url" ]; then
+    cat "$alertmanager_config"
+    return
+  fi
+  [[ $url =~ ^https?://[^[:space:]]+$ ]] ||
+    die "ALERTMANAGER_WEBHOOK_URL must be an http:// or https:// URL"
+  # awk with ENVIRON, not sed: & | \ in the url stay literal. Single-quoted YAML ('' is a quote).
+  # Only a `url:` line (under `- ` or not) is replaced, never a comment; exactly one must be.
+  out=$(PLACEHOLDER=$webhook_placeholder URL="url: '${url//\'/\'\'}'" awk '
+    { i = index($0, ENVIRON["PLACEHOLDER"]) }
+    i && substr($0, 1, i - 1) ~ /^[ -]*$/ &&
+      substr($0, i + length(ENVIRON["PLACEHOLDER"])) ~ /^[ \t]*$/ {
+      print substr($0, 1, i - 1) ENVIRON["URL"]; n++; next
+    }
+    { print }
+    END { exit n == 1 ? 0 : 3 }' "$alertmanager_config") ||
+    die "ALERTMANAGER_WEBHOOK_URL is set but $alertmanager_config has no single" \
+      "\`$webhook_placeholder\` line to replace"
+  printf '%s\n' "$out"
 }
 
 have_alertmanager() { [ -f "$alertmanager_config" ]; }
@@ -75,8 +126,15 @@ check() {
   say "prometheus config ok ($dir/prometheus.yml)"
   if have_alertmanager; then
     [ -n "$amtool_bin" ] || die "amtool not found (apt-get install prometheus-alertmanager)"
-    "$amtool_bin" check-config "$alertmanager_config" >/dev/null
-    say "alertmanager config ok ($alertmanager_config)"
+    # 0600: the webhook url may carry a token.
+    (umask 077 && render_alertmanager >"$dir/alertmanager.yml.new")
+    mv "$dir/alertmanager.yml.new" "$dir/alertmanager.yml"
+    "$amtool_bin" check-config "$dir/alertmanager.yml" >/dev/null
+    say "alertmanager config ok ($dir/alertmanager.yml from $alertmanager_config)"
+    if grep -v '^[[:space:]]*#' "$dir/alertmanager.yml" | grep -qF -- "$webhook_placeholder"; then
+      say "alertmanager posts to the placeholder ${webhook_placeholder#url: }:" \
+        "set ALERTMANAGER_WEBHOOK_URL"
+    fi
   else
     say "no $alertmanager_config: Alertmanager would be skipped"
   fi
@@ -136,7 +194,7 @@ up() {
     mkdir -p "$dir/alertmanager-data"
     start alertmanager "$alertmanager_port" "http://localhost:$alertmanager_port/-/ready" \
       "$alertmanager_bin" \
-      "--config.file=$alertmanager_config" \
+      "--config.file=$dir/alertmanager.yml" \
       "--storage.path=$dir/alertmanager-data" \
       "--web.listen-address=127.0.0.1:$alertmanager_port" \
       "--cluster.listen-address="
@@ -201,5 +259,6 @@ case ${1:-} in
   status) status ;;
   check) check ;;
   render) render ;;
+  render-alertmanager) render_alertmanager ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -34,13 +34,25 @@ TAG = "stack_exporter"
 GIB = 1024 ** 3     # sizes are binary, as in the profiles and rules/storage.yml (5 GB = 5 GiB)
 
 
-def sel(metric, extra=""):
-    """`metric{extra, job=~"$job", instance=~"$instance"}`."""
-    return "%s{%s}" % (metric, (extra + ", " if extra else "") + SEL)
+# The application's own metrics (docs/metrics.md, "App-side metrics the rules expect") come from
+# the app's or a Celery exporter's job, not from stack_exporter's: they are selected by `$app_job`,
+# never by the exporter's `$job`/`$instance`, which would empty their panels once one is picked.
+APP_SEL = 'job=~"$app_job"'
+APP_METRICS = ("celery_task_runtime_bucket", "stack_app_websocket_latency_seconds_bucket")
 
 
-def rate(metric, extra=""):
-    return "rate(%s[$__rate_interval])" % sel(metric, extra)
+def sel(metric, extra="", app=False):
+    """`metric{extra, job=~"$job", instance=~"$instance"}`; with app, `metric{extra,
+    job=~"$app_job"}`."""
+    return "%s{%s}" % (metric, (extra + ", " if extra else "") + (APP_SEL if app else SEL))
+
+
+def app_sel(metric, extra=""):
+    return sel(metric, extra, app=True)
+
+
+def rate(metric, extra="", app=False):
+    return "rate(%s[$__rate_interval])" % sel(metric, extra, app)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,6 +337,14 @@ def query_var(name, query, all_value=".+"):
         "options": [],
         "hide": 0,
     }
+
+
+def app_job_var():
+    """The jobs that serve an application metric (a Celery exporter, the ASGI app), whatever
+    the exporter's $job and $instance say."""
+    v = query_var("app_job", 'label_values({__name__=~"%s"}, job)' % "|".join(APP_METRICS))
+    v["label"] = "App job"
+    return v
 
 
 def variables(*extra):
@@ -927,7 +947,7 @@ SCALING = [
      "avg_over_time(%s[5m])" % sel("stack_service_instance_max_connections", 'service="asgi"'),
      " per container", "StackAsgiScaleOutConnections", "add 1 ASGI container"),
     ("X2", "WebSocket latency p95 (s)",
-     sel("instance:stack_app_websocket_latency_seconds:p95_5m"),
+     app_sel("instance:stack_app_websocket_latency_seconds:p95_5m"),
      "s", "StackAsgiScaleOutWebsocketLatency", "add 1 ASGI container"),
     ("X3", "ASGI memory, largest container, share of budget (%)",
      "100 * (%s or on (instance, job, service) %s)"
@@ -961,8 +981,9 @@ def scaling_table():
 
     current = union(lambda expr, thr, alert: expr)
     share = union(lambda expr, thr, alert: "(%s) / %g" % (expr, thr))
+    # An alert on an app-side series carries the app's job, as its value does.
     firing = union(lambda expr, thr, alert: sel(
-        "ALERTS", 'alertname="%s", alertstate="firing"' % alert))
+        "ALERTS", 'alertname="%s", alertstate="firing"' % alert, app=APP_SEL in expr))
     state = [{"type": "range", "options": {"from": -1e12, "to": 0.9, "result":
                                            {"text": "ok", "color": "green", "index": 0}}},
              {"type": "range", "options": {"from": 0.9, "to": 1, "result":
@@ -997,8 +1018,8 @@ def scaling_table():
 def traffic():
     dur = "stack_nginx_http_request_duration_seconds_bucket"
 
-    def p95(metric, by, extra):
-        return "histogram_quantile(0.95, sum by (%s, le) (%s))" % (by, rate(metric, extra))
+    def p95(metric, by, extra, app=False):
+        return "histogram_quantile(0.95, sum by (%s, le) (%s))" % (by, rate(metric, extra, app))
 
     panels = [
         scaling_table(),
@@ -1089,10 +1110,12 @@ def traffic():
                    thresholds=steps("green", X1, "red"), min=0, decimals=0, w=8),
         timeseries("WebSocket latency p95 vs %s" % secs(X2),
                    "95th percentile of the ping/pong round trip the ASGI app measures "
-                   "(stack_app_websocket_latency_seconds, scraped from the app). Dashed: X2 adds "
-                   "1 ASGI container above %s. Empty until the app exports it." % secs(X2),
+                   "(stack_app_websocket_latency_seconds, scraped from the app: chosen by App job, "
+                   "not by Job and Instance). Dashed: X2 adds 1 ASGI container above %s. Empty "
+                   "until the app exports it." % secs(X2),
                    "s",
-                   [target(p95("stack_app_websocket_latency_seconds_bucket", "instance", ""),
+                   [target(p95("stack_app_websocket_latency_seconds_bucket", "instance", "",
+                               app=True),
                            "p95 {{instance}}")],
                    thresholds=steps("green", X2, "red"), min=0, w=8),
         timeseries("ASGI memory vs budget",
@@ -1109,17 +1132,19 @@ def traffic():
                    thresholds=steps("green", X3, "orange", M_BUDGET, "red"), min=0, w=8),
         timeseries("Celery task runtime p95 vs %s" % secs(P4),
                    "95th percentile of Celery task runtime per task (celery_task_runtime{name} "
-                   "from celery-exporter). Dashed: P4 targets ML inference below %s. Empty "
-                   "until that exporter is scraped." % secs(P4),
+                   "from celery-exporter, scraped as its own job: chosen by App job, not by Job "
+                   "and Instance). "
+                   "Dashed: P4 targets ML inference below %s. Empty until that exporter is "
+                   "scraped." % secs(P4),
                    "s",
-                   [target(p95("celery_task_runtime_bucket", "name", ""), "{{name}}")],
+                   [target(p95("celery_task_runtime_bucket", "name", "", app=True), "{{name}}")],
                    thresholds=steps("green", P4, "red"), min=0, w=8),
     ]
     return dashboard("stack-traffic", "Stack / Traffic & scaling",
                      "Should I scale, and how: request rate, p95 per route class against %s, "
                      "%s and %s, WSGI queue depth, ASGI connections per instance, and every "
                      "scaling signal of the plans with the plan's action."
-                     % (secs(P1), secs(P2), secs(S4)), panels)
+                     % (secs(P1), secs(P2), secs(S4)), panels, extra_vars=(app_job_var(),))
 
 
 DASHBOARDS = [overview, services, databases, traffic]

@@ -3,15 +3,21 @@
 #   - grafana/dashboards/*.json are what grafana/build_dashboards.py writes, and the scaling table's
 #     actions are those of the alerts in rules/;
 #   - the linter's own tests, then the linter on every dashboard (tests/dashboards/lint_dashboards.py);
+#   - the application metrics the rules read are spelled in rules/ and docs/ as in docs/metrics.md
+#     (tests/dashboards/check_app_metrics.py);
 #   - docker-compose config -q, with and without --profile demo; the mounts, images, healthchecks
 #     and cross-references of the deployment files (tests/dashboards/check_stack.py);
 #   - promtool check config on both Prometheus configs (which checks rules/ too), amtool
 #     check-config on alertmanager/alertmanager.yml when it exists;
 #   - deploy/native-stack.sh brings up Prometheus (and Alertmanager) on free ports, every dashboard
-#     query runs against it without error (tests/dashboards/query_dashboards.py), and it goes down.
-#     The exporter runs too (STACK_EXPORTER_BIN, by default the newer of target/release and
-#     target/debug/stack_exporter when built; STACK_EXPORTER_BIN= to leave it out), and then the
-#     host and service panels must return data.
+#     query and variable query runs against it without error (tests/dashboards/query_dashboards.py),
+#     and it goes down. The exporter runs too (STACK_EXPORTER_BIN, by default the newer of
+#     target/release and target/debug/stack_exporter when built; STACK_EXPORTER_BIN= to leave it
+#     out), and then the host and service panels must return data. An application target
+#     (tests/dashboards/app_metrics.py: the app-side histograms) is scraped as a job of its own
+#     (APP_TARGETS), and with the exporter's instance picked, the app-side panels must return data
+#     through the App job variable. Alertmanager must run with the receiver url given in
+#     ALERTMANAGER_WEBHOOK_URL; native-stack.sh must refuse a url it cannot place.
 # Needs python3 with PyYAML, docker-compose (1.28+ for profiles), promtool, prometheus, curl;
 # amtool and prometheus-alertmanager when alertmanager/alertmanager.yml exists. On Debian:
 #   apt-get install python3-yaml docker-compose prometheus prometheus-alertmanager curl
@@ -22,6 +28,7 @@ cd "$(dirname "$0")/.." || exit 1
 passed=0
 failed=0
 native_dir=""
+app_pid=""
 
 ok() { passed=$((passed + 1)); printf 'ok   %s\n' "$1"; }
 fail() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; }
@@ -67,10 +74,16 @@ need() {
 }
 
 cleanup() {
+  if [ -n "$app_pid" ]; then
+    kill "$app_pid" 2>/dev/null
+    wait "$app_pid" 2>/dev/null
+    app_pid=""
+  fi
   if [ -n "$native_dir" ]; then
     STACK_NATIVE_DIR=$native_dir deploy/native-stack.sh down >/dev/null 2>&1
     rm -rf "$native_dir"
     native_dir=""
+app_pid=""
   fi
 }
 trap cleanup EXIT
@@ -86,6 +99,7 @@ else
     python3 grafana/build_dashboards.py --check
   run "linter tests (tests/dashboards/test_lint.py)" python3 tests/dashboards/test_lint.py
   counted lint python3 tests/dashboards/lint_dashboards.py
+  counted app-metrics python3 tests/dashboards/check_app_metrics.py
 
   if need docker-compose "apt-get install docker-compose"; then
     # Grafana's admin password has no default (the compose file refuses to start without one).
@@ -116,6 +130,38 @@ else
 fi
 run "bash -n deploy/native-stack.sh" bash -n deploy/native-stack.sh
 
+# refuses NAME MESSAGE VAR=VALUE...: `deploy/native-stack.sh check` with these settings fails and
+# says MESSAGE.
+refuses() {
+  local name=$1 message=$2 dir out
+  shift 2
+  dir=$(mktemp -d)
+  if out=$(env STACK_NATIVE_DIR="$dir" "$@" deploy/native-stack.sh check 2>&1); then
+    fail "$name: accepted"
+  elif [[ $out != *"$message"* ]]; then
+    fail "$name: did not say '$message'"
+    printf '%s\n' "$out" | sed 's/^/     /'
+  else
+    ok "$name"
+  fi
+  rm -rf "$dir"
+}
+if [ -f alertmanager/alertmanager.yml ] && command -v promtool >/dev/null &&
+  command -v amtool >/dev/null; then
+  refuses "native-stack.sh refuses a webhook url that is not http(s)" \
+    "must be an http:// or https://" \
+    ALERTMANAGER_WEBHOOK_URL=ftp://example.org/hook
+  own_config=$(mktemp)
+  sed 's|url: http://127.0.0.1:5001/alerts|url: https://example.org/own|' \
+    alertmanager/alertmanager.yml >"$own_config"
+  refuses "native-stack.sh refuses a webhook url for a config without the placeholder" \
+    "no single \`url: http://127.0.0.1:5001/alerts\` line" \
+    ALERTMANAGER_WEBHOOK_URL=https://example.org/hook ALERTMANAGER_CONFIG="$own_config"
+  rm -f "$own_config"
+  refuses "native-stack.sh refuses a malformed APP_TARGETS entry" "is not JOB=HOST:PORT" \
+    'APP_TARGETS=celery localhost:9808'
+fi
+
 # The queries against a real Prometheus, started by the native stack script.
 if need prometheus "apt-get install prometheus" && need curl "apt-get install curl" &&
   python3 -c 'import yaml' 2>/dev/null; then
@@ -123,7 +169,18 @@ if need prometheus "apt-get install prometheus" && need curl "apt-get install cu
   export STACK_NATIVE_DIR=$native_dir STACK_GRAFANA=0
   export PROMETHEUS_PORT=$(free_port) ALERTMANAGER_PORT=$(free_port)
   export EXPORTER_ADDRESS=127.0.0.1:$(free_port)
-  require=()
+  # The application's own metrics, on a port of their own and scraped as the job `app`.
+  app_port=$(free_port)
+  python3 tests/dashboards/app_metrics.py "$app_port" &
+  app_pid=$!
+  export APP_TARGETS="app=127.0.0.1:$app_port"
+  # A receiver url of our own: Alertmanager must run with it instead of the placeholder.
+  webhook_url="http://127.0.0.1:$(free_port)/stack-test-hook?t=a&b=c"
+  export ALERTMANAGER_WEBHOOK_URL=$webhook_url
+  # The finding of issue 17: once an exporter instance is picked, the app panels must not go
+  # empty; they are selected by $app_job alone.
+  require=(--instance "$EXPORTER_ADDRESS" --require-preset app --require-variable app_job
+    --wait 90)
   if [ -z "${STACK_EXPORTER_BIN+set}" ]; then
     for bin in target/release/stack_exporter target/debug/stack_exporter; do
       if [ -x "$bin" ] && { [ -z "${STACK_EXPORTER_BIN:-}" ] || [ "$bin" -nt "$STACK_EXPORTER_BIN" ]; }; then
@@ -134,13 +191,23 @@ if need prometheus "apt-get install prometheus" && need curl "apt-get install cu
   export STACK_EXPORTER_BIN=${STACK_EXPORTER_BIN:-}
   if [ -n "$STACK_EXPORTER_BIN" ]; then
     export SCRAPE_INTERVAL=${SCRAPE_INTERVAL:-2s}
-    require=(--require-preset host --require-preset services --wait 90)
+    require+=(--require-preset host --require-preset services --require-variable job
+      --require-variable instance)
   fi
   if out=$(deploy/native-stack.sh up 2>&1); then
     ok "deploy/native-stack.sh up"
-    run "every dashboard query runs (tests/dashboards/query_dashboards.py${require:+ with required data})" \
+    run "every dashboard query runs (tests/dashboards/query_dashboards.py with required data)" \
       python3 tests/dashboards/query_dashboards.py --quiet "http://127.0.0.1:$PROMETHEUS_PORT" \
       "${require[@]}"
+    if [ -f alertmanager/alertmanager.yml ]; then
+      run "Alertmanager posts to ALERTMANAGER_WEBHOOK_URL" python3 -c '
+import json, sys, urllib.request, yaml
+status = json.load(urllib.request.urlopen(sys.argv[1] + "/api/v2/status", timeout=10))
+config = yaml.safe_load(status["config"]["original"])
+urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs") or []]
+sys.exit(0 if urls == [sys.argv[2]] else "receiver urls %r, not [%r]" % (urls, sys.argv[2]))
+' "http://127.0.0.1:$ALERTMANAGER_PORT" "$webhook_url"
+    fi
   else
     fail "deploy/native-stack.sh up"
     printf '%s\n' "$out" | sed 's/^/     /'

@@ -9,6 +9,8 @@ import re
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DASHBOARD_DIR = os.path.join(REPO, "grafana", "dashboards")
+METRICS_DOC = os.path.join(REPO, "docs", "metrics.md")
+APP_SECTION = "## App-side metrics the rules expect"
 
 
 def dashboard_files(directory=DASHBOARD_DIR):
@@ -194,6 +196,27 @@ def parse_matchers(body):
         matchers.append((m.group(1), m.group(2), m.group(3)[1:-1]))
         pos = m.end()
     return matchers
+
+
+def app_metrics(path=METRICS_DOC):
+    """{metric: its labels} of docs/metrics.md's app-side section, the one place the application
+    metrics the rules read are spelled: each row's first `name`, and the labels of any
+    `name{a,b}` or `name_bucket{a,b}` in that row (a histogram's `le` included)."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    start = text.find(APP_SECTION)
+    if start < 0:
+        return {}
+    end = text.find("\n## ", start + len(APP_SECTION))
+    found = {}
+    for row in text[start:end if end >= 0 else len(text)].splitlines():
+        m = re.match(r"^\| `([a-z_][a-z0-9_]*)`", row)
+        if m:
+            name = base_metric(m.group(1))
+            found[name] = {label.strip() for spelled, body in
+                           re.findall(r"`([a-z_][a-z0-9_]*)\{([^}]*)\}`", row)
+                           if base_metric(spelled) == name for label in body.split(",")}
+    return found
 
 
 def base_metric(name):

@@ -6,7 +6,12 @@ dashboard-linter and of this project:
   hard-coded datasource anywhere: every panel and query uses ${datasource};
 - `job` and `instance` variables: label_values queries on ${datasource}, multi-select, allValue
   ".+", refreshed on time range change; every selector of every query has job=~"$job" and
-  instance=~"$instance";
+  instance=~"$instance", but those of the application's own series;
+- application series (the metrics of docs/metrics.md's "App-side metrics the rules expect", the
+  rules recorded from them and ALERTS of the alerts on those) come from the app's or a Celery
+  exporter's job: their selectors have job=~"$app_job" and no $job or $instance (which would empty
+  the panel once an exporter instance is picked), and the dashboard has an `app_job` variable
+  listing the jobs that serve those metrics;
 - rate() and irate() take [$__rate_interval]; counters (_total) appear only inside rate, irate or
   increase; every query selects at least one series (no threshold written as a bare number);
   every variable a query uses is defined; every metric is in docs/metrics.md or recorded in rules/;
@@ -123,6 +128,34 @@ def alert_limits(rules_dir):
     return limits
 
 
+IDENT_RE = re.compile(r"[a-zA-Z_:][\w:]*")
+
+
+def app_side(rules_dir, metrics):
+    """(names recorded from the application metrics, alerts on those or on the metrics), followed
+    through rules that read other such rules."""
+    import yaml
+    rules = []
+    for name in sorted(os.listdir(rules_dir)):
+        if name.endswith((".yml", ".yaml")):
+            with open(os.path.join(rules_dir, name), encoding="utf-8") as f:
+                doc = yaml.safe_load(f) or {}
+            for group in doc.get("groups") or []:
+                rules += group.get("rules") or []
+    reads = [(r, {dashlib.base_metric(n) for n in IDENT_RE.findall(str(r.get("expr", "")))})
+             for r in rules]
+    app, recorded = set(metrics), set()
+    while True:
+        new = {r["record"] for r, names in reads
+               if "record" in r and names & app and r["record"] not in recorded}
+        if not new:
+            break
+        recorded |= new
+        app |= new
+    alerts = {r["alert"] for r, names in reads if "alert" in r and names & app}
+    return recorded, alerts
+
+
 def known_metrics():
     """(metric names of docs/metrics.md, recorded names and alert names of rules/*.yml; both
     None without rules/)."""
@@ -152,6 +185,9 @@ class Linter:
         self.metrics, self.recorded, self.alerts = known_metrics()
         rules_dir = os.path.join(dashlib.REPO, "rules")
         self.limits = alert_limits(rules_dir) if os.path.isdir(rules_dir) else None
+        self.app_metrics = set(dashlib.app_metrics())
+        self.app_recorded, self.app_alerts = (app_side(rules_dir, self.app_metrics)
+                                              if os.path.isdir(rules_dir) else (set(), set()))
         self.uids = {}
         self.queries = []   # (record name, expr, file, where) for promtool
 
@@ -201,6 +237,7 @@ class Linter:
             for t in p.get("targets") or []:
                 self.lint_target(stem, p, t, "%s query %s" % (where, t.get("refId")), defined,
                                  err)
+        self.lint_app_job_variable(d, err)
         missing = COVERAGE.get(uid, set()) - cited
         if missing:
             err("no panel cites %s, which this dashboard is meant to show"
@@ -348,10 +385,13 @@ class Linter:
                 "query on a budget series, not a number)" % where)
         for s in sels:
             what = "%s: selector %s" % (where, s.metric or "{...}")
-            if not s.has("job", "=~", "$job"):
-                err('%s lacks job=~"$job"' % what)
-            if not s.has("instance", "=~", "$instance"):
-                err('%s lacks instance=~"$instance"' % what)
+            if self.is_app_series(s):
+                self.lint_app_selector(s, what, err)
+            else:
+                if not s.has("job", "=~", "$job"):
+                    err('%s lacks job=~"$job"' % what)
+                if not s.has("instance", "=~", "$instance"):
+                    err('%s lacks instance=~"$instance"' % what)
             if s.function in ("rate", "irate") and s.range != "$__rate_interval":
                 err("%s: %s() must use [$__rate_interval], not [%s]" % (what, s.function, s.range))
             if s.metric and s.metric.endswith("_total") and \
@@ -361,6 +401,64 @@ class Linter:
                 self.lint_metric(s, what, err)
         record = "lint:%s_p%s_%s" % (stem.replace("-", "_"), p.get("id"), t.get("refId"))
         self.queries.append((record, expr, stem + ".json", where))
+
+    def is_app_series(self, s):
+        """A series the application (or a Celery exporter) serves, not stack_exporter."""
+        if not s.metric:
+            return False
+        if s.metric == "ALERTS":
+            return any(label == "alertname" and op == "=" and value in self.app_alerts
+                       for label, op, value in s.matchers)
+        return dashlib.base_metric(s.metric) in self.app_metrics or s.metric in self.app_recorded
+
+    def lint_app_selector(self, s, what, err):
+        if not s.has("job", "=~", "$app_job"):
+            err('%s is an application series (docs/metrics.md, "App-side metrics the rules '
+                'expect"): select it with job=~"$app_job"' % what)
+        exporter_vars = {"job", "instance"} & set().union(
+            *(dashlib.variables_used(value) for _, _, value in s.matchers))
+        if exporter_vars:
+            err("%s is an application series filtered by the exporter's %s: the panel goes "
+                "empty once an exporter instance is picked; use $app_job"
+                % (what, " and ".join("$" + v for v in sorted(exporter_vars))))
+
+    def lint_app_job_variable(self, d, err):
+        """A dashboard that selects $app_job has it as a variable listing the jobs that serve
+        the application metrics its queries read, independent of $job and $instance."""
+        used = {dashlib.base_metric(s.metric) for _, t in dashlib.targets(d)
+                if "app_job" in dashlib.variables_used(t.get("expr") or "")
+                for s in self._selectors(t) if s.metric}
+        if not used:
+            return
+        v = next((v for v in (d.get("templating") or {}).get("list") or []
+                  if v.get("name") == "app_job"), None)
+        if v is None:
+            return   # lint_target reports the undefined variable
+        query = v.get("query")
+        query = (query.get("query") if isinstance(query, dict) else query) or ""
+        m = re.match(r"^label_values\((.*),\s*job\)$", query)
+        problems = []
+        if v.get("type") != "query" or not m:
+            problems.append("must be a query variable label_values(<app metrics>, job)")
+        else:
+            listed = {dashlib.base_metric(n) for n in IDENT_RE.findall(m.group(1))}
+            missing = sorted(used & self.app_metrics - listed)
+            if missing:
+                problems.append("its query does not list the jobs serving %s"
+                                % ", ".join(missing))
+            if dashlib.variables_used(query) & {"job", "instance"}:
+                problems.append("must not depend on $job or $instance (the exporter's)")
+        if not v.get("multi") or not v.get("includeAll") or v.get("allValue") != ".+":
+            problems.append("must be multi-select with All = '.+'")
+        if problems:
+            err("variable app_job: %s" % "; ".join(problems))
+
+    @staticmethod
+    def _selectors(t):
+        try:
+            return dashlib.selectors(t.get("expr") or "")
+        except dashlib.PromQLError:
+            return []
 
     def lint_metric(self, s, what, err):
         name = s.metric
@@ -390,7 +488,8 @@ class Linter:
         promtool = shutil.which("promtool")
         if not promtool or not self.queries:
             return {}
-        values = dict(dashlib.DEFAULT_VALUES, job=".+", instance=".+", service=".+")
+        values = dict(dashlib.DEFAULT_VALUES, job=".+", instance=".+", service=".+",
+                      app_job=".+")
         lines = ["groups:", "  - name: dashboards", "    rules:"]
         for record, expr, _, _ in self.queries:
             lines.append("      - record: %s" % record)

@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 """Runs every query of every dashboard against a Prometheus, as Grafana would.
 
-    query_dashboards.py http://127.0.0.1:9090 [--job REGEX] [--instance REGEX]
-                        [--require TITLE_REGEX]... [--require-preset host|services]...
-                        [--wait SECONDS]
+    query_dashboards.py http://127.0.0.1:9090 [--job REGEX] [--instance REGEX] [--app-job REGEX]
+                        [--require TITLE_REGEX]... [--require-preset host|services|app]...
+                        [--require-variable NAME]... [--wait SECONDS]
 
-Each query gets the dashboard variables expanded ($job, $instance, $service: the given regexes,
-".+" by default; $__rate_interval: 1m, $__range: 1h, $__interval: 15s) and goes to
-/api/v1/query. Fails when Prometheus rejects any query. Reports the queries that return no data;
-that is only a failure for panels named by --require (a regex searched in the panel title) or a
-preset: `host` = the host panels, `services` = the service panels that have data whenever the
-exporter runs with a profile (planned services' up and expected counts, system memory). A panel
-has data when at least one of its queries returns a series. A pattern that matches no panel is a
-failure too, so a renamed panel cannot silently drop out of the check. With --wait, queries are
-rerun until the required panels have data or the time is up (rates need two scrapes, recording
+Each query gets the dashboard variables expanded ($job, $instance, $service, $app_job: the given
+regexes, ".+" by default; $__rate_interval: 1m, $__range: 1h, $__interval: 15s) and goes to
+/api/v1/query. The query variables' own queries run too, as Grafana runs them:
+label_values(SELECTOR, LABEL) is /api/v1/label/LABEL/values?match[]=SELECTOR. Fails when
+Prometheus rejects any query, or when a variable named by --require-variable lists no value.
+Reports the queries that return no data; that is only a failure for panels named by --require (a
+regex searched in the panel title) or a preset: `host` = the host panels, `services` = the
+service panels that have data whenever the exporter runs with a profile (planned services' up and
+expected counts, system memory), `app` = the panels of the application's own metrics (with a
+Celery exporter or the ASGI app scraped). A panel has data when at least one of its queries
+returns a series. A pattern that matches no panel is a failure too, so a renamed panel cannot
+silently drop out of the check. With --wait, queries are rerun until the required panels have
+data and the required variables values, or the time is up (rates need two scrapes, recording
 rules one evaluation).
 """
 import argparse
@@ -35,14 +39,21 @@ PRESETS = {
              r"^Collectors OK$"],
     "services": [r"^Planned services up$", r"^Services against the plan$",
                  r"^System memory vs allowance$", r"^\$service processes and instances vs plan$"],
+    "app": [r"^WebSocket latency p95 vs ", r"^Celery task runtime p95 vs "],
 }
+LABEL_VALUES_RE = re.compile(r"^label_values\((?:(.*),\s*)?([a-zA-Z_]\w*)\)$", re.DOTALL)
 
 
-def run_query(base_url, expr, timeout=10):
-    """(series count, None) or (None, error message)."""
-    data = urllib.parse.urlencode({"query": expr}).encode()
-    req = urllib.request.Request(base_url.rstrip("/") + "/api/v1/query", data=data,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+def api(base_url, path, params, timeout=10, post=True):
+    """(data, None) or (None, error message) of a request to the Prometheus HTTP API. Label
+    values take GET only."""
+    data = urllib.parse.urlencode(params)
+    url = base_url.rstrip("/") + path
+    if post:
+        req = urllib.request.Request(url, data=data.encode(), headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+    else:
+        req = urllib.request.Request(url + ("?" + data if data else ""))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.load(resp)
@@ -55,10 +66,40 @@ def run_query(base_url, expr, timeout=10):
         return None, str(e)
     if body.get("status") != "success":
         return None, "%s: %s" % (body.get("errorType"), body.get("error"))
-    result = body["data"]["result"]
-    if body["data"]["resultType"] in ("scalar", "string"):
+    return body["data"], None
+
+
+def run_query(base_url, expr, timeout=10):
+    """(series count, None) or (None, error message)."""
+    data, error = api(base_url, "/api/v1/query", {"query": expr}, timeout)
+    if error:
+        return None, error
+    if data["resultType"] in ("scalar", "string"):
         return 1, None
-    return len(result), None
+    return len(data["result"]), None
+
+
+def run_variable(base_url, query, timeout=10):
+    """(values, None) or (None, error message) of a label_values(...) variable query."""
+    m = LABEL_VALUES_RE.match(query.strip())
+    if not m:
+        return None, "not label_values(...): cannot be run outside Grafana"
+    selector, label = m.groups()
+    return api(base_url, "/api/v1/label/%s/values" % label,
+               [("match[]", selector)] if selector else [], timeout, post=False)
+
+
+def collect_variables(files, values):
+    """[(dashboard file, variable name, expanded query)] of every query variable."""
+    found = []
+    for path in files:
+        for v in (dashlib.load(path).get("templating") or {}).get("list") or []:
+            if v.get("type") == "query":
+                query = v.get("query")
+                query = query.get("query") if isinstance(query, dict) else query
+                found.append((os.path.basename(path), v.get("name"),
+                              dashlib.expand(query or "", values)))
+    return found
 
 
 def collect(files, values):
@@ -87,11 +128,14 @@ def main(argv):
     ap.add_argument("--job", default=".+", help="value of $job (a regex; default .+)")
     ap.add_argument("--instance", default=".+", help="value of $instance (default .+)")
     ap.add_argument("--service", default=".+", help="value of $service (default .+)")
+    ap.add_argument("--app-job", default=".+", help="value of $app_job (default .+)")
     ap.add_argument("--rate-interval", default="1m", help="value of $__rate_interval")
     ap.add_argument("--require", action="append", default=[], metavar="TITLE_REGEX",
                     help="panels whose title matches must return data (repeatable)")
     ap.add_argument("--require-preset", action="append", default=[], choices=sorted(PRESETS),
                     help="a named set of --require patterns (repeatable)")
+    ap.add_argument("--require-variable", action="append", default=[], metavar="NAME",
+                    help="this query variable must list at least one value (repeatable)")
     ap.add_argument("--wait", type=float, default=0,
                     help="rerun for up to this many seconds until required panels have data")
     ap.add_argument("--dashboards", nargs="*", default=None, help="files (default: all)")
@@ -99,9 +143,11 @@ def main(argv):
     args = ap.parse_args(argv)
 
     values = dict(dashlib.DEFAULT_VALUES, job=args.job, instance=args.instance,
-                  service=args.service, __rate_interval=args.rate_interval)
+                  service=args.service, app_job=args.app_job,
+                  __rate_interval=args.rate_interval)
     files = args.dashboards or dashlib.dashboard_files()
     queries = collect(files, values)
+    variables = collect_variables(files, values)
     patterns = list(args.require)
     for preset in args.require_preset:
         patterns += PRESETS[preset]
@@ -109,12 +155,18 @@ def main(argv):
     unmatched = [p for p in patterns if not any(re.search(p, t) for _, t in titles)]
     required = {k for k in titles if any(re.search(p, k[1]) for p in patterns)}
 
+    unknown_vars = sorted(set(args.require_variable) - {name for _, name, _ in variables})
+
     deadline = time.monotonic() + args.wait
     while True:
         results = run_all(args.url, queries)
         missing = sorted(k for k in required
                          if not any(count for _, count, _ in results[k]))
-        if not missing or time.monotonic() >= deadline:
+        var_results = [(file, name, run_variable(args.url, query))
+                       for file, name, query in variables]
+        vars_empty = sorted({(file, name) for file, name, (found, _) in var_results
+                             if name in args.require_variable and not found})
+        if not (missing or vars_empty) or time.monotonic() >= deadline:
             break
         time.sleep(min(5, max(0.5, deadline - time.monotonic())))
 
@@ -131,13 +183,26 @@ def main(argv):
                     print("empty %s" % where)
             elif not args.quiet:
                 print("ok    %s (%d series)" % (where, count))
+    for file, name, (found, error) in var_results:
+        where = "%s / variable %s" % (file, name)
+        if error:
+            errors += 1
+            print("ERROR %s: %s" % (where, error))
+        elif not args.quiet:
+            print("%s %s: %s" % ("ok   " if found else "empty", where, ", ".join(found)))
     for file, title in missing:
         print("NO DATA (required) %s / %s" % (file, title))
+    for file, name in vars_empty:
+        print("NO VALUES (required) %s / variable %s" % (file, name))
     for p in unmatched:
         print("NO PANEL matches required pattern %r" % p)
-    print("queries: %d run, %d errors, %d empty; required panels: %d with data, %d without"
-          % (len(queries), errors, empty, len(required) - len(missing), len(missing)))
-    return 1 if errors or missing or unmatched else 0
+    for name in unknown_vars:
+        print("NO VARIABLE named %r" % name)
+    print("queries: %d run, %d errors, %d empty; variables: %d run; required panels: %d with "
+          "data, %d without; required variables without values: %d"
+          % (len(queries), errors, empty, len(var_results), len(required) - len(missing),
+             len(missing), len(vars_empty)))
+    return 1 if errors or missing or unmatched or vars_empty or unknown_vars else 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import check_app_metrics  # noqa: E402
 import dashlib  # noqa: E402
 import lint_dashboards  # noqa: E402
 
@@ -220,12 +221,118 @@ class LintTest(unittest.TestCase):
         self.assertIn("panel 'Host memory used': threshold step 0.85", errors)
         self.assertIn("StackHostMemoryHigh 0.8", errors)
 
+    # The application's own series (issue 17, finding 6): selected by $app_job, never by the
+    # exporter's $job/$instance.
+
+    def traffic(self):
+        return dashlib.load(os.path.join(dashlib.DASHBOARD_DIR, "stack-traffic.json"))
+
+    def test_app_panel_filtered_by_the_exporters_variables(self):
+        d = self.traffic()   # the Celery panel as it was before $app_job
+        t = self.panel(d, "Celery task runtime p95 vs 2 s")["targets"][0]
+        t["expr"] = t["expr"].replace('job=~"$app_job"', SEL)
+        errors = self.lint(d, "stack-traffic.json")
+        self.assertIn("selector celery_task_runtime_bucket is an application series filtered "
+                      "by the exporter's $instance and $job", errors)
+
+    def test_app_panel_with_the_exporters_instance_beside_app_job(self):
+        d = self.traffic()
+        t = self.panel(d, "WebSocket latency p95 vs 2 s")["targets"][0]
+        t["expr"] = t["expr"].replace('job=~"$app_job"', 'job=~"$app_job", instance=~"$instance"')
+        self.assertIn("filtered by the exporter's $instance", self.lint(d, "stack-traffic.json"))
+
+    def test_app_recorded_series_and_its_alert_need_app_job(self):
+        d = self.traffic()
+        table = self.panel(d, "Scaling signals of the plans")
+        for t in table["targets"]:
+            t["expr"] = t["expr"].replace('job=~"$app_job"', SEL)
+        errors = self.lint(d, "stack-traffic.json")
+        self.assertIn("selector instance:stack_app_websocket_latency_seconds:p95_5m is an "
+                      "application series", errors)
+        self.assertIn("query C: selector ALERTS is an application series", errors)
+
+    def test_app_job_variable_missing(self):
+        d = self.traffic()
+        d["templating"]["list"] = [v for v in d["templating"]["list"] if v["name"] != "app_job"]
+        self.assertIn("undefined variables app_job", self.lint(d, "stack-traffic.json"))
+
+    def test_app_job_variable_tied_to_the_exporter(self):
+        d = self.traffic()
+        v = next(v for v in d["templating"]["list"] if v["name"] == "app_job")
+        v["query"] = v["definition"] = 'label_values(stack_exporter_build_info{job=~"$job"}, job)'
+        errors = self.lint(d, "stack-traffic.json")
+        self.assertIn("variable app_job: its query does not list the jobs serving "
+                      "celery_task_runtime, stack_app_websocket_latency_seconds", errors)
+        self.assertIn("must not depend on $job or $instance", errors)
+
+    def test_app_metrics_are_read_from_docs_metrics_md(self):
+        docs = os.path.join(self.dir, "metrics.md")
+        with open(dashlib.METRICS_DOC) as f:
+            text = f.read()
+        with open(docs, "w") as f:
+            f.write(text.replace("| `celery_task_runtime`", "| `celery_task_runtime_seconds`"))
+        self.assertIn("celery_task_runtime_seconds", dashlib.app_metrics(docs))
+        self.assertNotIn("celery_task_runtime", dashlib.app_metrics(docs))
+        self.assertEqual(dashlib.app_metrics(), {
+            "celery_task_runtime": {"name", "le"}, "stack_app_websocket_latency_seconds": set()})
+
     def test_generator_refuses_an_ambiguous_rule(self):
         import build_dashboards
         with self.assertRaisesRegex(SystemExit, "compares against"):
             build_dashboards.limit("StackServiceInstanceMemoryOverBudget")   # "> 1 ... > 1"
         with self.assertRaisesRegex(SystemExit, "not an alert"):
             build_dashboards.limit("StackNoSuchAlert")
+
+
+class AppMetricSpellingTest(unittest.TestCase):
+    """check_app_metrics.py fails each misspelling issue 17 found (finding 8)."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp()
+        for sub in ("docs", "rules"):
+            shutil.copytree(os.path.join(dashlib.REPO, sub), os.path.join(self.root, sub))
+        shutil.copy(os.path.join(dashlib.REPO, "README.md"), self.root)
+        self.canonical = dashlib.app_metrics()
+
+    def tearDown(self):
+        shutil.rmtree(self.root)
+
+    def edit(self, rel, old, new):
+        path = os.path.join(self.root, rel)
+        with open(path) as f:
+            text = f.read()
+        self.assertIn(old, text)
+        with open(path, "w") as f:
+            f.write(text.replace(old, new, 1))
+
+    def test_repository_passes(self):
+        self.assertEqual(check_app_metrics.check_rules(dashlib.REPO, self.canonical), [])
+        self.assertEqual(check_app_metrics.check_docs(dashlib.REPO, self.canonical), [])
+
+    def test_doc_with_another_name(self):
+        self.edit("docs/traffic.md", "Histogram(\"stack_app_websocket_latency_seconds\"",
+                  "Histogram(\"stack_app_websocket_latency\"")
+        errors = "\n".join(check_app_metrics.check_docs(self.root, self.canonical))
+        self.assertIn("docs/traffic.md:", errors)
+        self.assertIn("stack_app_websocket_latency is not an application metric", errors)
+
+    def test_doc_with_another_label(self):
+        with open(os.path.join(self.root, "docs", "runbook.md"), "a") as f:
+            f.write("\nThe rule reads `celery_task_runtime{task}`.\n")
+        errors = "\n".join(check_app_metrics.check_docs(self.root, self.canonical))
+        self.assertIn("celery_task_runtime{task}: celery_task_runtime has no label task", errors)
+
+    def test_rule_reading_another_name(self):
+        self.edit("rules/traffic.yml", "celery_task_runtime_bucket",
+                  "celery_task_runtime_seconds_bucket")
+        errors = "\n".join(check_app_metrics.check_rules(self.root, self.canonical))
+        self.assertIn("celery_task_runtime_seconds_bucket is not an application metric", errors)
+
+    def test_documented_metric_no_rule_reads(self):
+        canonical = dict(self.canonical, stack_app_queue_seconds=set())
+        errors = check_app_metrics.check_rules(self.root, canonical)
+        self.assertIn("docs/metrics.md lists stack_app_queue_seconds, which no rule in rules/ "
+                      "reads", errors)
 
 
 if __name__ == "__main__":
