@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 # makes its certificates with openssl and checks TLS with curl and openssl s_client.
 APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql prometheus
   prometheus-alertmanager docker-compose python3-yaml procps g++ curl openssl)
-# Python packages: the application servers the tests start.
+# Python packages: the application servers the tests start. packaging: kombu 5.7's Redis
+# transport imports it without declaring it, and a Celery worker on Redis dies without it.
 # setproctitle: tests/services.rs checks the matchers against the titles it gives Gunicorn and Celery.
-PIP_PACKAGES=(gunicorn uvicorn celery redis pyyaml setproctitle)
+PIP_PACKAGES=(gunicorn uvicorn celery redis packaging pyyaml setproctitle)
 
 have_all_programs() {
   local program
@@ -45,6 +46,7 @@ install_dependencies() {
   python3 -c 'import uvicorn' 2>/dev/null || missing+=(uvicorn)
   python3 -c 'import celery' 2>/dev/null || missing+=(celery)
   python3 -c 'import redis' 2>/dev/null || missing+=(redis)
+  python3 -c 'import packaging' 2>/dev/null || missing+=(packaging)
   python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
   python3 -c 'import setproctitle' 2>/dev/null || missing+=(setproctitle)
   if [ ${#missing[@]} -gt 0 ]; then

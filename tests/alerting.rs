@@ -10,11 +10,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::servers::{start_alertmanager, RedisServer};
-use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
+use common::servers::{start_alertmanager, start_prometheus, RedisServer};
+use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -71,7 +71,6 @@ fn redis_down_alerts(port: u16) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
-    let prometheus = require("prometheus", "apt-get install prometheus");
     let amtool = require("amtool", "apt-get install prometheus-alertmanager");
     let am_config = Path::new(ROOT).join("alertmanager/alertmanager.yml");
     let check = Command::new(amtool)
@@ -94,7 +93,6 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
 
     let (_am, am_port) = start_alertmanager(&am_config, &dir.path().join("am"));
     fast_rules(&dir.path().join("rules"));
-    let prom_port = common::free_port();
     write(
         &dir.path().join("prometheus.yml"),
         &format!(
@@ -105,23 +103,8 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
             vps.port, cache.port
         ),
     );
-    let _prom = Guard::spawn(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
+    let (_prom, prom_port) = start_prometheus(dir.path());
     wait_for_port(am_port, Duration::from_secs(20));
-    wait_for_port(prom_port, Duration::from_secs(20));
 
     // Both Redis servers run: no redis alert anywhere.
     wait_for("both targets scraped", Duration::from_secs(30), || {

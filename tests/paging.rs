@@ -24,12 +24,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::servers::{
-    password_file, start_alertmanager, MariadbServer, RedisServer, GOOD_PASSWORD,
+    password_file, prometheus_query, start_alertmanager, start_prometheus, MariadbServer,
+    RedisServer, GOOD_PASSWORD,
 };
 use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
 
@@ -217,22 +217,9 @@ fn shipped_intervals() -> (String, String) {
     (get("scrape_interval:"), get("evaluation_interval:"))
 }
 
-/// The answer to an instant query; None until Prometheus is ready.
-fn query(prom_port: u16, promql: &str) -> Option<serde_json::Value> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect();
-    let (status, _, body) = http_get(prom_port, &format!("/api/v1/query?query={encoded}"), &[]);
-    (status == 200).then(|| serde_json::from_str(&body).ok())?
-}
-
 /// Seconds into the 15 s interval at which Prometheus scrapes `instance`.
 fn scrape_offset(prom_port: u16, instance: &str) -> Option<f64> {
-    let answer = query(
+    let answer = prometheus_query(
         prom_port,
         &format!("timestamp(up{{instance=\"{instance}\"}})"),
     )?;
@@ -309,29 +296,13 @@ fn prometheus_at_worst_offsets(
     am_port: u16,
     dependent: (&str, &str),
 ) -> (Guard, u16) {
-    let prometheus = require("prometheus", "apt-get install prometheus");
     let instance = format!("127.0.0.1:{target}");
     // First without rules, to learn when the exporter is scraped (a hash of the target, pinned
     // to absolute time: a reload with the same scrape config keeps it).
     let empty = dir.join("no-rules");
     std::fs::create_dir_all(&empty).unwrap(); // and `dir`
     prometheus_config(dir, &empty, am_port, target);
-    let port = common::free_port();
-    let prom = Guard::spawn(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_for_port(port, Duration::from_secs(20));
+    let (prom, port) = start_prometheus(dir);
     let mut scrape = 0.0;
     wait_for("the exporter scraped", Duration::from_secs(40), || {
         scrape_offset(port, &instance).map(|s| scrape = s).is_some()

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::servers::RedisServer;
+use common::servers::{start_celery, write_celery_app, RedisServer};
 use common::{must, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
 
 const WSGI_APP: &str = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n";
@@ -266,10 +266,7 @@ fn standard_definitions_recognise_the_stack() {
         &dir.path().join("asgi.py"),
         "async def app(scope, receive, send):\n    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n    await send({'type': 'http.response.body', 'body': b'ok'})\n",
     );
-    write(
-        &dir.path().join("tasks.py"),
-        &format!("from celery import Celery\napp = Celery('tasks', broker='redis://127.0.0.1:{redis_port}/0')\n"),
-    );
+    write_celery_app(dir.path(), redis_port);
     let asgi_port = common::free_port();
     let _uvicorn = Guard::spawn(
         Command::new("python3")
@@ -278,24 +275,17 @@ fn standard_definitions_recognise_the_stack() {
             .args(["--port", &asgi_port.to_string(), "asgi:app"])
             .stderr(Stdio::null()),
     );
-    let celery = |args: &[&str]| {
-        Guard::spawn(
-            Command::new("python3")
-                .args(["-m", "celery", "-A", "tasks"])
-                .args(args)
-                .current_dir(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-        )
-    };
-    let _worker = celery(&["worker", "--pool=solo", "--loglevel=warning"]);
+    let _worker = start_celery(dir.path(), &["worker", "--pool=solo", "--loglevel=warning"]);
     let schedule = dir.path().join("beat-schedule");
-    let _beat = celery(&[
-        "beat",
-        "--loglevel=warning",
-        "-s",
-        schedule.to_str().unwrap(),
-    ]);
+    let _beat = start_celery(
+        dir.path(),
+        &[
+            "beat",
+            "--loglevel=warning",
+            "-s",
+            schedule.to_str().unwrap(),
+        ],
+    );
     wait_for_port(asgi_port, Duration::from_secs(20));
 
     let exporter = Exporter::start(&[]);

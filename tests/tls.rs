@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{
-    exporter_binary, free_port, http_get, require, wait_for, wait_for_port, Exporter, Guard,
-};
+use common::servers::start_prometheus;
+use common::{exporter_binary, http_get, require, wait_for, Exporter};
 
 const OPENSSL: &str = "apt-get install openssl";
 const CURL: &str = "apt-get install curl";
@@ -163,7 +162,7 @@ fn served_cn(port: u16, ca: &Path) -> String {
 
 #[test]
 fn https_and_basic_auth_with_curl_and_a_real_prometheus_scrape() {
-    let prometheus = require("prometheus", "apt-get install prometheus");
+    require("prometheus", "apt-get install prometheus");
     let pki = Pki::new();
     pki.leaf("server", "ca", "serverAuth");
     let config = pki.web_config(&format!(
@@ -299,17 +298,7 @@ fn https_and_basic_auth_with_curl_and_a_real_prometheus_scrape() {
         ),
     )
     .unwrap();
-    let prom_port = free_port();
-    let _prometheus = Guard::spawn(
-        Command::new(prometheus)
-            .arg("--config.file=prometheus.yml")
-            .arg("--storage.tsdb.path=tsdb")
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_for_port(prom_port, Duration::from_secs(30));
+    let (_prometheus, prom_port) = start_prometheus(dir);
     let query = |q: &str| {
         let (_, _, body) = http_get(prom_port, &format!("/api/v1/query?query={q}"), &[]);
         body

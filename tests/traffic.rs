@@ -1,6 +1,7 @@
 //! Traffic and sockets against real servers: Nginx in front of a Gunicorn WSGI app and a Uvicorn
-//! ASGI app, a Gunicorn with a small backlog, Uvicorn connections, Redis bound two ways; an access
-//! log path that turns into a FIFO, a directory or a file the exporter may not read.
+//! ASGI app, a Gunicorn with a small backlog, Gunicorn's control socket, Uvicorn connections,
+//! Redis bound two ways; an access log path that turns into a FIFO, a directory or a file the
+//! exporter may not read.
 
 mod common;
 
@@ -45,11 +46,15 @@ fn python_tools() -> (PathBuf, PathBuf) {
     )
 }
 
+/// A Gunicorn serving WSGI_APP on `port`. Gunicorn 25.1+ also listens on its control socket,
+/// `gunicorn.ctl` in $XDG_RUNTIME_DIR (else ~/.gunicorn/): here `dir`, so that concurrent tests'
+/// Gunicorns do not take one shared socket path from each other.
 fn start_gunicorn(dir: &Path, port: u16, extra: &[&str]) -> Guard {
     let (gunicorn, _) = python_tools();
     std::fs::write(dir.join("wsgi_app.py"), WSGI_APP).unwrap();
     let guard = Guard::spawn(
         Command::new(gunicorn)
+            .env("XDG_RUNTIME_DIR", dir)
             .arg(format!("--bind=127.0.0.1:{port}"))
             .arg(format!("--chdir={}", dir.display()))
             .args(extra)
@@ -701,6 +706,131 @@ fn gunicorn_backlog_shows_as_listen_queue() {
     for client in clients {
         let _ = client.join();
     }
+}
+
+/// The inode of the listening Unix socket bound at `path`, from /proc/net/unix.
+fn unix_listener_inode(path: &Path) -> Option<u64> {
+    const SO_ACCEPTCON: u32 = 0x0001_0000;
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    table.lines().skip(1).find_map(|line| {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
+        let listening = flags & SO_ACCEPTCON != 0;
+        (listening && fields.get(7).map(Path::new) == Some(path)).then(|| fields[6].parse().ok())?
+    })
+}
+
+/// Whether one of `pids` has the socket `inode` among its open files.
+fn holds_socket(pids: &[u32], inode: u64) -> bool {
+    let link = PathBuf::from(format!("socket:[{inode}]"));
+    pids.iter().any(|pid| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == link))
+        })
+    })
+}
+
+/// Asks Gunicorn's control socket `show workers`, as `gunicornc` does (a 4-byte big-endian
+/// length, then JSON), and keeps the connection open: the answer proves it was accepted.
+fn control_session(control: &Path) -> std::os::unix::net::UnixStream {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(control).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = br#"{"id": 1, "command": "show", "args": ["workers"]}"#;
+    stream
+        .write_all(&(request.len() as u32).to_be_bytes())
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut length = [0u8; 4];
+    stream.read_exact(&mut length).unwrap();
+    let mut answer = vec![0u8; u32::from_be_bytes(length) as usize];
+    stream.read_exact(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains(r#""status": "ok""#), "{answer}");
+    stream
+}
+
+/// Every sample of the sockets collector's per-port series whose port is `port`.
+fn port_series<'a>(text: &'a str, port: &str) -> Vec<&'a str> {
+    let label = format!("port=\"{port}\"");
+    text.lines()
+        .filter(|line| line.starts_with("stack_service_listen_") && line.contains(&label))
+        .collect()
+}
+
+/// Gunicorn's control socket (`gunicorn.ctl`, on by default since Gunicorn 25.1, for
+/// `gunicornc`) is a Unix listener of the master that no client of the app ever connects to: not
+/// one of WSGI's listeners, not in its request queue (W3), its sessions not WSGI connections. The
+/// app's own TCP and Unix listeners are.
+#[test]
+fn gunicorn_control_socket_is_not_a_wsgi_listener() {
+    let dir = common::temp_dir();
+    let port = common::free_port();
+    let app_socket = dir.path().join("app.sock");
+    let name = common::unique_marker("control-socket-test");
+    let gunicorn = start_gunicorn(
+        dir.path(),
+        port,
+        &[
+            "--workers=1",
+            &format!("--bind=unix:{}", app_socket.display()),
+            &format!("--name={name}"),
+        ],
+    );
+    // The default path, in $XDG_RUNTIME_DIR: a listener held by the service's own processes.
+    let control = dir.path().join("gunicorn.ctl");
+    let mut control_inode = None;
+    wait_for("Gunicorn's control socket", Duration::from_secs(20), || {
+        control_inode = unix_listener_inode(&control);
+        control_inode.is_some()
+    });
+    assert!(
+        holds_socket(&family(gunicorn.pid()), control_inode.unwrap()),
+        "{} is not Gunicorn's",
+        control.display()
+    );
+    let _session = control_session(&control);
+
+    let exporter = sockets_exporter(
+        dir.path(),
+        &format!("[services.wsgi]\nmatch = [{{ cmdline = '{name}' }}]\n"),
+    );
+    let text = exporter.scrape();
+    let control_port = format!("unix:{}", control.display());
+    assert_eq!(port_series(&text, &control_port), Vec::<&str>::new());
+    let app_unix = format!("unix:{}", app_socket.display());
+    let tcp = port.to_string();
+    for listener in [tcp.as_str(), app_unix.as_str()] {
+        let labels = [("service", "wsgi"), ("port", listener)];
+        assert_eq!(
+            must(&text, "stack_service_listen_info", &labels),
+            1.0,
+            "{text}"
+        );
+        must(&text, "stack_service_listen_queue_length", &labels);
+        must(&text, "stack_service_listen_queue_limit", &labels);
+    }
+    let wsgi = [("service", "wsgi")];
+    // The control session is open and not a WSGI connection...
+    assert_eq!(must(&text, "stack_service_connections", &wsgi), 0.0);
+    // ...while a request on the app's Unix socket is.
+    let request = std::thread::spawn(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(app_socket).unwrap();
+        stream
+            .write_all(b"GET /slow12 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+        answer
+    });
+    wait_for("the request counted", Duration::from_secs(5), || {
+        must(&exporter.scrape(), "stack_service_connections", &wsgi) == 1.0
+    });
+    assert!(request.join().unwrap().starts_with("HTTP/1.1 200"));
 }
 
 #[test]

@@ -8,6 +8,9 @@
 //! sockets from /proc/PID/net/unix. Where netlink is refused, TCP comes from /proc/PID/net/tcp{,6}
 //! and only the queue length of TCP listeners is published.
 //!
+//! A server's control socket (Gunicorn's `gunicorn.ctl`) is not a listener of the service: no
+//! client of the app connects to it ([`CONTROL_SOCKET_NAMES`]).
+//!
 //! Besides the services' own listeners, listeners on the ports the plans name (3306, 5432, 6379,
 //! 8000) that no watched service owns are published with `service="unknown"`: a Django dev server
 //! left on 8000, or a container runtime's proxy publishing a database port.
@@ -31,6 +34,14 @@ use crate::sockdiag::{self, Queue};
 
 /// Ports whose listeners are published even when no watched service owns them.
 pub const PLANNED_PORTS: [u16; 4] = [3306, 5432, 6379, 8000];
+
+/// Basenames of Unix sockets a server listens on for its own control tool, never for the
+/// application's clients: Gunicorn's `gunicornc` socket (Gunicorn 25.1+, on by default, in
+/// `$XDG_RUNTIME_DIR` or `~/.gunicorn/`). Counting it would add a listener of the master to the
+/// service's listeners and its queue to the request queue (W3). Only the exact default name:
+/// a control socket given another name by `--control-socket` is counted, and no app socket is
+/// ever dropped for looking like one.
+const CONTROL_SOCKET_NAMES: [&str; 1] = ["gunicorn.ctl"];
 
 /// The `service` label of a listener on a planned port that no watched service owns.
 pub const UNKNOWN_SERVICE: &str = "unknown";
@@ -144,6 +155,14 @@ pub fn address_class(address: &IpAddr) -> &'static str {
     } else {
         "other"
     }
+}
+
+/// Whether a Unix socket path is a server's control socket ([`CONTROL_SOCKET_NAMES`]).
+fn is_control_socket(path: &str) -> bool {
+    Path::new(path)
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| CONTROL_SOCKET_NAMES.contains(&name))
 }
 
 /// Whether an error says the exporter may not read the process (rather than that it is gone).
@@ -332,7 +351,9 @@ impl Sockets {
                 out.info.insert((port, address_class(&tcp.local)));
                 instance_ports.insert((service, instance, tcp.port));
             } else if let Some(unix) = namespace.unix.get(inode).filter(|u| u.listening) {
-                if unix.path.is_empty() {
+                // Unnamed listeners have no path to connect to; a control socket no client of
+                // the app connects to (nor do its connections count: the path stays unknown).
+                if unix.path.is_empty() || is_control_socket(&unix.path) {
                     continue;
                 }
                 let port = format!("unix:{}", unix.path);
@@ -587,6 +608,27 @@ mod tests {
             unowned_listeners(all.iter(), &owners, &HashSet::new()),
             BTreeSet::from([(8000, "any", UNKNOWN_SERVICE)])
         );
+    }
+
+    #[test]
+    fn only_the_exact_control_socket_name_is_a_control_socket() {
+        for path in [
+            "/root/.gunicorn/gunicorn.ctl",
+            "/run/user/1000/gunicorn.ctl",
+            "gunicorn.ctl",
+        ] {
+            assert!(is_control_socket(path), "{path}");
+        }
+        for path in [
+            "/run/gunicorn.sock",
+            "/run/gunicorn.ctl.sock",
+            "/run/app/my-gunicorn.ctl",
+            "/run/gunicorn.ctl/app.sock",
+            "@gunicorn.ctl",
+            "",
+        ] {
+            assert!(!is_control_socket(path), "{path}");
+        }
     }
 
     #[test]

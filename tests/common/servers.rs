@@ -39,7 +39,6 @@ impl SilentListener {
     }
 }
 
-/// A file holding `password` (as a secret mounted by a container would), in `dir`.
 /// A real Alertmanager (Debian's binary) with `config`, keeping its state in `storage`, alone (no
 /// cluster) on a free port: the guard that stops it and the port.
 pub fn start_alertmanager(config: &Path, storage: &Path) -> (Guard, u16) {
@@ -60,6 +59,40 @@ pub fn start_alertmanager(config: &Path, storage: &Path) -> (Guard, u16) {
     (guard, port)
 }
 
+/// A real Prometheus (Debian's binary) run in `dir` with `dir/prometheus.yml` (relative paths in
+/// it are relative to `dir`) and its TSDB in `dir/tsdb`, on a free port: the guard that stops it
+/// and the port, once it listens.
+pub fn start_prometheus(dir: &Path) -> (Guard, u16) {
+    let prometheus = require("prometheus", "apt-get install prometheus");
+    let port = free_port();
+    let guard = Guard::spawn(
+        Command::new(prometheus)
+            .arg("--config.file=prometheus.yml")
+            .arg("--storage.tsdb.path=tsdb")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_for_port(port, Duration::from_secs(30));
+    (guard, port)
+}
+
+/// The answer of the Prometheus on `port` to the instant query `promql`; None until it is ready.
+pub fn prometheus_query(port: u16, promql: &str) -> Option<serde_json::Value> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    let path = format!("/api/v1/query?query={encoded}");
+    let (status, _, body) = super::http_get(port, &path, &[]);
+    (status == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+/// A file holding `password` (as a secret mounted by a container would), in `dir`.
 pub fn password_file(dir: &Path, password: &str) -> PathBuf {
     let path = dir.join("password");
     std::fs::write(&path, format!("{password}\n")).unwrap();
@@ -141,6 +174,37 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+// --------------------------------------------------------------------------------------- Celery
+
+/// Writes the tests' Celery app, `tasks.py` in `dir`, on the Redis at `redis_port` (its default
+/// queue `celery`). Its one task, `tasks.count`, adds 1 to the Redis key `tasks_done`, so a test
+/// can see the worker consume.
+pub fn write_celery_app(dir: &Path, redis_port: u16) {
+    super::write(
+        &dir.join("tasks.py"),
+        &format!(
+            "import redis\nfrom celery import Celery\n\n\
+             BROKER = 'redis://127.0.0.1:{redis_port}/0'\n\
+             app = Celery('tasks', broker=BROKER)\n\
+             done = redis.Redis.from_url(BROKER)\n\n\
+             @app.task\ndef count():\n    done.incr('tasks_done')\n"
+        ),
+    );
+}
+
+/// `python3 -m celery -A tasks ARGS` in `dir`, where [`write_celery_app`] wrote the app.
+pub fn start_celery(dir: &Path, args: &[&str]) -> Guard {
+    require("python3", "apt-get install python3");
+    Guard::spawn(
+        Command::new("python3")
+            .args(["-m", "celery", "-A", "tasks"])
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
 }
 
 /// The user a database server runs as: this one, or `nobody` when the tests run as root (postgres
