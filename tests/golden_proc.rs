@@ -152,7 +152,9 @@ fn host_and_services_exposition_is_golden() {
         "vda and sr0; partitions, loop devices and zram left out"
     );
     assert_eq!(
-        first.matches("stack_host_network_receive_bytes_total{").count(),
+        first
+            .matches("stack_host_network_receive_bytes_total{")
+            .count(),
         2,
         "eth0 and docker0; lo and the container's veth left out"
     );
