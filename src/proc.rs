@@ -379,8 +379,8 @@ pub struct Space {
     /// Inodes in all and free (`df -i`); 0 and 0 where the filesystem has no fixed count (btrfs).
     pub files: u64,
     pub files_free: u64,
-    /// The filesystem refuses writes now (`ST_RDONLY`): also after the kernel remounted it
-    /// read-only on an I/O error, which some kernels do not show in /proc/mounts' options.
+    /// The filesystem refuses writes now (`ST_RDONLY`): the mount or the filesystem itself (an
+    /// ext4 the kernel remounted read-only after an I/O error), in this process's namespace.
     pub read_only: bool,
 }
 
