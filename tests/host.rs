@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{metric, must, temp_dir, write, Exporter};
+use common::{metric, must, temp_dir, wait_for, write, Exporter, Guard};
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -309,14 +309,12 @@ impl Drop for MemoryCgroup {
     }
 }
 
-#[test]
-fn a_real_oom_kill_moves_the_counter() {
+/// Runs a Python that writes 200 MiB in a cgroup limited to 64 MiB, and asserts the kernel
+/// killed it (SIGKILL: the OOM killer).
+fn oom_kill_a_child() {
     let python = common::require("python3", "apt-get install python3");
     let cgroup = MemoryCgroup::create(64 << 20);
-    let exporter = Exporter::start(&["--no-collector.services", "--no-collector.sockets"]);
-    let before = must(&exporter.scrape(), "stack_host_oom_kills_total", &[]);
-
-    // The shell moves itself into the cgroup, then becomes a Python that writes 200 MiB.
+    // The shell moves itself into the cgroup, then becomes the Python.
     let script = format!(
         "echo $$ > '{}' && exec '{}' -c 'data = b\"x\" * (200 << 20); print(len(data))'",
         cgroup.procs.display(),
@@ -333,19 +331,39 @@ fn a_real_oom_kill_moves_the_counter() {
         Some(libc::SIGKILL),
         "the child should have been OOM-killed: {status:?}"
     );
+}
 
+#[test]
+fn a_real_oom_kill_moves_the_counter() {
+    let exporter = Exporter::start(&["--no-collector.services", "--no-collector.sockets"]);
+    let before = must(&exporter.scrape(), "stack_host_oom_kills_total", &[]);
+    oom_kill_a_child();
     let after = must(&exporter.scrape(), "stack_host_oom_kills_total", &[]);
     assert!(after >= before + 1.0, "oom kills {before} -> {after}");
     assert!(after <= vmstat("oom_kill"));
 }
 
-/// The exporter in a mount namespace of its own holding two small tmpfs mounts, `ro` mounted
-/// read-only (100 inodes) and `rw` writable (200 inodes); nothing outside the namespace sees them.
-fn exporter_with_tmpfs_mounts(ro: &Path, rw: &Path, args: &[&str]) -> Exporter {
-    let (ro_target, rw_target) = (
-        CString::new(ro.to_str().unwrap()).unwrap(),
-        CString::new(rw.to_str().unwrap()).unwrap(),
-    );
+/// A small tmpfs to mount in the exporter's namespace: where, read-only or not, and its options
+/// (`size=1m,nr_inodes=100`).
+struct Tmpfs {
+    at: CString,
+    read_only: bool,
+    options: CString,
+}
+
+impl Tmpfs {
+    fn new(at: &Path, read_only: bool, options: &str) -> Tmpfs {
+        Tmpfs {
+            at: CString::new(at.to_str().unwrap()).unwrap(),
+            read_only,
+            options: CString::new(options).unwrap(),
+        }
+    }
+}
+
+/// The exporter in a mount namespace of its own holding `mounts`; nothing outside the namespace
+/// sees them.
+fn exporter_with_tmpfs_mounts(mounts: Vec<Tmpfs>, args: &[&str]) -> Exporter {
     let mut command = Command::new(common::exporter_binary());
     command
         .arg("--web.listen-address=127.0.0.1:0")
@@ -355,15 +373,6 @@ fn exporter_with_tmpfs_mounts(ro: &Path, rw: &Path, args: &[&str]) -> Exporter {
     // SAFETY: between fork and exec only system calls on data prepared above.
     unsafe {
         command.pre_exec(move || {
-            let mount = |target: &CString, flags, data: &std::ffi::CStr| {
-                libc::mount(
-                    c"none".as_ptr(),
-                    target.as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    flags,
-                    data.as_ptr().cast(),
-                )
-            };
             if libc::unshare(libc::CLONE_NEWNS) != 0
                 || libc::mount(
                     std::ptr::null(),
@@ -372,10 +381,21 @@ fn exporter_with_tmpfs_mounts(ro: &Path, rw: &Path, args: &[&str]) -> Exporter {
                     libc::MS_REC | libc::MS_PRIVATE,
                     std::ptr::null(),
                 ) != 0
-                || mount(&ro_target, libc::MS_RDONLY, c"size=1m,nr_inodes=100") != 0
-                || mount(&rw_target, 0, c"size=1m,nr_inodes=200") != 0
             {
                 return Err(std::io::Error::last_os_error());
+            }
+            for tmpfs in &mounts {
+                let flags = if tmpfs.read_only { libc::MS_RDONLY } else { 0 };
+                let mounted = libc::mount(
+                    c"none".as_ptr(),
+                    tmpfs.at.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    flags,
+                    tmpfs.options.as_ptr().cast(),
+                );
+                if mounted != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             Ok(())
         });
@@ -383,28 +403,53 @@ fn exporter_with_tmpfs_mounts(ro: &Path, rw: &Path, args: &[&str]) -> Exporter {
     Exporter::start_command(command)
 }
 
+/// A fake /proc whose host files are the real ones and whose mount table is `mounts`: the
+/// filesystems listed are statted in the exporter's own mount namespace.
+fn procfs_with_mounts(dir: &Path, mounts: &str) -> PathBuf {
+    let procfs = dir.join("proc");
+    std::fs::create_dir(&procfs).unwrap();
+    let host_files = [
+        "stat",
+        "meminfo",
+        "loadavg",
+        "vmstat",
+        "pressure",
+        "diskstats",
+        "net",
+    ];
+    for name in host_files {
+        std::os::unix::fs::symlink(format!("/proc/{name}"), procfs.join(name)).unwrap();
+    }
+    write(&procfs.join("mounts"), mounts);
+    procfs
+}
+
+/// Runs `script` with sh in the mount namespace of the process `pid`.
+fn in_namespace_of(pid: u32, script: &str) -> Command {
+    let nsenter = common::require("nsenter", "apt-get install util-linux");
+    let mut command = Command::new(nsenter);
+    command.args(["-t", &pid.to_string(), "-m", "sh", "-c", script]);
+    command
+}
+
 #[test]
 fn a_filesystem_that_turns_read_only_is_seen_by_statvfs() {
-    let nsenter = common::require("nsenter", "apt-get install util-linux");
     let dir = temp_dir();
     let (ro, rw) = (dir.path().join("ro"), dir.path().join("rw"));
     std::fs::create_dir(&ro).unwrap();
     std::fs::create_dir(&rw).unwrap();
+    let (ro_at, rw_at) = (ro.to_str().unwrap(), rw.to_str().unwrap());
     // A mount table that says both are writable (as one read before the change would): what
     // reads 1 below can only come from statvfs's ST_RDONLY, the kernel's word now.
-    let procfs = dir.path().join("proc");
-    std::fs::create_dir(&procfs).unwrap();
-    for name in ["stat", "meminfo", "loadavg"] {
-        std::os::unix::fs::symlink(format!("/proc/{name}"), procfs.join(name)).unwrap();
-    }
-    let (ro_at, rw_at) = (ro.to_str().unwrap(), rw.to_str().unwrap());
-    write(
-        &procfs.join("mounts"),
+    let procfs = procfs_with_mounts(
+        dir.path(),
         &format!("none {ro_at} tmpfs rw 0 0\nnone {rw_at} tmpfs rw 0 0\n"),
     );
     let exporter = exporter_with_tmpfs_mounts(
-        &ro,
-        &rw,
+        vec![
+            Tmpfs::new(&ro, true, "size=1m,nr_inodes=100"),
+            Tmpfs::new(&rw, false, "size=1m,nr_inodes=200"),
+        ],
         &[
             &format!("--path.procfs={}", procfs.display()),
             "--no-collector.services",
@@ -431,18 +476,11 @@ fn a_filesystem_that_turns_read_only_is_seen_by_statvfs() {
     assert_eq!(must(&text, "stack_host_filesystem_files", &rw_mount), 200.0);
 
     // Inodes used up in the writable one show at once.
-    let created = 0..50;
-    let pid = exporter.pid().to_string();
-    let touch = format!(
-        "for i in $(seq {} {}); do : > {rw_at}/f$i; done",
-        created.start,
-        created.end - 1
-    );
-    let status = Command::new(&nsenter)
-        .args(["-t", &pid, "-m", "sh", "-c", &touch])
+    let touch = format!("for i in $(seq 1 50); do : > {rw_at}/f$i; done");
+    assert!(in_namespace_of(exporter.pid(), &touch)
         .status()
-        .unwrap();
-    assert!(status.success());
+        .unwrap()
+        .success());
     let text = exporter.scrape();
     assert_eq!(
         must(&text, "stack_host_filesystem_files_free", &rw_mount),
@@ -450,10 +488,8 @@ fn a_filesystem_that_turns_read_only_is_seen_by_statvfs() {
     );
 
     // Remounted read-only, as the kernel does to an ext4 after an I/O error (errors=remount-ro).
-    let status = Command::new(&nsenter)
-        .args(["-t", &pid, "-m", "mount", "-o", "remount,ro", rw_at])
-        .status()
-        .unwrap();
+    let remount = format!("mount -o remount,ro {rw_at}");
+    let status = in_namespace_of(exporter.pid(), &remount).status().unwrap();
     assert!(status.success(), "remount,ro in the exporter's namespace");
     let text = exporter.scrape();
     assert_eq!(
@@ -501,25 +537,34 @@ fn start_connect(port: u16) -> std::os::fd::OwnedFd {
     }
 }
 
+/// Connections sent to a backlog-1 listener that never accepts: 20, of which at least
+/// `OVERFLOWED` find its queue full. Keep the result: the sockets keep retrying while it lives.
+const CONNECTS: usize = 20;
+/// The queue holds backlog + 1 = 2 connections: every later SYN finds it full and is dropped,
+/// and counted, at least once (again at each retransmission).
+const OVERFLOWED: usize = CONNECTS - 2;
+
+fn overflow_a_listen_queue() -> (std::net::TcpListener, Vec<std::os::fd::OwnedFd>) {
+    let listener = listener_with_backlog_one();
+    let port = listener.local_addr().unwrap().port();
+    let sockets = (0..CONNECTS).map(|_| start_connect(port)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    (listener, sockets)
+}
+
 #[test]
 fn an_overflowing_listen_queue_moves_the_counters() {
     let exporter = Exporter::start(&["--no-collector.services", "--no-collector.sockets"]);
-    let listener = listener_with_backlog_one();
-    let port = listener.local_addr().unwrap().port();
     let text = exporter.scrape();
     let overflows_before = must(&text, "stack_host_tcp_listen_overflows_total", &[]);
     let drops_before = must(&text, "stack_host_tcp_listen_drops_total", &[]);
 
-    // The queue holds backlog + 1 = 2 connections: every later SYN finds it full and is
-    // dropped, and counted, at least once (again at each retransmission).
-    const CONNECTS: usize = 20;
-    let caused = (CONNECTS - 2) as f64;
-    let sockets: Vec<_> = (0..CONNECTS).map(|_| start_connect(port)).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    let _queue = overflow_a_listen_queue();
 
     let text = exporter.scrape();
     let overflows = must(&text, "stack_host_tcp_listen_overflows_total", &[]) - overflows_before;
     let drops = must(&text, "stack_host_tcp_listen_drops_total", &[]) - drops_before;
+    let caused = OVERFLOWED as f64;
     assert!(
         overflows >= caused,
         "{overflows} overflows, {caused} caused"
@@ -528,8 +573,6 @@ fn an_overflowing_listen_queue_moves_the_counters() {
         drops >= overflows,
         "ListenDrops counts the overflows too: {drops} < {overflows}"
     );
-    drop(sockets);
-    drop(listener);
 }
 
 /// Pins the calling thread to `core`.
@@ -592,4 +635,150 @@ fn a_core_pinned_busy_shows_in_its_own_counters() {
         busy >= 0.9,
         "core {core} was {busy:.2} busy while a thread spun on it"
     );
+}
+
+/// The alerts Prometheus evaluates as firing, as (alert name, labels) pairs.
+fn firing_alerts(prom_port: u16) -> Vec<(String, serde_json::Value)> {
+    let (status, _, body) = common::http_get(prom_port, "/api/v1/alerts", &[]);
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap().to_string(),
+                a["labels"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `alert` fires with every label of `want`.
+fn fires(prom_port: u16, alert: &str, want: &[(&str, &str)]) -> bool {
+    firing_alerts(prom_port)
+        .iter()
+        .any(|(name, labels)| name == alert && want.iter().all(|(k, v)| labels[*k] == *v))
+}
+
+/// End to end, live: a real Prometheus with the shipped rules (every `for:` at 0s; the durations
+/// are promtool's) scrapes an exporter whose host really suffers each fault: an OOM kill, a listen
+/// queue overflowed, a filesystem out of inodes, one filling up, one turned read-only; beside
+/// them a mount read-only by design never alerts.
+#[test]
+fn host_alerts_fire_in_a_live_prometheus() {
+    use common::servers::{rules_firing_at_once, start_prometheus};
+    let dir = temp_dir();
+    let mount = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        path
+    };
+    let (by_design, turns_ro, inodes, fills) = (
+        mount("by-design"),
+        mount("turns-ro"),
+        mount("inodes"),
+        mount("fills"),
+    );
+    let at = |path: &Path| path.to_str().unwrap().to_string();
+    let procfs = procfs_with_mounts(
+        dir.path(),
+        &format!(
+            "none {} tmpfs ro 0 0\nnone {} tmpfs rw 0 0\nnone {} tmpfs rw 0 0\nnone {} tmpfs rw 0 0\n",
+            at(&by_design),
+            at(&turns_ro),
+            at(&inodes),
+            at(&fills)
+        ),
+    );
+    let exporter = exporter_with_tmpfs_mounts(
+        vec![
+            Tmpfs::new(&by_design, true, "size=1m"),
+            Tmpfs::new(&turns_ro, false, "size=1m"),
+            Tmpfs::new(&inodes, false, "size=1m,nr_inodes=100"),
+            Tmpfs::new(&fills, false, "size=1m"),
+        ],
+        &[
+            &format!("--path.procfs={}", procfs.display()),
+            "--no-collector.services",
+            "--no-collector.sockets",
+        ],
+    );
+    rules_firing_at_once(&dir.path().join("rules"));
+    let (_prometheus, prom_port) = start_prometheus(dir.path(), &[exporter.port], None);
+    let instance = format!("127.0.0.1:{}", exporter.port);
+    wait_for("the exporter scraped", Duration::from_secs(30), || {
+        let (_, _, body) = common::http_get(prom_port, "/api/v1/query?query=up", &[]);
+        body.contains(&instance) && body.contains("\"1\"]")
+    });
+    let writable_since = Instant::now();
+
+    oom_kill_a_child();
+    let _queue = overflow_a_listen_queue();
+    // 95 files and the root directory: 96 of the 100 inodes.
+    let touch = format!("for i in $(seq 1 95); do : > {}/f$i; done", at(&inodes));
+    assert!(in_namespace_of(exporter.pid(), &touch)
+        .status()
+        .unwrap()
+        .success());
+    // 600 KiB of the 1 MiB, then 8 KiB more a second.
+    let fill = format!(
+        "head -c 614400 /dev/zero > {0}/big && while :; do head -c 8192 /dev/zero >> {0}/big; sleep 1; done",
+        at(&fills)
+    );
+    let _writer = Guard::spawn(in_namespace_of(exporter.pid(), &fill).stderr(Stdio::null()));
+
+    let expected = [
+        ("StackHostOomKill", vec![]),
+        ("StackHostListenOverflows", vec![]),
+        (
+            "StackHostFilesystemInodesLow",
+            vec![("mountpoint", at(&inodes))],
+        ),
+        (
+            "StackHostFilesystemFillsWithin7Days",
+            vec![("mountpoint", at(&fills))],
+        ),
+    ];
+    for (alert, labels) in &expected {
+        let mut want: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        want.push(("instance", &instance));
+        wait_for(alert, Duration::from_secs(60), || {
+            fires(prom_port, alert, &want)
+        });
+    }
+
+    // Writable for a while (the rule asks: for most of the last day), then remounted read-only.
+    let writable_for = Duration::from_secs(15);
+    std::thread::sleep(writable_for.saturating_sub(writable_since.elapsed()));
+    let remount = format!("mount -o remount,ro {}", at(&turns_ro));
+    assert!(in_namespace_of(exporter.pid(), &remount)
+        .status()
+        .unwrap()
+        .success());
+    let turned = [
+        ("mountpoint", at(&turns_ro)),
+        ("instance", instance.clone()),
+    ];
+    let turned: Vec<(&str, &str)> = turned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    wait_for(
+        "StackHostFilesystemReadOnly",
+        Duration::from_secs(10),
+        || fires(prom_port, "StackHostFilesystemReadOnly", &turned),
+    );
+    let alerts = firing_alerts(prom_port);
+    let read_only: Vec<&serde_json::Value> = alerts
+        .iter()
+        .filter(|(name, _)| name == "StackHostFilesystemReadOnly")
+        .map(|(_, labels)| labels)
+        .collect();
+    assert_eq!(
+        read_only.len(),
+        1,
+        "the mount read-only by design must not alert: {read_only:#?}"
+    );
+    assert_eq!(read_only[0]["severity"], "critical");
+    assert_eq!(read_only[0]["plan_ref"], "A3");
 }
