@@ -457,7 +457,8 @@ pub const DISKSTATS_SECTOR_BYTES: u64 = 512;
 pub fn parse_diskstats(text: &str) -> Vec<DiskStats> {
     text.lines()
         .filter_map(|line| {
-            // major minor name, then the figures; field N of the kernel's iostats.rst is fields[N - 1].
+            // major minor name, then the figures: field N of the kernel's iostats.rst is
+            // fields[N - 1].
             let fields: Vec<&str> = line.split_whitespace().collect();
             let figure = |n: usize| -> Option<u64> { fields.get(n - 1)?.parse().ok() };
             Some(DiskStats {

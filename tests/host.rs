@@ -1,7 +1,7 @@
-//! The host collector against the real kernel: its figures agree with /proc read in the same moment,
-//! and the failures it exists to show really move them: an OOM kill in a memory-limited cgroup, a
-//! filesystem that turns read-only, a listen queue that overflows, one core pinned busy.
-//! The OOM kill and the read-only mount need root.
+//! The host collector against the real kernel: its figures agree with /proc read in the same
+//! moment, and the failures it exists to show really move them: an OOM kill in a memory-limited
+//! cgroup, a filesystem that turns read-only, a listen queue that overflows, one core pinned busy;
+//! and their alerts fire in a live Prometheus. The OOM kill and the mounts need root.
 
 mod common;
 

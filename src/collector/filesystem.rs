@@ -155,7 +155,8 @@ impl Filesystem {
                 ),
                 (
                     "stack_host_filesystem_files",
-                    "Inodes of the filesystem (statvfs f_files); 0 where it has no fixed number (btrfs).",
+                    "Inodes of the filesystem (statvfs f_files); 0 where it has no fixed number \
+                     (btrfs).",
                     space.files,
                 ),
                 (

@@ -17,8 +17,9 @@ use crate::metrics::MetricSet;
 use crate::proc::{self, ProcFs};
 
 /// Block devices left out of the disk figures: partitions (their I/O is also their disk's),
-/// RAM disks, zram, loop devices and floppies. node_exporter's default `--collector.diskstats.device-exclude`.
-pub const IGNORED_DEVICES: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
+/// RAM disks, zram, loop devices and floppies; node_exporter's default
+/// `--collector.diskstats.device-exclude`.
+const IGNORED_DEVICES: &str = r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
 
 static IGNORED_DEVICE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(IGNORED_DEVICES).expect("IGNORED_DEVICES is a valid regex"));
