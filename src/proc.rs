@@ -127,7 +127,18 @@ pub struct HostStat {
     /// Clock ticks of all CPUs together per mode of [`CPU_MODES`].
     pub cpu_ticks: [u64; 8],
     pub cpu_count: u32,
+    /// Each online core's ticks in the modes where it did no work.
+    pub cores: Vec<CoreIdle>,
     pub boot_time: u64,
+}
+
+/// One core's `cpuN` line, reduced to what tells a saturated core: the ticks it sat idle and the
+/// ticks it waited on I/O (which a busy share counts as not busy, as A2's ratio does).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreIdle {
+    pub core: u32,
+    pub idle: u64,
+    pub iowait: u64,
 }
 
 pub fn parse_stat(text: &str) -> HostStat {
@@ -141,7 +152,8 @@ pub fn parse_stat(text: &str) -> HostStat {
                 }
             }
             Some(name) if name.starts_with("cpu") => {
-                stat.cpu_count = stat.cpu_count.saturating_add(1)
+                stat.cpu_count = stat.cpu_count.saturating_add(1);
+                stat.cores.extend(parse_core(name, fields));
             }
             Some("btime") => {
                 stat.boot_time = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0)
@@ -150,6 +162,19 @@ pub fn parse_stat(text: &str) -> HostStat {
         }
     }
     stat
+}
+
+/// A `cpuN` line's core number and idle and iowait ticks (the 4th and 5th figures).
+fn parse_core<'a>(name: &str, mut ticks: impl Iterator<Item = &'a str>) -> Option<CoreIdle> {
+    let core = name.strip_prefix("cpu")?.parse().ok()?;
+    let mut next = || ticks.next()?.parse().ok();
+    let (_user, _nice, _system) = (next()?, next()?, next()?);
+    Some(CoreIdle {
+        core,
+        idle: next()?,
+        // Kernels before 2.6 wrote four figures only.
+        iowait: next().unwrap_or(0),
+    })
 }
 
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
@@ -166,6 +191,8 @@ pub struct Mount {
     pub device: String,
     pub mountpoint: String,
     pub fstype: String,
+    /// Mounted with the `ro` option.
+    pub read_only: bool,
 }
 
 pub fn parse_mounts(text: &str) -> Vec<Mount> {
@@ -176,6 +203,9 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
                 device: unescape_octal(fields.next()?),
                 mountpoint: unescape_octal(fields.next()?),
                 fstype: fields.next()?.to_string(),
+                read_only: fields
+                    .next()
+                    .is_some_and(|options| options.split(',').any(|option| option == "ro")),
             })
         })
         .collect()
@@ -338,6 +368,9 @@ pub fn statvfs(path: &Path) -> io::Result<Space> {
         size: bytes(stat.f_blocks as u64),
         free: bytes(stat.f_bfree as u64),
         avail: bytes(stat.f_bavail as u64),
+        files: stat.f_files as u64,
+        files_free: stat.f_ffree as u64,
+        read_only: stat.f_flag & libc::ST_RDONLY != 0,
     })
 }
 
@@ -348,6 +381,162 @@ pub struct Space {
     pub size: u64,
     pub free: u64,
     pub avail: u64,
+    /// Inodes in all and free (`df -i`); 0 and 0 where the filesystem has no fixed count (btrfs).
+    pub files: u64,
+    pub files_free: u64,
+    /// The filesystem refuses writes now (`ST_RDONLY`): the mount or the filesystem itself (an
+    /// ext4 the kernel remounted read-only after an I/O error), in this process's namespace.
+    pub read_only: bool,
+}
+
+/// The counters of /proc/vmstat the host collector publishes. Each is `None` where the kernel
+/// does not write it (`oom_kill` is 4.13 and later).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Vmstat {
+    pub oom_kill: Option<u64>,
+    /// Pages read in from swap and written out to it.
+    pub pswpin: Option<u64>,
+    pub pswpout: Option<u64>,
+    /// Page faults that waited for a read from disk or swap.
+    pub pgmajfault: Option<u64>,
+}
+
+pub fn parse_vmstat(text: &str) -> Vmstat {
+    let mut vmstat = Vmstat::default();
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let slot = match name {
+            "oom_kill" => &mut vmstat.oom_kill,
+            "pswpin" => &mut vmstat.pswpin,
+            "pswpout" => &mut vmstat.pswpout,
+            "pgmajfault" => &mut vmstat.pgmajfault,
+            _ => continue,
+        };
+        *slot = value.trim().parse().ok();
+    }
+    vmstat
+}
+
+/// One /proc/pressure file (PSI): the total time, in microseconds since boot, during which at
+/// least one task (`some`) or every non-idle task at once (`full`) stalled on the resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    pub some_us: Option<u64>,
+    pub full_us: Option<u64>,
+}
+
+/// `some avg10=0.00 avg60=0.00 avg300=0.00 total=12345` and the same for `full`; `None` where
+/// neither line has a total.
+pub fn parse_pressure(text: &str) -> Option<Pressure> {
+    let mut pressure = Pressure::default();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let slot = match fields.next() {
+            Some("some") => &mut pressure.some_us,
+            Some("full") => &mut pressure.full_us,
+            _ => continue,
+        };
+        *slot = fields
+            .find_map(|field| field.strip_prefix("total="))
+            .and_then(|total| total.parse().ok());
+    }
+    (pressure.some_us.is_some() || pressure.full_us.is_some()).then_some(pressure)
+}
+
+/// One block device's line of /proc/diskstats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskStats {
+    pub device: String,
+    /// In the kernel's 512-byte sectors, whatever the device's own sector size.
+    pub sectors_read: u64,
+    pub sectors_written: u64,
+    /// Milliseconds during which the device had I/O in flight.
+    pub io_ms: u64,
+}
+
+/// The bytes of a /proc/diskstats sector.
+pub const DISKSTATS_SECTOR_BYTES: u64 = 512;
+
+pub fn parse_diskstats(text: &str) -> Vec<DiskStats> {
+    text.lines()
+        .filter_map(|line| {
+            // major minor name, then the figures: field N of the kernel's iostats.rst is
+            // fields[N - 1].
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let figure = |n: usize| -> Option<u64> { fields.get(n - 1)?.parse().ok() };
+            Some(DiskStats {
+                device: fields.get(2)?.to_string(),
+                sectors_read: figure(6)?,
+                sectors_written: figure(10)?,
+                io_ms: figure(13)?,
+            })
+        })
+        .collect()
+}
+
+/// One interface's line of /proc/net/dev.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetDev {
+    pub interface: String,
+    pub receive_bytes: u64,
+    pub receive_packets: u64,
+    pub receive_errors: u64,
+    pub receive_drops: u64,
+    pub transmit_bytes: u64,
+    pub transmit_packets: u64,
+    pub transmit_errors: u64,
+    pub transmit_drops: u64,
+}
+
+pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
+    text.lines()
+        .filter_map(|line| {
+            // An interface name holds no ':', and a large first figure may follow the colon
+            // without a space: "eth0:1234567 ...".
+            let (name, figures) = line.split_once(':')?;
+            let figures: Vec<u64> = figures
+                .split_whitespace()
+                .map(|f| f.parse().ok())
+                .collect::<Option<_>>()?;
+            // Receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes
+            // packets errs drop fifo colls carrier compressed.
+            let figure = |i: usize| figures.get(i).copied();
+            Some(NetDev {
+                interface: name.trim().to_string(),
+                receive_bytes: figure(0)?,
+                receive_packets: figure(1)?,
+                receive_errors: figure(2)?,
+                receive_drops: figure(3)?,
+                transmit_bytes: figure(8)?,
+                transmit_packets: figure(9)?,
+                transmit_errors: figure(10)?,
+                transmit_drops: figure(11)?,
+            })
+        })
+        .collect()
+}
+
+/// One counter of /proc/net/snmp or /proc/net/netstat, where each section is a line of names
+/// (`Tcp: RtoAlgorithm RtoMin ...`) followed by a line of values (`Tcp: 1 200 ...`).
+pub fn snmp_counter(text: &str, section: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some((prefix, names)) = line.split_once(':') else {
+            continue;
+        };
+        if prefix != section {
+            continue;
+        }
+        let (value_prefix, values) = lines.next()?.split_once(':')?;
+        if value_prefix != section {
+            return None;
+        }
+        let index = names.split_whitespace().position(|n| n == name)?;
+        return values.split_whitespace().nth(index)?.parse().ok();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -385,6 +574,127 @@ mod tests {
         assert_eq!(stat.cpu_ticks[3], 800_000);
         assert_eq!(stat.cpu_ticks[7], 12);
         assert_eq!(stat.boot_time, 1_763_900_000);
+    }
+
+    #[test]
+    fn stat_gives_each_cores_idle_and_iowait() {
+        let stat = parse_stat(&fixture("stat"));
+        let cores: Vec<(u32, u64, u64)> = stat
+            .cores
+            .iter()
+            .map(|c| (c.core, c.idle, c.iowait))
+            .collect();
+        assert_eq!(cores, [(0, 400_000, 750), (1, 400_000, 750)]);
+        // A core line cut short, or not a number, is left out, the others kept.
+        let stat = parse_stat("cpu 1 2 3 4\ncpu0 1 2 3\ncpuX 1 2 3 4 5\ncpu3 1 2 3 4\n");
+        assert_eq!(
+            stat.cores,
+            [CoreIdle {
+                core: 3,
+                idle: 4,
+                iowait: 0
+            }]
+        );
+        assert_eq!(stat.cpu_count, 3);
+    }
+
+    #[test]
+    fn vmstat_gives_the_counters_it_has() {
+        let vmstat = parse_vmstat(&fixture("vmstat"));
+        assert_eq!(
+            vmstat,
+            Vmstat {
+                oom_kill: Some(2),
+                pswpin: Some(1520),
+                pswpout: Some(4210),
+                pgmajfault: Some(98_765),
+            }
+        );
+        // A kernel before 4.13 has no oom_kill.
+        let old = parse_vmstat("pswpin 1\npswpout 2\npgmajfault 3\n");
+        assert_eq!(old.oom_kill, None);
+        assert_eq!(old.pgmajfault, Some(3));
+    }
+
+    #[test]
+    fn pressure_gives_the_totals() {
+        let memory = parse_pressure(&fixture("pressure/memory")).unwrap();
+        assert_eq!(memory.some_us, Some(4_567_890));
+        assert_eq!(memory.full_us, Some(1_234_567));
+        // Kernels before 5.13 write no `full` line for cpu.
+        let cpu = parse_pressure("some avg10=0.00 avg60=0.00 avg300=0.00 total=7\n").unwrap();
+        assert_eq!((cpu.some_us, cpu.full_us), (Some(7), None));
+        assert_eq!(parse_pressure(""), None);
+        assert_eq!(parse_pressure("some avg10=1.00\n"), None);
+    }
+
+    #[test]
+    fn diskstats_gives_sectors_and_busy_time() {
+        let disks = parse_diskstats(&fixture("diskstats"));
+        let vda = disks.iter().find(|d| d.device == "vda").unwrap();
+        assert_eq!(
+            (vda.sectors_read, vda.sectors_written, vda.io_ms),
+            (5_107_450, 47_061_568, 281_560)
+        );
+        assert_eq!(disks.len(), 8);
+        assert!(parse_diskstats("253 0 vda 1 2 3\n").is_empty());
+    }
+
+    #[test]
+    fn net_dev_gives_each_interface() {
+        let interfaces = parse_net_dev(&fixture("net/dev"));
+        let names: Vec<&str> = interfaces.iter().map(|i| i.interface.as_str()).collect();
+        assert_eq!(names, ["lo", "eth0", "docker0", "veth4f1c2a9"]);
+        let eth0 = &interfaces[1];
+        assert_eq!(
+            eth0,
+            &NetDev {
+                interface: "eth0".into(),
+                receive_bytes: 2_517_070_200,
+                receive_packets: 11_900_123,
+                receive_errors: 3,
+                receive_drops: 17,
+                transmit_bytes: 794_899_123,
+                transmit_packets: 9_594_001,
+                transmit_errors: 1,
+                transmit_drops: 2,
+            }
+        );
+    }
+
+    #[test]
+    fn snmp_counters_are_found_by_section_and_name() {
+        let snmp = fixture("net/snmp");
+        let netstat = fixture("net/netstat");
+        assert_eq!(snmp_counter(&snmp, "Tcp", "RetransSegs"), Some(3141));
+        assert_eq!(
+            snmp_counter(&netstat, "TcpExt", "ListenOverflows"),
+            Some(57)
+        );
+        assert_eq!(snmp_counter(&netstat, "TcpExt", "ListenDrops"), Some(61));
+        // MaxConn is -1: not a counter.
+        assert_eq!(snmp_counter(&snmp, "Tcp", "MaxConn"), None);
+        assert_eq!(snmp_counter(&snmp, "Tcp", "NoSuchField"), None);
+        assert_eq!(snmp_counter("Tcp: A B\nUdp: 1 2\n", "Tcp", "A"), None);
+    }
+
+    #[test]
+    fn mounts_read_the_ro_option() {
+        let mounts = parse_mounts(
+            "/dev/vda1 / ext4 rw,relatime 0 0\n/dev/vda15 /boot/efi vfat ro,relatime 0 0\n\
+             /dev/sdb /srv ext4 rw,errors=remount-ro 0 0\n/dev/sdc /old ext4\n",
+        );
+        let read_only: Vec<bool> = mounts.iter().map(|m| m.read_only).collect();
+        assert_eq!(read_only, [false, true, false, false]);
+    }
+
+    #[test]
+    fn statvfs_gives_inodes_and_the_read_only_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let space = statvfs(dir.path()).unwrap();
+        assert!(!space.read_only, "a temp dir is writable");
+        assert!(space.files >= space.files_free);
+        // The read-only case needs a read-only mount: tests/host.rs mounts one.
     }
 
     #[test]
@@ -497,6 +807,11 @@ mod tests {
             let _ = parse_loadavg(text);
             let _ = parse_smaps_rollup(text);
             let _ = parse_effective_capabilities(text);
+            let _ = parse_vmstat(text);
+            let _ = parse_pressure(text);
+            let _ = parse_diskstats(text);
+            let _ = parse_net_dev(text);
+            let _ = snmp_counter(text, text, text);
             let _ = parse_cmdline(text.as_bytes());
         }
     }

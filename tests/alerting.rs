@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::servers::{start_alertmanager, start_prometheus, RedisServer};
+use common::servers::{
+    rules_firing_at_once, start_alertmanager, start_prometheus_scraping, RedisServer,
+};
 use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -26,27 +28,6 @@ fn exporter_for(dir: &Path, name: &str, profile: &str, port: u16) -> Exporter {
         &format!("profile = \"{profile}\"\n[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n"),
     );
     Exporter::start(&[&format!("--config.file={}", config.display())])
-}
-
-/// Copies rules/ with every `for:` shortened to 0s.
-fn fast_rules(into: &Path) {
-    std::fs::create_dir_all(into).unwrap();
-    for entry in std::fs::read_dir(Path::new(ROOT).join("rules")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "yml") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            let fast: String = text
-                .lines()
-                .map(|line| match line.trim_start().strip_prefix("for:") {
-                    Some(_) => {
-                        format!("{}for: 0s\n", &line[..line.len() - line.trim_start().len()])
-                    }
-                    None => format!("{line}\n"),
-                })
-                .collect();
-            write(&into.join(path.file_name().unwrap()), &fast);
-        }
-    }
 }
 
 /// The firing alerts Alertmanager holds, as JSON values.
@@ -71,6 +52,7 @@ fn redis_down_alerts(port: u16) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
+    require("prometheus", "apt-get install prometheus"); // before any server starts
     let amtool = require("amtool", "apt-get install prometheus-alertmanager");
     let am_config = Path::new(ROOT).join("alertmanager/alertmanager.yml");
     let check = Command::new(amtool)
@@ -92,18 +74,9 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
     let cache = exporter_for(dir.path(), "cache", "production-cache", port_b);
 
     let (_am, am_port) = start_alertmanager(&am_config, &dir.path().join("am"));
-    fast_rules(&dir.path().join("rules"));
-    write(
-        &dir.path().join("prometheus.yml"),
-        &format!(
-            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
-             rule_files: ['rules/*.yml']\n\
-             alerting: {{ alertmanagers: [ {{ static_configs: [ {{ targets: ['127.0.0.1:{am_port}'] }} ] }} ] }}\n\
-             scrape_configs:\n  - job_name: stack\n    static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n",
-            vps.port, cache.port
-        ),
-    );
-    let (_prom, prom_port) = start_prometheus(dir.path());
+    rules_firing_at_once(&dir.path().join("rules"));
+    let (_prom, prom_port) =
+        start_prometheus_scraping(dir.path(), &[vps.port, cache.port], Some(am_port));
     wait_for_port(am_port, Duration::from_secs(20));
 
     // Both Redis servers run: no redis alert anywhere.

@@ -13,8 +13,8 @@
 //!
 //! What cannot be stable is masked, never dropped with its neighbours: the value (not the labels)
 //! of the samples in [`VARYING_VALUES`] becomes `VARIES`, and the samples of [`VARYING_SAMPLES`]
-//! are left out; every `# HELP` and `# TYPE` line stays. Filesystem sizes are statvfs of the
-//! fixture rootfs's directories, which live on whatever disk holds the checkout: their labels and
+//! are left out; every `# HELP` and `# TYPE` line stays. Filesystem sizes and inodes are statvfs of
+//! the fixture rootfs's directories, which live on whatever disk holds the checkout: their labels and
 //! which mounts are listed are pinned, their values are not.
 
 mod common;
@@ -30,6 +30,8 @@ const VARYING_VALUES: &[&str] = &[
     "stack_host_filesystem_size_bytes",
     "stack_host_filesystem_avail_bytes",
     "stack_host_filesystem_free_bytes",
+    "stack_host_filesystem_files",
+    "stack_host_filesystem_files_free",
     "stack_scrape_collector_duration_seconds",
     // The exporter's own process, from the real /proc/self whatever --path.procfs says.
     "process_cpu_seconds_total",
@@ -139,6 +141,23 @@ fn host_and_services_exposition_is_golden() {
         "the exporter itself"
     );
     assert_eq!(common::must(&first, "stack_host_cpu_cores", &[]), 2.0);
+    assert_eq!(common::must(&first, "stack_host_oom_kills_total", &[]), 2.0);
+    assert_eq!(
+        common::must(&first, "stack_host_tcp_listen_overflows_total", &[]),
+        57.0
+    );
+    assert_eq!(
+        first.matches("stack_host_disk_read_bytes_total{").count(),
+        2,
+        "vda and sr0; partitions, loop devices and zram left out"
+    );
+    assert_eq!(
+        first
+            .matches("stack_host_network_receive_bytes_total{")
+            .count(),
+        2,
+        "eth0 and docker0; lo and the container's veth left out"
+    );
     assert_eq!(
         first.matches("stack_host_filesystem_size_bytes{").count(),
         7,

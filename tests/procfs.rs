@@ -192,3 +192,59 @@ fn a_failing_collector_is_reported_and_the_scrape_still_served() {
         || exporter.log().contains("collector host failed") && exporter.log().contains("meminfo"),
     );
 }
+
+#[test]
+fn optional_host_files_missing_are_logged_once_and_the_rest_still_served() {
+    // The fake /proc has stat, meminfo and loadavg, none of vmstat, pressure/, diskstats, net/.
+    let dir = temp_dir();
+    fake_procfs(dir.path());
+    let exporter = Exporter::start(&[&format!("--path.procfs={}", dir.path().display())]);
+    for _ in 0..3 {
+        let text = exporter.scrape();
+        let success = [("collector", "host")];
+        assert_eq!(must(&text, "stack_scrape_collector_success", &success), 1.0);
+        assert_eq!(must(&text, "stack_host_pressure_available", &[]), 0.0);
+        assert!(common::metric(&text, "stack_host_oom_kills_total", &[]).is_none());
+        assert!(must(&text, "stack_host_memory_total_bytes", &[]) > 0.0);
+    }
+    let log = exporter.log();
+    for subject in [
+        "pressure stall information: ",
+        "host figures from vmstat: ",
+        "host figures from diskstats: ",
+        "host figures from net/dev: ",
+        "host figures from net/snmp: ",
+        "host figures from net/netstat: ",
+    ] {
+        assert_eq!(log.matches(subject).count(), 1, "{subject} in:\n{log}");
+    }
+}
+
+#[test]
+fn network_figures_come_from_pid_1s_namespace_first() {
+    // PID 1's /proc/1/net is the host's network namespace even when the exporter runs in a
+    // container of its own with the host's /proc mounted; /proc/net is the exporter's.
+    let dir = temp_dir();
+    fake_procfs(dir.path());
+    let netstat = |overflows: u32| {
+        format!("TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 {overflows} 70\n")
+    };
+    for (net, overflows) in [(dir.path().join("net"), 5), (dir.path().join("1/net"), 57)] {
+        std::fs::create_dir_all(&net).unwrap();
+        write(&net.join("netstat"), &netstat(overflows));
+    }
+    let exporter = Exporter::start(&[&format!("--path.procfs={}", dir.path().display())]);
+    let text = exporter.scrape();
+    assert_eq!(
+        must(&text, "stack_host_tcp_listen_overflows_total", &[]),
+        57.0
+    );
+    // Without PID 1's, the exporter's own.
+    std::fs::remove_dir_all(dir.path().join("1/net")).unwrap();
+    let text = exporter.scrape();
+    assert_eq!(
+        must(&text, "stack_host_tcp_listen_overflows_total", &[]),
+        5.0
+    );
+    assert_eq!(must(&text, "stack_host_tcp_listen_drops_total", &[]), 70.0);
+}

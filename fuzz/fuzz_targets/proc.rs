@@ -15,4 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = proc::parse_smaps_rollup(&text);
     let _ = proc::parse_cmdline(data);
     let _ = proc::parse_effective_capabilities(&text);
+    let _ = proc::parse_vmstat(&text);
+    let _ = proc::parse_pressure(&text);
+    let _ = proc::parse_diskstats(&text);
+    let _ = proc::parse_net_dev(&text);
+    let _ = proc::snmp_counter(&text, "TcpExt", "ListenOverflows");
+    let _ = proc::snmp_counter(&text, "Tcp", "RetransSegs");
 });

@@ -1,5 +1,6 @@
-//! Filesystems: size and space available of each real mount (THRESHOLDS.md rows A3, S3, D1), in a
-//! collector of its own so that a hung mount never costs the host's CPU, memory and load figures.
+//! Filesystems: size, space available, inodes and read-only state of each real mount (THRESHOLDS.md
+//! rows A3, S3, D1), in a collector of its own so that a hung mount never costs the host's CPU,
+//! memory and load figures.
 //!
 //! Each mount's statvfs runs on a thread of its own and is waited for at most [`MOUNT_TIMEOUT`]. A
 //! call that has not returned by then leaves its mount *stuck*: reported by
@@ -124,6 +125,15 @@ impl Filesystem {
                 labels.clone(),
                 f64::from(matches!(size, Size::Failed)),
             );
+            // Known from the mount table even when statvfs hangs or fails.
+            let read_only = mount.read_only || matches!(size, Size::Measured(s) if s.read_only);
+            out.gauge(
+                "stack_host_filesystem_readonly",
+                "1 if the filesystem refuses writes: mounted ro, or statvfs says ST_RDONLY (ext4 \
+                 remounted read-only after an I/O error); 0 otherwise.",
+                labels.clone(),
+                f64::from(read_only),
+            );
             let Size::Measured(space) = size else {
                 continue;
             };
@@ -142,6 +152,17 @@ impl Filesystem {
                     "stack_host_filesystem_avail_bytes",
                     "Space on the filesystem available to unprivileged users.",
                     space.avail,
+                ),
+                (
+                    "stack_host_filesystem_files",
+                    "Inodes of the filesystem (statvfs f_files); 0 where it has no fixed number \
+                     (btrfs).",
+                    space.files,
+                ),
+                (
+                    "stack_host_filesystem_files_free",
+                    "Free inodes of the filesystem (statvfs f_ffree).",
+                    space.files_free,
                 ),
             ];
             for (name, help, bytes) in figures {
@@ -354,6 +375,11 @@ mod tests {
             size: 1000,
             free: 450,
             avail: 400,
+            files: 100,
+            files_free: 60,
+            // "/" refuses writes though the fixture mounts it rw (an ext4 remounted read-only
+            // after an I/O error, which statvfs reports at once).
+            read_only: path == Path::new("/"),
         })
     }
 
@@ -395,6 +421,39 @@ mod tests {
         assert_eq!(
             set.value("stack_host_filesystem_avail_bytes", &run),
             Some(400.0)
+        );
+    }
+
+    #[test]
+    fn inodes_and_read_only_state_come_from_statvfs_and_the_mount_table() {
+        let dir = fixture_procfs();
+        std::fs::write(
+            dir.path().join("mounts"),
+            "/dev/vda1 / ext4 rw,relatime 0 0\n/dev/vda15 /boot/efi vfat ro,relatime 0 0\n\
+             tmpfs /run tmpfs rw,nosuid 0 0\n",
+        )
+        .unwrap();
+        let filesystem =
+            Filesystem::with_statvfs(ProcFs::new(dir.path()), PathBuf::from("/"), |path| {
+                let mut space = hanging_statvfs(Path::new("/"))?;
+                space.read_only = path == Path::new("/");
+                Ok(space)
+            });
+        let set = filesystem.collect(soon()).unwrap();
+        let readonly = |mountpoint| {
+            set.value(
+                "stack_host_filesystem_readonly",
+                &[("mountpoint", mountpoint)],
+            )
+        };
+        assert_eq!(readonly("/"), Some(1.0), "statvfs says ST_RDONLY");
+        assert_eq!(readonly("/boot/efi"), Some(1.0), "mounted ro");
+        assert_eq!(readonly("/run"), Some(0.0));
+        let root = [("mountpoint", "/")];
+        assert_eq!(set.value("stack_host_filesystem_files", &root), Some(100.0));
+        assert_eq!(
+            set.value("stack_host_filesystem_files_free", &root),
+            Some(60.0)
         );
     }
 }

@@ -81,8 +81,8 @@ pub enum Enabled {
 
 #[rustfmt::skip]
 pub const COLLECTORS: &[Spec] = &[
-    Spec { name: "host", help: "CPU time by mode, memory, swap, load, boot time", enabled: Enabled::Always, build: |c| Some(Work::blocking(host::Host::new(c.procfs.clone()), |h, _| h.collect())) },
-    Spec { name: "filesystem", help: "size and space available of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: |c| Some(Work::blocking(filesystem::Filesystem::new(c.procfs.clone(), c.rootfs.clone()), |f, d| f.collect(d.into_std()))) },
+    Spec { name: "host", help: "CPU time by mode and per core, memory, swap and swap traffic, OOM kills, pressure stall information, load, boot time, disk and network I/O, TCP retransmits and listen-queue overflows", enabled: Enabled::Always, build: |c| Some(Work::blocking(host::Host::new(c.procfs.clone()), |h, _| h.collect())) },
+    Spec { name: "filesystem", help: "size, space available, inodes and read-only state of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: |c| Some(Work::blocking(filesystem::Filesystem::new(c.procfs.clone(), c.rootfs.clone()), |f, d| f.collect(d.into_std()))) },
     Spec { name: "nginx", help: "requests, latency and statuses from the access log, stub_status", enabled: Enabled::WhenConfigured("[nginx] or STACK_NGINX_ACCESS_LOG is set"), build: nginx },
     Spec { name: "storage", help: "size, files and newest file of backup and log directories", enabled: Enabled::WhenConfigured("[storage] directories, STACK_BACKUP_DIR or STACK_LOG_DIR are set"), build: storage },
     Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Work::blocking(sockets::Sockets::new(c.procfs.clone(), c.services()), |s, d| s.collect(d))) },

@@ -764,3 +764,54 @@ impl Scenario {
         }
     }
 }
+
+/// Copies the shipped rules/ into `into` with every `for:` shortened to 0s, so that a live test
+/// sees the wiring in seconds (the durations are promtool's to test, tests/rules/).
+pub fn rules_firing_at_once(into: &Path) {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    std::fs::create_dir_all(into).unwrap();
+    for entry in std::fs::read_dir(rules).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let fast: String = text
+                .lines()
+                .map(|line| match line.trim_start().strip_prefix("for:") {
+                    Some(_) => {
+                        format!("{}for: 0s\n", &line[..line.len() - line.trim_start().len()])
+                    }
+                    None => format!("{line}\n"),
+                })
+                .collect();
+            std::fs::write(into.join(path.file_name().unwrap()), fast).unwrap();
+        }
+    }
+}
+
+/// A real Prometheus in `dir` (config, TSDB) scraping the exporters on `targets` every second as
+/// job `stack`, evaluating the rules of `dir/rules/*.yml` every second and sending to the
+/// Alertmanager on `alertmanager`, if any: the guard that stops it and its port, once it listens.
+pub fn start_prometheus_scraping(
+    dir: &Path,
+    targets: &[u16],
+    alertmanager: Option<u16>,
+) -> (Guard, u16) {
+    let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+    let alerting = alertmanager
+        .map(|port| {
+            format!("alerting: {{ alertmanagers: [ {{ static_configs: [ {{ targets: ['127.0.0.1:{port}'] }} ] }} ] }}\n")
+        })
+        .unwrap_or_default();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+             rule_files: ['rules/*.yml']\n\
+             {alerting}\
+             scrape_configs:\n  - job_name: stack\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    start_prometheus(dir)
+}
