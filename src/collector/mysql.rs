@@ -512,9 +512,7 @@ async fn threads(conn: &mut Conn) -> Result<Rows, mysql_async::Error> {
             .position(|c| c.name_str().eq_ignore_ascii_case(name))
     };
     let (command, state) = (column("Command"), column("State"));
-    let cell_at = |row: &Row, i: Option<usize>| {
-        i.and_then(|i| row.as_ref(i)).and_then(cell)
-    };
+    let cell_at = |row: &Row, i: Option<usize>| i.and_then(|i| row.as_ref(i)).and_then(cell);
     Ok(rows
         .iter()
         .map(|row| vec![cell_at(row, command), cell_at(row, state), Some("1".into())])
@@ -946,7 +944,11 @@ mod tests {
             );
         }
         let asked = STATUS_QUERY.matches('\'').count() / 2;
-        assert_eq!(asked, STATUS.len(), "asked for a variable that is not served");
+        assert_eq!(
+            asked,
+            STATUS.len(),
+            "asked for a variable that is not served"
+        );
     }
 
     #[test]
@@ -983,7 +985,10 @@ mod tests {
         // Neither readable: no series, and a note says why.
         let mut out = Figures::default();
         status_figures("t", &status_rows(&[("Uptime", "10")]), &mut out);
-        assert_eq!(out.set.value("stack_mysql_innodb_deadlocks_total", &t), None);
+        assert_eq!(
+            out.set.value("stack_mysql_innodb_deadlocks_total", &t),
+            None
+        );
         assert_eq!(out.set.value("stack_mysql_uptime_seconds", &t), Some(10.0));
         assert!(out
             .notes
@@ -1021,8 +1026,10 @@ mod tests {
         let mut out = Figures::default();
         size_figures("t", &slow, &mut out);
         let size = |db| {
-            out.set
-                .value("stack_mysql_database_size_bytes", &[("target", "t"), ("database", db)])
+            out.set.value(
+                "stack_mysql_database_size_bytes",
+                &[("target", "t"), ("database", db)],
+            )
         };
         assert_eq!(size("shop"), Some(32768.0));
         assert_eq!(size("empty"), Some(0.0));
