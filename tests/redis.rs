@@ -488,6 +488,28 @@ fn a_failed_bgsave_shows_and_writes_are_refused() {
     assert!(refused.contains("MISCONF"), "{refused}");
 }
 
+/// Runs redis-cli against `port`; with `last`, that is the command's last argument, read from
+/// stdin (-x). Its output.
+fn redis_cli(port: u16, args: &[&str], last: Option<&str>) -> String {
+    use std::io::Write;
+    let mut command = std::process::Command::new("redis-cli");
+    command.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if last.is_some() {
+        command.arg("-x");
+    }
+    let mut child = command
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(last.unwrap_or("").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// A write to the append-only file that fails: Redis runs under a file size limit (SIGXFSZ
 /// ignored, so the write fails with EFBIG rather than killing it), and a value larger than the
 /// limit cannot be appended. `stack_redis_aof_last_write_success` goes from 1 to 0, and Redis
@@ -528,26 +550,7 @@ fn a_failed_aof_write_shows_and_writes_are_refused() {
     }
     let _server = common::Guard::spawn(&mut command);
     common::wait_for_port(port, Duration::from_secs(10));
-    // The last argument from stdin (-x): a value too long for a command line.
-    let cli_with = |args: &[&str], last: &str| {
-        let mut child = std::process::Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-x"])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(last.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let cli = |args: &[&str]| cli_with(&args[..args.len() - 1], args[args.len() - 1]);
+    let cli = |args: &[&str]| redis_cli(port, args, None);
     common::wait_for("redis", Duration::from_secs(10), || {
         cli(&["PING"]) == "PONG"
     });
@@ -569,7 +572,8 @@ fn a_failed_aof_write_shows_and_writes_are_refused() {
 
     // 300 KiB does not fit under the 256 KiB limit.
     let big = "x".repeat(300 << 10);
-    cli_with(&["SET", "big"], &big);
+    // Too long for a command line: the value from stdin (-x).
+    redis_cli(port, &["SET", "big"], Some(&big));
     common::wait_for("the AOF write to fail", Duration::from_secs(10), || {
         metric(
             &exporter.scrape(),

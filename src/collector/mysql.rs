@@ -58,7 +58,7 @@ struct Status {
     per_unit: f64,
 }
 
-const fn gauge(variable: &'static str, metric: &'static str, help: &'static str) -> Status {
+const fn status_gauge(variable: &'static str, metric: &'static str, help: &'static str) -> Status {
     Status {
         variable,
         metric,
@@ -68,7 +68,11 @@ const fn gauge(variable: &'static str, metric: &'static str, help: &'static str)
     }
 }
 
-const fn counter(variable: &'static str, metric: &'static str, help: &'static str) -> Status {
+const fn status_counter(
+    variable: &'static str,
+    metric: &'static str,
+    help: &'static str,
+) -> Status {
     Status {
         variable,
         metric,
@@ -81,92 +85,92 @@ const fn counter(variable: &'static str, metric: &'static str, help: &'static st
 /// The status variables served, all read by one `SHOW GLOBAL STATUS` ([`STATUS_QUERY`] names
 /// each of them; a unit test checks it).
 const STATUS: &[Status] = &[
-    gauge(
+    status_gauge(
         "Threads_connected",
         "stack_mysql_connections",
         "Open client connections (Threads_connected), the exporter's own included.",
     ),
-    gauge(
+    status_gauge(
         "Threads_running",
         "stack_mysql_connections_running",
         "Connections running a statement (Threads_running).",
     ),
-    gauge(
+    status_gauge(
         "Max_used_connections",
         "stack_mysql_max_used_connections",
         "Most connections open at once since the server started.",
     ),
-    gauge(
+    status_gauge(
         "Innodb_buffer_pool_bytes_data",
         "stack_mysql_innodb_buffer_pool_data_bytes",
         "Bytes of data in the InnoDB buffer pool.",
     ),
-    gauge(
+    status_gauge(
         "Uptime",
         "stack_mysql_uptime_seconds",
         "Seconds since the server started (Uptime); it drops when the server restarts.",
     ),
-    counter(
+    status_counter(
         "Aborted_connects",
         "stack_mysql_aborted_connects_total",
         "Failed connection attempts.",
     ),
-    counter(
+    status_counter(
         "Connection_errors_max_connections",
         "stack_mysql_connection_errors_max_connections_total",
         "Connections refused because max_connections was reached (MariaDB leaves out those \
          refused after authentication in the slot kept for SUPER users; see Aborted_connects).",
     ),
-    counter(
+    status_counter(
         "Aborted_clients",
         "stack_mysql_aborted_clients_total",
         "Connections dropped without closing properly (client killed, wait_timeout, network).",
     ),
-    counter(
+    status_counter(
         "Questions",
         "stack_mysql_questions_total",
         "Statements sent by clients.",
     ),
-    counter(
+    status_counter(
         "Slow_queries",
         "stack_mysql_slow_queries_total",
         "Statements that took longer than long_query_time.",
     ),
-    counter(
+    status_counter(
         "Innodb_deadlocks",
         "stack_mysql_innodb_deadlocks_total",
         "InnoDB deadlocks (MariaDB's Innodb_deadlocks; MySQL's INNODB_METRICS lock_deadlocks).",
     ),
-    counter(
+    status_counter(
         "Innodb_row_lock_waits",
         "stack_mysql_innodb_row_lock_waits_total",
         "Times a statement waited for an InnoDB row lock.",
     ),
     Status {
         per_unit: 1000.0,
-        ..counter(
+        ..status_counter(
             "Innodb_row_lock_time",
             "stack_mysql_innodb_row_lock_wait_seconds_total",
             "Time spent waiting for InnoDB row locks (Innodb_row_lock_time, served in seconds).",
         )
     },
-    counter(
+    status_counter(
         "Innodb_buffer_pool_read_requests",
         "stack_mysql_innodb_buffer_pool_read_requests_total",
         "Logical page reads from the InnoDB buffer pool.",
     ),
-    counter(
+    status_counter(
         "Innodb_buffer_pool_reads",
         "stack_mysql_innodb_buffer_pool_reads_total",
         "Page reads the buffer pool could not serve, read from disk (hit ratio: 1 - reads / \
          read requests).",
     ),
-    counter(
+    status_counter(
         "Created_tmp_tables",
         "stack_mysql_created_tmp_tables_total",
         "Internal temporary tables created, in memory or on disk.",
     ),
-    counter(
+    status_counter(
         "Created_tmp_disk_tables",
         "stack_mysql_created_tmp_disk_tables_total",
         "Internal temporary tables created on disk.",
