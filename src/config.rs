@@ -508,12 +508,16 @@ mod tests {
             "[[mysql]]\nname = \"main\"\nurl = \"mysql://monitor@db:3306/\"\n\
              password_file = \"/run/secrets/x\"\ntimeout = \"2s\"\n\
              [[redis]]\nname = \"cache\"\nurl = \"redis://127.0.0.1:6379/0\"\n\
-             queues = [\"celery\", \"celery\\u0006\\u00163\"]\n",
+             queues = [\"celery\", \"celery\\u0006\\u00163\"]\nslow_interval = \"5m\"\n",
         )
         .unwrap();
         assert_eq!(config.mysql[0].name, "main");
         assert_eq!(config.mysql[0].timeout, std::time::Duration::from_secs(2));
         assert_eq!(config.redis[0].queues[1], "celery\x06\x163");
+        assert_eq!(
+            config.redis[0].slow_interval,
+            std::time::Duration::from_secs(300)
+        );
         assert!(config.postgres.is_empty());
     }
 

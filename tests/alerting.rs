@@ -2,7 +2,8 @@
 //! vps-2gb and production-cache), each watching its own real redis-server, and sends alerts to a
 //! real Alertmanager running alertmanager/alertmanager.yml. Stopping one Redis must bring
 //! StackServiceDown, with its plan_ref, into Alertmanager for that exporter's instance only;
-//! starting it again must resolve it.
+//! starting it again must resolve it. A Redis whose BGSAVE really fails must bring
+//! StackRedisBgsaveFailed; a BGSAVE that succeeds again must resolve it.
 //!
 //! The rules' `for:` durations are tested by `promtool test rules` (tests/rules/); here they are
 //! shortened to 0s in a copy so that the wiring can be seen in seconds.
@@ -119,4 +120,90 @@ fn a_stopped_redis_alerts_in_alertmanager_for_its_own_instance_and_resolves() {
         redis_down_alerts(am_port).is_empty()
     });
     drop(cache);
+}
+
+/// A live StackRedisBgsaveFailed: a Redis whose BGSAVE really fails (its directory removed while
+/// it runs in it) brings the alert, critical with plan_ref A5,D4 and the target's labels, into
+/// Alertmanager through real Prometheus running rules/ (`for:` shortened); pointing Redis at a
+/// new directory and saving again resolves it.
+#[test]
+fn a_failed_bgsave_alerts_in_alertmanager_and_resolves() {
+    require("prometheus", "apt-get install prometheus"); // before any server starts
+    let am_config = Path::new(ROOT).join("alertmanager/alertmanager.yml");
+    let dir = temp_dir();
+    let rdb_dir = dir.path().join("rdb");
+    std::fs::create_dir(&rdb_dir).unwrap();
+    // Protected configs on, so that the test may move `dir` to repair it.
+    let redis = RedisServer::start_with(&[
+        "--dir",
+        rdb_dir.to_str().unwrap(),
+        "--enable-protected-configs",
+        "yes",
+    ]);
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[[redis]]\nname = \"cache\"\nurl = \"redis://127.0.0.1:{}/0\"\n",
+            redis.port
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+
+    let (_am, am_port) = start_alertmanager(&am_config, &dir.path().join("am"));
+    rules_firing_at_once(&dir.path().join("rules"));
+    let (_prom, prom_port) = start_prometheus_scraping(dir.path(), &[exporter.port], Some(am_port));
+    wait_for_port(am_port, Duration::from_secs(20));
+    let bgsave_alerts = || -> Vec<serde_json::Value> {
+        alertmanager_alerts(am_port)
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == "StackRedisBgsaveFailed")
+            .collect()
+    };
+
+    // Healthy: the target's BGSAVE status is scraped, 1, and nothing alerts.
+    wait_for("the BGSAVE status scraped", Duration::from_secs(30), || {
+        let (_, _, body) = http_get(
+            prom_port,
+            "/api/v1/query?query=stack_redis_rdb_last_bgsave_success%3D%3D1",
+            &[],
+        );
+        body.contains("\"cache\"")
+    });
+    std::thread::sleep(Duration::from_secs(3)); // a few evaluations
+    assert!(bgsave_alerts().is_empty());
+
+    // The directory goes away: the next BGSAVE fails.
+    std::fs::remove_dir_all(&rdb_dir).unwrap();
+    redis.cli(&["BGSAVE"]);
+    wait_for(
+        "StackRedisBgsaveFailed in Alertmanager",
+        Duration::from_secs(60),
+        || !bgsave_alerts().is_empty(),
+    );
+    let alerts = bgsave_alerts();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["labels"]["instance"],
+        format!("127.0.0.1:{}", exporter.port).as_str()
+    );
+    assert_eq!(alert["labels"]["target"], "cache");
+    assert_eq!(alert["labels"]["service"], "redis");
+    assert_eq!(alert["labels"]["severity"], "critical");
+    assert_eq!(alert["labels"]["plan_ref"], "A5,D4");
+    assert!(alert["annotations"]["runbook_url"]
+        .as_str()
+        .unwrap()
+        .ends_with("#stackredisbgsavefailed"));
+
+    // Repaired: a new directory and a BGSAVE that succeeds resolve it.
+    let repaired = dir.path().join("rdb2");
+    std::fs::create_dir(&repaired).unwrap();
+    redis.cli(&["CONFIG", "SET", "dir", repaired.to_str().unwrap()]);
+    redis.cli(&["BGSAVE"]);
+    wait_for("the alert resolved", Duration::from_secs(90), || {
+        bgsave_alerts().is_empty()
+    });
+    assert!(repaired.join("dump.rdb").is_file());
 }

@@ -202,6 +202,21 @@ fn record_answers() {
     redis.cli(&["-n", "2", "SET", "k", "v"]);
     redis.cli(&["CONFIG", "SET", "maxmemory", "64mb"]);
     redis.cli(&["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]);
+    // narrow may not CONFIG GET (as on ElastiCache): no save points.
+    let narrow_pass = format!(">{NARROW_PASSWORD}");
+    redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "narrow",
+        "reset",
+        "on",
+        &narrow_pass,
+        "+info",
+        "+llen",
+        "+ping",
+        "+client|setname",
+        "%R~celery*",
+    ]);
     let queues = ["celery", "celery\x06\x163", "reports", "celery_flag"];
     record::<redis::Session>(
         "redis",
@@ -211,6 +226,15 @@ fn record_answers() {
                 &format!("redis://monitor:{GOOD_PASSWORD}@127.0.0.1:{}/0", redis.port),
                 Kind::Redis,
                 &queues,
+            ),
+            db_target(
+                "narrow",
+                &format!(
+                    "redis://narrow:{NARROW_PASSWORD}@127.0.0.1:{}/0",
+                    redis.port
+                ),
+                Kind::Redis,
+                &["celery"],
             ),
             down(format!("redis://127.0.0.1:{}/0", silent.port), Kind::Redis),
         ],

@@ -1,6 +1,6 @@
 //! The MySQL/MariaDB collector against a real throwaway mariadbd: values checked against the
 //! server's own answers, a server stopped and started mid-run, a wrong password, a port that
-//! never answers.
+//! never answers, connections refused at max_connections, a deadlock and temporary tables.
 
 mod common;
 
@@ -226,7 +226,19 @@ fn mysql_collector_against_a_real_server() {
         size
     );
 
+    // A restart between two scrapes shows as an uptime that drops.
+    let uptime = |text: &str| must(text, "stack_mysql_uptime_seconds", &[("target", "main")]);
+    let mut before = 0.0;
+    wait_for("3 s of uptime", Duration::from_secs(10), || {
+        before = uptime(&exporter.scrape());
+        before >= 3.0
+    });
     scenario.outage(&mut db, "stack_mysql_connections");
+    let after = uptime(&exporter.scrape());
+    assert!(
+        after < before,
+        "uptime {before} -> {after} across a restart"
+    );
 
     // One connection per target kept across scrapes.
     let connects = status(&db, "Connections");
@@ -314,6 +326,8 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
             port = db.port,
         ),
     );
+    let disk_tables = || status(&db, "Created_tmp_disk_tables");
+    let disk_before = disk_tables();
     let before = slow_queries();
     let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
     for _ in 0..4 {
@@ -379,6 +393,7 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
         per_read,
         "the exporter's queries raised Slow_queries ({before} -> {after})"
     );
+
     assert_eq!(
         slow_log_entries(&slow_log, "monitor"),
         0,
@@ -395,6 +410,23 @@ fn the_exporter_leaves_no_trace_and_says_what_it_cannot_read() {
     sql_as(&db, "monitor", GOOD_PASSWORD, SIZE_QUERY);
     assert!(slow_log_entries(&slow_log, "monitor") >= 1);
     assert_eq!(slow_queries() - after, per_read + 1.0);
+
+    // Nor temporary tables on disk, which StackMysqlTmpDiskTablesHigh would count against the
+    // application (every scrape read the schema sizes and the process list; SIZE_QUERY makes
+    // none either).
+    let disk_after = disk_tables();
+    assert_eq!(
+        disk_after, disk_before,
+        "the exporter's queries made temporary tables on disk"
+    );
+    // The grouped process list the exporter used to read does make one.
+    sql_as(
+        &db,
+        "monitor",
+        GOOD_PASSWORD,
+        "SELECT COMMAND, STATE, COUNT(*) FROM information_schema.PROCESSLIST GROUP BY 1, 2",
+    );
+    assert!(disk_tables() > disk_after);
 
     // The exporter's sessions name themselves.
     let named = db.sql(
@@ -540,4 +572,276 @@ fn config_check_refuses_bad_database_targets() {
             "case {i} shows the password:\n{said}"
         );
     }
+}
+
+// ------------------------------------------------------------ refusals, locks, temporary tables
+
+const APP_PASSWORD: &str = "App-Pass-3141";
+
+/// An exporter watching `db` as `monitor` (one kept connection), no other target.
+fn exporter_on(db: &MariadbServer, dir: &std::path::Path) -> Exporter {
+    let config = dir.join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[[mysql]]\nname = \"main\"\nurl = \"mysql://monitor:{GOOD_PASSWORD}@127.0.0.1:{}/\"\n",
+            db.port
+        ),
+    );
+    Exporter::start(&[&format!("--config.file={}", config.display())])
+}
+
+/// The mariadb client as `app` over TCP without TLS (so that a refusal before the handshake
+/// reads `ERROR 1040 (HY000)` and one after it `ERROR 1040 (08004)`).
+fn app_client(db: &MariadbServer) -> std::process::Command {
+    let mut command = std::process::Command::new("mariadb");
+    command
+        .args([
+            "--no-defaults",
+            "--skip-ssl",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+        ])
+        .args(["-P", &db.port.to_string(), "-uapp"])
+        .arg(format!("-p{APP_PASSWORD}"))
+        .args(["--batch", "--skip-column-names"]);
+    command
+}
+
+/// An `app` session over TCP that stays connected and idle.
+fn app_session(db: &MariadbServer) -> Child {
+    let mut child = app_client(db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.as_mut().unwrap(), "SELECT 1;").unwrap();
+    child
+}
+
+/// `n` `app` clients connecting at once; the error output of each that was refused.
+fn burst(db: &MariadbServer, n: usize) -> Vec<String> {
+    let clients: Vec<Child> = (0..n)
+        .map(|_| {
+            app_client(db)
+                .args(["-e", "SELECT 1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    clients
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .filter(|o| !o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stderr).trim().to_string())
+        .collect()
+}
+
+fn stop(children: Vec<Child>) {
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A2/A4/P6 seen as refusals, not only as a sampled gauge. MariaDB's `max_connections` cannot go
+/// below 10; it admits one more connection, kept for SUPER users, and a user without SUPER that
+/// takes it is refused after authenticating. Full server (the exporter, 9 `app` sessions and a
+/// root session in the extra slot): a burst of 10 is refused before the handshake, and
+/// `stack_mysql_connection_errors_max_connections_total` counts every refusal. With the extra
+/// slot free, a lone refused client is refused after the handshake, which MariaDB counts in
+/// Aborted_connects only: the counter does not move (MariaDB 10.11's sql_acl.cc raises the error
+/// without counting it), as docs/databases.md says.
+#[test]
+fn refused_connections_are_counted_where_mariadb_counts_them() {
+    let db = MariadbServer::start_with(&["--max-connections=10"]);
+    db.create_monitoring_users();
+    db.sql(&format!(
+        "CREATE USER 'app'@'127.0.0.1' IDENTIFIED BY '{APP_PASSWORD}'; \
+         GRANT SELECT ON shop.* TO 'app'@'127.0.0.1';"
+    ));
+    assert_eq!(db.sql("SELECT @@max_connections"), "10");
+    let dir = temp_dir();
+    let exporter = exporter_on(&db, dir.path());
+    let main = [("target", "main")];
+    let connections_reach = |n: f64| {
+        wait_for(&format!("{n} connections"), Duration::from_secs(30), || {
+            let seen = metric(&exporter.scrape(), "stack_mysql_connections", &main);
+            eprintln!("connections {seen:?}");
+            seen == Some(n)
+        })
+    };
+    let app: Vec<Child> = (0..9).map(|_| app_session(&db)).collect();
+    connections_reach(10.0);
+    // root (SUPER) takes the extra slot: every other connect is refused at once.
+    let root = session(&db);
+    connections_reach(11.0);
+    let text = exporter.scrape();
+    let refused_before = must(
+        &text,
+        "stack_mysql_connection_errors_max_connections_total",
+        &main,
+    );
+    let aborted_before = must(&text, "stack_mysql_aborted_connects_total", &main);
+    let clients_before = must(&text, "stack_mysql_aborted_clients_total", &main);
+
+    let errors = burst(&db, 10);
+    assert_eq!(errors.len(), 10, "every client of the burst is refused");
+    assert!(
+        errors.iter().all(|e| e.contains("ERROR 1040 (HY000)")),
+        "refused before the handshake: {errors:?}"
+    );
+    let text = exporter.scrape();
+    let refused = must(
+        &text,
+        "stack_mysql_connection_errors_max_connections_total",
+        &main,
+    ) - refused_before;
+    assert!(
+        refused >= errors.len() as f64,
+        "{} refusals, the counter rose by {refused}",
+        errors.len()
+    );
+    assert_eq!(refused, errors.len() as f64, "nothing else was refused");
+    let aborted = must(&text, "stack_mysql_aborted_connects_total", &main) - aborted_before;
+    assert!(aborted >= errors.len() as f64, "aborted connects {aborted}");
+
+    // The extra slot free again (root's client killed: an aborted client): a lone app client
+    // is refused after authenticating; only Aborted_connects sees it.
+    stop(vec![root]);
+    connections_reach(10.0);
+    let text = exporter.scrape();
+    let refused_before = must(
+        &text,
+        "stack_mysql_connection_errors_max_connections_total",
+        &main,
+    );
+    let aborted_before = must(&text, "stack_mysql_aborted_connects_total", &main);
+    assert!(
+        must(&text, "stack_mysql_aborted_clients_total", &main) > clients_before,
+        "a client killed without closing is an aborted client"
+    );
+    let errors = burst(&db, 1);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("ERROR 1040 (08004)"), "{errors:?}");
+    let text = exporter.scrape();
+    assert_eq!(
+        must(
+            &text,
+            "stack_mysql_connection_errors_max_connections_total",
+            &main
+        ),
+        refused_before,
+        "MariaDB does not count a refusal after authentication"
+    );
+    assert_eq!(
+        must(&text, "stack_mysql_aborted_connects_total", &main) - aborted_before,
+        1.0
+    );
+    // The extra slot was used: Max_used_connections says the server was full.
+    assert_eq!(
+        must(&text, "stack_mysql_max_used_connections", &main),
+        must(&text, "stack_mysql_max_connections", &main) + 1.0
+    );
+    stop(app);
+}
+
+/// A session of root over the socket that runs `statements` one line at a time, its output
+/// (and errors) in `log`.
+fn scripted_session(db: &MariadbServer, log: &std::path::Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    db.client_command()
+        .arg("--force") // go on after an error (the deadlock victim's)
+        .stdin(Stdio::piped())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap()
+}
+
+fn say(session: &mut Child, sql: &str) {
+    writeln!(session.stdin.as_mut().unwrap(), "{sql}").unwrap();
+}
+
+/// InnoDB parity with PostgreSQL and C2/P3: a real deadlock between two sessions, the row-lock
+/// wait before it (at least the second the first session waited), a GROUP BY on a TEXT column
+/// that makes a temporary table on disk, and buffer pool reads, each as the server counts them.
+#[test]
+fn innodb_locks_and_temporary_tables_against_a_real_server() {
+    let db = MariadbServer::start();
+    db.create_monitoring_users();
+    db.sql(
+        "CREATE TABLE shop.counters (id INT PRIMARY KEY, v INT) ENGINE=InnoDB; \
+         INSERT INTO shop.counters VALUES (1, 0), (2, 0); \
+         CREATE TABLE shop.notes (id INT PRIMARY KEY, body TEXT) ENGINE=InnoDB; \
+         INSERT INTO shop.notes VALUES (1, 'a'), (2, 'b'), (3, 'a');",
+    );
+    let dir = temp_dir();
+    let exporter = exporter_on(&db, dir.path());
+    let main = [("target", "main")];
+    let text = exporter.scrape();
+    let before = |name| must(&text, name, &main);
+    let deadlocks = before("stack_mysql_innodb_deadlocks_total");
+    let waits = before("stack_mysql_innodb_row_lock_waits_total");
+    let waited = before("stack_mysql_innodb_row_lock_wait_seconds_total");
+    let tmp = before("stack_mysql_created_tmp_tables_total");
+    let tmp_disk = before("stack_mysql_created_tmp_disk_tables_total");
+    let requests = before("stack_mysql_innodb_buffer_pool_read_requests_total");
+
+    // A holds row 1, B row 2; A waits for row 2 for a second, then B asks for row 1.
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut a = scripted_session(&db, &log_a);
+    let mut b = scripted_session(&db, &log_b);
+    say(
+        &mut a,
+        "BEGIN; UPDATE shop.counters SET v = v + 1 WHERE id = 1;",
+    );
+    say(
+        &mut b,
+        "BEGIN; UPDATE shop.counters SET v = v + 1 WHERE id = 2;",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    say(&mut a, "UPDATE shop.counters SET v = v + 1 WHERE id = 2;");
+    std::thread::sleep(Duration::from_millis(1200));
+    say(&mut b, "UPDATE shop.counters SET v = v + 1 WHERE id = 1;");
+    for mut s in [a, b] {
+        say(&mut s, "COMMIT;");
+        drop(s.stdin.take());
+        assert!(s.wait().unwrap().code().is_some());
+    }
+    let logs = std::fs::read_to_string(&log_a).unwrap() + &std::fs::read_to_string(&log_b).unwrap();
+    assert!(logs.contains("1213"), "no deadlock: {logs}");
+    assert_eq!(status(&db, "Innodb_deadlocks"), deadlocks + 1.0);
+
+    // A temporary table on disk: MariaDB's in-memory engine takes no TEXT.
+    db.sql("SELECT body, COUNT(*) FROM shop.notes GROUP BY body");
+
+    let text = exporter.scrape();
+    let now = |name| must(&text, name, &main);
+    assert_eq!(now("stack_mysql_innodb_deadlocks_total"), deadlocks + 1.0);
+    assert!(now("stack_mysql_innodb_row_lock_waits_total") >= waits + 1.0);
+    let seconds = now("stack_mysql_innodb_row_lock_wait_seconds_total") - waited;
+    // Innodb_row_lock_time is in milliseconds; A waited about 1.2 s.
+    assert!((1.0..30.0).contains(&seconds), "waited {seconds} s");
+    assert!(
+        now("stack_mysql_innodb_row_lock_wait_seconds_total")
+            <= status(&db, "Innodb_row_lock_time") / 1000.0
+    );
+    assert!(now("stack_mysql_created_tmp_disk_tables_total") >= tmp_disk + 1.0);
+    assert!(now("stack_mysql_created_tmp_tables_total") >= tmp + 1.0);
+    assert!(
+        now("stack_mysql_created_tmp_disk_tables_total") <= status(&db, "Created_tmp_disk_tables")
+    );
+    let read_requests = now("stack_mysql_innodb_buffer_pool_read_requests_total");
+    let reads = now("stack_mysql_innodb_buffer_pool_reads_total");
+    assert!(read_requests > requests, "{requests} -> {read_requests}");
+    assert!(
+        reads > 0.0 && reads < read_requests,
+        "{reads} of {read_requests}"
+    );
+    assert!(read_requests <= status(&db, "Innodb_buffer_pool_read_requests"));
 }

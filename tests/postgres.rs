@@ -172,7 +172,29 @@ fn postgres_collector_against_a_real_server() {
         ) > 0.0
     );
 
+    // A restart between two scrapes shows as a later start time, as the server says.
+    let started = |text: &str| {
+        must(
+            text,
+            "stack_postgres_start_time_seconds",
+            &[("target", "main")],
+        )
+    };
+    let before = started(&exporter.scrape());
+    let server: f64 = pg
+        .psql(
+            "postgres",
+            "SELECT extract(epoch FROM pg_postmaster_start_time())",
+        )
+        .parse()
+        .unwrap();
+    assert!((before - server).abs() < 1e-3, "{before} vs {server}");
     scenario.outage(&mut pg, "stack_postgres_max_connections");
+    let after = started(&exporter.scrape());
+    assert!(
+        after > before,
+        "start time {before} -> {after} across a restart"
+    );
 
     // One connection per target kept across scrapes, not one per scrape.
     let backends = || -> f64 {

@@ -1,6 +1,8 @@
 //! MySQL / MariaDB (THRESHOLDS rows A4, A5, P3, P6, C2, M2, D2): connections against
-//! `max_connections`, questions and slow queries, statement latency from performance_schema, the
-//! InnoDB buffer pool and its fill, the size of each schema, and threads by command and state.
+//! `max_connections` and those refused at it, questions and slow queries, statement latency from
+//! performance_schema, the InnoDB buffer pool, its fill and hit ratio, deadlocks and row-lock
+//! waits, temporary tables on disk, uptime, the size of each schema, and threads by command and
+//! state.
 //!
 //! One connection per target is kept across scrapes and dropped on any error. mysql_async has no
 //! connect timeout of its own: the whole round runs under the target's deadline. Variables and
@@ -12,7 +14,8 @@
 //!
 //! The session leaves no trace in what it measures: it names itself (connect attribute
 //! `program_name=stack_exporter`) and raises its own `long_query_time` and
-//! `min_examined_row_limit`, so none of its queries reach the slow log or `Slow_queries`.
+//! `min_examined_row_limit`, so none of its queries reach the slow log or `Slow_queries`; and its
+//! queries make no temporary table on disk (`Created_tmp_disk_tables`).
 
 use std::collections::HashMap;
 
@@ -45,49 +48,132 @@ const SYSTEM_SCHEMAS: &[&str] = &["mysql", "sys", "information_schema", "perform
 /// `state="other"`.
 const MAX_PROCESSLIST_SERIES: usize = 50;
 
-/// Status variables served: (variable, metric, help, is counter).
-const STATUS: &[(&str, &str, &str, bool)] = &[
-    (
+/// A status variable served as a series.
+struct Status {
+    variable: &'static str,
+    metric: &'static str,
+    help: &'static str,
+    counter: bool,
+    /// What the server's figure is divided by to make the metric's unit (ms to s: 1000).
+    per_unit: f64,
+}
+
+const fn status_gauge(variable: &'static str, metric: &'static str, help: &'static str) -> Status {
+    Status {
+        variable,
+        metric,
+        help,
+        counter: false,
+        per_unit: 1.0,
+    }
+}
+
+const fn status_counter(
+    variable: &'static str,
+    metric: &'static str,
+    help: &'static str,
+) -> Status {
+    Status {
+        variable,
+        metric,
+        help,
+        counter: true,
+        per_unit: 1.0,
+    }
+}
+
+/// The status variables served, all read by one `SHOW GLOBAL STATUS` ([`STATUS_QUERY`] names
+/// each of them; a unit test checks it).
+const STATUS: &[Status] = &[
+    status_gauge(
         "Threads_connected",
         "stack_mysql_connections",
         "Open client connections (Threads_connected), the exporter's own included.",
-        false,
     ),
-    (
+    status_gauge(
         "Threads_running",
         "stack_mysql_connections_running",
         "Connections running a statement (Threads_running).",
-        false,
     ),
-    (
+    status_gauge(
         "Max_used_connections",
         "stack_mysql_max_used_connections",
         "Most connections open at once since the server started.",
-        false,
     ),
-    (
+    status_gauge(
         "Innodb_buffer_pool_bytes_data",
         "stack_mysql_innodb_buffer_pool_data_bytes",
         "Bytes of data in the InnoDB buffer pool.",
-        false,
     ),
-    (
+    status_gauge(
+        "Uptime",
+        "stack_mysql_uptime_seconds",
+        "Seconds since the server started (Uptime); it drops when the server restarts.",
+    ),
+    status_counter(
         "Aborted_connects",
         "stack_mysql_aborted_connects_total",
         "Failed connection attempts.",
-        true,
     ),
-    (
+    status_counter(
+        "Connection_errors_max_connections",
+        "stack_mysql_connection_errors_max_connections_total",
+        "Connections refused because max_connections was reached (MariaDB leaves out those \
+         refused after authentication in the slot kept for SUPER users; see Aborted_connects).",
+    ),
+    status_counter(
+        "Aborted_clients",
+        "stack_mysql_aborted_clients_total",
+        "Connections dropped without closing properly (client killed, wait_timeout, network).",
+    ),
+    status_counter(
         "Questions",
         "stack_mysql_questions_total",
         "Statements sent by clients.",
-        true,
     ),
-    (
+    status_counter(
         "Slow_queries",
         "stack_mysql_slow_queries_total",
         "Statements that took longer than long_query_time.",
-        true,
+    ),
+    status_counter(
+        "Innodb_deadlocks",
+        "stack_mysql_innodb_deadlocks_total",
+        "InnoDB deadlocks (MariaDB's Innodb_deadlocks; MySQL's INNODB_METRICS lock_deadlocks).",
+    ),
+    status_counter(
+        "Innodb_row_lock_waits",
+        "stack_mysql_innodb_row_lock_waits_total",
+        "Times a statement waited for an InnoDB row lock.",
+    ),
+    Status {
+        per_unit: 1000.0,
+        ..status_counter(
+            "Innodb_row_lock_time",
+            "stack_mysql_innodb_row_lock_wait_seconds_total",
+            "Time spent waiting for InnoDB row locks (Innodb_row_lock_time, served in seconds).",
+        )
+    },
+    status_counter(
+        "Innodb_buffer_pool_read_requests",
+        "stack_mysql_innodb_buffer_pool_read_requests_total",
+        "Logical page reads from the InnoDB buffer pool.",
+    ),
+    status_counter(
+        "Innodb_buffer_pool_reads",
+        "stack_mysql_innodb_buffer_pool_reads_total",
+        "Page reads the buffer pool could not serve, read from disk (hit ratio: 1 - reads / \
+         read requests).",
+    ),
+    status_counter(
+        "Created_tmp_tables",
+        "stack_mysql_created_tmp_tables_total",
+        "Internal temporary tables created, in memory or on disk.",
+    ),
+    status_counter(
+        "Created_tmp_disk_tables",
+        "stack_mysql_created_tmp_disk_tables_total",
+        "Internal temporary tables created on disk.",
     ),
 ];
 
@@ -244,7 +330,8 @@ pub struct Session {
 pub struct SlowAnswers {
     /// `SHOW GLOBAL VARIABLES` of max_connections, innodb_buffer_pool_size, performance_schema.
     pub variables: Rows,
-    /// Each schema the user sees: name, data and index bytes, InnoDB tables it sees.
+    /// Each schema the user sees: name, data and index bytes, InnoDB tables it sees (a schema
+    /// may have more than one row: they add up).
     pub schemas: Rows,
     /// InnoDB's own table names (`schema/table`); `None` where neither list is readable.
     pub innodb_tables: Option<Vec<String>>,
@@ -258,9 +345,10 @@ pub struct SlowAnswers {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Answers {
     pub slow: SlowAnswers,
-    /// `SHOW GLOBAL STATUS` of the variables in [`STATUS`].
+    /// `SHOW GLOBAL STATUS` of the variables in [`STATUS`] (on MySQL, with InnoDB's deadlock
+    /// count from its metrics).
     pub status: Rows,
-    /// The process list grouped by command and state.
+    /// `(command, state, 1)` for each thread in the process list.
     pub processlist: Rows,
     /// performance_schema's statement count and latency: `None` where it is off, the server's
     /// refusal where the user may not read it.
@@ -292,18 +380,32 @@ const SESSION_BUFFERS: &[&str] = &[
 const PERFORMANCE_SCHEMA_MEMORY_QUERY: &str = "SELECT SUM(CURRENT_NUMBER_OF_BYTES_USED) FROM \
      performance_schema.memory_summary_global_by_event_name \
      WHERE EVENT_NAME LIKE 'memory/performance_schema/%'";
-const SCHEMAS_QUERY: &str =
-    "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0), \
-     COALESCE(SUM(t.ENGINE = 'InnoDB'), 0) \
-     FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t \
-     ON t.TABLE_SCHEMA = s.SCHEMA_NAME \
-     WHERE s.SCHEMA_NAME NOT IN ('information_schema', 'performance_schema') \
-     GROUP BY s.SCHEMA_NAME ORDER BY s.SCHEMA_NAME";
+/// Each schema once with nothing, and once more with the sum of its tables where it has any
+/// (added up in [`size_figures`]). information_schema and sys are left out of the table scan:
+/// sizing their views makes about 110 temporary tables, 19 of them on disk (MariaDB 10.11),
+/// which Created_tmp_disk_tables would count against the application; a join of SCHEMATA and
+/// TABLES cannot use the schema filter and makes as many. sys holds views and one tiny table.
+const SCHEMAS_QUERY: &str = "SELECT SCHEMA_NAME, 0, 0 FROM information_schema.SCHEMATA \
+     WHERE SCHEMA_NAME NOT IN ('information_schema', 'performance_schema', 'sys') \
+     UNION ALL SELECT TABLE_SCHEMA, COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0), \
+     COALESCE(SUM(ENGINE = 'InnoDB'), 0) FROM information_schema.TABLES \
+     WHERE TABLE_SCHEMA NOT IN ('information_schema', 'performance_schema', 'sys') \
+     GROUP BY TABLE_SCHEMA";
 const STATUS_QUERY: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Threads_connected', \
-     'Threads_running', 'Max_used_connections', 'Aborted_connects', 'Questions', \
-     'Slow_queries', 'Innodb_buffer_pool_bytes_data')";
-const PROCESSLIST_QUERY: &str = "SELECT COMMAND, STATE, COUNT(*) FROM \
-     information_schema.PROCESSLIST GROUP BY COMMAND, STATE";
+     'Threads_running', 'Max_used_connections', 'Innodb_buffer_pool_bytes_data', 'Uptime', \
+     'Aborted_connects', 'Connection_errors_max_connections', 'Aborted_clients', 'Questions', \
+     'Slow_queries', 'Innodb_deadlocks', 'Innodb_row_lock_waits', 'Innodb_row_lock_time', \
+     'Innodb_buffer_pool_read_requests', 'Innodb_buffer_pool_reads', 'Created_tmp_tables', \
+     'Created_tmp_disk_tables')";
+/// MySQL has no Innodb_deadlocks status variable; its InnoDB metrics count them (enabled by
+/// default, readable with PROCESS). Asked only where the status has none. Answers like a status
+/// row, so the figures need not tell the servers apart.
+const DEADLOCKS_QUERY: &str = "SELECT 'Innodb_deadlocks', COUNT FROM \
+     information_schema.INNODB_METRICS WHERE NAME = 'lock_deadlocks' AND STATUS = 'enabled'";
+/// SHOW PROCESSLIST rather than a GROUP BY over information_schema.PROCESSLIST: the latter makes
+/// two temporary tables, one on disk, on every scrape, which Created_tmp_disk_tables would count
+/// against the application (StackMysqlTmpDiskTablesHigh). The threads are grouped here.
+const PROCESSLIST_QUERY: &str = "SHOW PROCESSLIST";
 const STATEMENTS_QUERY: &str = "SELECT SUM(COUNT_STAR), SUM(SUM_TIMER_WAIT) FROM \
      performance_schema.events_statements_summary_global_by_event_name";
 
@@ -359,8 +461,16 @@ impl Server for Session {
     ) -> Result<Answers, String> {
         let fail = |e: mysql_async::Error| describe_chain(&e, password);
         let slow = self.slow_answers(target, conn, &fail).await?;
-        let status = query(conn, STATUS_QUERY).await.map_err(fail)?;
-        let processlist = query(conn, PROCESSLIST_QUERY).await.map_err(fail)?;
+        let mut status = query(conn, STATUS_QUERY).await.map_err(fail)?;
+        if !name_values(&status).contains_key("Innodb_deadlocks") {
+            match query(conn, DEADLOCKS_QUERY).await {
+                Ok(rows) => status.extend(rows),
+                // Not readable (no PROCESS): left out, and the figures say so.
+                Err(mysql_async::Error::Server(_)) => {}
+                Err(e) => return Err(fail(e)),
+            }
+        }
+        let processlist = threads(conn).await.map_err(fail)?;
         let statements = if performance_schema_on(&slow) {
             match query(conn, STATEMENTS_QUERY).await {
                 Ok(rows) => Some(Ok(rows)),
@@ -390,6 +500,27 @@ impl Server for Session {
 /// A query's rows, each cell as text.
 async fn query(conn: &mut Conn, sql: &str) -> Result<Rows, mysql_async::Error> {
     conn.query::<Row, _>(sql).await.map(cells)
+}
+
+/// `(command, state, 1)` for each thread of `SHOW PROCESSLIST`, which [`processlist_series`]
+/// adds up. Columns are found by name: MariaDB has one more (Progress) than MySQL.
+async fn threads(conn: &mut Conn) -> Result<Rows, mysql_async::Error> {
+    let rows: Vec<Row> = conn.query(PROCESSLIST_QUERY).await?;
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let column = |name: &str| {
+        first
+            .columns_ref()
+            .iter()
+            .position(|c| c.name_str().eq_ignore_ascii_case(name))
+    };
+    let (command, state) = (column("Command"), column("State"));
+    let cell_at = |row: &Row, i: Option<usize>| i.and_then(|i| row.as_ref(i)).and_then(cell);
+    Ok(rows
+        .iter()
+        .map(|row| vec![cell_at(row, command), cell_at(row, state), Some("1".into())])
+        .collect())
 }
 
 fn performance_schema_on(slow: &SlowAnswers) -> bool {
@@ -490,18 +621,9 @@ async fn innodb_tables(
 /// The figures of one round's answers.
 pub fn figures(target: &str, answers: &Answers) -> Figures {
     let mut out = Figures::default();
+    status_figures(target, &answers.status, &mut out);
     let labels = || target_label(target);
     let set = &mut out.set;
-    let status = name_values(&answers.status);
-    for (variable, metric, help, is_counter) in STATUS {
-        if let Some(v) = number(variable, status.get(*variable)) {
-            if *is_counter {
-                set.counter(metric, help, labels(), v);
-            } else {
-                set.gauge(metric, help, labels(), v);
-            }
-        }
-    }
     let variables = name_values(&answers.slow.variables);
     if let Some(v) = number("max_connections", variables.get("max_connections")) {
         set.gauge(
@@ -528,7 +650,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
         l.push(("state", state));
         set.gauge(
             "stack_mysql_processlist_threads",
-            "Threads by command and state (information_schema.PROCESSLIST; empty is none).",
+            "Threads by command and state (SHOW PROCESSLIST; empty is none).",
             l,
             n,
         );
@@ -537,6 +659,33 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     size_figures(target, &answers.slow, &mut out);
     statement_figures(target, answers.statements.as_ref(), &mut out);
     out
+}
+
+/// The series of the status variables in [`STATUS`], and whether the deadlock count was read.
+fn status_figures(target: &str, rows: &Rows, out: &mut Figures) {
+    let status = name_values(rows);
+    for served in STATUS {
+        let Some(v) = number(served.variable, status.get(served.variable)) else {
+            continue;
+        };
+        let labels = target_label(target);
+        let v = v / served.per_unit;
+        if served.counter {
+            out.set.counter(served.metric, served.help, labels, v);
+        } else {
+            out.set.gauge(served.metric, served.help, labels, v);
+        }
+    }
+    out.note(
+        format!(
+            "mysql target {target:?}: InnoDB deadlocks left out (stack_mysql_innodb_deadlocks_total)"
+        ),
+        (!status.contains_key("Innodb_deadlocks")).then(|| {
+            "neither the status variable Innodb_deadlocks (MariaDB) nor INNODB_METRICS' \
+             lock_deadlocks (MySQL: needs PROCESS, and the counter enabled) could be read"
+                .to_string()
+        }),
+    );
 }
 
 /// What the server's configuration sets aside beside the buffer pool (M2: the plan budgets MySQL
@@ -609,16 +758,25 @@ fn memory_figures(
 /// `stack_mysql_database_size_bytes` of each schema whose tables the user can all see, and
 /// `stack_mysql_database_size_readable` of every schema known.
 fn size_figures(target: &str, slow: &SlowAnswers, out: &mut Figures) {
-    let visible: Vec<(String, f64, usize)> = slow
-        .schemas
-        .iter()
-        .filter_map(|r| {
-            let schema = r.first()?.clone()?;
-            let bytes = number("schema size", r.get(1)?.as_ref())?;
-            let innodb = number("schema tables", r.get(2)?.as_ref())?;
+    let mut visible: Vec<(String, f64, usize)> = Vec::new();
+    for row in &slow.schemas {
+        let read = || {
+            let schema = row.first()?.clone()?;
+            let bytes = number("schema size", row.get(1)?.as_ref())?;
+            let innodb = number("schema tables", row.get(2)?.as_ref())?;
             Some((schema, bytes, innodb as usize))
-        })
-        .collect();
+        };
+        let Some((schema, bytes, innodb)) = read() else {
+            continue;
+        };
+        match visible.iter_mut().find(|(s, _, _)| *s == schema) {
+            Some(seen) => {
+                seen.1 += bytes;
+                seen.2 += innodb;
+            }
+            None => visible.push((schema, bytes, innodb)),
+        }
+    }
     let sizes_checked = slow.innodb_tables.is_some();
     let sizes = match &slow.innodb_tables {
         Some(names) => schema_sizes(&visible, &innodb_tables_per_schema(names)),
@@ -771,6 +929,114 @@ mod tests {
         assert_eq!(number("x", Some(&"-5".to_string())), None);
         assert_eq!(number("x", Some(&"1e400".to_string())), None);
         assert_eq!(number("x", None), None);
+    }
+
+    fn status_rows(pairs: &[(&str, &str)]) -> Rows {
+        pairs
+            .iter()
+            .map(|(n, v)| vec![Some(n.to_string()), Some(v.to_string())])
+            .collect()
+    }
+
+    #[test]
+    fn the_status_query_asks_for_every_variable_served() {
+        for served in STATUS {
+            assert!(
+                STATUS_QUERY.contains(&format!("'{}'", served.variable)),
+                "{} is served but not asked for",
+                served.variable
+            );
+        }
+        let asked = STATUS_QUERY.matches('\'').count() / 2;
+        assert_eq!(
+            asked,
+            STATUS.len(),
+            "asked for a variable that is not served"
+        );
+    }
+
+    #[test]
+    fn row_lock_time_is_served_in_seconds() {
+        let mut out = Figures::default();
+        let rows = status_rows(&[
+            ("Innodb_row_lock_time", "2500"),
+            ("Innodb_row_lock_waits", "3"),
+            ("Innodb_deadlocks", "1"),
+        ]);
+        status_figures("t", &rows, &mut out);
+        let t = [("target", "t")];
+        let value = |name| out.set.value(name, &t);
+        assert_eq!(
+            value("stack_mysql_innodb_row_lock_wait_seconds_total"),
+            Some(2.5)
+        );
+        assert_eq!(value("stack_mysql_innodb_row_lock_waits_total"), Some(3.0));
+        assert_eq!(value("stack_mysql_innodb_deadlocks_total"), Some(1.0));
+        assert!(out.notes.iter().all(|(_, why)| why.is_none()));
+    }
+
+    #[test]
+    fn deadlocks_come_from_innodb_metrics_on_mysql_or_are_said_missing() {
+        // MySQL 8: no Innodb_deadlocks status; DEADLOCKS_QUERY's row has the same shape.
+        let mut out = Figures::default();
+        let rows = status_rows(&[("Uptime", "10"), ("Innodb_deadlocks", "4")]);
+        status_figures("t", &rows, &mut out);
+        let t = [("target", "t")];
+        assert_eq!(
+            out.set.value("stack_mysql_innodb_deadlocks_total", &t),
+            Some(4.0)
+        );
+        // Neither readable: no series, and a note says why.
+        let mut out = Figures::default();
+        status_figures("t", &status_rows(&[("Uptime", "10")]), &mut out);
+        assert_eq!(
+            out.set.value("stack_mysql_innodb_deadlocks_total", &t),
+            None
+        );
+        assert_eq!(out.set.value("stack_mysql_uptime_seconds", &t), Some(10.0));
+        assert!(out
+            .notes
+            .iter()
+            .any(|(what, why)| what.contains("deadlocks") && why.is_some()));
+    }
+
+    #[test]
+    fn one_row_per_thread_adds_up() {
+        let series = processlist_series(&[
+            row(Some("Sleep"), Some(""), 1),
+            row(Some("Query"), Some("starting"), 1),
+            row(Some("Sleep"), Some(""), 1),
+        ]);
+        assert_eq!(
+            series,
+            vec![
+                ("Sleep".into(), "none".into(), 2.0),
+                ("Query".into(), "starting".into(), 1.0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_schemas_rows_add_up() {
+        let slow = SlowAnswers {
+            schemas: vec![
+                vec![Some("shop".into()), Some("0".into()), Some("0".into())],
+                vec![Some("empty".into()), Some("0".into()), Some("0".into())],
+                vec![Some("shop".into()), Some("32768".into()), Some("2".into())],
+            ],
+            innodb_tables: Some(vec!["shop/a".into(), "shop/b".into()]),
+            ..SlowAnswers::default()
+        };
+        let mut out = Figures::default();
+        size_figures("t", &slow, &mut out);
+        let size = |db| {
+            out.set.value(
+                "stack_mysql_database_size_bytes",
+                &[("target", "t"), ("database", db)],
+            )
+        };
+        assert_eq!(size("shop"), Some(32768.0));
+        assert_eq!(size("empty"), Some(0.0));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! PostgreSQL (THRESHOLDS rows A4, A5, P3, P6, D2): backends by state against `max_connections`,
-//! the oldest open transaction, commits, rollbacks, deadlocks, buffer cache hits and reads, the
-//! size of each database, and statement time from `pg_stat_statements` where it is installed.
+//! the oldest open transaction, commits, rollbacks, deadlocks, buffer cache hits and reads, when
+//! the server started, the size of each database, and statement time from `pg_stat_statements`
+//! where it is installed. PostgreSQL counts no refused connections (`too many clients` is only
+//! in its log), so there is no refusal figure.
 //!
 //! One connection per target is kept across scrapes (PostgreSQL forks a backend per connection);
 //! it is dropped on any error and made again on the next scrape. Queries use the simple protocol
@@ -73,7 +75,7 @@ pub struct Answers {
     pub activity: Rows,
     /// The oldest transaction's age; `None` where the role may not see other roles' sessions.
     pub oldest: Option<Rows>,
-    /// Commits, rollbacks, deadlocks, blocks hit and read, all databases.
+    /// Commits, rollbacks, deadlocks, blocks hit and read, all databases; the start time.
     pub totals: Rows,
     /// pg_stat_statements' calls and time: `None` where it is not installed, why it could not be
     /// read where it is but is not loaded or is refused.
@@ -128,8 +130,11 @@ const OLDEST_QUERY: &str =
     "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) \
      FROM pg_stat_activity WHERE xact_start IS NOT NULL \
      AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+/// The counters of [`TOTALS`], then the postmaster's start time (a restart between two scrapes
+/// shows as a new one: PostgreSQL has no uptime counter).
 const TOTALS_QUERY: &str = "SELECT sum(xact_commit), sum(xact_rollback), sum(deadlocks), \
-     sum(blks_hit), sum(blks_read) FROM pg_stat_database";
+     sum(blks_hit), sum(blks_read), extract(epoch FROM pg_postmaster_start_time()) \
+     FROM pg_stat_database";
 
 impl Server for Session {
     type Conn = PgConn;
@@ -312,6 +317,15 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
             if let Some(v) = number(row, i, name) {
                 set.counter(name, help, labels(), v);
             }
+        }
+        if let Some(started) = number(row, TOTALS.len(), "pg_postmaster_start_time") {
+            set.gauge(
+                "stack_postgres_start_time_seconds",
+                "When the server (postmaster) started, Unix seconds; it changes when the server \
+                 restarts.",
+                labels(),
+                started,
+            );
         }
     }
     out.note(

@@ -1,17 +1,23 @@
-//! Redis (THRESHOLDS rows C1, M3, A5, H): memory against `maxmemory`, the eviction policy,
-//! evictions, clients, keyspace, and the length of each Celery queue list.
+//! Redis (THRESHOLDS rows C1, M3, A5, D4, H): memory against `maxmemory`, the eviction policy,
+//! evictions, clients against `maxclients` and those refused, uptime, persistence (the last
+//! snapshot, its status and the writes since, the append-only file's status), keyspace, and the
+//! length of each Celery queue list.
 //!
-//! One `INFO` (default sections: memory, clients, stats, keyspace, …) and one `LLEN` per queue on a
-//! connection kept across scrapes, named `stack_exporter` (`CLIENT SETNAME`) so that `CLIENT LIST`
-//! tells it apart. `INFO memory` carries `maxmemory` and `maxmemory_policy`; where a server omits
-//! them, `CONFIG GET maxmemory*` fills in. A queue the ACL user may not `LLEN` (or a key that is
-//! not a list) is `stack_redis_queue_readable 0`, never a length that just vanishes.
+//! One `INFO` (default sections: server, clients, memory, persistence, stats, keyspace, …) and
+//! one `LLEN` per queue on a connection kept across scrapes, named `stack_exporter` (`CLIENT
+//! SETNAME`) so that `CLIENT LIST` tells it apart. `INFO memory` carries `maxmemory` and
+//! `maxmemory_policy`; where a server omits them, `CONFIG GET maxmemory*` fills in. Every
+//! `slow_interval`, `CONFIG GET save` (and `maxclients`, which INFO has only from Redis 7); where
+//! CONFIG is refused (ElastiCache) those are left out, never 0. A queue the ACL user may not
+//! `LLEN` (or a key that is not a list) is `stack_redis_queue_readable 0`, never a length that
+//! just vanishes.
 
 use std::collections::HashMap;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::target::{
     describe, printable, server_number, target_label, Figures, Server, Target, Targets,
@@ -48,6 +54,33 @@ const GAUGES: &[(&str, &str, &str)] = &[
         "stack_redis_blocked_clients",
         "Clients blocked in a blocking call (BLPOP: idle Celery workers).",
     ),
+    (
+        "maxclients",
+        "stack_redis_maxclients",
+        "The maxclients setting: connections past it are refused (INFO from Redis 7, before \
+         that CONFIG GET; left out where neither answers).",
+    ),
+    (
+        "uptime_in_seconds",
+        "stack_redis_uptime_seconds",
+        "Seconds since the server started; it drops when the server restarts.",
+    ),
+    (
+        "rdb_last_save_time",
+        "stack_redis_rdb_last_save_timestamp_seconds",
+        "When the last successful RDB snapshot was saved (or the server started), Unix seconds.",
+    ),
+    (
+        "rdb_changes_since_last_save",
+        "stack_redis_rdb_changes_since_last_save",
+        "Writes since the last successful RDB snapshot: lost if the server stops now \
+         (unless AOF has them).",
+    ),
+    (
+        "aof_enabled",
+        "stack_redis_aof_enabled",
+        "1 if the append-only file is on (appendonly yes).",
+    ),
 ];
 
 /// INFO fields served as counters.
@@ -71,6 +104,27 @@ const COUNTERS: &[(&str, &str, &str)] = &[
         "keyspace_misses",
         "stack_redis_keyspace_misses_total",
         "Failed key lookups.",
+    ),
+    (
+        "rejected_connections",
+        "stack_redis_rejected_connections_total",
+        "Connections refused because maxclients was reached.",
+    ),
+];
+
+/// INFO fields that are `ok` or `err`, served as 1 or 0: (field, metric, help).
+const STATUSES: &[(&str, &str, &str)] = &[
+    (
+        "rdb_last_bgsave_status",
+        "stack_redis_rdb_last_bgsave_success",
+        "1 if the last RDB snapshot (BGSAVE) succeeded, 0 if it failed: with save points set, \
+         Redis then refuses writes (stop-writes-on-bgsave-error, on by default).",
+    ),
+    (
+        "aof_last_write_status",
+        "stack_redis_aof_last_write_success",
+        "1 if the last write to the append-only file succeeded, 0 if it failed (Redis then \
+         refuses writes); only while AOF is on.",
     ),
 ];
 
@@ -121,11 +175,16 @@ pub fn parse_info(text: &str) -> Info {
 /// The Redis collector: the shared skeleton over [`Session`].
 pub type Redis = Targets<Session>;
 
-/// A Redis target's own state: whether its connection could be named.
+/// A Redis target's own state: whether its connection could be named, and its settings with
+/// when they were fetched.
 pub struct Session {
     /// CLIENT SETNAME refused (an ACL without `+client|setname`).
     unnamed: Condition,
+    settings: std::sync::Mutex<Option<(Instant, Settings)>>,
 }
+
+/// `CONFIG GET` pairs (name, value, …), or why CONFIG was refused.
+type Settings = Result<Vec<String>, String>;
 
 /// What one round's commands answered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -137,6 +196,11 @@ pub struct Answers {
     pub config: Vec<String>,
     /// Each configured queue and its `LLEN`, or why that was refused (ACL, not a list).
     pub queues: Vec<(String, Result<u64, String>)>,
+    /// `CONFIG GET save`, and `maxclients` where INFO has none (before Redis 7), as name, value,
+    /// …, fetched every `slow_interval`; the server's refusal where CONFIG is disabled
+    /// (ElastiCache) or not granted. `None`: not asked (answers recorded before it was).
+    #[serde(default)]
+    pub settings: Option<Settings>,
 }
 
 impl Server for Session {
@@ -151,6 +215,7 @@ impl Server for Session {
     fn new(_: &Target) -> Session {
         Session {
             unnamed: Condition::default(),
+            settings: std::sync::Mutex::new(None),
         }
     }
 
@@ -205,6 +270,7 @@ impl Server for Session {
                 .await
                 .map_err(fail)?
         };
+        let settings = Some(self.settings(target, conn, &parsed, password).await?);
         let mut queues = Vec::new();
         for queue in &target.queues {
             let length: Result<u64, _> = redis::cmd("LLEN").arg(queue).query_async(conn).await;
@@ -213,9 +279,7 @@ impl Server for Session {
                 match length {
                     Ok(n) => Ok(n),
                     // A broken connection fails the round.
-                    Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() => {
-                        return Err(fail(e));
-                    }
+                    Err(e) if broken(&e) => return Err(fail(e)),
                     // NOPERM (the ACL's key pattern leaves it out) or WRONGTYPE (not a list): the
                     // target stays up.
                     Err(e) => Err(fail(e)),
@@ -226,19 +290,34 @@ impl Server for Session {
             info,
             config,
             queues,
+            settings,
         })
     }
 
     fn figures(target: &str, answers: &Answers) -> Figures {
         figures(target, answers)
     }
+
+    fn forget(&self) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Whether a failed command leaves the connection broken (the round fails) rather than refused
+/// by the server (the target stays up).
+fn broken(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
 }
 
 /// The figures of one round's answers.
 pub fn figures(target: &str, answers: &Answers) -> Figures {
     let mut out = Figures::default();
     let mut info = parse_info(&answers.info);
-    for pair in answers.config.chunks(2) {
+    let settings = match &answers.settings {
+        Some(Ok(pairs)) => pairs.as_slice(),
+        _ => &[],
+    };
+    for pair in answers.config.chunks(2).chain(settings.chunks(2)) {
         if let [key, value] = pair {
             info.fields
                 .entry(key.replace('-', "_"))
@@ -256,6 +335,18 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
         if let Some(v) = info.number(field) {
             set.counter(metric, help, labels(), v);
         }
+    }
+    let aof_on = info.number("aof_enabled") == Some(1.0);
+    for (field, metric, help) in STATUSES {
+        if *field == "aof_last_write_status" && !aof_on {
+            continue; // "ok" while AOF is off says nothing
+        }
+        let ok = match info.fields.get(*field).map(|v| v.trim()) {
+            Some("ok") => 1.0,
+            Some("err") => 0.0,
+            _ => continue,
+        };
+        set.gauge(metric, help, labels(), ok);
     }
     if let Some(policy) = info.fields.get("maxmemory_policy") {
         let mut l = labels();
@@ -278,7 +369,34 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
         );
     }
     queue_figures(target, &answers.queues, &mut out);
+    save_figures(target, &info, answers.settings.as_ref(), &mut out);
     out
+}
+
+/// `stack_redis_rdb_save_points` from `CONFIG GET save`, or why it is left out.
+fn save_figures(target: &str, info: &Info, settings: Option<&Settings>, out: &mut Figures) {
+    let refused = match settings {
+        Some(Err(why)) => Some(why.clone()),
+        _ => None,
+    };
+    // "3600 1 300 100 60 10000": pairs of seconds and changes; "" turns snapshots off.
+    if let Some(save) = info.fields.get("save").filter(|_| refused.is_none()) {
+        let points = save.split_whitespace().count() / 2;
+        out.set.gauge(
+            "stack_redis_rdb_save_points",
+            "Save points set (CONFIG GET save): 0 means no automatic RDB snapshots. Left out \
+             where CONFIG is refused (ElastiCache).",
+            target_label(target),
+            points as f64,
+        );
+    }
+    out.note(
+        format!(
+            "redis target {target:?}: CONFIG GET refused; stack_redis_rdb_save_points left out \
+             (StackRedisNotPersisting cannot fire), and stack_redis_maxclients before Redis 7"
+        ),
+        refused,
+    );
 }
 
 /// `stack_redis_queue_readable` for every configured queue, and its length where it was read.
@@ -312,6 +430,47 @@ fn queue_figures(target: &str, queues: &[(String, Result<u64, String>)], out: &m
 }
 
 impl Session {
+    /// `CONFIG GET save` (and `maxclients` where `info` lacks it), fetched again when older than
+    /// `slow_interval`. A refusal (ElastiCache disables CONFIG) is an answer, not a failure.
+    async fn settings(
+        &self,
+        target: &Target,
+        conn: &mut MultiplexedConnection,
+        info: &Info,
+        password: Option<&str>,
+    ) -> Result<Settings, String> {
+        let cached = self
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some((_, settings)) = cached.filter(|(at, _)| at.elapsed() < target.slow_interval) {
+            return Ok(settings);
+        }
+        let mut names = vec!["save"];
+        if !info.fields.contains_key("maxclients") {
+            names.push("maxclients");
+        }
+        let mut settings = Ok(Vec::new());
+        // One name per CONFIG GET: Redis before 7 takes only one.
+        for name in names {
+            let answer: Result<Vec<String>, _> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg(name)
+                .query_async(conn)
+                .await;
+            match (answer, &mut settings) {
+                (Ok(pairs), Ok(all)) => all.extend(pairs),
+                (Err(e), _) if broken(&e) => return Err(reason(&e, password)),
+                (Err(e), _) => settings = Err(reason(&e, password)),
+                (Ok(_), Err(_)) => {}
+            }
+        }
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), settings.clone()));
+        Ok(settings)
+    }
+
     /// Names the connection `stack_exporter` in `CLIENT LIST`; a refusal is logged once and
     /// the connection is used anyway.
     async fn set_name(
@@ -364,6 +523,87 @@ mod tests {
             info.keyspace,
             vec![("db0".to_string(), 12), ("db3".to_string(), 1)]
         );
+    }
+
+    fn answers(info: &str, settings: Option<Result<Vec<String>, String>>) -> Answers {
+        Answers {
+            info: info.to_string(),
+            settings,
+            ..Answers::default()
+        }
+    }
+
+    fn pairs(list: &[&str]) -> Option<Result<Vec<String>, String>> {
+        Some(Ok(list.iter().map(|s| s.to_string()).collect()))
+    }
+
+    const T: [(&str, &str); 1] = [("target", "t")];
+
+    #[test]
+    fn persistence_statuses_are_one_or_zero() {
+        let info =
+            "# Persistence\r\nrdb_changes_since_last_save:7\r\nrdb_last_save_time:1700000000\r\n\
+                    rdb_last_bgsave_status:err\r\naof_enabled:0\r\naof_last_write_status:ok\r\n";
+        let out = figures(
+            "t",
+            &answers(info, pairs(&["save", "3600 1 300 100 60 10000"])),
+        );
+        let value = |name| out.set.value(name, &T);
+        assert_eq!(value("stack_redis_rdb_last_bgsave_success"), Some(0.0));
+        assert_eq!(value("stack_redis_rdb_changes_since_last_save"), Some(7.0));
+        assert_eq!(
+            value("stack_redis_rdb_last_save_timestamp_seconds"),
+            Some(1.7e9)
+        );
+        assert_eq!(value("stack_redis_aof_enabled"), Some(0.0));
+        // AOF off: its "ok" says nothing, so it is left out.
+        assert_eq!(value("stack_redis_aof_last_write_success"), None);
+        assert_eq!(value("stack_redis_rdb_save_points"), Some(3.0));
+
+        let info = "aof_enabled:1\r\naof_last_write_status:err\r\nrdb_last_bgsave_status:ok\r\n";
+        let out = figures("t", &answers(info, pairs(&["save", ""])));
+        let value = |name| out.set.value(name, &T);
+        assert_eq!(value("stack_redis_aof_last_write_success"), Some(0.0));
+        assert_eq!(value("stack_redis_rdb_last_bgsave_success"), Some(1.0));
+        assert_eq!(value("stack_redis_rdb_save_points"), Some(0.0));
+    }
+
+    #[test]
+    fn maxclients_comes_from_info_or_config_and_is_never_made_up() {
+        // Redis 7: INFO has it (CONFIG's answer would not be asked, and never wins).
+        let out = figures(
+            "t",
+            &answers(
+                "maxclients:10000\r\n",
+                pairs(&["save", "", "maxclients", "5"]),
+            ),
+        );
+        assert_eq!(out.set.value("stack_redis_maxclients", &T), Some(10000.0));
+        // Before 7: from CONFIG GET.
+        let out = figures(
+            "t",
+            &answers(
+                "connected_clients:3\r\n",
+                pairs(&["save", "", "maxclients", "4064"]),
+            ),
+        );
+        assert_eq!(out.set.value("stack_redis_maxclients", &T), Some(4064.0));
+        // ElastiCache: CONFIG refused; neither maxclients nor save points, and a note.
+        let refused = Some(Err("ERR unknown command 'CONFIG'".to_string()));
+        let out = figures(
+            "t",
+            &answers("connected_clients:3\r\nrejected_connections:2\r\n", refused),
+        );
+        assert_eq!(out.set.value("stack_redis_maxclients", &T), None);
+        assert_eq!(out.set.value("stack_redis_rdb_save_points", &T), None);
+        assert_eq!(
+            out.set.value("stack_redis_rejected_connections_total", &T),
+            Some(2.0)
+        );
+        assert!(out
+            .notes
+            .iter()
+            .any(|(what, why)| what.contains("CONFIG GET refused") && why.is_some()));
     }
 
     #[test]

@@ -298,6 +298,8 @@ pub struct RedisTargetLayer {
     pub url: RedisUrl,
     pub password_file: Option<PathBuf>,
     pub timeout: Option<TargetTimeout>,
+    /// How often the settings read with CONFIG GET (save points, maxclients) are fetched.
+    pub slow_interval: Option<ConfigDuration>,
     /// Celery queue lists to LLEN; `["celery"]` when not given.
     pub queues: Option<Vec<String>>,
 }
@@ -372,7 +374,7 @@ pub fn redis_targets(layers: Vec<RedisTargetLayer>) -> Vec<Target> {
             url: l.url.0,
             password_file: l.password_file,
             timeout: l.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
-            slow_interval: DEFAULT_SLOW_INTERVAL,
+            slow_interval: l.slow_interval.map_or(DEFAULT_SLOW_INTERVAL, |t| t.0),
             queues: l.queues.unwrap_or_else(|| vec!["celery".to_string()]),
         })
         .collect()

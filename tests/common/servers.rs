@@ -106,10 +106,17 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     guard: Option<Guard>,
     binary: PathBuf,
+    /// Arguments after the defaults, which they override (`--maxclients 3`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// A server started with `extra` arguments after the defaults (the last of each wins).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let binary = require("redis-server", "apt-get install redis-server");
         require("redis-cli", "apt-get install redis-tools");
         let mut server = RedisServer {
@@ -117,6 +124,7 @@ impl RedisServer {
             dir: super::temp_dir(),
             guard: None,
             binary,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         server.start_again();
         server
@@ -131,6 +139,7 @@ impl RedisServer {
                 .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(self.dir.path())
+                .args(&self.extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
@@ -406,12 +415,19 @@ pub struct MariadbServer {
     dir: tempfile::TempDir,
     binary: PathBuf,
     guard: Option<Guard>,
+    /// Options after the defaults, which they override (`--max-connections=10`).
+    extra: Vec<String>,
 }
 
 impl MariadbServer {
     /// A fresh datadir; root logs in over the socket without a password, TCP users need one.
     /// performance_schema is on (MariaDB's default is off) so statement latency can be checked.
     pub fn start() -> MariadbServer {
+        MariadbServer::start_with(&[])
+    }
+
+    /// A fresh server started with `extra` options after the defaults (the last of each wins).
+    pub fn start_with(extra: &[&str]) -> MariadbServer {
         let install = require("mariadb-install-db", "apt-get install mariadb-server");
         let binary = require("mariadbd", "apt-get install mariadb-server");
         require("mariadb", "apt-get install mariadb-client");
@@ -438,6 +454,7 @@ impl MariadbServer {
             dir,
             binary,
             guard: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         server.start_again();
         server
@@ -465,6 +482,7 @@ impl MariadbServer {
                 "--skip-log-bin",
                 "--max-connections=60",
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: geteuid has no preconditions.
