@@ -18,6 +18,7 @@ Prints one line per check ("ok ..." or "FAIL ...: why") and exits 1 if any faile
     groups; promtool evaluates groups in random order otherwise, and alerts on recorded series
     would flap by one interval), and no recording group reads a series recorded by a later one;
   - every alert name in alertmanager/alertmanager.yml's inhibit rules exists.
+  - every Stack* alert docs/coverage.md names exists.
 """
 import glob
 import os
@@ -161,6 +162,11 @@ for inhibit in am.get("inhibit_rules") or []:
         if m:
             problems += [f"{n} is no alert" for n in m.group(2).split("|") if n not in names]
 check("alertmanager inhibit rules name existing alerts", problems)
+
+# --- docs/coverage.md maps the peers' alerts to alerts that exist ---------------------------------
+coverage = read("docs/coverage.md")
+problems = sorted({n for n in re.findall(r"\bStack[A-Z]\w+", coverage) if n not in names})
+check("docs/coverage.md names only existing alerts", problems)
 
 failed = sum(1 for _, p in results if p)
 print(f"check_rules: {len(results) - failed} passed, {failed} failed")
