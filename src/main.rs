@@ -54,7 +54,7 @@ struct Flags {
     #[arg(long = "path.procfs", default_value = "/proc", value_name = "PATH")]
     procfs: PathBuf,
 
-    /// sysfs mountpoint. Accepted for node_exporter compatibility; no collector reads sysfs yet.
+    /// sysfs mountpoint: the services' memory cgroups are read under PATH/fs/cgroup.
     #[arg(long = "path.sysfs", default_value = "/sys", value_name = "PATH")]
     sysfs: PathBuf,
 
@@ -228,13 +228,14 @@ fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) ->
     let procfs = ProcFs::new(&flags.procfs);
     let is_on = |name: &str| !disabled.contains(&name);
     collector::services::log_missing_capabilities(&procfs, is_on("services"), is_on("sockets"));
-    let context = collector::Context::new(
+    let mut context = collector::Context::new(
         procfs,
         flags.rootfs.clone(),
         flags.pss_max_age,
         config,
         |key| std::env::var(key).ok(),
     );
+    context.sysfs = flags.sysfs.clone();
     collector::build(context, |spec: &Spec| is_on(spec.name))
 }
 

@@ -102,6 +102,8 @@ fn host_and_services_exposition_is_golden() {
     let exporter = Exporter::start(&[
         &format!("--path.procfs={}", procfs.display()),
         &format!("--path.rootfs={}", rootfs.display()),
+        // The services' memory cgroups: MariaDB's unit with 2 OOM kills, the others absent.
+        &format!("--path.sysfs={}", fixture("sys").display()),
         &format!("--config.file={}", config.display()),
         // Only the collectors that read --path.procfs and --path.rootfs: the sockets collector
         // asks the kernel over netlink, nginx and storage read paths of the config or environment.

@@ -246,74 +246,11 @@ fn host_figures_agree_with_the_kernel() {
     assert_eq!(interfaces, real_interfaces);
 }
 
-/// A memory cgroup of its own, removed when dropped: cgroup v2 where it has the memory
-/// controller, else the v1 memory hierarchy.
-struct MemoryCgroup {
-    dir: PathBuf,
-    procs: PathBuf,
-}
-
-impl MemoryCgroup {
-    fn create(limit_bytes: u64) -> MemoryCgroup {
-        let mounts = read("/proc/self/mounts");
-        let name = format!("stack-exporter-oom-{}", std::process::id());
-        let v2 = mounts.lines().find_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let root = PathBuf::from(f[1]);
-            let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).ok()?;
-            (f[2] == "cgroup2" && controllers.split_whitespace().any(|c| c == "memory"))
-                .then_some(root)
-        });
-        let v1 = || {
-            mounts.lines().find_map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                (f[2] == "cgroup" && f[3].split(',').any(|o| o == "memory"))
-                    .then(|| PathBuf::from(f[1]))
-            })
-        };
-        if let Some(root) = v2 {
-            // The controller must be on for the children of the root.
-            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+memory");
-            let dir = root.join(name);
-            std::fs::create_dir(&dir).expect("creating a cgroup needs root");
-            write(&dir.join("memory.max"), &limit_bytes.to_string());
-            if dir.join("memory.swap.max").exists() {
-                write(&dir.join("memory.swap.max"), "0");
-            }
-            return MemoryCgroup {
-                procs: dir.join("cgroup.procs"),
-                dir,
-            };
-        }
-        let root = v1().expect("this test needs the memory cgroup controller (v1 or v2)");
-        let dir = root.join(name);
-        std::fs::create_dir(&dir).expect("creating a cgroup needs root");
-        write(&dir.join("memory.limit_in_bytes"), &limit_bytes.to_string());
-        // Where swap is accounted, memory + swap gets the same limit: the child cannot swap.
-        if dir.join("memory.memsw.limit_in_bytes").exists() {
-            write(
-                &dir.join("memory.memsw.limit_in_bytes"),
-                &limit_bytes.to_string(),
-            );
-        }
-        MemoryCgroup {
-            procs: dir.join("cgroup.procs"),
-            dir,
-        }
-    }
-}
-
-impl Drop for MemoryCgroup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 /// Runs a Python that writes 200 MiB in a cgroup limited to 64 MiB, and asserts the kernel
 /// killed it (SIGKILL: the OOM killer).
 fn oom_kill_a_child() {
     let python = common::require("python3", "apt-get install python3");
-    let cgroup = MemoryCgroup::create(64 << 20);
+    let cgroup = common::MemoryCgroup::create(64 << 20);
     // The shell moves itself into the cgroup, then becomes the Python.
     let script = format!(
         "echo $$ > '{}' && exec '{}' -c 'data = b\"x\" * (200 << 20); print(len(data))'",

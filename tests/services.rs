@@ -636,3 +636,55 @@ fn a_restart_between_scrapes_counts_a_start_a_respawned_worker_does_not() {
     // Counted once, not again at the next scrape.
     assert_eq!(starts(&exporter.scrape(), &redis), 1.0);
 }
+
+/// The OOM killer in a service's own memory cgroup (as systemd gives each unit one): the
+/// service's counter moves, the service itself lives on (a worker was killed, not the master).
+#[test]
+fn an_oom_kill_in_a_services_cgroup_is_counted_for_that_service() {
+    let python = require("python3", "apt-get install python3");
+    let dir = temp_dir();
+    let marker = common::unique_marker("oom-service");
+    let trigger = dir.path().join("go");
+    let done = dir.path().join("done");
+    let cgroup = common::MemoryCgroup::create(64 << 20);
+    // The master waits for `go`, then runs a worker that writes 200 MiB, and lives on.
+    let master = format!(
+        "import os, subprocess, sys, time\n\
+         while not os.path.exists({trigger:?}): time.sleep(0.05)\n\
+         subprocess.run([sys.executable, '-c', 'data = b\"x\" * (200 << 20)'])\n\
+         open({done:?}, 'w').close()\n\
+         time.sleep(120)\n",
+        trigger = trigger.display().to_string(),
+        done = done.display().to_string(),
+    );
+    let script = dir.path().join(format!("{marker}.py"));
+    write(&script, &master);
+    let shell = format!(
+        "echo $$ > '{}' && exec '{}' '{}'",
+        cgroup.procs.display(),
+        python.display(),
+        script.display()
+    );
+    let _master = Guard::spawn(Command::new("sh").args(["-c", &shell]));
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!("[services.worker]\nmatch = [{{ cmdline = '{marker}' }}]\n"),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    let worker = [("service", "worker")];
+    let mut text = String::new();
+    wait_for("the service in its cgroup", Duration::from_secs(20), || {
+        text = exporter.scrape();
+        common::metric(&text, "stack_service_oom_kills_total", &worker).is_some()
+    });
+    assert_eq!(must(&text, "stack_service_oom_kills_total", &worker), 0.0);
+
+    write(&trigger, "");
+    wait_for("the worker OOM-killed", Duration::from_secs(30), || {
+        done.exists()
+    });
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_service_oom_kills_total", &worker), 1.0);
+    assert_eq!(must(&text, "stack_service_up", &worker), 1.0);
+}

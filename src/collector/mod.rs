@@ -98,6 +98,8 @@ pub struct Context {
     pub procfs: ProcFs,
     /// `--path.rootfs`: where the host's mountpoints are seen.
     pub rootfs: PathBuf,
+    /// `--path.sysfs`: where the services' memory cgroups are read (OOM kills).
+    pub sysfs: PathBuf,
     /// `--collector.services.pss-max-age`.
     pub pss_max_age: Duration,
     pub config: Sections,
@@ -117,6 +119,7 @@ impl Context {
         Context {
             procfs,
             rootfs,
+            sysfs: PathBuf::from("/sys"),
             pss_max_age,
             config,
             env,
@@ -128,6 +131,7 @@ impl Context {
     fn services(&mut self) -> Arc<services::Services> {
         let Context {
             procfs,
+            sysfs,
             pss_max_age,
             config,
             services,
@@ -137,6 +141,7 @@ impl Context {
             .get_or_insert_with(|| {
                 Arc::new(services::Services::new(
                     procfs.clone(),
+                    sysfs.join("fs/cgroup"),
                     config.profile.clone(),
                     config.plan.clone(),
                     config.services.clone(),

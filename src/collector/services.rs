@@ -11,7 +11,8 @@
 //! big database), so each process's PSS is kept for up to `pss_max_age`.
 
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,8 @@ pub const MATCH_MAX_AGE: Duration = Duration::from_secs(120);
 #[derive(Debug)]
 pub struct Services {
     procfs: ProcFs,
+    /// Where the cgroup filesystems are mounted (`--path.sysfs`/fs/cgroup).
+    cgroup_root: PathBuf,
     profile: String,
     plan: PlanConfig,
     services: Vec<Service>,
@@ -187,6 +190,7 @@ pub struct ServiceUsage {
 impl Services {
     pub fn new(
         procfs: ProcFs,
+        cgroup_root: PathBuf,
         profile: String,
         plan: PlanConfig,
         services: Vec<Service>,
@@ -194,6 +198,7 @@ impl Services {
     ) -> Services {
         Services {
             procfs,
+            cgroup_root,
             profile,
             plan,
             services,
@@ -218,6 +223,19 @@ impl Services {
         let mut out = MetricSet::default();
         for (service, usage) in self.services.iter().zip(&usage) {
             self.emit_service(&mut out, service, usage);
+        }
+        let oom_kills = self.oom_kills(&snapshot);
+        for (service, kills) in self.services.iter().zip(oom_kills) {
+            if let Some(kills) = kills {
+                out.counter(
+                    "stack_service_oom_kills_total",
+                    "Processes the OOM killer killed in the service's own memory cgroups (cgroup \
+                     v2 memory.events, v1 memory.oom_control); left out where the service has no \
+                     cgroup of its own (the root cgroup, or one shared with another service).",
+                    vec![("service", service.name.clone())],
+                    kills as f64,
+                );
+            }
         }
         // "Used" (MemTotal - MemAvailable) leaves out reclaimable page cache, so the services'
         // file-backed pages (binaries, libraries) are not in it: subtract only their own memory.
@@ -429,6 +447,46 @@ impl Services {
         usage
     }
 
+    /// Each service's OOM kills: the sum of the `oom_kill` counters of the memory cgroups its
+    /// instance roots run in. A cgroup counts only when it is the service's own: not the root
+    /// cgroup, not one holding another service's roots too (a user session, a shared container).
+    /// Under systemd a unit's cgroup outlives its process, so a kill followed by `Restart=` still
+    /// shows.
+    fn oom_kills(&self, snapshot: &Snapshot) -> Vec<Option<u64>> {
+        let mut cgroups_of: Vec<BTreeSet<MemoryCgroup>> =
+            vec![BTreeSet::new(); self.services.len()];
+        for (index, (process, owner)) in snapshot.processes.iter().zip(&snapshot.owners).enumerate()
+        {
+            let Some(Owner { service, root }) = *owner else {
+                continue;
+            };
+            if root != index {
+                continue;
+            }
+            let path = self.procfs.pid_dir(process.pid).join("cgroup");
+            if let Some(cgroup) = proc::read_file(&path).ok().and_then(|t| memory_cgroup(&t)) {
+                cgroups_of[service].insert(cgroup);
+            }
+        }
+        let mut owners: HashMap<&MemoryCgroup, usize> = HashMap::new();
+        for cgroups in &cgroups_of {
+            for cgroup in cgroups {
+                *owners.entry(cgroup).or_default() += 1;
+            }
+        }
+        cgroups_of
+            .iter()
+            .map(|cgroups| {
+                let own: Vec<u64> = cgroups
+                    .iter()
+                    .filter(|c| c.path != "/" && owners.get(c) == Some(&1))
+                    .filter_map(|c| c.oom_kills(&self.cgroup_root))
+                    .collect();
+                (!own.is_empty()).then(|| own.iter().fold(0u64, |a, b| a.saturating_add(*b)))
+            })
+            .collect()
+    }
+
     /// One line when some services' PSS starts being refused (and counted at RSS), one when it
     /// ends; the counts are in stack_service_pss_fallback_processes.
     fn log_pss_fallback(&self, usage: &[ServiceUsage]) {
@@ -568,6 +626,60 @@ impl Services {
             system_memory as f64,
         );
     }
+}
+
+/// The memory cgroup a process runs in, from /proc/PID/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct MemoryCgroup {
+    /// cgroup v2 (the unified `0::` line) or the v1 `memory` hierarchy.
+    unified: bool,
+    path: String,
+}
+
+impl MemoryCgroup {
+    /// The kernel's count of OOM kills in this cgroup, None where it cannot be read.
+    fn oom_kills(&self, cgroup_root: &Path) -> Option<u64> {
+        let relative = self.path.trim_start_matches('/');
+        let file = match self.unified {
+            true => cgroup_root.join(relative).join("memory.events"),
+            false => cgroup_root
+                .join("memory")
+                .join(relative)
+                .join("memory.oom_control"),
+        };
+        let text = proc::read_file(&file).ok()?;
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix("oom_kill ")?;
+            value.trim().parse().ok()
+        })
+    }
+}
+
+/// The memory cgroup in /proc/PID/cgroup's text: the v1 `memory` controller's line where there
+/// is one, else the unified hierarchy's `0::` line.
+fn memory_cgroup(text: &str) -> Option<MemoryCgroup> {
+    let mut unified = None;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(MemoryCgroup {
+                unified: false,
+                path: path.to_string(),
+            });
+        }
+        if id == "0" && controllers.is_empty() {
+            unified = Some(MemoryCgroup {
+                unified: true,
+                path: path.to_string(),
+            });
+        }
+    }
+    unified
 }
 
 /// A share of `max_age` between half and all of it, by PID, so that the processes' cached
@@ -800,6 +912,23 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_cgroup_is_v1_memory_where_there_is_one_else_unified() {
+        let v1 = "12:pids:/system.slice/redis.service\n4:memory:/system.slice/redis.service\n0::/system.slice/redis.service\n";
+        assert_eq!(
+            memory_cgroup(v1),
+            Some(MemoryCgroup {
+                unified: false,
+                path: "/system.slice/redis.service".into()
+            })
+        );
+        let v2 = "0::/system.slice/mariadb.service\n";
+        assert_eq!(memory_cgroup(v2).map(|c| c.unified), Some(true));
+        // A v1 system without the memory controller mounted, and garbage: none.
+        assert_eq!(memory_cgroup("3:cpu,cpuacct:/\n"), None);
+        assert_eq!(memory_cgroup("no colons here"), None);
+    }
+
+    #[test]
     fn a_new_root_is_a_start_a_new_worker_is_not() {
         let mut history = History::default();
         // Two services; at the first scrape nothing counts as started.
@@ -835,6 +964,7 @@ mod tests {
         .unwrap();
         let mut services = Services::new(
             ProcFs::new(procfs),
+            PathBuf::from("/sys/fs/cgroup"),
             config.profile,
             config.plan,
             config.services,
@@ -876,6 +1006,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let services = Services::new(
             ProcFs::new(dir.path()),
+            PathBuf::from("/sys/fs/cgroup"),
             config.profile,
             config.plan,
             config.services,
