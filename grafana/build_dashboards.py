@@ -725,7 +725,8 @@ def overview():
     return dashboard("stack-overview", "Stack / Overview",
                      "Does the box still fit the plan: host memory, CPU, disk and swap against the "
                      "plan's alert and scale-up lines, every service against its memory budget, "
-                     "services up, firing alerts.", panels)
+                     "services up, the failures averages miss (OOM kills, restarts, stalls, swap "
+                     "traffic, listen overflows), firing alerts.", panels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1160,7 +1161,8 @@ def databases():
                      "MySQL/MariaDB and PostgreSQL (panels show whichever is present) and Redis: "
                      "connections against the plan's pool of 20, statement latency against "
                      "%s, buffer pool, database size against 1-5 GB, Redis memory against its "
-                     "budget and maxmemory, evictions, Celery queues." % secs(P3), panels)
+                     "budget and maxmemory, evictions, Celery queues; refusals, deadlocks, buffer "
+                     "pool hit ratio, restarts and Redis persistence." % secs(P3), panels)
 
 
 # ---------------------------------------------------------------------------------------------
