@@ -128,6 +128,22 @@ M_BUDGET = limit("StackServiceMemoryOverBudget")  # a share of the budget: 1 = 1
 C7_LOW, C7_HIGH = limits("StackSwapDrift", 2)
 D2 = limit("StackDatabaseSizeOverPlan")
 K1 = limit("StackHostCpuSteal")
+# The failure signals (issue 11). Where an alert compares against more than one number, the first
+# is the one drawn; the others (a minimum rate, the host average) are printed in the description.
+A2_CORE, _ = limits("StackHostCpuCoreSaturated", 2)               # one core busy; A2 average
+A5_RESTARTS, _ = limits("StackServiceRestartLoop", 2)              # starts in 1h; service up
+A5_DB_RESTARTS, _, _ = limits("StackDatabaseRestarted", 3)         # MySQL, PostgreSQL; service up
+A5_REDIS_RESTARTS, _ = limits("StackRedisRestarted", 2)
+S1_PRESSURE = limit("StackHostMemoryPressure")                     # PSI memory full
+S1_SWAP_IO, S1_SWAP_PRESSURE, _ = limits("StackHostSwapThrashing", 3)
+C2_HIT, C2_MIN_READS = limits("StackMysqlBufferPoolHitRatioLow", 2)
+P3_DEADLOCKS = limit("StackDatabaseDeadlocks")                     # per minute
+P3_TMP_DISK, P3_TMP_DISK_RATE = limits("StackMysqlTmpDiskTablesHigh", 2)
+D4_SAVE_AGE = limits("StackRedisNotPersisting", 4)[0]
+if A5_REDIS_RESTARTS != A5_DB_RESTARTS:
+    raise SystemExit("StackDatabaseRestarted and StackRedisRestarted count different restarts: "
+                     "the databases board draws one line for both")
+_, H4_NET_ERRORS, _, _ = limits("StackHostNetworkErrors", 4)       # receive, transmit: the same
 
 
 def pct(ratio):
@@ -138,6 +154,11 @@ def pct(ratio):
 def secs(seconds):
     """0.5 -> "500 ms", 2 -> "2 s"."""
     return "%g ms" % round(seconds * 1000, 6) if seconds < 1 else "%g s" % seconds
+
+
+def hours(seconds):
+    """7200 -> "2 h"."""
+    return "%g h" % (seconds / 3600)
 
 
 def gib(size):
@@ -428,6 +449,111 @@ def dashboard(uid, title, description, panels, extra_vars=()):
 # Overview: does the box still fit the plan?
 
 
+def host_devices():
+    """Per core, per disk and per interface: what the host averages above hide."""
+    return [
+        timeseries("CPU busy per core vs %s" % pct(A2_CORE),
+                   "Each core's busy share, 5-minute rate, counted as A2 counts it (idle and "
+                   "iowait are not busy). A single-threaded process (Redis, the solo Celery "
+                   "worker, C4) pins one core while the host average of a 2-core box reads 50 %%. "
+                   "Dashed at %s: StackHostCpuCoreSaturated warns after 15m with one core above "
+                   "it and the host average at or under A2's %s."
+                   % (pct(A2_CORE), pct(A2)),
+                   "percentunit",
+                   [target(sel("instance_core:stack_host_cpu_core_busy:ratio_rate5m"),
+                           "core {{core}} {{instance}}")],
+                   thresholds=steps("green", A2_CORE, "red"), min=0, max=1, w=8),
+        timeseries("Disk busy per device",
+                   "Share of time each whole disk had I/O in flight (%util, /proc/diskstats). "
+                   "Near 100 % the disk is the bottleneck: logs (D3), backups (D4) and the "
+                   "databases share the plan's single 50 GB disk (D1); H4's database server has "
+                   "its own. No alert: a busy disk is a cause to look at, not a failure.",
+                   "percentunit",
+                   [target(rate("stack_host_disk_io_time_seconds_total"),
+                           "{{device}} {{instance}}")],
+                   min=0, max=1, w=8),
+        timeseries("Network errors and drops vs %s" % pct(H4_NET_ERRORS),
+                   "Packets with errors and packets dropped as a share of the packets of each "
+                   "interface, each direction. The three-server production talks over the "
+                   "network (H4); dashed at %s of packets with errors, where "
+                   "StackHostNetworkErrors warns after 15m (a bad link, NIC or driver). Drops "
+                   "are a full queue or an unknown protocol, not always a fault."
+                   % pct(H4_NET_ERRORS),
+                   "percentunit",
+                   [target("%s / %s" % (rate("stack_host_network_%s_%s_total" % (way, what)),
+                                         rate("stack_host_network_%s_packets_total" % way)),
+                           "{{interface}} %s %s {{instance}}" % (way, what))
+                    for what in ("errors", "drops") for way in ("receive", "transmit")],
+                   thresholds=steps("green", H4_NET_ERRORS, "red"), min=0, w=8),
+    ]
+
+
+def failures():
+    """The failure signals the averages miss: kills, restarts, stalls, swapping, refusals."""
+    return [
+        row("Failures"),
+        stat("OOM kills",
+             "Processes the kernel's OOM killer killed in the dashboard's time range, cgroup "
+             "memory limits included. The plan's budgets (M1-M8) exist to keep the box out of "
+             "the OOM killer; the victim (MariaDB, a Gunicorn worker) may be back before the "
+             "next scrape, so A5 sees nothing. StackHostOomKill pages at each kill "
+             "(`journalctl -k | grep -i \"killed process\"` names the victim). Empty on a "
+             "kernel before 4.13.",
+             "none",
+             [target("sum by (instance) (increase(%s[$__range]))"
+                     % sel("stack_host_oom_kills_total"), "{{instance}}", instant=True)],
+             w=4, h=8, thresholds=steps("green", 1, "red"), decimals=0),
+        timeseries("Service starts in the last hour vs %g" % A5_RESTARTS,
+                   "Instances of each service seen starting in the last hour: a restart by "
+                   "systemd or Docker between two scrapes counts (a worker recycled by its "
+                   "master does not), so a crash loop that is up at every scrape shows here "
+                   "while A5's up stays green. Dashed at %g: above it StackServiceRestartLoop "
+                   "pages (a deploy restarts once, a change and its rollback twice)."
+                   % A5_RESTARTS,
+                   "short",
+                   [target("sum by (instance, service) (increase(%s[1h]))"
+                           % sel("stack_service_instance_starts_total"),
+                           "{{service}} {{instance}}")],
+                   thresholds=steps("green", A5_RESTARTS, "red"), min=0, decimals=1, w=10),
+        timeseries("Pressure: memory, IO and CPU stalls",
+                   "Share of time tasks stalled on each resource (PSI, 5-minute rate): `some`, "
+                   "at least one task; `full`, every non-idle task at once. Memory stalls are "
+                   "what S1's \"consistently > 90 %%\" memory costs and MemAvailable cannot "
+                   "show (M8). Dashed at %s: StackHostMemoryPressure warns after 10m of memory "
+                   "`full` above it; memory `some` above it with swap traffic is "
+                   "StackHostSwapThrashing. Empty on a kernel without PSI." % pct(S1_PRESSURE),
+                   "percentunit",
+                   [target(sel("instance:stack_host_pressure_waiting:ratio_rate5m"),
+                           "{{resource}} {{kind}} {{instance}}")],
+                   thresholds=steps("green", S1_PRESSURE, "red"), min=0, w=10),
+        timeseries("Swap traffic vs %s/s" % ("%g MiB" % (S1_SWAP_IO / 1024 ** 2)),
+                   "Bytes read back from swap and written out to it per second, and both "
+                   "together over 5 minutes as the thrashing alert reads them. The plan's 2 GB "
+                   "swap is \"for safety\" (M9, C7): swap in steady use means memory is short "
+                   "(S1). Dashed at %g MiB/s: with tasks stalled on memory more than %s of the "
+                   "time for 10m, StackHostSwapThrashing warns."
+                   % (S1_SWAP_IO / 1024 ** 2, pct(S1_SWAP_PRESSURE)),
+                   "binBps",
+                   [target(rate("stack_host_swap_in_bytes_total"), "swap in {{instance}}"),
+                    target(rate("stack_host_swap_out_bytes_total"), "swap out {{instance}}"),
+                    target(sel("instance:stack_host_swap_io_bytes:rate5m"),
+                           "in + out, 5m {{instance}}")],
+                   thresholds=steps("green", S1_SWAP_IO, "red"), min=0),
+        timeseries("TCP listen overflows",
+                   "Connection requests refused per second because a listening socket's accept "
+                   "queue was full (host-wide TcpExt ListenOverflows), and all dropped "
+                   "(ListenDrops, overflows included): the counter complement of W3's sampled "
+                   "queue depth, which misses a burst between scrapes. Any overflow for 5m: "
+                   "StackHostListenOverflows; the Traffic dashboard's WSGI queue says which "
+                   "service.",
+                   "cps",
+                   [target(rate("stack_host_tcp_listen_overflows_total"),
+                           "overflows {{instance}}"),
+                    target(rate("stack_host_tcp_listen_drops_total"), "drops {{instance}}")],
+                   min=0),
+    ]
+
+
 def overview():
     mem_total = sel("stack_host_memory_total_bytes")
     panels = [
@@ -583,6 +709,8 @@ def overview():
                                                             sel("stack_plan_host_cpu_cores")),
                            "{{instance}}")],
                    w=4, h=8, thresholds=steps("red", 1, "green"), decimals=0),
+        *host_devices(),
+        *failures(),
         row("Alerts"),
         table("Firing alerts",
               "Every firing Stack* alert with its severity and plan_ref (the THRESHOLDS.md rows: "
@@ -597,7 +725,8 @@ def overview():
     return dashboard("stack-overview", "Stack / Overview",
                      "Does the box still fit the plan: host memory, CPU, disk and swap against the "
                      "plan's alert and scale-up lines, every service against its memory budget, "
-                     "services up, firing alerts.", panels)
+                     "services up, the failures averages miss (OOM kills, restarts, stalls, swap "
+                     "traffic, listen overflows), firing alerts.", panels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -618,8 +747,11 @@ def services():
         "One row per watched service: running instances and processes against the counts the "
         "plan implies (A5, C3, C4, H1-H4), PSS against the memory budget (M2-M7, H1-H4), CPU "
         "against the core budget (H2-H4, W1): orange from %s (X3 adds an ASGI container), red "
-        "past %s. Budget and expected columns are empty for services the profile does not plan."
-        % (pct(X3), pct(M_BUDGET)),
+        "past %s. Swap: the service's pages in swap, which PSS leaves out (M9, C7). Starts in "
+        "1 h: instances seen starting in the last hour, red from %g; above it "
+        "StackServiceRestartLoop pages (A5: a crash loop is up at every scrape). Budget and "
+        "expected columns are empty for services the profile does not plan."
+        % (pct(X3), pct(M_BUDGET), A5_RESTARTS),
         [target(by_service("stack_service_up"), table=True),
          target(by_service("stack_service_instances"), table=True),
          target(by_service("stack_service_expected_instances"), table=True),
@@ -630,7 +762,10 @@ def services():
          target(by_service("service:stack_service_memory_budget_used:ratio"), table=True),
          target(by_service("service:stack_service_cpu:rate5m"), table=True),
          target(by_service("stack_service_cpu_budget_cores"), table=True),
-         target(by_service("stack_service_pss_fallback_processes"), table=True)],
+         target(by_service("stack_service_pss_fallback_processes"), table=True),
+         target(by_service("stack_service_swap_bytes"), table=True),
+         target("max by (instance, job, service) (increase(%s[1h]))"
+                % s("stack_service_instance_starts_total"), table=True)],
         {
             "service": ("Service", None, {}),
             "instance": ("Host", None, {}),
@@ -649,19 +784,28 @@ def services():
             "Value #I": ("CPU (cores, 5m)", "none", {"decimals": 2}),
             "Value #J": ("CPU budget (cores)", "none", {}),
             "Value #K": ("Processes at RSS (no PSS)", "none", {}),
+            "Value #L": ("Swap", "bytes", {}),
+            "Value #M": ("Starts in 1 h", "none", {
+                "decimals": 0, "custom.cellOptions": {"type": "color-text"},
+                "color": {"mode": "thresholds"},
+                "thresholds": steps("green", A5_RESTARTS, "red")}),
         }, h=9)
 
     panels = [
         summary,
         row("$service", repeat="service"),
-        timeseries("$service memory: PSS and RSS vs budget",
+        timeseries("$service memory: PSS, swap and RSS vs budget",
                    "PSS counts pages shared by forked workers once; RSS counts them in every "
-                   "process. Dashed: the service's memory budget for all instances, from the "
+                   "process. Swap is the service's pages in swap (SwapPss), which PSS leaves "
+                   "out: a service pushed into swap looks within budget by PSS alone, so the "
+                   "budget share adds them (M9, C7: the plan's swap is for safety). Dashed: the "
+                   "service's memory budget for all instances, from the "
                    "profile (M2-M7 on vps-2gb, H1-H4 on the hybrid profiles), and what the "
                    "memory warning holds it to: the budget, or for MySQL what its configuration "
                    "implies where that is more (M2 budgets the buffer pool alone).",
                    "bytes",
                    [target(s("stack_service_proportional_memory_bytes"), "PSS {{instance}}"),
+                    target(s("stack_service_swap_bytes"), "swap {{instance}}"),
                     target(s("stack_service_resident_memory_bytes"), "RSS {{instance}}"),
                     ref(s("stack_service_memory_budget_bytes"), "budget (M, H)"),
                     ref(s("service:stack_service_memory_budget_effective:bytes"),
@@ -706,6 +850,18 @@ def services():
                            s("stack_service_expected_instances")),
                         "planned processes (C3, C4)")],
                    min=0, decimals=0),
+        timeseries("$service starts in the last hour vs %g" % A5_RESTARTS,
+                   "Instances (process trees) of the service seen starting in the last hour: "
+                   "a restart by systemd or Docker between two scrapes counts (new PID and start "
+                   "time), a worker its master respawns does not, nor an instance running at "
+                   "the exporter's first scrape. A crash loop is up at every scrape, so A5's up "
+                   "stays green; dashed at %g, above which StackServiceRestartLoop pages while "
+                   "the service is up (a deploy restarts once, a change and its rollback twice)."
+                   % A5_RESTARTS,
+                   "short",
+                   [target("increase(%s[1h])" % s("stack_service_instance_starts_total"),
+                           "starts {{instance}}")],
+                   thresholds=steps("green", A5_RESTARTS, "red"), min=0, decimals=1),
     ]
     service_var = query_var(
         "service", 'label_values(stack_service_up{job=~"$job", instance=~"$instance"}, service)')
@@ -842,6 +998,85 @@ def databases():
                            % sel("stack_postgres_database_size_bytes"),
                            "PostgreSQL {{target}} {{database}}")],
                    thresholds=steps("green", D2, "red"), min=0),
+        timeseries("InnoDB buffer pool hit ratio vs %s" % pct(C2_HIT),
+                   "Share of InnoDB page reads the buffer pool served without reading the disk, "
+                   "over 30 minutes (a nightly dump or a cold start reads past the pool for "
+                   "minutes). Does C2's innodb_buffer_pool_size = 512M (M2) suffice? Dashed at "
+                   "%s: below it for 30m, with more than %g page reads a second (an idle server "
+                   "reads few pages, mostly from disk), StackMysqlBufferPoolHitRatioLow warns."
+                   % (pct(C2_HIT), C2_MIN_READS),
+                   "percentunit",
+                   [target(sel("target:stack_mysql_innodb_buffer_pool_hit:ratio_rate30m"),
+                           "{{target}}")],
+                   thresholds=steps("red", C2_HIT, "green"), max=1),
+        timeseries("MySQL temporary tables on disk vs %s" % pct(P3_TMP_DISK),
+                   "Share of the internal temporary tables of queries (GROUP BY, DISTINCT, "
+                   "ORDER BY on large results, TEXT columns) written to disk, over 1 hour: each "
+                   "is a slow statement (P3). Dashed at %s: above it for 15m, with more than "
+                   "%g a second on disk, StackMysqlTmpDiskTablesHigh warns."
+                   % (pct(P3_TMP_DISK), P3_TMP_DISK_RATE),
+                   "percentunit",
+                   [target(sel("target:stack_mysql_tmp_tables_on_disk:ratio_rate1h"),
+                           "{{target}}")],
+                   thresholds=steps("green", P3_TMP_DISK, "red"), min=0, max=1),
+        timeseries("Deadlocks and row lock waits vs %g a minute" % P3_DEADLOCKS,
+                   "Deadlocks a minute (5-minute rate; InnoDB and PostgreSQL) and InnoDB row "
+                   "lock waits a minute. Each deadlock rolls a transaction back (a failed "
+                   "request or a retried task) and the waits before it slow every statement "
+                   "involved (P3). Dashed at %g a minute: above it for 5m StackDatabaseDeadlocks "
+                   "warns: a steady stream is a bug in the order rows are locked." % P3_DEADLOCKS,
+                   "opm",
+                   [target("60 * %s" % sel("target:stack_database_deadlocks:rate5m"),
+                           "{{dbms}} deadlocks {{target}}"),
+                    target("60 * %s" % per_target_rate("stack_mysql_innodb_row_lock_waits_total"),
+                           "MySQL row lock waits {{target}}")],
+                   thresholds=steps("green", P3_DEADLOCKS, "red"), min=0, w=24),
+        row("Failures: refusals and restarts"),
+        timeseries("Connections refused in the last 5 minutes",
+                   "MySQL connections refused because max_connections was reached, MySQL "
+                   "connections dropped without closing (Aborted_clients: a killed client, "
+                   "wait_timeout, the network) and Redis connections refused at maxclients. A "
+                   "burst between two scrapes that the sampled connection count misses shows "
+                   "here: A4/P6's pool exhausted, with clients failing. Any MySQL refusal: "
+                   "StackDatabaseConnectionsRefused; any Redis one: StackRedisConnectionsRefused "
+                   "(A5). PostgreSQL counts no refusals (its log says \"too many clients "
+                   "already\"). MariaDB counts only those refused before the handshake.",
+                   "short",
+                   [target("sum by (instance, target) (increase(%s[5m]))"
+                           % sel("stack_mysql_connection_errors_max_connections_total"),
+                           "MySQL refused at max_connections {{target}}"),
+                    target("sum by (instance, target) (increase(%s[5m]))"
+                           % sel("stack_mysql_aborted_clients_total"),
+                           "MySQL aborted clients {{target}}"),
+                    target("sum by (instance, target) (increase(%s[5m]))"
+                           % sel("stack_redis_rejected_connections_total"),
+                           "Redis refused at maxclients {{target}}")],
+                   min=0, decimals=0, w=8),
+        timeseries("Database and Redis restarts in the last hour vs %g" % A5_DB_RESTARTS,
+                   "Restarts of each server in the last hour: MySQL's Uptime and Redis's "
+                   "uptime_in_seconds dropping, PostgreSQL's postmaster start time changing. A "
+                   "server that keeps restarting is up at nearly every scrape (A5). Dashed at "
+                   "%g: above it StackDatabaseRestarted or StackRedisRestarted pages for a "
+                   "server that does not run here (a local one is StackServiceRestartLoop's, "
+                   "Services dashboard)." % A5_DB_RESTARTS,
+                   "short",
+                   [target("resets(%s[1h])" % sel("stack_mysql_uptime_seconds"),
+                           "MySQL {{target}}"),
+                    target("changes(%s[1h])" % sel("stack_postgres_start_time_seconds"),
+                           "PostgreSQL {{target}}"),
+                    target("resets(%s[1h])" % sel("stack_redis_uptime_seconds"),
+                           "Redis {{target}}")],
+                   thresholds=steps("green", A5_DB_RESTARTS, "red"), min=0, decimals=0, w=8),
+        stat("Uptime",
+             "Time since each server started (MySQL Uptime, PostgreSQL's postmaster start time, "
+             "Redis uptime_in_seconds). Minutes here while A5's up stayed green: it restarted "
+             "(the OOM killer, a crash; `systemctl status` says which).",
+             "dtdurations",
+             [target(sel("stack_mysql_uptime_seconds"), "MySQL {{target}}", instant=True),
+              target("time() - %s" % sel("stack_postgres_start_time_seconds"),
+                     "PostgreSQL {{target}}", instant=True),
+              target(sel("stack_redis_uptime_seconds"), "Redis {{target}}", instant=True)],
+             w=8, h=8, thresholds=steps("blue"), text_mode="value_and_name"),
         row("Redis and Celery queues"),
         timeseries("Redis memory vs budget and maxmemory",
                    "used_memory and RSS. Dashed: Redis's budget from the profile (M3: 128 MB on "
@@ -899,12 +1134,35 @@ def databases():
                    "short",
                    [target(sel("stack_redis_queue_length"), "{{queue}} ({{target}})")],
                    min=0, decimals=0),
+        stat("Redis persistence",
+             "Whether Redis's last BGSAVE and its last append-only file write succeeded (the "
+             "latter only while AOF is on). FAILED: Redis refuses writes (MISCONF) where save "
+             "points are set, so Celery stops enqueuing (A5), and the snapshot a backup copies "
+             "is stale (D4); on 2 GB a fork that fails under memory pressure is the usual "
+             "cause. StackRedisBgsaveFailed and StackRedisAofWriteFailed page after 2m.",
+             "none",
+             [target(sel("stack_redis_rdb_last_bgsave_success"), "BGSAVE {{target}}"),
+              target(sel("stack_redis_aof_last_write_success"), "AOF write {{target}}")],
+             w=6, h=8, thresholds=steps("red", 1, "green"),
+             mappings=up_mappings("FAILED", "ok"), text_mode="value_and_name"),
+        stat("Redis last snapshot age vs %s" % hours(D4_SAVE_AGE),
+             "Time since Redis last saved a snapshot (or started). Orange past %s: with "
+             "writes pending and save points set, StackRedisNotPersisting warns after 15m "
+             "(a restart would lose them; backups, D4, copy a stale file). A Redis without save "
+             "points (a cache that persists nothing on purpose) grows old here by design."
+             % hours(D4_SAVE_AGE),
+             "dtdurations",
+             [target("time() - %s" % sel("stack_redis_rdb_last_save_timestamp_seconds"),
+                     "{{target}}", instant=True)],
+             w=6, h=8, thresholds=steps("green", D4_SAVE_AGE, "orange"),
+             text_mode="value_and_name"),
     ]
     return dashboard("stack-databases", "Stack / Databases & Redis",
                      "MySQL/MariaDB and PostgreSQL (panels show whichever is present) and Redis: "
                      "connections against the plan's pool of 20, statement latency against "
                      "%s, buffer pool, database size against 1-5 GB, Redis memory against its "
-                     "budget and maxmemory, evictions, Celery queues." % secs(P3), panels)
+                     "budget and maxmemory, evictions, Celery queues; refusals, deadlocks, buffer "
+                     "pool hit ratio, restarts and Redis persistence." % secs(P3), panels)
 
 
 # ---------------------------------------------------------------------------------------------
