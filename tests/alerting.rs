@@ -3,7 +3,8 @@
 //! real Alertmanager running alertmanager/alertmanager.yml. Stopping one Redis must bring
 //! StackServiceDown, with its plan_ref, into Alertmanager for that exporter's instance only;
 //! starting it again must resolve it. A Redis whose BGSAVE really fails must bring
-//! StackRedisBgsaveFailed; a BGSAVE that succeeds again must resolve it.
+//! StackRedisBgsaveFailed; a BGSAVE that succeeds again must resolve it. Redis at its maxclients
+//! must bring StackRedisConnectionsRefused, and three quick restarts StackServiceRestartLoop.
 //!
 //! The rules' `for:` durations are tested by `promtool test rules` (tests/rules/); here they are
 //! shortened to 0s in a copy so that the wiring can be seen in seconds.
@@ -15,7 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::servers::{
-    rules_firing_at_once, start_alertmanager, start_prometheus_scraping, RedisServer,
+    fires, prometheus_query, rules_firing_at_once, start_alertmanager, start_prometheus_scraping,
+    RedisServer,
 };
 use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter};
 
@@ -206,4 +208,85 @@ fn a_failed_bgsave_alerts_in_alertmanager_and_resolves() {
         bgsave_alerts().is_empty()
     });
     assert!(repaired.join("dump.rdb").is_file());
+}
+
+/// Live: Redis refusing clients at its maxclients brings StackRedisConnectionsRefused, and Redis
+/// restarted three times within seconds (up at every scrape) brings StackServiceRestartLoop for
+/// the service. (That StackRedisRestarted then stays silent is a promtool case: restarts this
+/// quick do not show in Redis's uptime at all, which is why the start counter exists.)
+#[test]
+fn refusals_and_a_restart_loop_alert_once_each_in_prometheus() {
+    require("prometheus", "apt-get install prometheus"); // before any server starts
+    let dir = temp_dir();
+    let mut redis = RedisServer::start_with(&["--maxclients", "3"]);
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n\
+             [[redis]]\nname = \"cache\"\nurl = \"redis://127.0.0.1:{port}/0\"\n",
+            port = redis.port
+        ),
+    );
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    rules_firing_at_once(&dir.path().join("rules"));
+    let (_prom, prom_port) = start_prometheus_scraping(dir.path(), &[exporter.port], None);
+    let redis_labels = [("service", "redis")];
+    wait_for("Redis scraped", Duration::from_secs(30), || {
+        prometheus_query(prom_port, "stack_redis_up == 1").is_some_and(|r| {
+            r["data"]["result"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+    });
+    assert!(!fires(prom_port, "StackRedisConnectionsRefused", &[]));
+
+    // 5 clients held open against maxclients 3 (the exporter holds one): the rest refused.
+    let held: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+            std::io::Write::write_all(&mut stream, b"PING\r\n").unwrap();
+            stream
+        })
+        .collect();
+    wait_for(
+        "StackRedisConnectionsRefused firing",
+        Duration::from_secs(30),
+        || {
+            fires(
+                prom_port,
+                "StackRedisConnectionsRefused",
+                &[("target", "cache")],
+            )
+        },
+    );
+    drop(held);
+
+    // Three restarts, each seen by a scrape: a start counted every time.
+    let starts = || {
+        prometheus_query(
+            prom_port,
+            "stack_service_instance_starts_total{service=\"redis\"}",
+        )
+        .and_then(|r| {
+            r["data"]["result"][0]["value"][1]
+                .as_str()
+                .map(String::from)
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+    };
+    for n in 1..=3 {
+        redis.stop();
+        redis.start_again();
+        wait_for(
+            &format!("start {n} scraped"),
+            Duration::from_secs(30),
+            || starts() == Some(f64::from(n)),
+        );
+    }
+    wait_for(
+        "StackServiceRestartLoop firing",
+        Duration::from_secs(30),
+        || fires(prom_port, "StackServiceRestartLoop", &redis_labels),
+    );
 }

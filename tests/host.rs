@@ -574,39 +574,13 @@ fn a_core_pinned_busy_shows_in_its_own_counters() {
     );
 }
 
-/// The alerts Prometheus evaluates as firing, as (alert name, labels) pairs.
-fn firing_alerts(prom_port: u16) -> Vec<(String, serde_json::Value)> {
-    let (status, _, body) = common::http_get(prom_port, "/api/v1/alerts", &[]);
-    assert_eq!(status, 200, "{body}");
-    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-    json["data"]["alerts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["state"] == "firing")
-        .map(|a| {
-            (
-                a["labels"]["alertname"].as_str().unwrap().to_string(),
-                a["labels"].clone(),
-            )
-        })
-        .collect()
-}
-
-/// Whether `alert` fires with every label of `want`.
-fn fires(prom_port: u16, alert: &str, want: &[(&str, &str)]) -> bool {
-    firing_alerts(prom_port)
-        .iter()
-        .any(|(name, labels)| name == alert && want.iter().all(|(k, v)| labels[*k] == *v))
-}
-
 /// End to end, live: a real Prometheus with the shipped rules (every `for:` at 0s; the durations
 /// are promtool's) scrapes an exporter whose host really suffers each fault: an OOM kill, a listen
 /// queue overflowed, a filesystem out of inodes, one filling up, one turned read-only; beside
 /// them a mount read-only by design never alerts.
 #[test]
 fn host_alerts_fire_in_a_live_prometheus() {
-    use common::servers::{rules_firing_at_once, start_prometheus_scraping};
+    use common::servers::{fires, firing_alerts, rules_firing_at_once, start_prometheus_scraping};
     let dir = temp_dir();
     let mount = |name: &str| {
         let path = dir.path().join(name);

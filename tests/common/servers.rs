@@ -833,3 +833,29 @@ pub fn start_prometheus_scraping(
     .unwrap();
     start_prometheus(dir)
 }
+
+/// The alerts Prometheus evaluates as firing, as (alert name, labels) pairs.
+pub fn firing_alerts(prom_port: u16) -> Vec<(String, serde_json::Value)> {
+    let (status, _, body) = super::http_get(prom_port, "/api/v1/alerts", &[]);
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    json["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap().to_string(),
+                a["labels"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `alert` fires with every label of `want`.
+pub fn fires(prom_port: u16, alert: &str, want: &[(&str, &str)]) -> bool {
+    firing_alerts(prom_port)
+        .iter()
+        .any(|(name, labels)| name == alert && want.iter().all(|(k, v)| labels[*k] == *v))
+}
