@@ -1,14 +1,19 @@
 //! Bounded for any client: an idle-connection flood with slowloris sockets cannot lock a scraper
 //! out, memory returns after a connection storm, and clients that hang up cost the next scrapes
 //! nothing. Each case runs against the real binary for a few seconds.
+//!
+//! And counted right on a busy host: a service's connections, as the kernel has them, with
+//! hundreds of unrelated connections beside them, across a restart and a listener moved to
+//! another port.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{must, Exporter};
+use common::servers::RedisServer;
+use common::{must, wait_for, Exporter};
 
 /// Lets this test process hold `needed` sockets (the soft limit is often 1024).
 fn raise_own_fd_limit(needed: u64) {
@@ -255,4 +260,138 @@ fn an_oversized_request_head_is_refused_and_the_exporter_goes_on() {
         "a 64 kB request head was read whole"
     );
     assert_all_collectors_succeeded(&exporter.scrape(), "after the big request");
+}
+
+/// Config that watches the Redis listening on one of `ports` and nothing else: the machine's
+/// other servers (and other tests') stay out of the figures.
+fn watch_redis_only(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
+    let others = [
+        "nginx",
+        "wsgi",
+        "asgi",
+        "celery_worker",
+        "celery_beat",
+        "mysql",
+        "postgresql",
+    ];
+    let mut config: String = others
+        .iter()
+        .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
+        .collect();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    config.push_str(&format!(
+        "[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':({})$' }}]\n",
+        ports.join("|")
+    ));
+    let path = dir.join("stack.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// `count` connections to `port`, opened in bursts the listener's accept queue can take.
+fn open_to(port: u16, count: usize) -> Vec<TcpStream> {
+    open_connections(port, count)
+}
+
+/// Redis's connections as the exporter counts them, in total and for the busiest instance.
+fn redis_connections(exporter: &Exporter) -> (f64, f64) {
+    let text = exporter.scrape();
+    let redis = [("service", "redis")];
+    (
+        must(&text, "stack_service_connections", &redis),
+        must(&text, "stack_service_instance_max_connections", &redis),
+    )
+}
+
+/// Waits until the exporter counts `expected` connections (the server accepts a burst in a few
+/// milliseconds; until then the rest wait in the accept queue, which is not counted here), then
+/// checks that the figure holds on the next scrape.
+fn assert_counted(exporter: &Exporter, expected: usize, context: &str) {
+    let expected = (expected as f64, expected as f64);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut counted = redis_connections(exporter);
+    while counted != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        counted = redis_connections(exporter);
+    }
+    assert_eq!(counted, expected, "{context} (total, busiest instance)");
+    assert_eq!(
+        redis_connections(exporter),
+        expected,
+        "{context}, next scrape"
+    );
+}
+
+/// Accepts every connection to `listener` on a thread of its own and keeps it open: a process
+/// beside the service with its own busy port.
+fn accept_and_hold(listener: TcpListener) {
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+}
+
+#[test]
+fn a_services_connections_are_counted_exactly_among_unrelated_ones() {
+    const N: usize = 300;
+    const M: usize = 200;
+    raise_own_fd_limit((2 * N + 4 * M + 200) as u64);
+    let mut redis = RedisServer::start();
+    let unwatched = RedisServer::start();
+    let moved_port = common::free_port();
+    let config = watch_redis_only(redis.dir(), &[redis.port, moved_port]);
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    assert_counted(&exporter, 0, "no connections");
+
+    let service = open_to(redis.port, N);
+    assert_counted(&exporter, N, "N connections to the service's port");
+
+    // M to another Redis nobody watches, M to a listener of this test process: both ends of
+    // those are on the host too, and neither is the service's.
+    let _unwatched = open_to(unwatched.port, M);
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    accept_and_hold(other);
+    let _others = open_to(other_port, M);
+    assert_counted(&exporter, N, "N connections among 2M unrelated ones");
+
+    // Outgoing connections of the service itself are not accepted connections: Redis connects
+    // to its "master" when made a replica of the unwatched one.
+    redis.cli(&["REPLICAOF", "127.0.0.1", &unwatched.port.to_string()]);
+    wait_for("the replica's connection", Duration::from_secs(10), || {
+        redis
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
+    assert_counted(
+        &exporter,
+        N,
+        "N connections beside the service's outgoing one",
+    );
+    redis.cli(&["REPLICAOF", "NO", "ONE"]);
+
+    drop(service);
+    assert_counted(
+        &exporter,
+        0,
+        "the service's connections closed, 2M unrelated ones open",
+    );
+
+    // A listener that appears in a running process: Redis moves to another port.
+    redis.cli(&["CONFIG", "SET", "port", &moved_port.to_string()]);
+    let moved = open_to(moved_port, N / 2);
+    assert_counted(
+        &exporter,
+        N / 2,
+        "N/2 connections to the port Redis moved to",
+    );
+    drop(moved);
+
+    // A restart: a new process with a new listener on the first port.
+    redis.stop();
+    redis.start_again();
+    let _again = open_to(redis.port, N);
+    assert_counted(&exporter, N, "N connections to the restarted service");
 }
