@@ -30,6 +30,9 @@ pub struct Queue {
 }
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The older inet_diag request, whose dumps have no family: one walk of the kernel's connection
+/// table for IPv4 and IPv6 together.
+const TCPDIAG_GETSOCK: u16 = 18;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
@@ -120,35 +123,48 @@ impl SockDiag {
         let mut found = Vec::new();
         for family in [Family::V4, Family::V6] {
             let request = inet_request(family, TCP_LISTEN, &[]);
-            self.dump(&request, |msg| found.extend(parse_inet_diag(msg)))?;
+            self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
+                found.extend(parse_inet_diag(msg))
+            })?;
         }
         Ok(found)
     }
 
-    /// Hands each established TCP socket of `family` whose local port is one of `ports` to
-    /// `each`. The kernel runs the port filter: the other connections are not copied out.
+    /// Hands each established TCP socket of `families` whose local port is one of `ports` to
+    /// `each`. The kernel runs the port filter: the other connections are not copied out. It
+    /// walks its whole connection table for every dump (about 0.7 ms for the 262 144 buckets of a
+    /// 24 GB host, a sixteenth of that on a 2 GB one), so both families are asked for in one dump.
     pub fn established_tcp(
         &mut self,
-        family: Family,
+        families: &[Family],
         ports: &[u16],
         mut each: impl FnMut(&TcpSocket),
     ) -> io::Result<()> {
-        if ports.is_empty() {
+        if ports.is_empty() || families.is_empty() {
             return Ok(());
         }
-        let request = inet_request(family, TCP_ESTABLISHED, &local_port_filter(ports));
-        self.dump(&request, |msg| {
+        let filter = local_port_filter(ports);
+        let mut parse = |msg: &[u8]| {
             if let Some(socket) = parse_inet_diag(msg) {
                 each(&socket);
             }
-        })
+        };
+        if let [family] = families {
+            let request = inet_request(*family, TCP_ESTABLISHED, &filter);
+            return self.dump(SOCK_DIAG_BY_FAMILY, &request, parse);
+        }
+        self.dump(
+            TCPDIAG_GETSOCK,
+            &any_family_request(TCP_ESTABLISHED, &filter),
+            &mut parse,
+        )
     }
 
     /// Every listening Unix socket with its name and accept queue.
     pub fn unix_listeners(&mut self) -> io::Result<Vec<UnixListener>> {
         let mut found = Vec::new();
         let request = unix_request(TCP_LISTEN, UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN);
-        self.dump(&request, |msg| {
+        self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
             if let Some(socket) = parse_unix_diag(msg) {
                 found.push(UnixListener {
                     inode: socket.inode,
@@ -164,7 +180,7 @@ impl SockDiag {
     /// has a name to `each`: an accepted socket has its listener's.
     pub fn connected_unix(&mut self, mut each: impl FnMut(u64, &str)) -> io::Result<()> {
         let request = unix_request(TCP_ESTABLISHED, UDIAG_SHOW_NAME);
-        self.dump(&request, |msg| {
+        self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
             if let Some(UnixDiag {
                 inode,
                 name: Some(name),
@@ -176,9 +192,9 @@ impl SockDiag {
         })
     }
 
-    /// Sends one dump request and hands each answer's payload to `each`.
-    fn dump(&mut self, payload: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
-        let message = netlink_message(payload);
+    /// Sends one dump request of netlink type `kind` and hands each answer's payload to `each`.
+    fn dump(&mut self, kind: u16, payload: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
+        let message = netlink_message(kind, payload);
         // SAFETY: the buffer is valid for its length; a netlink socket needs no address for send.
         let sent = unsafe {
             libc::send(
@@ -232,13 +248,30 @@ fn inet_request(family: Family, state: u8, bytecode: &[u8]) -> Vec<u8> {
     request.extend_from_slice(&[family.code(), libc::IPPROTO_TCP as u8, 0, 0]);
     request.extend_from_slice(&(1u32 << state).to_ne_bytes());
     request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
+    push_bytecode(&mut request, bytecode);
+    request
+}
+
+/// The older inet_diag_req (family, src_len, dst_len, ext, sockid, states, dbs) for TCP sockets
+/// of both families in `state`, with a bytecode filter attribute.
+fn any_family_request(state: u8, bytecode: &[u8]) -> Vec<u8> {
+    let mut request = Vec::with_capacity(64 + bytecode.len());
+    request.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]); // the family is ignored
+    request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
+    request.extend_from_slice(&(1u32 << state).to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    push_bytecode(&mut request, bytecode);
+    request
+}
+
+/// Appends an INET_DIAG_REQ_BYTECODE attribute, unless the program is empty.
+fn push_bytecode(request: &mut Vec<u8>, bytecode: &[u8]) {
     if !bytecode.is_empty() {
         let len = 4 + bytecode.len() as u16;
         request.extend_from_slice(&len.to_ne_bytes());
         request.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
         request.extend_from_slice(bytecode);
     }
-    request
 }
 
 /// A unix_diag_req for Unix sockets in `state`, any inode, with the attributes of `show`.
@@ -371,11 +404,11 @@ fn aligned(len: usize) -> Option<usize> {
     Some(len.checked_add(3)? & !3)
 }
 
-/// One netlink message with a 16-byte header carrying `payload`: a dump request.
-fn netlink_message(payload: &[u8]) -> Vec<u8> {
+/// One netlink message of type `kind` with a 16-byte header carrying `payload`: a dump request.
+fn netlink_message(kind: u16, payload: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(16 + payload.len());
     message.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
-    message.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    message.extend_from_slice(&kind.to_ne_bytes());
     message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     message.extend_from_slice(&1u32.to_ne_bytes()); // sequence
     message.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
@@ -502,7 +535,7 @@ mod tests {
         let accepted: Vec<_> = (0..2).map(|_| listener.accept().unwrap().0).collect();
         let mut diag = SockDiag::open(None).unwrap();
         let mut seen = Vec::new();
-        diag.established_tcp(Family::V4, &[port], |s| seen.push(*s))
+        diag.established_tcp(&[Family::V4], &[port], |s| seen.push(*s))
             .unwrap();
         // Three server ends on the port, the client ends (ephemeral ports) and the other
         // listener's connections left out; the one still queued has no inode yet.
@@ -516,15 +549,28 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(inodes, expected);
         let mut v6 = 0;
-        diag.established_tcp(Family::V6, &[port], |_| v6 += 1)
+        diag.established_tcp(&[Family::V6], &[port], |_| v6 += 1)
             .unwrap();
         assert_eq!(v6, 0);
         // Several ports: the kernel takes the longer program, and the server ends of both.
         let other_port = other.local_addr().unwrap().port();
         let mut both = 0;
-        diag.established_tcp(Family::V4, &[1, other_port, port], |_| both += 1)
+        diag.established_tcp(&[Family::V4], &[1, other_port, port], |_| both += 1)
             .unwrap();
         assert_eq!(both, 5);
+        // Both families in one dump.
+        let v6 = std::net::TcpListener::bind(("::1", 0))
+            .expect("this test needs IPv6 on the loopback interface (::1)");
+        let v6_port = v6.local_addr().unwrap().port();
+        let _v6_client = std::net::TcpStream::connect(v6.local_addr().unwrap()).unwrap();
+        let mut families = Vec::new();
+        let all = [Family::V4, Family::V6];
+        diag.established_tcp(&all, &[port, v6_port], |s| {
+            families.push(Family::of(&s.local))
+        })
+        .unwrap();
+        families.sort_unstable();
+        assert_eq!(families, [Family::V4, Family::V4, Family::V4, Family::V6]);
     }
 
     /// Runs a [`local_port_filter`] program as the kernel's inet_diag_bc_run does: true when it

@@ -248,9 +248,7 @@ fn count_from_netlink(
     unix: &mut UnixListeners,
 ) -> io::Result<()> {
     let (families, ports) = (tcp.families.clone(), tcp.ports.clone());
-    for family in families {
-        diag.established_tcp(family, &ports, |s| tcp.count(s.local, s.port, s.inode))?;
-    }
+    diag.established_tcp(&families, &ports, |s| tcp.count(s.local, s.port, s.inode))?;
     if !unix.owners.is_empty() {
         diag.connected_unix(|inode, path| unix.count(path, inode))?;
     }
