@@ -12,6 +12,9 @@ Figures are printed, not asserted: this is a benchmark, not a test.
     scripts/bench.py --scrapes 500 --binary target/release/stack_exporter
     scripts/bench.py --only connections --baseline /tmp/old/stack_exporter
     scripts/bench.py --only connections --callgrind   (instructions per scrape, under valgrind)
+
+--callgrind names functions, so it needs a binary with symbols (the release profile strips them):
+    CARGO_PROFILE_RELEASE_DEBUG=true CARGO_PROFILE_RELEASE_STRIP=false cargo build --release
 """
 import argparse
 import http.client
@@ -191,8 +194,9 @@ def redis_only_config(tmp, redis_port):
 
 
 def callgrind_per_scrape(binary, argv, scrapes, tmp):
-    """Instructions per scrape, in total and inside the sockets collector, under callgrind: counts
-    of user-space instructions, stable on a noisy machine (the kernel's share is not in them)."""
+    """Instructions per scrape under callgrind: in total, in the sockets collector, and in the
+    /proc snapshot of the services' processes it shares with the services collector. Counts of
+    user-space instructions, stable on a noisy machine (the kernel's share is not in them)."""
     out = os.path.join(tmp, "callgrind.out")
     port = free_port()
     child = start(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
@@ -212,19 +216,23 @@ def callgrind_per_scrape(binary, argv, scrapes, tmp):
     dumps = sorted((f for f in os.listdir(tmp) if f.startswith("callgrind.out.")),
                    key=lambda f: os.path.getmtime(os.path.join(tmp, f)))
     dump = os.path.join(tmp, dumps[-2] if len(dumps) > 1 else dumps[-1])  # the -d dump, not the exit one
+    # Run outside the source tree: there callgrind_annotate shortens the absolute source paths
+    # and merges a function's entries from two units into the smaller.
     annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump],
-                              capture_output=True, text=True, check=True).stdout
+                              capture_output=True, text=True, check=True, cwd=tmp).stdout
     for f in os.listdir(tmp):
         if f.startswith("callgrind.out"):
             os.remove(os.path.join(tmp, f))
     def instructions(pattern):
-        for line in annotate.splitlines():
-            if re.search(pattern, line):
-                return int(line.split()[0].replace(",", ""))
-        return 0
+        # A function inlined into several units is listed once per source file: the outermost
+        # (largest) inclusive count is the function's.
+        counts = [int(line.split()[0].replace(",", "")) for line in annotate.splitlines()
+                  if re.search(pattern, line)]
+        return max(counts, default=0)
     total = instructions(r"PROGRAM TOTALS")
-    sockets = instructions(r"sockets\.rs:stack_exporter::collector::sockets::Sockets::collect \[")
-    return total / scrapes, sockets / scrapes
+    sockets = instructions(r"sockets::Sockets::collect \[")
+    snapshot = instructions(r"services::Services::instance_pids \[")
+    return total / scrapes, sockets / scrapes, snapshot / scrapes
 
 
 def connection_scenario(args, tmp, children):
@@ -247,9 +255,10 @@ def connection_scenario(args, tmp, children):
             seen = established(redis_port)
             for name, binary in binaries:
                 if args.callgrind:
-                    total, sockets = callgrind_per_scrape(binary, argv, args.callgrind_scrapes, tmp)
-                    print(f"  {count:>6} connections ({seen} accepted): {name:<15} {total / 1e6:8.2f} M instructions "
-                          f"per scrape, {sockets / 1e6:8.2f} M in Sockets::collect")
+                    total, sockets, snapshot = callgrind_per_scrape(binary, argv, args.callgrind_scrapes, tmp)
+                    print(f"  {count:>6} connections: {name:<15} {total / 1e6:6.2f} M instructions per scrape, "
+                          f"{sockets / 1e6:6.2f} M in Sockets::collect, of which {snapshot / 1e6:.2f} M "
+                          f"the /proc snapshot shared with the services collector")
                     continue
                 port = free_port()
                 child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *argv])
