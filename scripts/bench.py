@@ -50,9 +50,14 @@ def wait_port(port, timeout=10):
     raise SystemExit(f"nothing listens on {port}")
 
 
-def cpu_seconds(pid):
+def cpu_times(pid):
+    """User and kernel CPU seconds of a process."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime
+
+
+def cpu_seconds(pid):
+    return sum(cpu_times(pid))
 
 
 def rss_bytes(pid):
@@ -70,6 +75,7 @@ def scrape(port, path="/metrics"):
 def measure(name, pid, port, scrapes):
     scrape(port)  # warm up: first scrape fills caches
     cpu_before = cpu_seconds(pid)
+    sys_before = cpu_times(pid)[1]
     latencies = []
     body = b""
     for _ in range(scrapes):
@@ -77,12 +83,14 @@ def measure(name, pid, port, scrapes):
         body = scrape(port)
         latencies.append(time.perf_counter() - start)
     cpu = (cpu_seconds(pid) - cpu_before) / scrapes
+    kernel = (cpu_times(pid)[1] - sys_before) / scrapes
     latencies.sort()
     samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     return {
         "name": name,
         "rss_mb": rss_bytes(pid) / 1e6,
         "cpu_ms": cpu * 1000,
+        "kernel_ms": kernel * 1000,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "bytes": len(body),
@@ -267,7 +275,8 @@ def connection_scenario(args, tmp, children):
                 row = measure(name, child.pid, port, args.connection_scrapes)
                 body = scrape(port).decode()
                 counted = re.search(r'^stack_service_connections\{service="redis"\} (\S+)$', body, re.M)
-                print(f"  {count:>6} connections: {name:<15} CPU {row['cpu_ms']:6.2f} ms/scrape, "
+                print(f"  {count:>6} connections: {name:<15} CPU {row['cpu_ms']:6.2f} ms/scrape "
+                      f"({row['kernel_ms']:5.2f} in the kernel), "
                       f"p50 {row['p50_ms']:6.2f} ms, p99 {row['p99_ms']:6.2f} ms, RSS {row['rss_mb']:.1f} MB "
                       f"(counted {counted.group(1) if counted else '?'} of {seen})")
                 child.terminate()
@@ -282,35 +291,38 @@ def raise_fd_limit(needed):
 
 
 def storm_scenario(args, children):
-    """RSS at start, after `--scrapes` scrapes, and after a storm of 8000 connections to the
-    exporter's own port (opened at once, then closed), default collectors and config."""
+    """RSS at start, after `--scrapes` scrapes, and after a storm of `--storm` connections to the
+    exporter's own port (opened at once, then closed), default collectors and config: under the
+    default connection cap (older connections are closed as new ones come) and under a cap above
+    the storm (every connection open at once)."""
     print(f"\nRSS around a storm of {args.storm} connections to the exporter's own port:")
-    for name, binary in [("stack_exporter", args.binary)] + ([("baseline", args.baseline)] if args.baseline else []):
-        port = free_port()
-        child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
-                       f"--web.max-connections={args.storm + 100}",
-                       f"--collector.services.pss-max-age={args.pss_max_age}"])
-        children.append(child)
-        wait_port(port)
-        scrape(port)
-        start_rss = rss_bytes(child.pid)
-        for _ in range(args.scrapes):
+    binaries = [("stack_exporter", args.binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+    for cap in (128, args.storm + 100):
+        for name, binary in binaries:
+            port = free_port()
+            child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+                           f"--web.max-connections={cap}",
+                           f"--collector.services.pss-max-age={args.pss_max_age}"])
+            children.append(child)
+            wait_port(port)
             scrape(port)
-        scraped_rss = rss_bytes(child.pid)
-        with Connections(port, args.storm):
+            start_rss = rss_bytes(child.pid)
+            for _ in range(args.scrapes):
+                scrape(port)
+            scraped_rss = rss_bytes(child.pid)
+            with Connections(port, args.storm):
+                time.sleep(1)
+                during_rss = rss_bytes(child.pid)
             time.sleep(1)
-            during_rss = rss_bytes(child.pid)
-        time.sleep(1)
-        for _ in range(5):
-            scrape(port)
-        time.sleep(0.5)
-        after_rss = rss_bytes(child.pid)
-        print(f"  {name:<15} RSS {start_rss / 1e6:.1f} MB at start, {scraped_rss / 1e6:.1f} MB after "
-              f"{args.scrapes} scrapes, {during_rss / 1e6:.1f} MB during the storm, "
-              f"{after_rss / 1e6:.1f} MB after it ({(after_rss - scraped_rss) / 1e6:+.1f} MB)")
-        child.terminate()
-        child.wait()
-
+            for _ in range(5):
+                scrape(port)
+            time.sleep(0.5)
+            after_rss = rss_bytes(child.pid)
+            print(f"  cap {cap:>5} {name:<15} RSS {start_rss / 1e6:.1f} MB at start, {scraped_rss / 1e6:.1f} MB "
+                  f"after {args.scrapes} scrapes, {during_rss / 1e6:.1f} MB during the storm, "
+                  f"{after_rss / 1e6:.1f} MB after it ({(after_rss - start_rss) / 1e6:+.1f} MB from the start)")
+            child.terminate()
+            child.wait()
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
