@@ -187,47 +187,19 @@ impl Sockets {
         let groups = self.services.instance_pids(scrape)?;
         let own_ns = std::fs::read_link(self.procfs.path("self/ns/net")).ok();
         let mut processes = self.processes(&groups, own_ns.as_ref());
-        let owners = {
-            let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
-            let refused = holders.update(&self.procfs, &processes.members, &processes.namespaces);
-            for index in refused {
-                let member = processes.members[index];
-                processes.refused(member.service, &self.procfs.pid_dir(member.pid));
-            }
-            holders.owners(&processes.members)
-        };
+        let owners = self.owners(&mut processes);
         self.log_unreadable(&groups, &processes.unreadable);
-
-        let mut found: Vec<ServiceSockets> = groups
-            .iter()
-            .zip(&processes.unreadable)
-            .map(|((_, instances), &unreadable)| ServiceSockets {
-                connections: vec![0; instances.len()],
-                unreadable,
-                ..ServiceSockets::default()
-            })
-            .collect();
-        for namespace in &mut processes.namespaces {
-            for listener in &namespace.listeners {
-                if let Some(&(service, _)) = owners.get(&listener.inode) {
-                    found[service].add_listener(listener);
-                }
-            }
-            let counted = |path: &str| !is_control_socket(path);
-            for ((service, instance), n) in namespace.connections(&owners, counted) {
-                found[service].connections[instance] += n;
-            }
-        }
+        let found = attribute(&groups, &mut processes, &owners);
 
         let mut out = MetricSet::default();
         declare(&mut out);
         for ((name, _), service) in groups.iter().zip(&found) {
             emit_service(&mut out, name, service);
         }
-        let own = own_ns.as_ref().and_then(|ns| {
-            let namespaces = &processes.namespaces;
-            namespaces.iter().find(|n| &n.link == ns)
-        });
+        let own = processes
+            .namespaces
+            .iter()
+            .find(|n| Some(&n.link) == own_ns.as_ref());
         let read;
         let own = match own {
             Some(namespace) => namespace,
@@ -239,6 +211,18 @@ impl Sockets {
         };
         emit_unowned(&mut out, own, &owners, &processes.unreadable_uids);
         Ok(out)
+    }
+
+    /// Each listener's owner, from the processes that hold them (read anew where needed: see
+    /// [`Holders`]); the processes whose fds were refused counted as unreadable.
+    fn owners(&self, processes: &mut Processes) -> HashMap<u64, Owner> {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = holders.update(&self.procfs, &processes.members, &processes.namespaces);
+        for index in refused {
+            let member = processes.members[index];
+            processes.refused(member.service, &self.procfs.pid_dir(member.pid));
+        }
+        holders.owners(&processes.members)
     }
 
     /// The services' processes with their network namespaces, each namespace's listeners read
@@ -305,6 +289,35 @@ impl Processes {
                 .insert(std::os::unix::fs::MetadataExt::uid(&meta));
         }
     }
+}
+
+/// Each service's listeners, and its instances' connections, from the namespaces' sockets.
+fn attribute(
+    groups: &[(String, Vec<Vec<u32>>)],
+    processes: &mut Processes,
+    owners: &HashMap<u64, Owner>,
+) -> Vec<ServiceSockets> {
+    let mut found: Vec<ServiceSockets> = groups
+        .iter()
+        .zip(&processes.unreadable)
+        .map(|((_, instances), &unreadable)| ServiceSockets {
+            connections: vec![0; instances.len()],
+            unreadable,
+            ..ServiceSockets::default()
+        })
+        .collect();
+    for namespace in &mut processes.namespaces {
+        for listener in &namespace.listeners {
+            if let Some(&(service, _)) = owners.get(&listener.inode) {
+                found[service].add_listener(listener);
+            }
+        }
+        let counted = |path: &str| !is_control_socket(path);
+        for ((service, instance), n) in namespace.connections(owners, counted) {
+            found[service].connections[instance] += n;
+        }
+    }
+    found
 }
 
 /// Listeners on planned ports in the exporter's own namespace that no service owns.
