@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::servers::RedisServer;
-use common::{must, wait_for, Exporter};
+use common::{must, require, wait_for, Exporter, Guard};
 
 /// Lets this test process hold `needed` sockets (the soft limit is often 1024).
 fn raise_own_fd_limit(needed: u64) {
@@ -400,4 +400,90 @@ fn a_services_connections_are_counted_exactly_among_unrelated_ones() {
     redis.start_again();
     let _again = open_to(redis.port, N);
     assert_counted(&exporter, N, "N connections to the restarted service");
+}
+
+/// `count` connections to 127.0.0.1:`port` made inside the network namespace of process `pid`:
+/// a thread enters it (setns) to open them, and they stay there.
+fn open_in_namespace_of(pid: u32, port: u16, count: usize) -> std::io::Result<Vec<TcpStream>> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::spawn(move || {
+        // SAFETY: setns on an open namespace file; only this thread moves.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        (0..count)
+            .map(|i| {
+                if i % 256 == 255 {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                TcpStream::connect(("127.0.0.1", port))
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A service in a network namespace of its own (a container's) is read in it: its connections
+/// are counted there, and the same port number on the host, busy with another program's
+/// connections, is not its.
+#[test]
+fn a_service_in_its_own_network_namespace_is_counted_there() {
+    const N: usize = 150;
+    const M: usize = 100;
+    raise_own_fd_limit((2 * N + 2 * M + 200) as u64);
+    let redis_server = require("redis-server", "apt-get install redis-server");
+    let unshare = require("unshare", "apt-get install util-linux");
+    require("ip", "apt-get install iproute2");
+    let dir = common::temp_dir();
+    let port = common::free_port();
+    let redis = Guard::spawn(
+        std::process::Command::new(unshare)
+            .args([
+                "--net",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(&redis_server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null()),
+    );
+    wait_for("Redis in its namespace", Duration::from_secs(10), || {
+        open_in_namespace_of(redis.pid(), port, 1).is_ok()
+    });
+    // The host's own listener on the same port number, with connections of its own.
+    let host = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    accept_and_hold(host);
+    let _host_connections = open_to(port, M);
+
+    let config = watch_redis_only(dir.path(), &[port]);
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    assert_counted(
+        &exporter,
+        0,
+        "no connections in the namespace, M on the host's port",
+    );
+    let _inside = open_in_namespace_of(redis.pid(), port, N).unwrap();
+    assert_counted(
+        &exporter,
+        N,
+        "N connections in the namespace, M on the host's port",
+    );
+    let text = exporter.scrape();
+    let port = port.to_string();
+    let listener = [("service", "redis"), ("port", port.as_str())];
+    assert_eq!(
+        must(
+            &text,
+            "stack_service_listen_info",
+            &[listener[0], listener[1], ("address_class", "loopback")]
+        ),
+        1.0
+    );
+    // The backlog comes from sock_diag asked inside the namespace.
+    assert!(must(&text, "stack_service_listen_queue_limit", &listener) > 0.0);
 }
