@@ -427,7 +427,7 @@ fn open_in_namespace_of(pid: u32, port: u16, count: usize) -> std::io::Result<Ve
 
 /// A service in a network namespace of its own (a container's) is read in it: its connections
 /// are counted there, and the same port number on the host, busy with another program's
-/// connections, is not its.
+/// connections, is not its. Needs root, as the exporter does to enter a namespace (unshare, setns).
 #[test]
 fn a_service_in_its_own_network_namespace_is_counted_there() {
     const N: usize = 150;
