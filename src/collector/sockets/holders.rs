@@ -72,9 +72,14 @@ impl Holders {
         for (ns, listens) in listening.iter().enumerate() {
             let held: HashSet<u64> = self.held_inodes().collect();
             let unknown = |inode: &u64| !held.contains(inode) && !self.unheld.contains(inode);
-            if !listens.iter().any(unknown) {
+            let Some(&inode) = listens.iter().find(|&inode| unknown(inode)) else {
                 continue;
-            }
+            };
+            log::debug!(
+                "listener {inode} in {} held by no service process read so far: reading the fds \
+                 of the namespace's service processes",
+                namespaces[ns].link.display()
+            );
             for (i, m) in members.iter().enumerate() {
                 if m.ns == ns && !read[i] {
                     self.read(procfs, m, namespaces, listens, &mut refused, i);
