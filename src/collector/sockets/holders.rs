@@ -173,3 +173,95 @@ fn held_listeners(pid_dir: &Path, listening: &HashSet<u64>) -> io::Result<Vec<(u
     }
     Ok(held)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fake /proc: each process's ns/net link and its fds, as links to `socket:[inode]`.
+    struct FakeProc(tempfile::TempDir);
+
+    impl FakeProc {
+        fn new() -> FakeProc {
+            FakeProc(tempfile::tempdir().unwrap())
+        }
+
+        fn procfs(&self) -> ProcFs {
+            ProcFs::new(self.0.path())
+        }
+
+        fn process(&self, pid: u32, ns: &str) {
+            let dir = self.0.path().join(pid.to_string());
+            std::fs::create_dir_all(dir.join("fd")).unwrap();
+            std::fs::create_dir_all(dir.join("ns")).unwrap();
+            symlink(ns, dir.join("ns/net")).unwrap();
+        }
+
+        fn open(&self, pid: u32, fd: u32, inode: u64) {
+            let link = self.0.path().join(format!("{pid}/fd/{fd}"));
+            symlink(format!("socket:[{inode}]"), link).unwrap();
+        }
+
+        fn close(&self, pid: u32, fd: u32) {
+            std::fs::remove_file(self.0.path().join(format!("{pid}/fd/{fd}"))).unwrap();
+        }
+    }
+
+    fn member(service: usize, instance: usize, pid: u32) -> Member {
+        Member {
+            service,
+            instance,
+            pid,
+            ns: 0,
+        }
+    }
+
+    #[test]
+    fn listeners_are_found_once_and_followed() {
+        let proc = FakeProc::new();
+        proc.process(100, "net:[1]");
+        proc.open(100, 3, 500);
+        proc.open(100, 4, 900); // a connection: not a listener, not kept
+        let mut holders = Holders::default();
+        let members = [member(0, 0, 100)];
+        let ns = |inodes: &[u64]| [Namespace::with_listeners("net:[1]", inodes)];
+        holders.update(&proc.procfs(), &members, &ns(&[500]));
+        assert_eq!(holders.owners(&members), HashMap::from([(500, (0, 0))]));
+        assert_eq!(holders.processes[&100].fds, [(3, 500)]);
+
+        // A listener opened by a running process: unknown, so the namespace is read again.
+        proc.open(100, 5, 600);
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600]));
+        assert_eq!(holders.owners(&members).get(&600), Some(&(0, 0)));
+
+        // Another program's listener: looked for once, then remembered as nobody's.
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]));
+        assert!(holders.unheld.contains(&700));
+        assert_eq!(holders.owners(&members).get(&700), None);
+
+        // A new process (a second instance) is read on first sight and holds a listener too; the
+        // first holder in the services' order owns it.
+        proc.process(101, "net:[1]");
+        proc.open(101, 3, 500);
+        let members = [member(0, 0, 100), member(0, 1, 101)];
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]));
+        assert_eq!(holders.processes[&101].fds, [(3, 500)]);
+        assert_eq!(holders.owners(&members).get(&500), Some(&(0, 0)));
+
+        // The first holder closes it (found by the per-scrape check); a closed listener is
+        // forgotten, and with it what was remembered about it.
+        proc.close(100, 3);
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600]));
+        assert_eq!(holders.owners(&members).get(&500), Some(&(0, 1)));
+        assert_eq!(holders.processes[&100].fds, [(5, 600)]);
+        assert!(!holders.unheld.contains(&700));
+
+        // A process gone, or in another namespace now, is forgotten.
+        holders.update(&proc.procfs(), &members[..1], &ns(&[500, 600]));
+        assert!(!holders.processes.contains_key(&101));
+        let elsewhere = [Namespace::with_listeners("net:[2]", &[500, 600])];
+        holders.update(&proc.procfs(), &members[..1], &elsewhere);
+        assert_eq!(holders.processes[&100].ns, PathBuf::from("net:[2]"));
+    }
+}

@@ -84,6 +84,27 @@ impl Namespace {
         }
     }
 
+    /// A namespace with these listeners and no connections, for tests of what uses it.
+    #[cfg(test)]
+    pub fn with_listeners(link: &str, inodes: &[u64]) -> Namespace {
+        let listeners = inodes.iter().map(|&inode| ListenSocket {
+            inode,
+            address: Address::Unix(format!("/run/{inode}.sock")),
+            length: None,
+            limit: None,
+            uid: 0,
+        });
+        Namespace {
+            link: PathBuf::from(link),
+            dir: PathBuf::from("/nonexistent"),
+            listeners: listeners.collect(),
+            source: Source::Proc {
+                tcp: Vec::new(),
+                unix: Vec::new(),
+            },
+        }
+    }
+
     /// The established connections accepted on each owned listener, added up by owner.
     /// `owners` maps listener inodes to their owners; `counted` says whether the connections of
     /// a Unix listener with that path count (not a control socket's).
