@@ -360,7 +360,7 @@ const QUEUE_LENGTH_HELP: &str = "Connections waiting in the accept queue of the 
 const QUEUE_LIMIT_HELP: &str =
     "Accept-queue limit (the listen backlog) of the service's listening sockets on this port.";
 const LISTEN_INFO_HELP: &str = "1 per port a service listens on; address_class is loopback (127.0.0.0/8, ::1, Unix socket), any (0.0.0.0, ::) or other. service=\"unknown\" for a planned port (3306, 5432, 6379, 8000) no watched service owns; service=\"unreadable\" when its owner may be a watched process the exporter may not read (see stack_sockets_unreadable_processes).";
-const UNREADABLE_HELP: &str = "Processes of the service whose /proc/PID/fd or ns/net the exporter may not read (it lacks root or CAP_SYS_PTRACE): their connections and listen queues are missing from the other series. 0 when every process was read.";
+const UNREADABLE_HELP: &str = "Processes of the service whose /proc/PID/fd or ns/net the exporter may not read (it lacks root or CAP_SYS_PTRACE): the listeners only they hold, with their queues and connections, are missing from the other series. 0 when every process was read.";
 
 fn declare(out: &mut MetricSet) {
     out.declare_gauge("stack_service_listen_queue_length", QUEUE_LENGTH_HELP);
