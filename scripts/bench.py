@@ -3,15 +3,24 @@
 
 For each exporter: RSS after N scrapes, CPU time per scrape, scrape latency median and p99,
 response size and sample count; then how stack_exporter's scrape time grows with the number of
-host processes (1000 and 3000 extra sleeping processes). Figures are printed, not asserted: this
-is a benchmark, not a test.
+host processes (1000 and 3000 extra sleeping processes) and with the number of established
+connections on the host (0, 1000 and 10000 loopback connections to a throwaway Redis that is a
+watched service), and the exporter's RSS around a storm of 8000 connections to its own port.
+Figures are printed, not asserted: this is a benchmark, not a test.
 
     scripts/bench.sh              (builds the release binary, then runs this)
     scripts/bench.py --scrapes 500 --binary target/release/stack_exporter
+    scripts/bench.py --only connections --baseline /tmp/old/stack_exporter
+    scripts/bench.py --only connections --callgrind   (instructions per scrape, under valgrind)
+
+--callgrind names functions, so it needs a binary with symbols (the release profile strips them):
+    CARGO_PROFILE_RELEASE_DEBUG=true CARGO_PROFILE_RELEASE_STRIP=false cargo build --release
 """
 import argparse
 import http.client
 import os
+import re
+import resource
 import shutil
 import socket
 import statistics
@@ -41,9 +50,14 @@ def wait_port(port, timeout=10):
     raise SystemExit(f"nothing listens on {port}")
 
 
-def cpu_seconds(pid):
+def cpu_times(pid):
+    """User and kernel CPU seconds of a process."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime
+
+
+def cpu_seconds(pid):
+    return sum(cpu_times(pid))
 
 
 def rss_bytes(pid):
@@ -61,6 +75,7 @@ def scrape(port, path="/metrics"):
 def measure(name, pid, port, scrapes):
     scrape(port)  # warm up: first scrape fills caches
     cpu_before = cpu_seconds(pid)
+    sys_before = cpu_times(pid)[1]
     latencies = []
     body = b""
     for _ in range(scrapes):
@@ -68,12 +83,14 @@ def measure(name, pid, port, scrapes):
         body = scrape(port)
         latencies.append(time.perf_counter() - start)
     cpu = (cpu_seconds(pid) - cpu_before) / scrapes
+    kernel = (cpu_times(pid)[1] - sys_before) / scrapes
     latencies.sort()
     samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
     return {
         "name": name,
         "rss_mb": rss_bytes(pid) / 1e6,
         "cpu_ms": cpu * 1000,
+        "kernel_ms": kernel * 1000,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
         "bytes": len(body),
@@ -108,15 +125,228 @@ def print_table(rows):
         print(f"{r['name']:<22}{r['rss_mb']:>9.1f}{r['cpu_ms']:>15.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['bytes']:>9}{r['samples']:>9}")
 
 
+# A child that opens `count` connections to a port and holds them until its stdin closes. A process
+# of its own: the connections' both ends on one host need twice the descriptors, and the client
+# ends must not be in a watched service's fd table.
+HOLDER = r"""
+import resource, socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if hard < count + 64:
+    sys.exit(f"holding {count} connections needs {count + 64} descriptors; the hard limit is {hard}")
+resource.setrlimit(resource.RLIMIT_NOFILE, (count + 64, hard))
+held = []
+for i in range(count):
+    if i % 256 == 255:
+        time.sleep(0.02)  # within the listener's backlog: a dropped SYN costs a 1 s retry
+    held.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+class Connections:
+    """`count` established loopback connections to `port` while the block runs, then closed."""
+
+    def __init__(self, port, count):
+        self.port, self.count, self.child = port, count, None
+
+    def __enter__(self):
+        if self.count:
+            self.child = subprocess.Popen([sys.executable, "-c", HOLDER, str(self.port), str(self.count)],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            line = self.child.stdout.readline()
+            if line.strip() != b"ready":
+                raise SystemExit(f"could not open {self.count} connections to port {self.port}")
+        return self
+
+    def __exit__(self, *exc):
+        if self.child:
+            self.child.stdin.close()
+            self.child.wait(timeout=60)
+
+
+def established(port):
+    """Established TCP connections on the host whose local port is `port` (the server ends)."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+def start_redis(tmp, maxclients):
+    """A throwaway Redis on a free loopback port that takes `maxclients` clients."""
+    redis = shutil.which("redis-server")
+    if not redis:
+        raise SystemExit("the connection scenario needs redis-server: apt-get install redis-server")
+    port = free_port()
+    child = subprocess.Popen([redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", tmp, "--maxclients", str(maxclients)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return child, port
+
+
+BUILT_IN_SERVICES = ["nginx", "wsgi", "asgi", "celery_worker", "celery_beat", "mysql", "postgresql", "redis"]
+
+
+def redis_only_config(tmp, redis_port):
+    """The throwaway Redis as the only watched service: the machine's other servers (and other
+    benchmarks' or tests') stay out of the figures."""
+    path = os.path.join(tmp, "connections.toml")
+    with open(path, "w") as f:
+        for name in BUILT_IN_SERVICES:
+            matcher = f"{{ comm = 'redis-server', cmdline = ':{redis_port}$' }}" if name == "redis" \
+                else "{ comm = 'no-such-process' }"
+            f.write(f"[services.{name}]\nmatch = [{matcher}]\n")
+    return path
+
+
+def callgrind_per_scrape(binary, argv, scrapes, tmp):
+    """Instructions per scrape under callgrind: in total, in the sockets collector, and in the
+    /proc snapshot of the services' processes it shares with the services collector. Counts of
+    user-space instructions, stable on a noisy machine (the kernel's share is not in them)."""
+    out = os.path.join(tmp, "callgrind.out")
+    port = free_port()
+    child = start(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                   binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+                   "--web.max-scrape-timeout=60s", *argv])
+    try:
+        wait_port(port, timeout=120)
+        for _ in range(2):
+            scrape(port)  # warm up: caches filled, first-sight work done
+        subprocess.run(["callgrind_control", "-z", str(child.pid)], check=True, capture_output=True)
+        for _ in range(scrapes):
+            scrape(port)
+        subprocess.run(["callgrind_control", "-d", str(child.pid)], check=True, capture_output=True)
+    finally:
+        child.terminate()
+        child.wait()
+    dumps = sorted((f for f in os.listdir(tmp) if f.startswith("callgrind.out.")),
+                   key=lambda f: os.path.getmtime(os.path.join(tmp, f)))
+    dump = os.path.join(tmp, dumps[-2] if len(dumps) > 1 else dumps[-1])  # the -d dump, not the exit one
+    # Run outside the source tree: there callgrind_annotate shortens the absolute source paths
+    # and merges a function's entries from two units into the smaller.
+    annotate = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", dump],
+                              capture_output=True, text=True, check=True, cwd=tmp).stdout
+    for f in os.listdir(tmp):
+        if f.startswith("callgrind.out"):
+            os.remove(os.path.join(tmp, f))
+    def instructions(pattern):
+        # A function inlined into several units is listed once per source file: the outermost
+        # (largest) inclusive count is the function's.
+        counts = [int(line.split()[0].replace(",", "")) for line in annotate.splitlines()
+                  if re.search(pattern, line)]
+        return max(counts, default=0)
+    total = instructions(r"PROGRAM TOTALS")
+    sockets = instructions(r"sockets::Sockets::collect \[")
+    snapshot = instructions(r"services::Services::instance_pids \[")
+    return total / scrapes, sockets / scrapes, snapshot / scrapes
+
+
+def connection_scenario(args, tmp, children):
+    """Scrape cost at 0, 1000 and 10000 established connections to a watched service's port."""
+    counts = [int(c) for c in args.connections.split(",")]
+    binaries = [("stack_exporter", args.binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+    redis, redis_port = start_redis(tmp, max(counts) + 100)
+    children.append(redis)
+    config = redis_only_config(tmp, redis_port)
+    argv = [f"--config.file={config}", f"--collector.services.pss-max-age={args.pss_max_age}"]
+    if args.callgrind:
+        argv += ["--no-collector.host", "--no-collector.filesystem", "--no-collector.services"]
+        print(f"\ninstructions per scrape against established connections to a watched Redis "
+              f"(callgrind, sockets collector alone, {args.callgrind_scrapes} scrapes):")
+    else:
+        print(f"\nscrape cost against established connections to a watched Redis "
+              f"(default collectors, Redis the only watched service, {args.connection_scrapes} scrapes):")
+    for count in counts:
+        with Connections(redis_port, count):
+            seen = established(redis_port)
+            for name, binary in binaries:
+                if args.callgrind:
+                    total, sockets, snapshot = callgrind_per_scrape(binary, argv, args.callgrind_scrapes, tmp)
+                    print(f"  {count:>6} connections: {name:<15} {total / 1e6:6.2f} M instructions per scrape, "
+                          f"{sockets / 1e6:6.2f} M in Sockets::collect, of which {snapshot / 1e6:.2f} M "
+                          f"the /proc snapshot shared with the services collector")
+                    continue
+                port = free_port()
+                child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *argv])
+                children.append(child)
+                wait_port(port)
+                row = measure(name, child.pid, port, args.connection_scrapes)
+                body = scrape(port).decode()
+                counted = re.search(r'^stack_service_connections\{service="redis"\} (\S+)$', body, re.M)
+                print(f"  {count:>6} connections: {name:<15} CPU {row['cpu_ms']:6.2f} ms/scrape "
+                      f"({row['kernel_ms']:5.2f} in the kernel), "
+                      f"p50 {row['p50_ms']:6.2f} ms, p99 {row['p99_ms']:6.2f} ms, RSS {row['rss_mb']:.1f} MB "
+                      f"(counted {counted.group(1) if counted else '?'} of {seen})")
+                child.terminate()
+                child.wait()
+
+
+def raise_fd_limit(needed):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < needed:
+        raise SystemExit(f"the storm needs {needed} file descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, needed), hard))
+
+
+def storm_scenario(args, children):
+    """RSS at start, after `--scrapes` scrapes, and after a storm of `--storm` connections to the
+    exporter's own port (opened at once, then closed), default collectors and config: under the
+    default connection cap (older connections are closed as new ones come) and under a cap above
+    the storm (every connection open at once)."""
+    print(f"\nRSS around a storm of {args.storm} connections to the exporter's own port:")
+    binaries = [("stack_exporter", args.binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+    for cap in (128, args.storm + 100):
+        for name, binary in binaries:
+            port = free_port()
+            child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+                           f"--web.max-connections={cap}",
+                           f"--collector.services.pss-max-age={args.pss_max_age}"])
+            children.append(child)
+            wait_port(port)
+            scrape(port)
+            start_rss = rss_bytes(child.pid)
+            for _ in range(args.scrapes):
+                scrape(port)
+            scraped_rss = rss_bytes(child.pid)
+            with Connections(port, args.storm):
+                time.sleep(1)
+                during_rss = rss_bytes(child.pid)
+            time.sleep(1)
+            for _ in range(5):
+                scrape(port)
+            time.sleep(0.5)
+            after_rss = rss_bytes(child.pid)
+            print(f"  cap {cap:>5} {name:<15} RSS {start_rss / 1e6:.1f} MB at start, {scraped_rss / 1e6:.1f} MB "
+                  f"after {args.scrapes} scrapes, {during_rss / 1e6:.1f} MB during the storm, "
+                  f"{after_rss / 1e6:.1f} MB after it ({(after_rss - start_rss) / 1e6:+.1f} MB from the start)")
+            child.terminate()
+            child.wait()
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default="target/release/stack_exporter")
     parser.add_argument("--scrapes", type=int, default=500)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1000/3000 process runs")
+    parser.add_argument("--only", choices=["footprint", "processes", "connections", "storm"], action="append",
+                        help="run only these parts (repeatable); all of them by default")
+    parser.add_argument("--connections", default="0,1000,10000",
+                        help="established connections to measure at (comma-separated)")
+    parser.add_argument("--connection-scrapes", type=int, default=200)
+    parser.add_argument("--callgrind", action="store_true",
+                        help="connection part: instructions per scrape under valgrind instead of timings")
+    parser.add_argument("--callgrind-scrapes", type=int, default=20)
+    parser.add_argument("--storm", type=int, default=8000, help="connections of the RSS storm")
     parser.add_argument("--pss-max-age", default="60s")
     parser.add_argument("--baseline", metavar="BINARY",
                         help="an older stack_exporter build measured beside this one (before/after)")
     args = parser.parse_args()
+    parts = set(args.only or ["footprint", "processes", "connections", "storm"])
+    if args.no_scaling:
+        parts.discard("processes")
+    # Both ends of the storm's connections are on this host: the exporter inherits this limit.
+    raise_fd_limit(args.storm + 256)
 
     nproc = len([d for d in os.listdir("/proc") if d.isdigit()])
     print(f"host: {os.cpu_count()} cores, {nproc} processes, {args.scrapes} scrapes per exporter\n")
@@ -129,7 +359,7 @@ def main():
             ]
             if args.baseline:
                 variants.insert(1, ("baseline", args.baseline, [f"--collector.services.pss-max-age={args.pss_max_age}"]))
-            for name, binary, extra in variants:
+            for name, binary, extra in variants if "footprint" in parts else []:
                 port = free_port()
                 child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *extra])
                 children.append(child)
@@ -137,7 +367,7 @@ def main():
                 rows.append(measure(name, child.pid, port, args.scrapes))
                 child.terminate()
             peer_total = {"name": "peers together", "rss_mb": 0, "cpu_ms": 0, "p50_ms": 0, "p99_ms": 0, "bytes": 0, "samples": 0}
-            for name, argv in peers(tmp):
+            for name, argv in peers(tmp) if "footprint" in parts else []:
                 port = free_port()
                 child = start(argv(port))
                 children.append(child)
@@ -149,9 +379,10 @@ def main():
                 child.terminate()
             if len(rows) > 2:
                 rows.append(peer_total)
-            print_table(rows)
+            if rows:
+                print_table(rows)
 
-            if not args.no_scaling:
+            if "processes" in parts:
                 print("\nscrape time against host processes (stack_exporter, PSS every scrape = worst case):")
                 sleepers = []
                 for extra in (0, 1000, 3000):
@@ -170,6 +401,10 @@ def main():
                     s.kill()
                 for s in sleepers:
                     s.wait()
+            if "connections" in parts:
+                connection_scenario(args, tmp, children)
+            if "storm" in parts:
+                storm_scenario(args, children)
         finally:
             for child in children:
                 child.kill()

@@ -1,20 +1,28 @@
-//! TCP sockets and the accept queues of listening sockets from the kernel's sock_diag netlink
-//! interface, the source `ss` reads: for a listener, the current queue (`rqueue`) and its limit,
-//! the backlog (`wqueue`). /proc/net/tcp gives the queue but not the limit, /proc/net/unix
-//! neither, and /proc/net/tcp lists every TIME_WAIT socket (20 ms of kernel time for 3 000).
+//! Sockets from the kernel's sock_diag netlink interface, the source `ss` reads, asked only for
+//! what the sockets collector needs:
+//!
+//! - listening TCP and Unix sockets with their accept queues: the current length (`rqueue`) and
+//!   the limit, the backlog (`wqueue`), which /proc/net/tcp does not show and /proc/net/unix
+//!   neither. A dump of listeners walks only the kernel's listening hash;
+//! - established TCP sockets on a few local ports, filtered in the kernel by an inet_diag bytecode
+//!   program, so the host's other connections are never copied out (only compared, under the
+//!   kernel's hash-bucket lock);
+//! - connected Unix sockets with their names (an accepted socket carries its listener's path).
+//!
+//! Each message is parsed where it lies in the receive buffer: nothing is allocated per socket.
 //!
 //! A netlink socket sees the sockets of the network namespace it was created in. For a service in
-//! a container, [`snapshot`] creates it inside the service's namespace: a short-lived thread
+//! a container, [`SockDiag::open`] creates it inside the service's namespace: a short-lived thread
 //! enters the namespace with setns(2) (needs CAP_SYS_ADMIN, i.e. root) and creates the socket
 //! there; the socket stays bound to that namespace after the thread ends.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-/// Queue figures of one listening socket, by inode.
+/// Queue figures of one listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Queue {
     pub length: u32,
@@ -22,75 +30,287 @@ pub struct Queue {
 }
 
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// The older inet_diag request, whose dumps have no family: one walk of the kernel's connection
+/// table for IPv4 and IPv6 together.
+const TCPDIAG_GETSOCK: u16 = 18;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const TCP_ESTABLISHED: u32 = 1;
-const TCP_LISTEN: u32 = 10;
+pub const TCP_ESTABLISHED: u8 = 1;
+pub const TCP_LISTEN: u8 = 10;
+const UDIAG_SHOW_NAME: u32 = 0x1;
 const UDIAG_SHOW_RQLEN: u32 = 0x10;
+const UNIX_DIAG_NAME: u16 = 0;
 const UNIX_DIAG_RQLEN: u16 = 4;
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+const INET_DIAG_BC_JMP: u8 = 1;
+const INET_DIAG_BC_S_EQ: u8 = 11;
 
 /// A TCP socket as sock_diag reports it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TcpSocket {
+    /// 0 for a connection still in its listener's accept queue: no process holds it yet.
     pub inode: u64,
     pub local: IpAddr,
     pub port: u16,
     pub state: u8,
     /// The user that created the socket: who owns a listener whose process cannot be read.
     pub uid: u32,
+    /// For a listener, its accept queue.
+    pub queue: Queue,
 }
 
-/// What one namespace's sock_diag dump found: listening and established TCP sockets, and the
-/// queue of every listening TCP and Unix socket by inode.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub tcp: Vec<TcpSocket>,
-    pub queues: HashMap<u64, Queue>,
+/// A listening Unix socket: its inode, its name as /proc/net/unix prints it (empty when
+/// unnamed) and its accept queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnixListener {
+    pub inode: u64,
+    pub path: String,
+    pub queue: Option<Queue>,
 }
 
-/// The listening and established TCP sockets (IPv4 and IPv6) and the listening Unix sockets'
-/// queues in the network namespace of `netns` (a `/proc/PID/ns/net` path), or of this process
-/// when `None`. The kernel filters by state, so the TIME_WAIT crowd of a busy host that makes
-/// /proc/net/tcp slow to read costs nothing here.
-pub fn snapshot(netns: Option<&Path>) -> io::Result<Snapshot> {
-    let socket = match netns {
-        None => netlink_socket()?,
-        Some(path) => {
-            let path = path.to_path_buf();
-            std::thread::scope(|s| s.spawn(move || socket_in_namespace(&path)).join())
-                .map_err(|_| io::Error::other("namespace thread panicked"))??
+/// The IP families a TCP dump is asked for one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(address: &IpAddr) -> Family {
+        match address {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
         }
-    };
-    let mut found = Snapshot::default();
-    let states = (1u32 << TCP_LISTEN) | (1u32 << TCP_ESTABLISHED);
-    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        let mut request = Vec::with_capacity(56);
-        request.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
-        request.extend_from_slice(&states.to_ne_bytes());
-        request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
-        dump(&socket, &request, |msg| {
-            if let Some((socket, queue)) = parse_inet_diag(msg) {
-                if let Some(queue) = queue {
-                    found.queues.insert(socket.inode, queue);
-                }
-                found.tcp.push(socket);
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Family::V4 => libc::AF_INET as u8,
+            Family::V6 => libc::AF_INET6 as u8,
+        }
+    }
+}
+
+/// A sock_diag netlink socket of one network namespace, and the buffer its answers arrive in.
+#[derive(Debug)]
+pub struct SockDiag {
+    socket: OwnedFd,
+    buffer: Vec<u8>,
+}
+
+impl SockDiag {
+    /// A socket in the network namespace of `netns` (a `/proc/PID/ns/net` path), or in this
+    /// process's when `None`.
+    pub fn open(netns: Option<&Path>) -> io::Result<SockDiag> {
+        let socket = match netns {
+            None => netlink_socket()?,
+            Some(path) => {
+                let path = path.to_path_buf();
+                std::thread::scope(|s| s.spawn(move || socket_in_namespace(&path)).join())
+                    .map_err(|_| io::Error::other("namespace thread panicked"))??
+            }
+        };
+        Ok(SockDiag {
+            socket,
+            buffer: vec![0u8; 32 * 1024],
+        })
+    }
+
+    /// Every listening TCP socket, IPv4 and IPv6, with its accept queue.
+    pub fn tcp_listeners(&mut self) -> io::Result<Vec<TcpSocket>> {
+        let mut found = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let request = inet_request(family, TCP_LISTEN, &[]);
+            self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
+                found.extend(parse_inet_diag(msg))
+            })?;
+        }
+        Ok(found)
+    }
+
+    /// Hands each established TCP socket of `families` whose local port is one of `ports` to
+    /// `each`. The kernel runs the port filter: the other connections are not copied out. It
+    /// walks its whole connection table for every dump (about 0.7 ms for the 262 144 buckets of a
+    /// 24 GB host, a sixteenth of that on a 2 GB one), so both families are asked for in one dump.
+    pub fn established_tcp(
+        &mut self,
+        families: &[Family],
+        ports: &[u16],
+        mut each: impl FnMut(&TcpSocket),
+    ) -> io::Result<()> {
+        if ports.is_empty() || families.is_empty() {
+            return Ok(());
+        }
+        let filter = local_port_filter(ports);
+        let mut parse = |msg: &[u8]| {
+            if let Some(socket) = parse_inet_diag(msg) {
+                each(&socket);
+            }
+        };
+        if let [family] = families {
+            let request = inet_request(*family, TCP_ESTABLISHED, &filter);
+            return self.dump(SOCK_DIAG_BY_FAMILY, &request, parse);
+        }
+        self.dump(
+            TCPDIAG_GETSOCK,
+            &any_family_request(TCP_ESTABLISHED, &filter),
+            &mut parse,
+        )
+    }
+
+    /// Every listening Unix socket with its name and accept queue.
+    pub fn unix_listeners(&mut self) -> io::Result<Vec<UnixListener>> {
+        let mut found = Vec::new();
+        let request = unix_request(TCP_LISTEN, UDIAG_SHOW_NAME | UDIAG_SHOW_RQLEN);
+        self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
+            if let Some(socket) = parse_unix_diag(msg) {
+                found.push(UnixListener {
+                    inode: socket.inode,
+                    path: socket.name.map(unix_path).unwrap_or_default().into_owned(),
+                    queue: socket.queue,
+                });
             }
         })?;
+        Ok(found)
     }
+
+    /// Hands the inode and name (as /proc/net/unix prints it) of each connected Unix socket that
+    /// has a name to `each`: an accepted socket has its listener's.
+    pub fn connected_unix(&mut self, mut each: impl FnMut(u64, &str)) -> io::Result<()> {
+        let request = unix_request(TCP_ESTABLISHED, UDIAG_SHOW_NAME);
+        self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
+            if let Some(UnixDiag {
+                inode,
+                name: Some(name),
+                ..
+            }) = parse_unix_diag(msg)
+            {
+                each(inode, &unix_path(name));
+            }
+        })
+    }
+
+    /// Sends one dump request of netlink type `kind` and hands each answer's payload to `each`.
+    fn dump(&mut self, kind: u16, payload: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
+        let message = netlink_message(kind, payload);
+        // SAFETY: the buffer is valid for its length; a netlink socket needs no address for send.
+        let sent = unsafe {
+            libc::send(
+                self.socket.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        loop {
+            // SAFETY: the buffer is valid for its length.
+            let n = unsafe {
+                libc::recv(
+                    self.socket.as_raw_fd(),
+                    self.buffer.as_mut_ptr().cast(),
+                    self.buffer.len(),
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let data = self.buffer.get(..n as usize).unwrap_or_default();
+            if data.is_empty() {
+                return Ok(());
+            }
+            for message in Messages(data) {
+                match message {
+                    Message::Payload(body) => each(body),
+                    Message::Done => return Ok(()),
+                    Message::Error(code) => {
+                        return Err(io::Error::from_raw_os_error(code.saturating_neg()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An inet_diag_req_v2 for TCP sockets of `family` in `state`, any address, with an optional
+/// bytecode filter attribute.
+fn inet_request(family: Family, state: u8, bytecode: &[u8]) -> Vec<u8> {
+    let mut request = Vec::with_capacity(60 + bytecode.len());
+    request.extend_from_slice(&[family.code(), libc::IPPROTO_TCP as u8, 0, 0]);
+    request.extend_from_slice(&(1u32 << state).to_ne_bytes());
+    request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
+    push_bytecode(&mut request, bytecode);
+    request
+}
+
+/// The older inet_diag_req (family, src_len, dst_len, ext, sockid, states, dbs) for TCP sockets
+/// of both families in `state`, with a bytecode filter attribute.
+fn any_family_request(state: u8, bytecode: &[u8]) -> Vec<u8> {
+    let mut request = Vec::with_capacity(64 + bytecode.len());
+    request.extend_from_slice(&[libc::AF_INET as u8, 0, 0, 0]); // the family is ignored
+    request.extend_from_slice(&[0u8; 48]); // inet_diag_sockid: any
+    request.extend_from_slice(&(1u32 << state).to_ne_bytes());
+    request.extend_from_slice(&0u32.to_ne_bytes());
+    push_bytecode(&mut request, bytecode);
+    request
+}
+
+/// Appends an INET_DIAG_REQ_BYTECODE attribute, unless the program is empty.
+fn push_bytecode(request: &mut Vec<u8>, bytecode: &[u8]) {
+    if !bytecode.is_empty() {
+        let len = 4 + bytecode.len() as u16;
+        request.extend_from_slice(&len.to_ne_bytes());
+        request.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        request.extend_from_slice(bytecode);
+    }
+}
+
+/// A unix_diag_req for Unix sockets in `state`, any inode, with the attributes of `show`.
+fn unix_request(state: u8, show: u32) -> Vec<u8> {
     let mut request = Vec::with_capacity(24);
     request.extend_from_slice(&[libc::AF_UNIX as u8, 0, 0, 0]);
-    request.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    request.extend_from_slice(&(1u32 << state).to_ne_bytes());
     request.extend_from_slice(&0u32.to_ne_bytes()); // any inode
-    request.extend_from_slice(&UDIAG_SHOW_RQLEN.to_ne_bytes());
+    request.extend_from_slice(&show.to_ne_bytes());
     request.extend_from_slice(&[0xff; 8]); // no cookie
-    dump(&socket, &request, |msg| {
-        if let Some((inode, queue)) = parse_unix_diag(msg) {
-            found.queues.insert(inode, queue);
-        }
-    })?;
-    Ok(found)
+    request
+}
+
+/// An inet_diag bytecode program that accepts a socket whose local port is one of `ports`.
+///
+/// One 12-byte block per port: `S_EQ port` (4 bytes, then the port in a second op's `no`), then
+/// `JMP` to the end. The kernel checks a program by walking it along the `yes` offsets, so every
+/// block is on that path: S_EQ's `yes` leads to its JMP, whose `yes` leads to the next block; a
+/// match jumps (JMP's `no`) to the end, which accepts; a miss goes on to the next block, and the
+/// last block's miss jumps 4 bytes past the end, which rejects.
+pub fn local_port_filter(ports: &[u16]) -> Vec<u8> {
+    const BLOCK: usize = 12;
+    let len = ports.len() * BLOCK;
+    let mut program = Vec::with_capacity(len);
+    for (i, &port) in ports.iter().enumerate() {
+        let at = i * BLOCK;
+        let miss = if i + 1 == ports.len() {
+            BLOCK + 4
+        } else {
+            BLOCK
+        };
+        program.extend_from_slice(&[INET_DIAG_BC_S_EQ, 8]);
+        program.extend_from_slice(&(miss as u16).to_ne_bytes());
+        program.extend_from_slice(&[0, 0]);
+        program.extend_from_slice(&port.to_ne_bytes());
+        program.extend_from_slice(&[INET_DIAG_BC_JMP, 4]);
+        program.extend_from_slice(&((len - at - 8) as u16).to_ne_bytes());
+    }
+    program
 }
 
 /// The native-endian u32 at `at`, if the message is long enough.
@@ -101,7 +321,7 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 
 /// One inet_diag_msg: family, state, timer, retrans, sockid (sport, dport, src[16], dst[16], if,
 /// cookie[2]), expires, rqueue, wqueue, uid, inode. A listener's queue is rqueue of wqueue.
-pub fn parse_inet_diag(msg: &[u8]) -> Option<(TcpSocket, Option<Queue>)> {
+pub fn parse_inet_diag(msg: &[u8]) -> Option<TcpSocket> {
     let (&family, &state) = (msg.first()?, msg.get(1)?);
     let local = if family == libc::AF_INET as u8 {
         let v4: [u8; 4] = msg.get(8..12)?.try_into().ok()?;
@@ -111,44 +331,89 @@ pub fn parse_inet_diag(msg: &[u8]) -> Option<(TcpSocket, Option<Queue>)> {
         IpAddr::V6(Ipv6Addr::from(v6))
     };
     let port: [u8; 2] = msg.get(4..6)?.try_into().ok()?;
-    let socket = TcpSocket {
+    Some(TcpSocket {
         inode: u64::from(u32_at(msg, 68)?),
         local,
         port: u16::from_be_bytes(port),
         state,
         uid: u32_at(msg, 64)?,
-    };
-    let queue = (u32::from(state) == TCP_LISTEN).then_some(Queue {
-        length: u32_at(msg, 56)?,
-        limit: u32_at(msg, 60)?,
-    });
-    Some((socket, queue))
+        queue: Queue {
+            length: u32_at(msg, 56)?,
+            limit: u32_at(msg, 60)?,
+        },
+    })
 }
 
-/// One unix_diag_msg (family, type, state, pad, inode, cookie[8]) and its attributes: the
-/// listener's inode and queue, when the UNIX_DIAG_RQLEN attribute is there.
-pub fn parse_unix_diag(msg: &[u8]) -> Option<(u64, Queue)> {
-    let inode = u64::from(u32_at(msg, 4)?);
+/// What one unix_diag_msg (family, type, state, pad, inode, cookie[8]) and its attributes say.
+#[derive(Debug, PartialEq)]
+pub struct UnixDiag<'a> {
+    pub inode: u64,
+    /// UNIX_DIAG_NAME: the bound address's sun_path bytes, when the socket has one.
+    pub name: Option<&'a [u8]>,
+    /// UNIX_DIAG_RQLEN: a listener's queue.
+    pub queue: Option<Queue>,
+}
+
+pub fn parse_unix_diag(msg: &[u8]) -> Option<UnixDiag<'_>> {
+    let mut found = UnixDiag {
+        inode: u64::from(u32_at(msg, 4)?),
+        name: None,
+        queue: None,
+    };
     let mut attrs = msg.get(16..)?;
     while let (Some(len), Some(kind)) = (attrs.get(0..2), attrs.get(2..4)) {
         let len = usize::from(u16::from_ne_bytes(len.try_into().ok()?));
         let kind = u16::from_ne_bytes(kind.try_into().ok()?);
         let attr = attrs.get(..len).filter(|_| len >= 4)?;
-        if kind == UNIX_DIAG_RQLEN {
-            let queue = Queue {
-                length: u32_at(attr, 4)?,
-                limit: u32_at(attr, 8)?,
-            };
-            return Some((inode, queue));
+        match kind {
+            UNIX_DIAG_NAME => found.name = attr.get(4..),
+            UNIX_DIAG_RQLEN => {
+                found.queue = Some(Queue {
+                    length: u32_at(attr, 4)?,
+                    limit: u32_at(attr, 8)?,
+                })
+            }
+            _ => {}
         }
         attrs = attrs.get(aligned(len)?..).unwrap_or_default();
     }
-    None
+    Some(found)
+}
+
+/// A Unix socket's name as /proc/net/unix prints it: a path without its terminating NUL, an
+/// abstract name (first byte NUL) with `@` in front, every NUL inside shown as `@`. Borrowed,
+/// not copied, for the usual path.
+pub fn unix_path(name: &[u8]) -> Cow<'_, str> {
+    let name = match name.split_first() {
+        Some((0, _)) => name,
+        _ => name.get(..name.len().saturating_sub(1)).unwrap_or_default(),
+    };
+    if name.contains(&0) {
+        let shown: Vec<u8> = name
+            .iter()
+            .map(|&b| if b == 0 { b'@' } else { b })
+            .collect();
+        Cow::Owned(String::from_utf8_lossy(&shown).into_owned())
+    } else {
+        String::from_utf8_lossy(name)
+    }
 }
 
 /// Netlink messages and attributes are padded to 4 bytes.
 fn aligned(len: usize) -> Option<usize> {
     Some(len.checked_add(3)? & !3)
+}
+
+/// One netlink message of type `kind` with a 16-byte header carrying `payload`: a dump request.
+fn netlink_message(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(16 + payload.len());
+    message.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+    message.extend_from_slice(&kind.to_ne_bytes());
+    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    message.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    message.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    message.extend_from_slice(payload);
+    message
 }
 
 /// What one netlink message said.
@@ -159,26 +424,31 @@ pub enum Message<'a> {
     Error(i32),
 }
 
-/// Splits one recv's bytes into netlink messages; stops at the first malformed header.
-pub fn parse_messages(mut data: &[u8]) -> Vec<Message<'_>> {
-    let mut messages = Vec::new();
-    while let (Some(len), Some(kind)) = (u32_at(data, 0), data.get(4..6)) {
-        let len = len as usize;
+/// The netlink messages of one recv's bytes; ends at the first malformed header.
+pub struct Messages<'a>(pub &'a [u8]);
+
+impl<'a> Iterator for Messages<'a> {
+    type Item = Message<'a>;
+
+    fn next(&mut self) -> Option<Message<'a>> {
+        let data = self.0;
+        let (len, kind) = (u32_at(data, 0)? as usize, data.get(4..6)?);
         let kind = u16::from_ne_bytes([kind[0], kind[1]]);
+        // Shorter than a header, or longer than what arrived: nothing more to read.
         let Some(body) = data.get(16..len) else {
-            break; // shorter than a header, or longer than what arrived
+            self.0 = &[];
+            return None;
         };
-        messages.push(match kind {
+        self.0 = aligned(len)
+            .and_then(|next| data.get(next..))
+            .unwrap_or_default();
+        Some(match kind {
             NLMSG_DONE => Message::Done,
             // nlmsgerr: the negative errno, then the request that failed.
             NLMSG_ERROR => Message::Error(u32_at(body, 0).map_or(0, |c| c as i32)),
             _ => Message::Payload(body),
-        });
-        data = aligned(len)
-            .and_then(|next| data.get(next..))
-            .unwrap_or_default();
+        })
     }
-    messages
 }
 
 fn netlink_socket() -> io::Result<OwnedFd> {
@@ -222,61 +492,6 @@ fn socket_in_namespace(netns: &Path) -> io::Result<OwnedFd> {
     netlink_socket()
 }
 
-/// Sends one dump request and hands each answer's payload to `each`.
-fn dump(socket: &OwnedFd, payload: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    let mut message = Vec::with_capacity(16 + payload.len());
-    message.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
-    message.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    message.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    message.extend_from_slice(&1u32.to_ne_bytes()); // sequence
-    message.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
-    message.extend_from_slice(payload);
-    // SAFETY: the buffer is valid for its length; a netlink socket needs no address for send.
-    let sent = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            0,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut buffer = vec![0u8; 32 * 1024];
-    loop {
-        // SAFETY: the buffer is valid for its length.
-        let n = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        let data = buffer.get(..n as usize).unwrap_or_default();
-        if data.is_empty() {
-            return Ok(());
-        }
-        for message in parse_messages(data) {
-            match message {
-                Message::Payload(body) => each(body),
-                Message::Done => return Ok(()),
-                Message::Error(code) => {
-                    return Err(io::Error::from_raw_os_error(code.saturating_neg()))
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,35 +512,133 @@ mod tests {
             .map(|_| std::net::TcpStream::connect(address).unwrap())
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let found = snapshot(None).unwrap();
+        let listeners = SockDiag::open(None).unwrap().tcp_listeners().unwrap();
         let inode = inode_of(listener.as_raw_fd());
-        let queue = found.queues[&inode];
-        assert_eq!(queue.length, 2);
-        assert!(queue.limit > 0);
-        let socket = found.tcp.iter().find(|s| s.inode == inode).unwrap();
+        let socket = listeners.iter().find(|s| s.inode == inode).unwrap();
         assert_eq!((socket.local, socket.port), (address.ip(), address.port()));
-        let clients = found
-            .tcp
-            .iter()
-            .filter(|s| s.state == 1 && s.port != address.port())
-            .filter(|s| {
-                _clients
-                    .iter()
-                    .any(|c| c.local_addr().unwrap().port() == s.port)
-            })
-            .count();
-        assert_eq!(clients, 2);
+        assert_eq!(socket.state, TCP_LISTEN);
+        assert_eq!(socket.queue.length, 2);
+        assert!(socket.queue.limit > 0);
     }
 
     #[test]
-    fn sees_a_unix_listener() {
+    fn established_sockets_are_filtered_by_local_port_in_the_kernel() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap())
+            .collect();
+        let _others: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap())
+            .collect();
+        let accepted: Vec<_> = (0..2).map(|_| listener.accept().unwrap().0).collect();
+        let mut diag = SockDiag::open(None).unwrap();
+        let mut seen = Vec::new();
+        diag.established_tcp(&[Family::V4], &[port], |s| seen.push(*s))
+            .unwrap();
+        // Three server ends on the port, the client ends (ephemeral ports) and the other
+        // listener's connections left out; the one still queued has no inode yet.
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen
+            .iter()
+            .all(|s| s.port == port && s.state == TCP_ESTABLISHED));
+        let mut inodes: Vec<u64> = seen.iter().map(|s| s.inode).filter(|&i| i != 0).collect();
+        let mut expected: Vec<u64> = accepted.iter().map(|s| inode_of(s.as_raw_fd())).collect();
+        inodes.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(inodes, expected);
+        let mut v6 = 0;
+        diag.established_tcp(&[Family::V6], &[port], |_| v6 += 1)
+            .unwrap();
+        assert_eq!(v6, 0);
+        // Several ports: the kernel takes the longer program, and the server ends of both.
+        let other_port = other.local_addr().unwrap().port();
+        let mut both = 0;
+        diag.established_tcp(&[Family::V4], &[1, other_port, port], |_| both += 1)
+            .unwrap();
+        assert_eq!(both, 5);
+        // Both families in one dump.
+        let v6 = std::net::TcpListener::bind(("::1", 0))
+            .expect("this test needs IPv6 on the loopback interface (::1)");
+        let v6_port = v6.local_addr().unwrap().port();
+        let _v6_client = std::net::TcpStream::connect(v6.local_addr().unwrap()).unwrap();
+        let mut families = Vec::new();
+        let all = [Family::V4, Family::V6];
+        diag.established_tcp(&all, &[port, v6_port], |s| {
+            families.push(Family::of(&s.local))
+        })
+        .unwrap();
+        families.sort_unstable();
+        assert_eq!(families, [Family::V4, Family::V4, Family::V4, Family::V6]);
+    }
+
+    /// Runs a [`local_port_filter`] program as the kernel's inet_diag_bc_run does: true when it
+    /// accepts a socket whose local port is `port`.
+    fn run_local_port_filter(program: &[u8], port: u16) -> bool {
+        let mut at = 0usize;
+        while at < program.len() {
+            let op = &program[at..];
+            let (code, yes, no) = (
+                op[0],
+                op[1] as usize,
+                u16::from_ne_bytes([op[2], op[3]]) as usize,
+            );
+            let matched = match code {
+                INET_DIAG_BC_S_EQ => u16::from_ne_bytes([op[6], op[7]]) == port,
+                _ => false, // JMP
+            };
+            at += if matched { yes } else { no };
+        }
+        at == program.len()
+    }
+
+    #[test]
+    fn the_port_filter_accepts_its_ports_only() {
+        for ports in [vec![80], vec![80, 443], vec![6379, 8000, 5432, 3306, 65535]] {
+            let program = local_port_filter(&ports);
+            for port in [0, 1, 79, 80, 81, 443, 3306, 5432, 6379, 8000, 65535] {
+                assert_eq!(
+                    run_local_port_filter(&program, port),
+                    ports.contains(&port),
+                    "{ports:?} on {port}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sees_a_unix_listener_and_its_connections() {
         let dir = tempfile::tempdir().unwrap();
-        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("s")).unwrap();
-        let _client = std::os::unix::net::UnixStream::connect(dir.path().join("s")).unwrap();
-        let queues = snapshot(None).unwrap().queues;
-        let queue = queues[&inode_of(listener.as_raw_fd())];
+        let path = dir.path().join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let _client = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let mut diag = SockDiag::open(None).unwrap();
+        let listeners = diag.unix_listeners().unwrap();
+        let inode = inode_of(listener.as_raw_fd());
+        let found = listeners.iter().find(|l| l.inode == inode).unwrap();
+        assert_eq!(found.path, path.to_str().unwrap());
+        let queue = found.queue.unwrap();
         assert_eq!(queue.length, 1);
         assert!(queue.limit > 0);
+        let accepted = listener.accept().unwrap().0;
+        let mut named = Vec::new();
+        diag.connected_unix(|inode, name| {
+            if name == path.to_str().unwrap() {
+                named.push(inode)
+            }
+        })
+        .unwrap();
+        assert_eq!(named, vec![inode_of(accepted.as_raw_fd())]);
+    }
+
+    #[test]
+    fn unix_names_print_as_in_proc_net_unix() {
+        assert_eq!(unix_path(b"/run/app.sock\0"), "/run/app.sock");
+        assert_eq!(unix_path(b"\0abstract"), "@abstract");
+        assert_eq!(unix_path(b"\0a\0b"), "@a@b");
+        assert_eq!(unix_path(b""), "");
+        assert!(matches!(unix_path(b"/run/app.sock\0"), Cow::Borrowed(_)));
     }
 
     #[test]
@@ -338,24 +651,29 @@ mod tests {
                 let inet = parse_inet_diag(&bytes);
                 assert_eq!(inet.is_some(), len >= 72, "inet_diag of {len} bytes");
                 let _ = parse_unix_diag(&bytes);
-                let _ = parse_messages(&bytes);
+                let _ = Messages(&bytes).count();
+                let _ = unix_path(&bytes);
             }
         }
         // A message that claims more than arrived, or less than its header, ends the batch.
         let mut short = 100u32.to_ne_bytes().to_vec();
         short.extend_from_slice(&[0; 12]);
-        assert_eq!(parse_messages(&short), vec![]);
+        assert_eq!(Messages(&short).collect::<Vec<_>>(), vec![]);
         let mut error = 16u32.to_ne_bytes().to_vec();
         error.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
         error.extend_from_slice(&[0; 10]);
-        assert_eq!(parse_messages(&error), vec![Message::Error(0)]);
+        assert_eq!(
+            Messages(&error).collect::<Vec<_>>(),
+            vec![Message::Error(0)]
+        );
     }
 
     #[test]
     fn enters_a_namespace_given_by_path() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let own = Path::new("/proc/self/ns/net");
-        let queues = snapshot(Some(own)).unwrap().queues;
-        assert!(queues.contains_key(&inode_of(listener.as_raw_fd())));
+        let listeners = SockDiag::open(Some(own)).unwrap().tcp_listeners().unwrap();
+        let inode = inode_of(listener.as_raw_fd());
+        assert!(listeners.iter().any(|l| l.inode == inode));
     }
 }

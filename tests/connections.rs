@@ -1,14 +1,19 @@
 //! Bounded for any client: an idle-connection flood with slowloris sockets cannot lock a scraper
 //! out, memory returns after a connection storm, and clients that hang up cost the next scrapes
 //! nothing. Each case runs against the real binary for a few seconds.
+//!
+//! And counted right on a busy host: a service's connections, as the kernel has them, with
+//! hundreds of unrelated connections beside them, across a restart and a listener moved to
+//! another port.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{must, Exporter};
+use common::servers::RedisServer;
+use common::{must, require, wait_for, Exporter, Guard};
 
 /// Lets this test process hold `needed` sockets (the soft limit is often 1024).
 fn raise_own_fd_limit(needed: u64) {
@@ -255,4 +260,230 @@ fn an_oversized_request_head_is_refused_and_the_exporter_goes_on() {
         "a 64 kB request head was read whole"
     );
     assert_all_collectors_succeeded(&exporter.scrape(), "after the big request");
+}
+
+/// Config that watches the Redis listening on one of `ports` and nothing else: the machine's
+/// other servers (and other tests') stay out of the figures.
+fn watch_redis_only(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
+    let others = [
+        "nginx",
+        "wsgi",
+        "asgi",
+        "celery_worker",
+        "celery_beat",
+        "mysql",
+        "postgresql",
+    ];
+    let mut config: String = others
+        .iter()
+        .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
+        .collect();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    config.push_str(&format!(
+        "[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':({})$' }}]\n",
+        ports.join("|")
+    ));
+    let path = dir.join("stack.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// `count` connections to `port`, opened in bursts the listener's accept queue can take.
+fn open_to(port: u16, count: usize) -> Vec<TcpStream> {
+    open_connections(port, count)
+}
+
+/// Redis's connections as the exporter counts them, in total and for the busiest instance.
+fn redis_connections(exporter: &Exporter) -> (f64, f64) {
+    let text = exporter.scrape();
+    let redis = [("service", "redis")];
+    (
+        must(&text, "stack_service_connections", &redis),
+        must(&text, "stack_service_instance_max_connections", &redis),
+    )
+}
+
+/// Waits until the exporter counts `expected` connections (the server accepts a burst in a few
+/// milliseconds; until then the rest wait in the accept queue, which is not counted here), then
+/// checks that the figure holds on the next scrape.
+fn assert_counted(exporter: &Exporter, expected: usize, context: &str) {
+    let expected = (expected as f64, expected as f64);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut counted = redis_connections(exporter);
+    while counted != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        counted = redis_connections(exporter);
+    }
+    assert_eq!(counted, expected, "{context} (total, busiest instance)");
+    assert_eq!(
+        redis_connections(exporter),
+        expected,
+        "{context}, next scrape"
+    );
+}
+
+/// Accepts every connection to `listener` on a thread of its own and keeps it open: a process
+/// beside the service with its own busy port.
+fn accept_and_hold(listener: TcpListener) {
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+}
+
+#[test]
+fn a_services_connections_are_counted_exactly_among_unrelated_ones() {
+    const N: usize = 300;
+    const M: usize = 200;
+    raise_own_fd_limit((2 * N + 4 * M + 200) as u64);
+    let mut redis = RedisServer::start();
+    let unwatched = RedisServer::start();
+    let moved_port = common::free_port();
+    let config = watch_redis_only(redis.dir(), &[redis.port, moved_port]);
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    assert_counted(&exporter, 0, "no connections");
+
+    let service = open_to(redis.port, N);
+    assert_counted(&exporter, N, "N connections to the service's port");
+
+    // M to another Redis nobody watches, M to a listener of this test process: both ends of
+    // those are on the host too, and neither is the service's.
+    let _unwatched = open_to(unwatched.port, M);
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    accept_and_hold(other);
+    let _others = open_to(other_port, M);
+    assert_counted(&exporter, N, "N connections among 2M unrelated ones");
+
+    // Outgoing connections of the service itself are not accepted connections: Redis connects
+    // to its "master" when made a replica of the unwatched one.
+    redis.cli(&["REPLICAOF", "127.0.0.1", &unwatched.port.to_string()]);
+    wait_for("the replica's connection", Duration::from_secs(10), || {
+        redis
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+    });
+    assert_counted(
+        &exporter,
+        N,
+        "N connections beside the service's outgoing one",
+    );
+    redis.cli(&["REPLICAOF", "NO", "ONE"]);
+
+    drop(service);
+    assert_counted(
+        &exporter,
+        0,
+        "the service's connections closed, 2M unrelated ones open",
+    );
+
+    // Listeners that appear in a running process: Redis moves to another port, on IPv4 and
+    // IPv6 (both families are counted from one dump of the kernel's table).
+    redis.cli(&["CONFIG", "SET", "bind", "127.0.0.1 ::1"]);
+    redis.cli(&["CONFIG", "SET", "port", &moved_port.to_string()]);
+    let mut moved = open_to(moved_port, N / 4);
+    moved.extend((0..N / 4).map(|_| {
+        TcpStream::connect(("::1", moved_port))
+            .expect("this test needs IPv6 on the loopback interface (::1)")
+    }));
+    assert_counted(
+        &exporter,
+        N / 2,
+        "N/2 connections to the port Redis moved to",
+    );
+    drop(moved);
+
+    // A restart: a new process with a new listener on the first port.
+    redis.stop();
+    redis.start_again();
+    let _again = open_to(redis.port, N);
+    assert_counted(&exporter, N, "N connections to the restarted service");
+}
+
+/// `count` connections to 127.0.0.1:`port` made inside the network namespace of process `pid`:
+/// a thread enters it (setns) to open them, and they stay there.
+fn open_in_namespace_of(pid: u32, port: u16, count: usize) -> std::io::Result<Vec<TcpStream>> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+    std::thread::spawn(move || {
+        // SAFETY: setns on an open namespace file; only this thread moves.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        (0..count)
+            .map(|i| {
+                if i % 256 == 255 {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                TcpStream::connect(("127.0.0.1", port))
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// A service in a network namespace of its own (a container's) is read in it: its connections
+/// are counted there, and the same port number on the host, busy with another program's
+/// connections, is not its. Needs root, as the exporter does to enter a namespace (unshare, setns).
+#[test]
+fn a_service_in_its_own_network_namespace_is_counted_there() {
+    const N: usize = 150;
+    const M: usize = 100;
+    raise_own_fd_limit((2 * N + 2 * M + 200) as u64);
+    let redis_server = require("redis-server", "apt-get install redis-server");
+    let unshare = require("unshare", "apt-get install util-linux");
+    require("ip", "apt-get install iproute2");
+    let dir = common::temp_dir();
+    let port = common::free_port();
+    let redis = Guard::spawn(
+        std::process::Command::new(unshare)
+            .args([
+                "--net",
+                "sh",
+                "-c",
+                "ip link set lo up && exec \"$0\" \"$@\"",
+            ])
+            .arg(&redis_server)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null()),
+    );
+    wait_for("Redis in its namespace", Duration::from_secs(10), || {
+        open_in_namespace_of(redis.pid(), port, 1).is_ok()
+    });
+    // The host's own listener on the same port number, with connections of its own.
+    let host = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    accept_and_hold(host);
+    let _host_connections = open_to(port, M);
+
+    let config = watch_redis_only(dir.path(), &[port]);
+    let exporter = Exporter::start(&[&format!("--config.file={}", config.display())]);
+    assert_counted(
+        &exporter,
+        0,
+        "no connections in the namespace, M on the host's port",
+    );
+    let _inside = open_in_namespace_of(redis.pid(), port, N).unwrap();
+    assert_counted(
+        &exporter,
+        N,
+        "N connections in the namespace, M on the host's port",
+    );
+    let text = exporter.scrape();
+    let port = port.to_string();
+    let listener = [("service", "redis"), ("port", port.as_str())];
+    assert_eq!(
+        must(
+            &text,
+            "stack_service_listen_info",
+            &[listener[0], listener[1], ("address_class", "loopback")]
+        ),
+        1.0
+    );
+    // The backlog comes from sock_diag asked inside the namespace.
+    assert!(must(&text, "stack_service_listen_queue_limit", &listener) > 0.0);
 }

@@ -1,12 +1,30 @@
 //! Listening sockets and connections per service (THRESHOLDS.md rows W3, X1, C5, C6).
 //!
 //! Processes are matched to services and grouped into instances exactly as the services collector
-//! does ([`Services::instance_pids`]). A service's sockets are the `socket:[inode]` links in its
-//! processes' /proc/PID/fd; each inode is looked up in the socket tables of the process's own
-//! network namespace, so a service in a container is seen as it sees itself: TCP sockets and
-//! listener queues with their limits (the backlog) from sock_diag netlink (src/sockdiag.rs), Unix
-//! sockets from /proc/PID/net/unix. Where netlink is refused, TCP comes from /proc/PID/net/tcp{,6}
-//! and only the queue length of TCP listeners is published.
+//! does ([`Services::instance_pids`]). Each network namespace of the services' processes is asked
+//! for its listening sockets (TCP and Unix, with their queues and limits, the backlog) through
+//! sock_diag netlink (src/sockdiag.rs), in that namespace, so a service in a container is seen as
+//! it sees itself. A listener belongs to the instance of the first service process that holds it
+//! among its open files (a `socket:[inode]` link in /proc/PID/fd).
+//!
+//! A connection belongs to the listener that accepted it, and so to that listener's instance: the
+//! established TCP connections on the owned listeners' ports, filtered by the kernel (the host's
+//! other connections are not copied out), and the connected Unix sockets named after an owned
+//! listener's path (an accepted socket carries it). A connection still in the accept queue has no
+//! inode yet (no process holds it) and is counted in the queue length instead. A forking server's
+//! workers share their master's listener: their connections are the instance's.
+//!
+//! Which process holds which listener is read once per process and kept ([`Holders`]): walking a
+//! busy server's fd table costs a readlink per connection. A process is read when it is first
+//! seen; the processes of a namespace are read again when a listener appears there that no read
+//! process held; each scrape checks only that the known holders still hold their listeners (one
+//! readlink per listener per holder). Scrape cost is thus linear in the services' processes and
+//! listeners, and the only per-connection work is the kernel's filtered dump of the services' own
+//! connections (a listener passed to an already running process over a Unix socket, SCM_RIGHTS,
+//! is seen only when that process is read again).
+//!
+//! Where netlink is refused, the namespace's /proc/PID/net/tcp{,6} and /proc/PID/net/unix are read
+//! whole instead, and only the queue length of TCP listeners is published.
 //!
 //! A server's control socket (Gunicorn's `gunicorn.ctl`) is not a listener of the service: no
 //! client of the app connects to it ([`CONTROL_SOCKET_NAMES`]).
@@ -21,16 +39,21 @@
 //! user of such a process is published as `service="unreadable"`, not `"unknown"`, since it may
 //! well be that service's own.
 
+mod holders;
+mod namespace;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::collector::services::{ScrapeKey, Services};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
-use crate::sockdiag::{self, Queue};
+use holders::{Holders, Member};
+pub use namespace::{parse_tcp_table, parse_unix_table, TcpSocket, UnixSocket};
+use namespace::{Address, ListenSocket, Namespace, Owner};
 
 /// Ports whose listeners are published even when no watched service owns them.
 pub const PLANNED_PORTS: [u16; 4] = [3306, 5432, 6379, 8000];
@@ -50,95 +73,14 @@ pub const UNKNOWN_SERVICE: &str = "unknown";
 /// exporter was not allowed to read (the listener's user is that process's user).
 pub const UNREADABLE_SERVICE: &str = "unreadable";
 
-const TCP_ESTABLISHED: u8 = 0x01;
-const TCP_LISTEN: u8 = 0x0A;
-
 #[derive(Debug)]
 pub struct Sockets {
     procfs: ProcFs,
     services: Arc<Services>,
     /// Logged once while some services' processes cannot be read.
     unreadable: Condition,
-}
-
-/// One line of /proc/net/tcp or tcp6.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TcpSocket {
-    pub inode: u64,
-    pub local: IpAddr,
-    pub port: u16,
-    pub state: u8,
-    /// For a listener, the accept queue's current length.
-    pub rx_queue: u32,
-    /// The user that created the socket.
-    pub uid: u32,
-}
-
-/// One line of /proc/net/unix.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnixSocket {
-    pub inode: u64,
-    pub listening: bool,
-    pub connected: bool,
-    pub path: String,
-}
-
-pub fn parse_tcp_table(text: &str) -> Vec<TcpSocket> {
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (address, port) = fields.get(1)?.split_once(':')?;
-            let (_, rx_queue) = fields.get(4)?.split_once(':')?;
-            Some(TcpSocket {
-                inode: fields.get(9)?.parse().ok()?,
-                local: parse_hex_address(address)?,
-                port: u16::from_str_radix(port, 16).ok()?,
-                state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
-                rx_queue: u32::from_str_radix(rx_queue, 16).ok()?,
-                uid: fields.get(7)?.parse().ok()?,
-            })
-        })
-        .collect()
-}
-
-/// The kernel prints each 32-bit word of the address as the native-endian integer it holds.
-fn parse_hex_address(hex: &str) -> Option<IpAddr> {
-    let word = |i: usize| -> Option<[u8; 4]> {
-        let digits = hex.get(i.checked_mul(8)?..i.checked_mul(8)?.checked_add(8)?)?;
-        Some(u32::from_str_radix(digits, 16).ok()?.to_ne_bytes())
-    };
-    match hex.len() {
-        8 => Some(IpAddr::V4(Ipv4Addr::from(word(0)?))),
-        32 => {
-            let [a, b, c, d] = [word(0)?, word(1)?, word(2)?, word(3)?];
-            let bytes: Vec<u8> = [a, b, c, d].concat();
-            let bytes: [u8; 16] = bytes.try_into().ok()?;
-            Some(IpAddr::V6(Ipv6Addr::from(bytes)))
-        }
-        _ => None,
-    }
-}
-
-pub fn parse_unix_table(text: &str) -> Vec<UnixSocket> {
-    const SO_ACCEPTCON: u32 = 0x0001_0000;
-    const SS_CONNECTED: &str = "03";
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            // Num RefCount Protocol Flags Type St Inode [Path]
-            let mut fields = line.split_whitespace();
-            let flags = u32::from_str_radix(fields.nth(3)?, 16).ok()?;
-            let state = fields.nth(1)?;
-            let inode = fields.next()?.parse().ok()?;
-            Some(UnixSocket {
-                inode,
-                listening: flags & SO_ACCEPTCON != 0,
-                connected: state == SS_CONNECTED,
-                path: fields.collect::<Vec<_>>().join(" "),
-            })
-        })
-        .collect()
+    /// Which processes hold which listeners, from the previous scrapes.
+    holders: Mutex<Holders>,
 }
 
 /// `loopback` (reachable only from this host: 127.0.0.0/8, ::1, and Unix sockets), `any` (every
@@ -168,77 +110,6 @@ fn is_control_socket(path: &str) -> bool {
 /// Whether an error says the exporter may not read the process (rather than that it is gone).
 fn is_refusal(error: &std::io::Error) -> bool {
     error.kind() == std::io::ErrorKind::PermissionDenied
-}
-
-/// The socket inodes among a process's open files.
-fn socket_inodes(pid_dir: &Path) -> std::io::Result<Vec<u64>> {
-    let entries = std::fs::read_dir(pid_dir.join("fd"))?;
-    Ok(entries
-        .filter_map(|entry| {
-            let target = std::fs::read_link(entry.ok()?.path()).ok()?;
-            let target = target.to_str()?;
-            target
-                .strip_prefix("socket:[")?
-                .strip_suffix(']')?
-                .parse()
-                .ok()
-        })
-        .collect())
-}
-
-/// The socket tables of one network namespace, read through one of its processes.
-#[derive(Debug, Default)]
-struct Namespace {
-    tcp: HashMap<u64, TcpSocket>,
-    unix: HashMap<u64, UnixSocket>,
-    /// From sock_diag; `None` when it was refused.
-    queues: Option<HashMap<u64, Queue>>,
-}
-
-impl Namespace {
-    /// `pid_dir` is /proc/PID (or /proc/self); `own` says the namespace is the exporter's. TCP
-    /// sockets come from sock_diag when it answers, else from /proc/PID/net/tcp{,6}.
-    fn read(pid_dir: &Path, own: bool) -> Namespace {
-        let read = |name: &str| crate::proc::read_file(&pid_dir.join("net").join(name));
-        let ns_path = pid_dir.join("ns/net");
-        let mut namespace = Namespace {
-            unix: read("unix")
-                .map(|t| parse_unix_table(&t))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s| (s.inode, s))
-                .collect(),
-            ..Namespace::default()
-        };
-        match sockdiag::snapshot((!own).then_some(ns_path.as_path())) {
-            Ok(snapshot) => {
-                for s in snapshot.tcp {
-                    let rx_queue = snapshot.queues.get(&s.inode).map_or(0, |q| q.length);
-                    namespace.tcp.insert(
-                        s.inode,
-                        TcpSocket {
-                            inode: s.inode,
-                            local: s.local,
-                            port: s.port,
-                            state: s.state,
-                            rx_queue,
-                            uid: s.uid,
-                        },
-                    );
-                }
-                namespace.queues = Some(snapshot.queues);
-            }
-            Err(e) => {
-                log::debug!("sock_diag in {}: {e}; reading /proc", ns_path.display());
-                for table in ["tcp", "tcp6"] {
-                    for socket in read(table).map(|t| parse_tcp_table(&t)).unwrap_or_default() {
-                        namespace.tcp.insert(socket.inode, socket);
-                    }
-                }
-            }
-        }
-        namespace
-    }
 }
 
 /// A port's listeners of one service added up (IPv4 and IPv6, several instances).
@@ -272,133 +143,121 @@ struct ServiceSockets {
     unreadable: u64,
 }
 
+impl ServiceSockets {
+    /// Adds one of the service's listening sockets to its port's figures. Unnamed Unix
+    /// listeners have no path to connect to, and a control socket no client of the app
+    /// connects to: neither is the service's.
+    fn add_listener(&mut self, listener: &ListenSocket) {
+        let (port, class) = match &listener.address {
+            Address::Tcp { local, port } => (port.to_string(), address_class(local)),
+            Address::Unix(path) if path.is_empty() || is_control_socket(path) => return,
+            Address::Unix(path) => (format!("unix:{path}"), "loopback"),
+        };
+        let first = !self.listeners.contains_key(&port);
+        self.listeners
+            .entry(port.clone())
+            .or_default()
+            .add(listener.length, listener.limit, first);
+        self.info.insert((port, class));
+    }
+}
+
+/// The services' processes of one scrape, grouped by network namespace.
+#[derive(Debug, Default)]
+struct Processes {
+    members: Vec<Member>,
+    namespaces: Vec<Namespace>,
+    /// Per service: processes whose ns/net or fds were refused.
+    unreadable: Vec<u64>,
+    /// The users of the refused processes: a listener of theirs may be a service's own.
+    unreadable_uids: HashSet<u32>,
+}
+
 impl Sockets {
     pub fn new(procfs: ProcFs, services: Arc<Services>) -> Sockets {
         Sockets {
             procfs,
             services,
             unreadable: Condition::default(),
+            holders: Mutex::new(Holders::default()),
         }
     }
 
     pub fn collect(&self, scrape: ScrapeKey) -> anyhow::Result<MetricSet> {
         let groups = self.services.instance_pids(scrape)?;
         let own_ns = std::fs::read_link(self.procfs.path("self/ns/net")).ok();
-
-        // Every socket of every service's process: its owner and its namespace.
-        let mut namespaces: Vec<Namespace> = Vec::new();
-        let mut namespace_ids: HashMap<std::path::PathBuf, usize> = HashMap::new();
-        let mut owners: HashMap<u64, (usize, usize, usize)> = HashMap::new();
-        let mut unreadable = vec![0u64; groups.len()];
-        // The users of the refused processes: a listener of theirs may be a service's own.
-        let mut unreadable_uids = HashSet::new();
-        for (service, (_, instances)) in groups.iter().enumerate() {
-            for (instance, pids) in instances.iter().enumerate() {
-                for &pid in pids {
-                    let dir = self.procfs.pid_dir(pid);
-                    let inodes = std::fs::read_link(dir.join("ns/net")).and_then(|ns| {
-                        let own = own_ns.as_ref() == Some(&ns);
-                        let inodes = socket_inodes(&dir)?;
-                        let ns_index = *namespace_ids.entry(ns).or_insert_with(|| {
-                            namespaces.push(Namespace::read(&dir, own));
-                            namespaces.len() - 1
-                        });
-                        Ok((ns_index, inodes))
-                    });
-                    match inodes {
-                        Ok((ns_index, inodes)) => {
-                            for inode in inodes {
-                                owners.entry(inode).or_insert((service, instance, ns_index));
-                            }
-                        }
-                        Err(e) if is_refusal(&e) => {
-                            unreadable[service] += 1;
-                            if let Ok(meta) = std::fs::metadata(&dir) {
-                                unreadable_uids.insert(std::os::unix::fs::MetadataExt::uid(&meta));
-                            }
-                        }
-                        Err(_) => {} // gone since the listing
-                    }
-                }
-            }
-        }
-        self.log_unreadable(&groups, &unreadable);
-
-        let mut found: Vec<ServiceSockets> = groups
-            .iter()
-            .zip(&unreadable)
-            .map(|((_, instances), &unreadable)| ServiceSockets {
-                connections: vec![0; instances.len()],
-                unreadable,
-                ..ServiceSockets::default()
-            })
-            .collect();
-        // Listeners first: they say which local ports and paths are each instance's.
-        let mut instance_ports: HashSet<(usize, usize, u16)> = HashSet::new();
-        let mut instance_paths: HashSet<(usize, usize, &str)> = HashSet::new();
-        for (inode, &(service, instance, ns)) in &owners {
-            let namespace = &namespaces[ns];
-            let queue = namespace.queues.as_ref().and_then(|q| q.get(inode));
-            let out = &mut found[service];
-            if let Some(tcp) = namespace.tcp.get(inode).filter(|t| t.state == TCP_LISTEN) {
-                let port = tcp.port.to_string();
-                let first = !out.listeners.contains_key(&port);
-                out.listeners.entry(port.clone()).or_default().add(
-                    Some(u64::from(tcp.rx_queue)),
-                    queue.map(|q| u64::from(q.limit)),
-                    first,
-                );
-                out.info.insert((port, address_class(&tcp.local)));
-                instance_ports.insert((service, instance, tcp.port));
-            } else if let Some(unix) = namespace.unix.get(inode).filter(|u| u.listening) {
-                // Unnamed listeners have no path to connect to; a control socket no client of
-                // the app connects to (nor do its connections count: the path stays unknown).
-                if unix.path.is_empty() || is_control_socket(&unix.path) {
-                    continue;
-                }
-                let port = format!("unix:{}", unix.path);
-                let first = !out.listeners.contains_key(&port);
-                out.listeners.entry(port.clone()).or_default().add(
-                    queue.map(|q| u64::from(q.length)),
-                    queue.map(|q| u64::from(q.limit)),
-                    first,
-                );
-                out.info.insert((port, "loopback"));
-                instance_paths.insert((service, instance, unix.path.as_str()));
-            }
-        }
-        // Then the connections accepted on those ports and paths, per instance.
-        for (inode, &(service, instance, ns)) in &owners {
-            let namespace = &namespaces[ns];
-            let accepted = match (namespace.tcp.get(inode), namespace.unix.get(inode)) {
-                (Some(tcp), _) => {
-                    tcp.state == TCP_ESTABLISHED
-                        && instance_ports.contains(&(service, instance, tcp.port))
-                }
-                (None, Some(unix)) => {
-                    unix.connected
-                        && !unix.listening
-                        && instance_paths.contains(&(service, instance, unix.path.as_str()))
-                }
-                (None, None) => false,
-            };
-            if accepted {
-                found[service].connections[instance] += 1;
-            }
-        }
+        let mut processes = self.processes(&groups, own_ns.as_ref());
+        let owners = self.owners(&mut processes);
+        self.log_unreadable(&groups, &processes.unreadable);
+        let found = attribute(&groups, &mut processes, &owners);
 
         let mut out = MetricSet::default();
         declare(&mut out);
         for ((name, _), service) in groups.iter().zip(&found) {
             emit_service(&mut out, name, service);
         }
-        let own = own_ns.and_then(|ns| namespace_ids.get(&ns)).copied();
+        let own = processes
+            .namespaces
+            .iter()
+            .find(|n| Some(&n.link) == own_ns.as_ref());
+        let read;
         let own = match own {
-            Some(index) => &namespaces[index],
-            None => &Namespace::read(&self.procfs.path("self"), true),
+            Some(namespace) => namespace,
+            None => {
+                let link = own_ns.unwrap_or_default();
+                read = Namespace::read(link, self.procfs.path("self"), true);
+                &read
+            }
         };
-        emit_unowned(&mut out, own, &owners, &unreadable_uids);
+        emit_unowned(&mut out, own, &owners, &processes.unreadable_uids);
         Ok(out)
+    }
+
+    /// Each listener's owner, from the processes that hold them (read anew where needed: see
+    /// [`Holders`]); the processes whose fds were refused counted as unreadable.
+    fn owners(&self, processes: &mut Processes) -> HashMap<u64, Owner> {
+        let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        let refused = holders.update(&self.procfs, &processes.members, &processes.namespaces);
+        for index in refused {
+            let member = processes.members[index];
+            processes.refused(member.service, &self.procfs.pid_dir(member.pid));
+        }
+        holders.owners(&processes.members)
+    }
+
+    /// The services' processes with their network namespaces, each namespace's listeners read
+    /// once; the processes whose namespace is refused counted as unreadable.
+    fn processes(&self, groups: &[(String, Vec<Vec<u32>>)], own_ns: Option<&PathBuf>) -> Processes {
+        let mut found = Processes {
+            unreadable: vec![0; groups.len()],
+            ..Processes::default()
+        };
+        let mut namespace_ids: HashMap<PathBuf, usize> = HashMap::new();
+        for (service, (_, instances)) in groups.iter().enumerate() {
+            for (instance, pids) in instances.iter().enumerate() {
+                for &pid in pids {
+                    let dir = self.procfs.pid_dir(pid);
+                    match std::fs::read_link(dir.join("ns/net")) {
+                        Ok(link) => {
+                            let ns = *namespace_ids.entry(link.clone()).or_insert_with(|| {
+                                let own = own_ns == Some(&link);
+                                found.namespaces.push(Namespace::read(link, dir, own));
+                                found.namespaces.len() - 1
+                            });
+                            found.members.push(Member {
+                                service,
+                                instance,
+                                pid,
+                                ns,
+                            });
+                        }
+                        Err(e) if is_refusal(&e) => found.refused(service, &dir),
+                        Err(_) => {} // gone since the listing
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// One line when some services' processes start being unreadable, one when all are readable.
@@ -421,35 +280,78 @@ impl Sockets {
     }
 }
 
+impl Processes {
+    /// Counts a process of `service` the exporter may not read, and notes its user.
+    fn refused(&mut self, service: usize, pid_dir: &Path) {
+        self.unreadable[service] += 1;
+        if let Ok(meta) = std::fs::metadata(pid_dir) {
+            self.unreadable_uids
+                .insert(std::os::unix::fs::MetadataExt::uid(&meta));
+        }
+    }
+}
+
+/// Each service's listeners, and its instances' connections, from the namespaces' sockets.
+fn attribute(
+    groups: &[(String, Vec<Vec<u32>>)],
+    processes: &mut Processes,
+    owners: &HashMap<u64, Owner>,
+) -> Vec<ServiceSockets> {
+    let mut found: Vec<ServiceSockets> = groups
+        .iter()
+        .zip(&processes.unreadable)
+        .map(|((_, instances), &unreadable)| ServiceSockets {
+            connections: vec![0; instances.len()],
+            unreadable,
+            ..ServiceSockets::default()
+        })
+        .collect();
+    for namespace in &mut processes.namespaces {
+        for listener in &namespace.listeners {
+            if let Some(&(service, _)) = owners.get(&listener.inode) {
+                found[service].add_listener(listener);
+            }
+        }
+        let counted = |path: &str| !is_control_socket(path);
+        for ((service, instance), n) in namespace.connections(owners, counted) {
+            found[service].connections[instance] += n;
+        }
+    }
+    found
+}
+
 /// Listeners on planned ports in the exporter's own namespace that no service owns.
 fn emit_unowned(
     out: &mut MetricSet,
     own: &Namespace,
-    owners: &HashMap<u64, (usize, usize, usize)>,
+    owners: &HashMap<u64, Owner>,
     unreadable_uids: &HashSet<u32>,
 ) {
-    for (port, class, service) in unowned_listeners(own.tcp.values(), owners, unreadable_uids) {
+    for (port, class, service) in unowned_listeners(&own.listeners, owners, unreadable_uids) {
         listen_info(out, service, &port.to_string(), class);
     }
 }
 
-/// Port, address class and `service` label of each planned-port listener no service owns:
+/// Port, address class and `service` label of each planned-port TCP listener no service owns:
 /// "unreadable" when its user is that of a process the exporter could not read, else "unknown".
-fn unowned_listeners<'a>(
-    sockets: impl Iterator<Item = &'a TcpSocket>,
-    owners: &HashMap<u64, (usize, usize, usize)>,
+fn unowned_listeners(
+    listeners: &[ListenSocket],
+    owners: &HashMap<u64, Owner>,
     unreadable_uids: &HashSet<u32>,
 ) -> BTreeSet<(u16, &'static str, &'static str)> {
-    sockets
-        .filter(|s| s.state == TCP_LISTEN && PLANNED_PORTS.contains(&s.port))
-        .filter(|s| !owners.contains_key(&s.inode))
-        .map(|s| {
-            let service = if unreadable_uids.contains(&s.uid) {
-                UNREADABLE_SERVICE
-            } else {
-                UNKNOWN_SERVICE
-            };
-            (s.port, address_class(&s.local), service)
+    listeners
+        .iter()
+        .filter(|l| !owners.contains_key(&l.inode))
+        .filter_map(|l| match l.address {
+            Address::Tcp { local, port } if PLANNED_PORTS.contains(&port) => {
+                let service = if unreadable_uids.contains(&l.uid) {
+                    UNREADABLE_SERVICE
+                } else {
+                    UNKNOWN_SERVICE
+                };
+                Some((port, address_class(&local), service))
+            }
+            _ => None,
         })
         .collect()
 }
@@ -458,7 +360,7 @@ const QUEUE_LENGTH_HELP: &str = "Connections waiting in the accept queue of the 
 const QUEUE_LIMIT_HELP: &str =
     "Accept-queue limit (the listen backlog) of the service's listening sockets on this port.";
 const LISTEN_INFO_HELP: &str = "1 per port a service listens on; address_class is loopback (127.0.0.0/8, ::1, Unix socket), any (0.0.0.0, ::) or other. service=\"unknown\" for a planned port (3306, 5432, 6379, 8000) no watched service owns; service=\"unreadable\" when its owner may be a watched process the exporter may not read (see stack_sockets_unreadable_processes).";
-const UNREADABLE_HELP: &str = "Processes of the service whose /proc/PID/fd or ns/net the exporter may not read (it lacks root or CAP_SYS_PTRACE): their connections and listen queues are missing from the other series. 0 when every process was read.";
+const UNREADABLE_HELP: &str = "Processes of the service whose /proc/PID/fd or ns/net the exporter may not read (it lacks root or CAP_SYS_PTRACE): the listeners only they hold, with their queues and connections, are missing from the other series. 0 when every process was read.";
 
 fn declare(out: &mut MetricSet) {
     out.declare_gauge("stack_service_listen_queue_length", QUEUE_LENGTH_HELP);
@@ -531,48 +433,6 @@ fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
 mod tests {
     use super::*;
 
-    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:18EB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   106        0 20117 1 0000000000000000 100 0 0 10 0
-   1: 00000000:1F40 00000000:0000 0A 00000000:00000005 00:00000000 00000000     0        0 30001 1 0000000000000000 100 0 0 10 0
-   2: 0100007F:1F40 0100007F:D2B6 01 00000000:00000000 00:00000000 00000000     0        0 30002 1 0000000000000000 20 4 30 10 -1
-";
-    const TCP6: &str = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 00000000000000000000000001000000:0050 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 40001 1 0000000000000000 100 0 0 10 0
-   1: 0000000000000000FFFF00000100007F:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 40002 1 0000000000000000 100 0 0 10 0
-";
-    const UNIX: &str = "Num       RefCount Protocol Flags    Type St Inode Path
-0000000000000000: 00000002 00000000 00010000 0001 01 50001 /run/gunicorn.sock
-0000000000000000: 00000003 00000000 00000000 0001 03 50002 /run/gunicorn.sock
-0000000000000000: 00000003 00000000 00000000 0001 03 50003
-0000000000000000: 00000002 00000000 00010000 0001 01 50004 @/tmp/.X11-unix/X0
-";
-
-    #[test]
-    fn tcp_tables_parse() {
-        let sockets = parse_tcp_table(TCP);
-        assert_eq!(sockets.len(), 3);
-        assert_eq!(sockets[0].local, IpAddr::from([127, 0, 0, 1]));
-        assert_eq!((sockets[0].port, sockets[0].state), (6379, TCP_LISTEN));
-        assert_eq!((sockets[1].port, sockets[1].rx_queue), (8000, 5));
-        assert_eq!(address_class(&sockets[1].local), "any");
-        assert_eq!(sockets[2].state, TCP_ESTABLISHED);
-        let v6 = parse_tcp_table(TCP6);
-        assert_eq!(v6[0].local, "::1".parse::<IpAddr>().unwrap());
-        assert_eq!(address_class(&v6[0].local), "loopback");
-        assert_eq!(v6[1].local, "::ffff:127.0.0.1".parse::<IpAddr>().unwrap());
-        assert_eq!(address_class(&v6[1].local), "loopback");
-    }
-
-    #[test]
-    fn unix_table_parses() {
-        let sockets = parse_unix_table(UNIX);
-        assert_eq!(sockets.len(), 4);
-        assert!(sockets[0].listening && !sockets[0].connected);
-        assert_eq!(sockets[0].path, "/run/gunicorn.sock");
-        assert!(sockets[1].connected && sockets[1].path == "/run/gunicorn.sock");
-        assert_eq!(sockets[2].path, "");
-    }
-
     #[test]
     fn address_classes() {
         for (address, class) in [
@@ -586,28 +446,65 @@ mod tests {
         }
     }
 
+    fn tcp_listener(inode: u64, local: &str, port: u16, uid: u32) -> ListenSocket {
+        ListenSocket {
+            inode,
+            address: Address::Tcp {
+                local: local.parse().unwrap(),
+                port,
+            },
+            length: Some(0),
+            limit: Some(128),
+            uid,
+        }
+    }
+
     #[test]
     fn an_unowned_listener_of_an_unreadable_user_is_not_unknown() {
-        let sockets = parse_tcp_table(TCP);
-        let mut planned = sockets[0].clone(); // 127.0.0.1:6379, uid 106
-        planned.port = 6379;
-        let mut other_user = sockets[1].clone(); // 0.0.0.0:8000, uid 0
-        other_user.port = 8000;
+        let all = [
+            tcp_listener(20117, "127.0.0.1", 6379, 106),
+            tcp_listener(30001, "0.0.0.0", 8000, 0),
+            tcp_listener(30002, "0.0.0.0", 8001, 106), // not a planned port
+        ];
         let owners = HashMap::new();
-        let all = [planned.clone(), other_user.clone()];
         assert_eq!(
-            unowned_listeners(all.iter(), &owners, &HashSet::from([106])),
+            unowned_listeners(&all, &owners, &HashSet::from([106])),
             BTreeSet::from([
                 (6379, "loopback", UNREADABLE_SERVICE),
                 (8000, "any", UNKNOWN_SERVICE)
             ])
         );
         // Owned by a watched process that was read: not published here at all.
-        let owners = HashMap::from([(planned.inode, (0, 0, 0))]);
+        let owners = HashMap::from([(20117, (0, 0))]);
         assert_eq!(
-            unowned_listeners(all.iter(), &owners, &HashSet::new()),
+            unowned_listeners(&all, &owners, &HashSet::new()),
             BTreeSet::from([(8000, "any", UNKNOWN_SERVICE)])
         );
+    }
+
+    #[test]
+    fn a_service_listener_is_published_by_port_and_unix_path() {
+        let mut found = ServiceSockets::default();
+        found.add_listener(&tcp_listener(1, "127.0.0.1", 8000, 0));
+        found.add_listener(&tcp_listener(2, "::1", 8000, 0));
+        let unix = |inode, path: &str| ListenSocket {
+            inode,
+            address: Address::Unix(path.to_string()),
+            length: Some(2),
+            limit: None,
+            uid: 0,
+        };
+        found.add_listener(&unix(3, "/run/app.sock"));
+        found.add_listener(&unix(4, "/run/gunicorn.ctl"));
+        found.add_listener(&unix(5, ""));
+        let ports: Vec<&str> = found.listeners.keys().map(String::as_str).collect();
+        assert_eq!(ports, ["8000", "unix:/run/app.sock"]);
+        assert_eq!(found.listeners["8000"].limit, Some(256));
+        assert_eq!(found.listeners["unix:/run/app.sock"].length, Some(2));
+        assert_eq!(found.listeners["unix:/run/app.sock"].limit, None);
+        assert!(found
+            .info
+            .contains(&("unix:/run/app.sock".to_string(), "loopback")));
     }
 
     #[test]
@@ -629,26 +526,6 @@ mod tests {
         ] {
             assert!(!is_control_socket(path), "{path}");
         }
-    }
-
-    #[test]
-    fn tcp_table_parser_survives_hostile_lines() {
-        for line in [
-            "",
-            "x",
-            "0: :",
-            "0: 0100007F:18EB 0:0 0A 0:0 0 0 106 0 1",
-            "0: FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF:1 a b c d e f g h",
-        ] {
-            let _ = parse_tcp_table(&format!("header\n{line}\n"));
-            let _ = parse_unix_table(&format!("header\n{line}\n"));
-        }
-        assert_eq!(
-            parse_hex_address("0100007F"),
-            Some(IpAddr::from([127, 0, 0, 1]))
-        );
-        assert_eq!(parse_hex_address("é100007F"), None);
-        assert_eq!(parse_hex_address("0000000000000000000000000100000é"), None);
     }
 
     #[test]

@@ -1,0 +1,267 @@
+//! Which service processes hold which listening sockets, kept from scrape to scrape.
+//!
+//! Finding a socket's process means reading the fd tables of the services' processes, a readlink
+//! per open file: 10 000 for a server with 10 000 connections, on every scrape. Listeners change
+//! far less often than connections, and only listeners are needed (a connection belongs to the
+//! listener that accepted it), so a process's fds are read when it is first seen, and the
+//! processes of a namespace again only when a listener appears there that no read process held.
+//! Each scrape checks that every known holder still holds its listener at the same fd: one
+//! readlink per listener per holder.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::namespace::{Namespace, Owner};
+use crate::proc::ProcFs;
+
+/// A service's process as this scrape found it.
+#[derive(Debug, Clone, Copy)]
+pub struct Member {
+    pub service: usize,
+    pub instance: usize,
+    pub pid: u32,
+    /// Its network namespace, an index into the scrape's namespaces.
+    pub ns: usize,
+}
+
+/// The listeners among one process's open files, as (fd, socket inode), and the namespace they
+/// were read in.
+#[derive(Debug)]
+struct Held {
+    ns: PathBuf,
+    fds: Vec<(u32, u64)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Holders {
+    processes: HashMap<u32, Held>,
+    /// Listeners looked for in every readable service process of their namespace and held by
+    /// none (another program's, or an unreadable process's): not looked for again.
+    unheld: HashSet<u64>,
+}
+
+impl Holders {
+    /// Brings the record up to date with this scrape's processes and listeners. Returns the
+    /// members whose fds the exporter may not read (by index).
+    pub fn update(
+        &mut self,
+        procfs: &ProcFs,
+        members: &[Member],
+        namespaces: &[Namespace],
+    ) -> Vec<usize> {
+        let listening: Vec<HashSet<u64>> = namespaces
+            .iter()
+            .map(|ns| ns.listeners.iter().map(|l| l.inode).collect())
+            .collect();
+        let current: HashMap<u32, &Path> = members
+            .iter()
+            .map(|m| (m.pid, namespaces[m.ns].link.as_path()))
+            .collect();
+        self.processes
+            .retain(|pid, held| current.get(pid) == Some(&held.ns.as_path()));
+
+        let mut refused = Vec::new();
+        let mut read = vec![false; members.len()];
+        for (i, m) in members.iter().enumerate() {
+            if !self.still_holds(procfs, m, &listening[m.ns]) {
+                self.read(procfs, m, namespaces, &listening[m.ns], &mut refused, i);
+                read[i] = true;
+            }
+        }
+        for (ns, listens) in listening.iter().enumerate() {
+            let held: HashSet<u64> = self.held_inodes().collect();
+            let unknown = |inode: &u64| !held.contains(inode) && !self.unheld.contains(inode);
+            let Some(&inode) = listens.iter().find(|&inode| unknown(inode)) else {
+                continue;
+            };
+            log::debug!(
+                "listener {inode} in {} held by no service process read so far: reading the fds \
+                 of the namespace's service processes",
+                namespaces[ns].link.display()
+            );
+            for (i, m) in members.iter().enumerate() {
+                if m.ns == ns && !read[i] {
+                    self.read(procfs, m, namespaces, listens, &mut refused, i);
+                    read[i] = true;
+                }
+            }
+            let held: HashSet<u64> = self.held_inodes().collect();
+            self.unheld
+                .extend(listens.iter().filter(|inode| !held.contains(inode)));
+        }
+        self.unheld
+            .retain(|inode| listening.iter().any(|l| l.contains(inode)));
+        refused
+    }
+
+    /// Each listener's owner: the first member, in the services' and instances' order, that
+    /// holds it.
+    pub fn owners(&self, members: &[Member]) -> HashMap<u64, Owner> {
+        let mut owners = HashMap::new();
+        for m in members {
+            for &(_, inode) in self.processes.get(&m.pid).map_or(&[][..], |h| &h.fds) {
+                owners.entry(inode).or_insert((m.service, m.instance));
+            }
+        }
+        owners
+    }
+
+    fn held_inodes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.processes
+            .values()
+            .flat_map(|held| held.fds.iter().map(|&(_, inode)| inode))
+    }
+
+    /// Whether the member was read before and still holds, at the same fds, the listeners it
+    /// held then (those since closed forgotten).
+    fn still_holds(&mut self, procfs: &ProcFs, m: &Member, listening: &HashSet<u64>) -> bool {
+        let Some(held) = self.processes.get_mut(&m.pid) else {
+            return false;
+        };
+        held.fds.retain(|(_, inode)| listening.contains(inode));
+        let dir = procfs.pid_dir(m.pid).join("fd");
+        held.fds
+            .iter()
+            .all(|&(fd, inode)| socket_inode(&dir.join(fd.to_string())) == Some(inode))
+    }
+
+    /// Reads the member's fd table anew.
+    fn read(
+        &mut self,
+        procfs: &ProcFs,
+        m: &Member,
+        namespaces: &[Namespace],
+        listening: &HashSet<u64>,
+        refused: &mut Vec<usize>,
+        index: usize,
+    ) {
+        self.processes.remove(&m.pid);
+        match held_listeners(&procfs.pid_dir(m.pid), listening) {
+            Ok(fds) => {
+                let ns = namespaces[m.ns].link.clone();
+                self.processes.insert(m.pid, Held { ns, fds });
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused.push(index),
+            Err(_) => {} // gone since the listing
+        }
+    }
+}
+
+/// The socket inode an fd link points to (`socket:[inode]`), if it is a socket.
+fn socket_inode(fd_link: &Path) -> Option<u64> {
+    let target = std::fs::read_link(fd_link).ok()?;
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The listeners of `listening` among a process's open files, as (fd, inode).
+fn held_listeners(pid_dir: &Path, listening: &HashSet<u64>) -> io::Result<Vec<(u32, u64)>> {
+    let mut held = Vec::new();
+    for entry in std::fs::read_dir(pid_dir.join("fd"))?.flatten() {
+        let Some(inode) = socket_inode(&entry.path()) else {
+            continue;
+        };
+        let fd = entry.file_name().to_str().and_then(|n| n.parse().ok());
+        if let (true, Some(fd)) = (listening.contains(&inode), fd) {
+            held.push((fd, inode));
+        }
+    }
+    Ok(held)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fake /proc: each process's ns/net link and its fds, as links to `socket:[inode]`.
+    struct FakeProc(tempfile::TempDir);
+
+    impl FakeProc {
+        fn new() -> FakeProc {
+            FakeProc(tempfile::tempdir().unwrap())
+        }
+
+        fn procfs(&self) -> ProcFs {
+            ProcFs::new(self.0.path())
+        }
+
+        fn process(&self, pid: u32, ns: &str) {
+            let dir = self.0.path().join(pid.to_string());
+            std::fs::create_dir_all(dir.join("fd")).unwrap();
+            std::fs::create_dir_all(dir.join("ns")).unwrap();
+            symlink(ns, dir.join("ns/net")).unwrap();
+        }
+
+        fn open(&self, pid: u32, fd: u32, inode: u64) {
+            let link = self.0.path().join(format!("{pid}/fd/{fd}"));
+            symlink(format!("socket:[{inode}]"), link).unwrap();
+        }
+
+        fn close(&self, pid: u32, fd: u32) {
+            std::fs::remove_file(self.0.path().join(format!("{pid}/fd/{fd}"))).unwrap();
+        }
+    }
+
+    fn member(service: usize, instance: usize, pid: u32) -> Member {
+        Member {
+            service,
+            instance,
+            pid,
+            ns: 0,
+        }
+    }
+
+    #[test]
+    fn listeners_are_found_once_and_followed() {
+        let proc = FakeProc::new();
+        proc.process(100, "net:[1]");
+        proc.open(100, 3, 500);
+        proc.open(100, 4, 900); // a connection: not a listener, not kept
+        let mut holders = Holders::default();
+        let members = [member(0, 0, 100)];
+        let ns = |inodes: &[u64]| [Namespace::with_listeners("net:[1]", inodes)];
+        holders.update(&proc.procfs(), &members, &ns(&[500]));
+        assert_eq!(holders.owners(&members), HashMap::from([(500, (0, 0))]));
+        assert_eq!(holders.processes[&100].fds, [(3, 500)]);
+
+        // A listener opened by a running process: unknown, so the namespace is read again.
+        proc.open(100, 5, 600);
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600]));
+        assert_eq!(holders.owners(&members).get(&600), Some(&(0, 0)));
+
+        // Another program's listener: looked for once, then remembered as nobody's.
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]));
+        assert!(holders.unheld.contains(&700));
+        assert_eq!(holders.owners(&members).get(&700), None);
+
+        // A new process (a second instance) is read on first sight and holds a listener too; the
+        // first holder in the services' order owns it.
+        proc.process(101, "net:[1]");
+        proc.open(101, 3, 500);
+        let members = [member(0, 0, 100), member(0, 1, 101)];
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]));
+        assert_eq!(holders.processes[&101].fds, [(3, 500)]);
+        assert_eq!(holders.owners(&members).get(&500), Some(&(0, 0)));
+
+        // The first holder closes it (found by the per-scrape check); a closed listener is
+        // forgotten, and with it what was remembered about it.
+        proc.close(100, 3);
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600]));
+        assert_eq!(holders.owners(&members).get(&500), Some(&(0, 1)));
+        assert_eq!(holders.processes[&100].fds, [(5, 600)]);
+        assert!(!holders.unheld.contains(&700));
+
+        // A process gone, or in another namespace now, is forgotten.
+        holders.update(&proc.procfs(), &members[..1], &ns(&[500, 600]));
+        assert!(!holders.processes.contains_key(&101));
+        let elsewhere = [Namespace::with_listeners("net:[2]", &[500, 600])];
+        holders.update(&proc.procfs(), &members[..1], &elsewhere);
+        assert_eq!(holders.processes[&100].ns, PathBuf::from("net:[2]"));
+    }
+}
