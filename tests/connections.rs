@@ -265,19 +265,7 @@ fn an_oversized_request_head_is_refused_and_the_exporter_goes_on() {
 /// Config that watches the Redis listening on one of `ports` and nothing else: the machine's
 /// other servers (and other tests') stay out of the figures.
 fn watch_redis_only(dir: &std::path::Path, ports: &[u16]) -> std::path::PathBuf {
-    let others = [
-        "nginx",
-        "wsgi",
-        "asgi",
-        "celery_worker",
-        "celery_beat",
-        "mysql",
-        "postgresql",
-    ];
-    let mut config: String = others
-        .iter()
-        .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
-        .collect();
+    let mut config = common::no_other_services("redis");
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     config.push_str(&format!(
         "[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':({})$' }}]\n",

@@ -391,7 +391,7 @@ fn without_privileges_the_exporter_says_what_it_cannot_see() {
         &config,
         &format!(
             "{}[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n",
-            no_other_services("redis")
+            common::no_other_services("redis")
         ),
     );
     common::make_world_readable(dir.path());
@@ -462,26 +462,6 @@ fn without_privileges_the_exporter_says_what_it_cannot_see() {
     };
     once("sockets collector: /proc/PID/fd refused for processes of redis");
     once("services collector: PSS: smaps_rollup refused for processes of redis");
-}
-
-/// Config that gives every built-in service but `keep` a matcher nothing fits, so the servers of
-/// the machine and of other tests stay out of a test's figures and log lines.
-fn no_other_services(keep: &str) -> String {
-    let names = [
-        "nginx",
-        "wsgi",
-        "asgi",
-        "celery_worker",
-        "celery_beat",
-        "mysql",
-        "postgresql",
-        "redis",
-    ];
-    names
-        .iter()
-        .filter(|&&name| name != keep)
-        .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
-        .collect()
 }
 
 /// Copies what the services collector reads of a live process (stat, cmdline, smaps_rollup)

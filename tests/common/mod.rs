@@ -414,3 +414,23 @@ impl Drop for MemoryCgroup {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// Config that gives every built-in service but `keep` a matcher nothing fits, so the servers of
+/// the machine and of other tests stay out of a test's figures and log lines.
+pub fn no_other_services(keep: &str) -> String {
+    let names = [
+        "nginx",
+        "wsgi",
+        "asgi",
+        "celery_worker",
+        "celery_beat",
+        "mysql",
+        "postgresql",
+        "redis",
+    ];
+    names
+        .iter()
+        .filter(|&&name| name != keep)
+        .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
+        .collect()
+}
