@@ -83,19 +83,7 @@ def main(root=dashlib.REPO):
                lambda: check_rules(root, canonical)),
               ("docs spell the application metrics as docs/metrics.md does",
                lambda: check_docs(root, canonical))]
-    passed = failed = 0
-    for name, run in checks:
-        errors = run()
-        if errors:
-            failed += 1
-            print("FAIL %s" % name)
-            for e in errors:
-                print("     - %s" % e)
-        else:
-            passed += 1
-            print("ok   %s" % name)
-    print("app-metrics: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return dashlib.report("app-metrics", ((name, run()) for name, run in checks))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import tempfile
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dashlib  # noqa: E402
 from dashlib import REPO  # noqa: E402
 
 CHECKS = []
@@ -229,19 +230,7 @@ def main():
         print("FAIL compose config: %s" % e)
         print("stack: 0 passed, 1 failed")
         return 1
-    passed = failed = 0
-    for fn in CHECKS:
-        errors = fn(config)
-        if errors:
-            failed += 1
-            print("FAIL %s" % fn.__name__)
-            for e in errors:
-                print("     - %s" % e)
-        else:
-            passed += 1
-            print("ok   %s" % fn.__name__)
-    print("stack: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return dashlib.report("stack", ((fn.__name__, fn(config)) for fn in CHECKS))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Shared by lint_dashboards.py and query_dashboards.py: loading the dashboards, walking their
+"""Shared by the dashboard checks: loading the dashboards, walking their
 panels and queries, expanding Grafana variables, and a small PromQL scanner that finds every
 vector selector with its matchers, range and enclosing function (enough for the lint rules; the
-real parse is left to promtool and Prometheus)."""
+real parse is left to promtool and Prometheus), and the report every check prints."""
 import glob
 import json
 import os
@@ -225,3 +225,20 @@ def base_metric(name):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def report(label, results):
+    """Prints `ok   NAME` or `FAIL NAME` with its errors for each (name, errors) of `results`,
+    then `LABEL: N passed, M failed`; returns the exit status (1 on any failure)."""
+    passed = failed = 0
+    for name, errors in results:
+        if errors:
+            failed += 1
+            print("FAIL %s" % name)
+            for e in errors:
+                print("     - %s" % e)
+        else:
+            passed += 1
+            print("ok   %s" % name)
+    print("%s: %d passed, %d failed" % (label, passed, failed))
+    return 1 if failed else 0

@@ -525,20 +525,9 @@ def main(argv):
         print("note: rules/ not found: recording rule and alert names not checked")
     results = {f: linter.lint(f) for f in files}
     parse_errors = linter.promtool_parse()
-    passed = failed = 0
-    for f, errors in results.items():
-        name = os.path.basename(f)
-        errors = errors + parse_errors.get(name, [])
-        if errors:
-            failed += 1
-            print("FAIL %s" % name)
-            for e in errors:
-                print("     - %s" % e)
-        else:
-            passed += 1
-            print("ok   %s" % name)
-    print("lint: %d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    named = ((os.path.basename(f), errors) for f, errors in results.items())
+    return dashlib.report(
+        "lint", ((name, errors + parse_errors.get(name, [])) for name, errors in named))
 
 
 if __name__ == "__main__":
