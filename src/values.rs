@@ -17,6 +17,15 @@ pub const MAX_CORES: f64 = 8192.0;
 /// (each is at least one process or thread).
 pub const MAX_COUNT: u32 = 1 << 22;
 
+/// A config value given as a whole number or as text ("512MiB", "2s"), the two ways a size or a
+/// duration may be written.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntOrText {
+    Int(i64),
+    Text(String),
+}
+
 /// A size in bytes: an integer, or a string such as "512MiB", "512MB", "512M" or "1.5GiB".
 /// As in MySQL's and Redis's own configs, K, M, G and T are powers of 1024 with or without `i`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,22 +33,16 @@ pub struct Bytes(pub u64);
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
-        match Raw::deserialize(d).map_err(|_| {
+        match IntOrText::deserialize(d).map_err(|_| {
             de::Error::custom(
                 "expected a size: a whole number of bytes or a string like \"512MiB\"",
             )
         })? {
-            Raw::Int(n) if n < 0 => Err(de::Error::custom(format!(
+            IntOrText::Int(n) if n < 0 => Err(de::Error::custom(format!(
                 "a size cannot be negative (got {n})"
             ))),
-            Raw::Int(n) => Ok(Bytes(n as u64)),
-            Raw::Text(s) => parse_size(&s).map(Bytes).map_err(de::Error::custom),
+            IntOrText::Int(n) => Ok(Bytes(n as u64)),
+            IntOrText::Text(s) => parse_size(&s).map(Bytes).map_err(de::Error::custom),
         }
     }
 }
@@ -77,18 +80,12 @@ pub struct ConfigDuration(pub Duration);
 
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(i64),
-            Text(String),
-        }
         let expected = "expected a duration like \"2s\", \"500ms\" or \"5m\"";
-        match Raw::deserialize(d).map_err(|_| de::Error::custom(expected))? {
-            Raw::Int(n) => parse_duration(&n.to_string())
+        match IntOrText::deserialize(d).map_err(|_| de::Error::custom(expected))? {
+            IntOrText::Int(n) => parse_duration(&n.to_string())
                 .map(ConfigDuration)
                 .map_err(|e| de::Error::custom(format!("{expected}: {e}"))),
-            Raw::Text(text) => parse_duration(&text)
+            IntOrText::Text(text) => parse_duration(&text)
                 .map(ConfigDuration)
                 .map_err(de::Error::custom),
         }
