@@ -723,12 +723,21 @@ fn memory_figures(
             bytes,
         );
     }
-    let performance_schema = match &slow.performance_schema_memory {
-        None => Some(0.0),
-        Some(Ok(rows)) => rows
-            .first()
-            .and_then(|r| number("performance_schema memory", r.first()?.as_ref())),
-        Some(Err(_)) => None,
+    // Off, it holds nothing; refused, its figure is left out with one log line.
+    let (performance_schema, refused) = match &slow.performance_schema_memory {
+        None => (Some(0.0), None),
+        Some(Ok(rows)) => (
+            rows.first()
+                .and_then(|r| number("performance_schema memory", r.first()?.as_ref())),
+            None,
+        ),
+        Some(Err(reason)) => (
+            None,
+            Some(format!(
+                "performance_schema's memory summary is refused \
+                 (GRANT SELECT ON performance_schema.*): {reason}"
+            )),
+        ),
     };
     if let Some(bytes) = performance_schema {
         out.set.gauge(
@@ -739,13 +748,6 @@ fn memory_figures(
             bytes,
         );
     }
-    let refused = match &slow.performance_schema_memory {
-        Some(Err(reason)) => Some(format!(
-            "performance_schema's memory summary is refused \
-             (GRANT SELECT ON performance_schema.*): {reason}"
-        )),
-        _ => None,
-    };
     out.note(
         format!(
             "mysql target {target:?}: performance_schema's own memory left out \
