@@ -443,10 +443,14 @@ impl MariadbServer {
                     "nobody".into()
                 }
             });
+        // Temporary tables in a directory of this server's own: in the shared /tmp, the
+        // bootstraps of servers started side by side by other tests lost theirs (ENOENT).
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
         run(Command::new(install)
             .arg("--no-defaults")
             .arg("--auth-root-authentication-method=normal")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--tmpdir={}", dir.path().join("tmp").display()))
             .arg(format!("--user={user}"))
             .args(["--skip-test-db", "--skip-name-resolve"]));
         let mut server = MariadbServer {
@@ -471,6 +475,7 @@ impl MariadbServer {
         command
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
             .arg(format!("--log-error={}", dir.join("error.log").display()))
