@@ -324,12 +324,184 @@ def storm_scenario(args, children):
             child.terminate()
             child.wait()
 
+# --- The issue-14 scenario: every collector of stack_exporter and the five peers it replaces,
+# scraped in turn against the same servers, on a host made busy on purpose.
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile {files};
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections {connections}; }}
+http {{
+    access_log {tmp}/access.log;
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    client_header_timeout 600s;
+    keepalive_timeout 600s;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /stub_status {{ stub_status; access_log off; }}
+        location / {{ return 200 "ok"; }}
+    }}
+}}
+"""
+
+
+def start_nginx(tmp, connections):
+    """A throwaway nginx that holds `connections` idle keep-alive clients, with stub_status."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        raise SystemExit("the side-by-side scenario needs nginx: apt-get install nginx")
+    port = free_port()
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(tmp=tmp, port=port, connections=connections + 256, files=connections + 512))
+    child = subprocess.Popen([nginx, "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return child, port
+
+
+def side_config(tmp, nginx_port):
+    """bench.sh's throwaway database targets plus the nginx and storage collectors: every
+    collector on."""
+    for d in ("backups", "logs"):
+        os.makedirs(os.path.join(tmp, d), exist_ok=True)
+    path = os.path.join(tmp, "side.toml")
+    with open(os.environ["STACK_TOML"]) as f:
+        targets = f.read()
+    with open(path, "w") as f:
+        f.write(targets)
+        f.write(f'[nginx]\naccess_log = "{tmp}/access.log"\n'
+                f'stub_status_url = "http://127.0.0.1:{nginx_port}/stub_status"\n'
+                f'[storage]\ndirectories = {{ backups = "{tmp}/backups", logs = "{tmp}/logs" }}\n')
+    return path
+
+
+def side_exporters(binary, config, tmp, pss_max_age):
+    """(name, argv) of stack_exporter and each peer, every one pointed at the same servers."""
+    env = os.environ
+    pw, my, pg, redis = env["PW"], env["MY_PORT"], env["PG_PORT"], env["REDIS_PORT"]
+    peer_bins = {name: shutil.which(f"prometheus-{name}") for name in
+                 ("node-exporter", "process-exporter", "mysqld-exporter", "postgres-exporter", "redis-exporter")}
+    missing = [f"prometheus-{n}" for n, b in peer_bins.items() if not b]
+    if missing:
+        raise SystemExit(f"the side-by-side scenario needs the peers: apt-get install {' '.join(missing)}")
+    process_config = os.path.join(tmp, "process-exporter.yml")
+    with open(process_config, "w") as f:
+        f.write("process_names:\n  - name: '{{.Comm}}'\n    cmdline: ['.+']\n")
+    return [
+        ("stack_exporter", {}, lambda p: [binary, f"--web.listen-address=127.0.0.1:{p}", "--log.level=warn",
+                                          f"--config.file={config}", f"--collector.services.pss-max-age={pss_max_age}"]),
+        ("node_exporter", {}, lambda p: [peer_bins["node-exporter"], f"--web.listen-address=127.0.0.1:{p}"]),
+        ("process-exporter", {}, lambda p: [peer_bins["process-exporter"], f"-web.listen-address=127.0.0.1:{p}",
+                                            f"-config.path={process_config}"]),
+        ("mysqld_exporter", {"DATA_SOURCE_NAME": f"monitor:{pw}@(127.0.0.1:{my})/"},
+         lambda p: [peer_bins["mysqld-exporter"], f"--web.listen-address=127.0.0.1:{p}",
+                    "--collect.info_schema.processlist", "--collect.info_schema.tables",
+                    "--collect.perf_schema.eventsstatementssum"]),
+        ("postgres_exporter", {"DATA_SOURCE_NAME": f"postgresql://monitor:{pw}@127.0.0.1:{pg}/postgres?sslmode=disable"},
+         lambda p: [peer_bins["postgres-exporter"], f"--web.listen-address=127.0.0.1:{p}"]),
+        ("redis_exporter", {}, lambda p: [peer_bins["redis-exporter"], f"-redis.addr=redis://127.0.0.1:{redis}",
+                                          "-redis.user=monitor", f"-redis.password={pw}",
+                                          f"-web.listen-address=127.0.0.1:{p}"]),
+    ]
+
+
+def measure_interleaved(running, scrapes):
+    """Scrape every exporter in turn, `scrapes` rounds: each sees the same host at the same time."""
+    for _, pid, port in running:
+        scrape(port)
+        scrape(port)  # warm up: connections made, caches filled
+    before = {name: (cpu_times(pid), rss_bytes(pid)) for name, pid, _ in running}
+    latencies = {name: [] for name, _, _ in running}
+    bodies = {}
+    for _ in range(scrapes):
+        for name, _, port in running:
+            start = time.perf_counter()
+            bodies[name] = scrape(port)
+            latencies[name].append(time.perf_counter() - start)
+    rows = []
+    for name, pid, _ in running:
+        (user0, kernel0), _ = before[name]
+        user1, kernel1 = cpu_times(pid)
+        lat = sorted(latencies[name])
+        rows.append({
+            "name": name,
+            "rss_mb": rss_bytes(pid) / 1e6,
+            "cpu_ms": (user1 + kernel1 - user0 - kernel0) / scrapes * 1000,
+            "kernel_ms": (kernel1 - kernel0) / scrapes * 1000,
+            "p50_ms": statistics.median(lat) * 1000,
+            "p99_ms": lat[int(len(lat) * 0.99) - 1] * 1000,
+            "bytes": len(bodies[name]),
+            "samples": sum(1 for line in bodies[name].splitlines() if line and not line.startswith(b"#")),
+        })
+    return rows
+
+
+def busy_host(processes):
+    """Sleeping processes until the host has `processes` of them; returns the sleepers."""
+    sleepers = []
+    while len([d for d in os.listdir("/proc") if d.isdigit()]) < processes:
+        sleepers.append(subprocess.Popen(["sleep", "3600"]))
+    return sleepers
+
+
+def side_scenario(args, tmp, children):
+    """stack_exporter with every collector on beside node_exporter, process-exporter,
+    mysqld_exporter, postgres_exporter and redis_exporter, interleaved, on a host with
+    `--side-processes` processes and `--side-connections` established connections to nginx."""
+    if "STACK_TOML" not in os.environ:
+        raise SystemExit("the side-by-side scenario needs bench.sh's throwaway servers: run scripts/bench.sh")
+    nginx, nginx_port = start_nginx(tmp, args.side_connections)
+    children.append(nginx)
+    config = side_config(tmp, nginx_port)
+    sleepers = busy_host(args.side_processes)
+    children.extend(sleepers)
+    running = []
+    for name, env, argv in side_exporters(args.binary, config, tmp, args.pss_max_age):
+        port = free_port()
+        child = subprocess.Popen(argv(port), env={**os.environ, **env},
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        children.append(child)
+        wait_port(port)
+        running.append((name, child.pid, port))
+    with Connections(nginx_port, args.side_connections):
+        processes = len([d for d in os.listdir("/proc") if d.isdigit()])
+        connections = established(nginx_port)
+        print(f"\nside by side, every collector on, interleaved ({args.side_scrapes} rounds): "
+              f"{processes} processes, {connections} established connections to nginx")
+        rows = measure_interleaved(running, args.side_scrapes)
+    body = scrape(running[0][2]).decode()
+    failed = re.findall(r'^stack_scrape_collector_success\{collector="([^"]+)"\} 0$', body, re.M)
+    if failed:
+        print(f"  warning: stack_exporter collectors failing: {', '.join(failed)}")
+    stack, peers_rows = rows[0], rows[1:]
+    total = {"name": "five peers", "rss_mb": sum(r["rss_mb"] for r in peers_rows),
+             "cpu_ms": sum(r["cpu_ms"] for r in peers_rows), "p50_ms": float("nan"),
+             "p99_ms": sum(r["p99_ms"] for r in peers_rows), "bytes": sum(r["bytes"] for r in peers_rows),
+             "samples": sum(r["samples"] for r in peers_rows)}
+    print_table(rows + [total])
+    redis_p99 = next(r["p99_ms"] for r in peers_rows if r["name"] == "redis_exporter")
+    print(f"  stack_exporter / five peers: RSS {stack['rss_mb'] / total['rss_mb']:.3f}, "
+          f"CPU {stack['cpu_ms'] / total['cpu_ms']:.3f}; CPU per scrape {stack['cpu_ms']:.2f} ms "
+          f"({stack['kernel_ms']:.2f} in the kernel); p99 {stack['p99_ms']:.1f} ms against "
+          f"redis_exporter's {redis_p99:.1f} ms")
+    for s in sleepers:
+        s.kill()
+        s.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", default="target/release/stack_exporter")
     parser.add_argument("--scrapes", type=int, default=500)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1000/3000 process runs")
-    parser.add_argument("--only", choices=["footprint", "processes", "connections", "storm"], action="append",
+    parser.add_argument("--only", choices=["side", "footprint", "processes", "connections", "storm"], action="append",
                         help="run only these parts (repeatable); all of them by default")
     parser.add_argument("--connections", default="0,1000,10000",
                         help="established connections to measure at (comma-separated)")
@@ -338,21 +510,28 @@ def main():
                         help="connection part: instructions per scrape under valgrind instead of timings")
     parser.add_argument("--callgrind-scrapes", type=int, default=20)
     parser.add_argument("--storm", type=int, default=8000, help="connections of the RSS storm")
+    parser.add_argument("--side-scrapes", type=int, default=200, help="rounds of the side-by-side scenario")
+    parser.add_argument("--side-connections", type=int, default=10000,
+                        help="established connections to nginx in the side-by-side scenario")
+    parser.add_argument("--side-processes", type=int, default=300,
+                        help="processes on the host in the side-by-side scenario")
     parser.add_argument("--pss-max-age", default="60s")
     parser.add_argument("--baseline", metavar="BINARY",
                         help="an older stack_exporter build measured beside this one (before/after)")
     args = parser.parse_args()
-    parts = set(args.only or ["footprint", "processes", "connections", "storm"])
+    parts = set(args.only or ["side", "footprint", "processes", "connections", "storm"])
     if args.no_scaling:
         parts.discard("processes")
     # Both ends of the storm's connections are on this host: the exporter inherits this limit.
-    raise_fd_limit(args.storm + 256)
+    raise_fd_limit(max(args.storm, args.side_connections) + 256)
 
     nproc = len([d for d in os.listdir("/proc") if d.isdigit()])
     print(f"host: {os.cpu_count()} cores, {nproc} processes, {args.scrapes} scrapes per exporter\n")
     rows, children = [], []
     with tempfile.TemporaryDirectory() as tmp:
         try:
+            if "side" in parts:
+                side_scenario(args, tmp, children)
             variants = [
                 ("stack_exporter", args.binary, [f"--collector.services.pss-max-age={args.pss_max_age}"]),
                 ("stack (PSS every scrape)", args.binary, ["--collector.services.pss-max-age=0s"]),
@@ -385,14 +564,13 @@ def main():
             if "processes" in parts:
                 print("\nscrape time against host processes (stack_exporter, PSS every scrape = worst case):")
                 sleepers = []
-                for extra in (0, 1000, 3000):
-                    while len(sleepers) < extra:
-                        sleepers.append(subprocess.Popen(["sleep", "600"]))
+                for processes in (300, 1000, 3000):
+                    sleepers += busy_host(processes)
                     port = free_port()
                     child = start([args.binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", "--collector.services.pss-max-age=0s"])
                     children.append(child)
                     wait_port(port)
-                    row = measure(f"+{extra} processes", child.pid, port, max(50, args.scrapes // 5))
+                    row = measure(f"{processes} processes", child.pid, port, max(50, args.scrapes // 5))
                     total = len([d for d in os.listdir("/proc") if d.isdigit()])
                     print(f"  {total:>5} processes: p50 {row['p50_ms']:.2f} ms, CPU {row['cpu_ms']:.2f} ms/scrape, "
                           f"{row['cpu_ms'] / total * 1000:.1f} us CPU per process")

@@ -83,6 +83,12 @@ struct Flags {
     /// is read again; 0s reads it on every scrape. RSS and CPU are always read fresh.
     #[arg(long = "collector.services.pss-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pss_max_age: Duration,
+
+    /// How long a count of 1000 or more connections in a network namespace (about 1 ms of kernel
+    /// time per 1000) is reused before it is made again; smaller counts are made on every
+    /// scrape, and 0s counts on every scrape whatever the cost.
+    #[arg(long = "collector.sockets.connections-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    connections_max_age: Duration,
 }
 
 fn main() {
@@ -236,6 +242,7 @@ fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) ->
         |key| std::env::var(key).ok(),
     );
     context.sysfs = flags.sysfs.clone();
+    context.connections_max_age = flags.connections_max_age;
     collector::build(context, |spec: &Spec| is_on(spec.name))
 }
 

@@ -475,3 +475,53 @@ fn a_service_in_its_own_network_namespace_is_counted_there() {
     // The backlog comes from sock_diag asked inside the namespace.
     assert!(must(&text, "stack_service_listen_queue_limit", &listener) > 0.0);
 }
+
+/// A count of 1000 connections or more costs the kernel about a millisecond: it is kept for
+/// `--collector.sockets.connections-max-age`, published with its age, and made again after it.
+#[test]
+fn a_costly_count_is_kept_for_its_max_age_and_says_how_old_it_is() {
+    const COSTLY: usize = 1000;
+    raise_own_fd_limit((2 * (COSTLY + 100) + 200) as u64);
+    let redis = RedisServer::start();
+    let config = watch_redis_only(redis.dir(), &[redis.port]);
+    let exporter = Exporter::start(&[
+        &format!("--config.file={}", config.display()),
+        "--collector.sockets.connections-max-age=5s",
+    ]);
+    let age = |text: &str| {
+        must(
+            text,
+            "stack_service_connections_age_seconds",
+            &[("service", "redis")],
+        )
+    };
+
+    let mut held = open_to(redis.port, COSTLY + 100);
+    assert_counted(&exporter, COSTLY + 100, "a costly count");
+    held.truncate(100);
+    let text = exporter.scrape();
+    let redis = [("service", "redis")];
+    assert_eq!(
+        must(&text, "stack_service_connections", &redis),
+        (COSTLY + 100) as f64,
+        "the kept count is published until it is 5 s old"
+    );
+    assert!(
+        age(&text) > 0.0 && age(&text) < 5.0,
+        "its age: {}",
+        age(&text)
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = exporter.scrape();
+    while must(&text, "stack_service_connections", &redis) != 100.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        text = exporter.scrape();
+    }
+    assert_eq!(
+        must(&text, "stack_service_connections", &redis),
+        100.0,
+        "counted again after 5 s"
+    );
+    assert_eq!(age(&text), 0.0, "a small count is made on every scrape");
+}

@@ -85,12 +85,15 @@ pub const COLLECTORS: &[Spec] = &[
     Spec { name: "filesystem", help: "size, space available, inodes and read-only state of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: |c| Some(Work::blocking(filesystem::Filesystem::new(c.procfs.clone(), c.rootfs.clone()), |f, d| f.collect(d.into_std()))) },
     Spec { name: "nginx", help: "requests, latency and statuses from the access log, stub_status", enabled: Enabled::WhenConfigured("[nginx] or STACK_NGINX_ACCESS_LOG is set"), build: nginx },
     Spec { name: "storage", help: "size, files and newest file of backup and log directories", enabled: Enabled::WhenConfigured("[storage] directories, STACK_BACKUP_DIR or STACK_LOG_DIR are set"), build: storage },
-    Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Work::blocking(sockets::Sockets::new(c.procfs.clone(), c.services()), |s, d| s.collect(d))) },
+    Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Work::blocking(sockets::Sockets::new(c.procfs.clone(), c.services(), c.connections_max_age), |s, d| s.collect(d))) },
     Spec { name: "services", help: "each service's processes, memory (RSS, PSS), CPU against the plan's budgets", enabled: Enabled::Always, build: |c| Some(Work::blocking(c.services(), |s, d| s.collect(d))) },
     Spec { name: "mysql", help: "MySQL/MariaDB connections and refusals, InnoDB, statements, sizes", enabled: Enabled::WhenConfigured("[[mysql]] or STACK_MYSQL_URL is set"), build: |c| target::collector(Kind::Mysql, std::mem::take(&mut c.config.mysql)) },
     Spec { name: "postgres", help: "PostgreSQL connections, transactions, database sizes", enabled: Enabled::WhenConfigured("[[postgres]] or STACK_POSTGRES_URL is set"), build: |c| target::collector(Kind::Postgres, std::mem::take(&mut c.config.postgres)) },
     Spec { name: "redis", help: "Redis memory, clients, persistence, keyspace", enabled: Enabled::WhenConfigured("[[redis]] or STACK_REDIS_URL is set"), build: |c| target::collector(Kind::Redis, std::mem::take(&mut c.config.redis)) },
 ];
+
+/// `--collector.sockets.connections-max-age`'s default: PSS's.
+pub const DEFAULT_CONNECTIONS_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// What the constructors may use: the flags and config they read, and the one matcher the
 /// services and sockets collectors share (the same instances, each process matched once).
@@ -102,6 +105,8 @@ pub struct Context {
     pub sysfs: PathBuf,
     /// `--collector.services.pss-max-age`.
     pub pss_max_age: Duration,
+    /// `--collector.sockets.connections-max-age`.
+    pub connections_max_age: Duration,
     pub config: Sections,
     /// Reads an environment variable (`std::env::var` outside tests).
     pub env: fn(&str) -> Option<String>,
@@ -121,6 +126,7 @@ impl Context {
             rootfs,
             sysfs: PathBuf::from("/sys"),
             pss_max_age,
+            connections_max_age: DEFAULT_CONNECTIONS_MAX_AGE,
             config,
             env,
             services: None,

@@ -40,18 +40,21 @@
 //! well be that service's own.
 
 mod holders;
+mod kept;
 mod namespace;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::collector::services::{ScrapeKey, Services};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
 use holders::{Holders, Member};
+use kept::KeptCounts;
 pub use namespace::{parse_tcp_table, parse_unix_table, TcpSocket, UnixSocket};
 use namespace::{Address, ListenSocket, Namespace, Owner};
 
@@ -81,6 +84,9 @@ pub struct Sockets {
     unreadable: Condition,
     /// Which processes hold which listeners, from the previous scrapes.
     holders: Mutex<Holders>,
+    /// Costly connection counts, kept for up to `connections_max_age`.
+    kept: Mutex<KeptCounts>,
+    connections_max_age: Duration,
 }
 
 /// `loopback` (reachable only from this host: 127.0.0.0/8, ::1, and Unix sockets), `any` (every
@@ -141,6 +147,8 @@ struct ServiceSockets {
     connections: Vec<u64>,
     /// Processes whose fd or ns/net was refused: their sockets are missing from the figures.
     unreadable: u64,
+    /// How old the oldest count in `connections` is (0: counted in this scrape).
+    connections_age: Duration,
 }
 
 impl ServiceSockets {
@@ -174,12 +182,14 @@ struct Processes {
 }
 
 impl Sockets {
-    pub fn new(procfs: ProcFs, services: Arc<Services>) -> Sockets {
+    pub fn new(procfs: ProcFs, services: Arc<Services>, connections_max_age: Duration) -> Sockets {
         Sockets {
             procfs,
             services,
             unreadable: Condition::default(),
             holders: Mutex::new(Holders::default()),
+            kept: Mutex::new(KeptCounts::default()),
+            connections_max_age,
         }
     }
 
@@ -189,7 +199,7 @@ impl Sockets {
         let mut processes = self.processes(&groups, own_ns.as_ref());
         let owners = self.owners(&mut processes);
         self.log_unreadable(&groups, &processes.unreadable);
-        let found = attribute(&groups, &mut processes, &owners);
+        let found = self.attribute(&groups, &mut processes, &owners);
 
         let mut out = MetricSet::default();
         declare(&mut out);
@@ -217,7 +227,12 @@ impl Sockets {
     /// [`Holders`]); the processes whose fds were refused counted as unreadable.
     fn owners(&self, processes: &mut Processes) -> HashMap<u64, Owner> {
         let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
-        let refused = holders.update(&self.procfs, &processes.members, &processes.namespaces);
+        let refused = holders.update(
+            &self.procfs,
+            &processes.members,
+            &processes.namespaces,
+            Instant::now(),
+        );
         for index in refused {
             let member = processes.members[index];
             processes.refused(member.service, &self.procfs.pid_dir(member.pid));
@@ -260,6 +275,48 @@ impl Sockets {
         found
     }
 
+    /// Each service's listeners, and its instances' connections, from the namespaces' sockets
+    /// (or a costly count kept from an earlier scrape: see [`kept`]).
+    fn attribute(
+        &self,
+        groups: &[(String, Vec<Vec<u32>>)],
+        processes: &mut Processes,
+        owners: &HashMap<u64, Owner>,
+    ) -> Vec<ServiceSockets> {
+        let mut found: Vec<ServiceSockets> = groups
+            .iter()
+            .zip(&processes.unreadable)
+            .map(|((_, instances), &unreadable)| ServiceSockets {
+                connections: vec![0; instances.len()],
+                unreadable,
+                ..ServiceSockets::default()
+            })
+            .collect();
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for namespace in &mut processes.namespaces {
+            let mut owned = Vec::new();
+            for listener in &namespace.listeners {
+                if let Some(&owner) = owners.get(&listener.inode) {
+                    found[owner.0].add_listener(listener);
+                    owned.push((listener.inode, owner));
+                }
+            }
+            owned.sort_unstable();
+            let link = namespace.link.clone();
+            let counted = |path: &str| !is_control_socket(path);
+            let count = || namespace.connections(owners, counted);
+            let (connections, age) = kept.get(&link, owned, now, self.connections_max_age, count);
+            for ((service, instance), n) in connections {
+                found[service].connections[instance] += n;
+                found[service].connections_age = found[service].connections_age.max(age);
+            }
+        }
+        let namespaces = &processes.namespaces;
+        kept.retain(|link| namespaces.iter().any(|ns| &ns.link == link));
+        found
+    }
+
     /// One line when some services' processes start being unreadable, one when all are readable.
     fn log_unreadable(&self, groups: &[(String, Vec<Vec<u32>>)], unreadable: &[u64]) {
         let refused: Vec<&str> = groups
@@ -289,35 +346,6 @@ impl Processes {
                 .insert(std::os::unix::fs::MetadataExt::uid(&meta));
         }
     }
-}
-
-/// Each service's listeners, and its instances' connections, from the namespaces' sockets.
-fn attribute(
-    groups: &[(String, Vec<Vec<u32>>)],
-    processes: &mut Processes,
-    owners: &HashMap<u64, Owner>,
-) -> Vec<ServiceSockets> {
-    let mut found: Vec<ServiceSockets> = groups
-        .iter()
-        .zip(&processes.unreadable)
-        .map(|((_, instances), &unreadable)| ServiceSockets {
-            connections: vec![0; instances.len()],
-            unreadable,
-            ..ServiceSockets::default()
-        })
-        .collect();
-    for namespace in &mut processes.namespaces {
-        for listener in &namespace.listeners {
-            if let Some(&(service, _)) = owners.get(&listener.inode) {
-                found[service].add_listener(listener);
-            }
-        }
-        let counted = |path: &str| !is_control_socket(path);
-        for ((service, instance), n) in namespace.connections(owners, counted) {
-            found[service].connections[instance] += n;
-        }
-    }
-    found
 }
 
 /// Listeners on planned ports in the exporter's own namespace that no service owns.
@@ -398,6 +426,12 @@ fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
         "Established connections the service's processes accepted on its listening ports and Unix sockets (connections still in the accept queue are in stack_service_listen_queue_length).",
         labels(),
         found.connections.iter().sum::<u64>() as f64,
+    );
+    out.gauge(
+        "stack_service_connections_age_seconds",
+        "How long ago the service's connections were counted: 0 when counted in this scrape; up to --collector.sockets.connections-max-age where a namespace holds 1000 connections or more, whose count is kept that long (counting costs the kernel about a microsecond per connection).",
+        labels(),
+        found.connections_age.as_secs_f64(),
     );
     out.gauge(
         "stack_service_instance_max_connections",

@@ -4,13 +4,20 @@
 //! per open file: 10 000 for a server with 10 000 connections, on every scrape. Listeners change
 //! far less often than connections, and only listeners are needed (a connection belongs to the
 //! listener that accepted it), so a process's fds are read when it is first seen, and the
-//! processes of a namespace again only when a listener appears there that no read process held.
-//! Each scrape checks that every known holder still holds its listener at the same fd: one
-//! readlink per listener per holder.
+//! processes of a namespace again when a listener appears there that no read process held: those
+//! with small fd tables at once, the others at most once a minute ([`REREAD_INTERVAL`]). On a
+//! busy host other programs open listeners all the time (a test suite, a CI runner), and each
+//! would otherwise cost a read of every service process's whole fd table, 10 000 readlinks for a
+//! server holding 10 000 connections. A reloading server is seen at once anyway: its new workers
+//! are new processes, read on first sight, and they inherit the new listeners; a master holds
+//! few files. Only a busy single process that opens a listener while running (Redis moved to
+//! another port by `CONFIG SET`) waits up to a minute to be seen holding it. Each scrape checks that every known
+//! holder still holds its listener at the same fd: one readlink per listener per holder.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::namespace::{Namespace, Owner};
 use crate::proc::ProcFs;
@@ -33,12 +40,22 @@ struct Held {
     fds: Vec<(u32, u64)>,
 }
 
+/// How often, at most, every service process of a namespace is read again for listeners that
+/// appeared in running processes (or in other programs); processes with small fd tables are read
+/// again at once ([`SMALL_FD_TABLE`]).
+pub const REREAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Open files up to which a process's fd table is cheap to read again (a readlink each, ~1 µs).
+const SMALL_FD_TABLE: u64 = 1000;
+
 #[derive(Debug, Default)]
 pub struct Holders {
     processes: HashMap<u32, Held>,
     /// Listeners looked for in every readable service process of their namespace and held by
     /// none (another program's, or an unreadable process's): not looked for again.
     unheld: HashSet<u64>,
+    /// When each namespace's processes were last read again for an unknown listener.
+    reread: HashMap<PathBuf, Instant>,
 }
 
 impl Holders {
@@ -49,6 +66,7 @@ impl Holders {
         procfs: &ProcFs,
         members: &[Member],
         namespaces: &[Namespace],
+        now: Instant,
     ) -> Vec<usize> {
         let listening: Vec<HashSet<u64>> = namespaces
             .iter()
@@ -75,23 +93,34 @@ impl Holders {
             let Some(&inode) = listens.iter().find(|&inode| unknown(inode)) else {
                 continue;
             };
+            let link = &namespaces[ns].link;
+            let whole = self
+                .reread
+                .get(link)
+                .is_none_or(|&at| now >= at + REREAD_INTERVAL);
             log::debug!(
                 "listener {inode} in {} held by no service process read so far: reading the fds \
-                 of the namespace's service processes",
-                namespaces[ns].link.display()
+                 of the namespace's service processes{}",
+                link.display(),
+                if whole { "" } else { " with small fd tables" }
             );
             for (i, m) in members.iter().enumerate() {
-                if m.ns == ns && !read[i] {
+                if m.ns == ns && !read[i] && (whole || small_fd_table(procfs, m.pid)) {
                     self.read(procfs, m, namespaces, listens, &mut refused, i);
                     read[i] = true;
                 }
             }
-            let held: HashSet<u64> = self.held_inodes().collect();
-            self.unheld
-                .extend(listens.iter().filter(|inode| !held.contains(inode)));
+            if whole {
+                self.reread.insert(link.clone(), now);
+                let held: HashSet<u64> = self.held_inodes().collect();
+                self.unheld
+                    .extend(listens.iter().filter(|inode| !held.contains(inode)));
+            }
         }
         self.unheld
             .retain(|inode| listening.iter().any(|l| l.contains(inode)));
+        self.reread
+            .retain(|link, _| namespaces.iter().any(|ns| &ns.link == link));
         refused
     }
 
@@ -146,6 +175,12 @@ impl Holders {
             Err(_) => {} // gone since the listing
         }
     }
+}
+
+/// Whether the process holds few enough files to read its fd table again at once. The size of
+/// /proc/PID/fd is its number of open files since Linux 6.2 (0 before: every table is small).
+fn small_fd_table(procfs: &ProcFs, pid: u32) -> bool {
+    std::fs::metadata(procfs.pid_dir(pid).join("fd")).map_or(true, |m| m.len() <= SMALL_FD_TABLE)
 }
 
 /// The socket inode an fd link points to (`socket:[inode]`), if it is a socket.
@@ -224,19 +259,24 @@ mod tests {
         proc.open(100, 3, 500);
         proc.open(100, 4, 900); // a connection: not a listener, not kept
         let mut holders = Holders::default();
+        let start = Instant::now();
+        let later = start + REREAD_INTERVAL;
         let members = [member(0, 0, 100)];
         let ns = |inodes: &[u64]| [Namespace::with_listeners("net:[1]", inodes)];
-        holders.update(&proc.procfs(), &members, &ns(&[500]));
+        holders.update(&proc.procfs(), &members, &ns(&[500]), start);
         assert_eq!(holders.owners(&members), HashMap::from([(500, (0, 0))]));
         assert_eq!(holders.processes[&100].fds, [(3, 500)]);
 
         // A listener opened by a running process: unknown, so the namespace is read again.
         proc.open(100, 5, 600);
-        holders.update(&proc.procfs(), &members, &ns(&[500, 600]));
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600]), start);
         assert_eq!(holders.owners(&members).get(&600), Some(&(0, 0)));
 
-        // Another program's listener: looked for once, then remembered as nobody's.
-        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]));
+        // Another program's listener within the minute: not looked for yet; after it, looked
+        // for once, then remembered as nobody's.
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), start);
+        assert!(!holders.unheld.contains(&700));
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), later);
         assert!(holders.unheld.contains(&700));
         assert_eq!(holders.owners(&members).get(&700), None);
 
@@ -245,23 +285,23 @@ mod tests {
         proc.process(101, "net:[1]");
         proc.open(101, 3, 500);
         let members = [member(0, 0, 100), member(0, 1, 101)];
-        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]));
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), later);
         assert_eq!(holders.processes[&101].fds, [(3, 500)]);
         assert_eq!(holders.owners(&members).get(&500), Some(&(0, 0)));
 
         // The first holder closes it (found by the per-scrape check); a closed listener is
         // forgotten, and with it what was remembered about it.
         proc.close(100, 3);
-        holders.update(&proc.procfs(), &members, &ns(&[500, 600]));
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600]), later);
         assert_eq!(holders.owners(&members).get(&500), Some(&(0, 1)));
         assert_eq!(holders.processes[&100].fds, [(5, 600)]);
         assert!(!holders.unheld.contains(&700));
 
         // A process gone, or in another namespace now, is forgotten.
-        holders.update(&proc.procfs(), &members[..1], &ns(&[500, 600]));
+        holders.update(&proc.procfs(), &members[..1], &ns(&[500, 600]), later);
         assert!(!holders.processes.contains_key(&101));
         let elsewhere = [Namespace::with_listeners("net:[2]", &[500, 600])];
-        holders.update(&proc.procfs(), &members[..1], &elsewhere);
+        holders.update(&proc.procfs(), &members[..1], &elsewhere, later);
         assert_eq!(holders.processes[&100].ns, PathBuf::from("net:[2]"));
     }
 }
