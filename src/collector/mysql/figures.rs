@@ -48,7 +48,7 @@ const fn status_counter(
     }
 }
 
-/// The status variables served, all read by one `SHOW GLOBAL STATUS` ([`STATUS_QUERY`] names
+/// The status variables served, all read by one `SHOW GLOBAL STATUS` ([`super::STATUS_QUERY`] names
 /// each of them; a unit test checks it).
 const STATUS: &[Status] = &[
     status_gauge(
