@@ -94,8 +94,8 @@ pub struct SlowAnswers {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Answers {
     pub slow: SlowAnswers,
-    /// `SHOW GLOBAL STATUS` of the variables in [`figures::STATUS`] (on MySQL, with InnoDB's deadlock
-    /// count from its metrics).
+    /// `SHOW GLOBAL STATUS` of the variables in `STATUS` (mysql/figures.rs; on MySQL, with
+    /// InnoDB's deadlock count from its metrics).
     pub status: Rows,
     /// `(command, state, 1)` for each thread in the process list.
     pub processlist: Rows,
@@ -113,7 +113,7 @@ const PERFORMANCE_SCHEMA_MEMORY_QUERY: &str = "SELECT SUM(CURRENT_NUMBER_OF_BYTE
      performance_schema.memory_summary_global_by_event_name \
      WHERE EVENT_NAME LIKE 'memory/performance_schema/%'";
 /// Each schema once with nothing, and once more with the sum of its tables where it has any
-/// (added up in [`figures::size_figures`]). information_schema and sys are left out of the table scan:
+/// (added up in `size_figures`). information_schema and sys are left out of the table scan:
 /// sizing their views makes about 110 temporary tables, 19 of them on disk (MariaDB 10.11),
 /// which Created_tmp_disk_tables would count against the application; a join of SCHEMATA and
 /// TABLES cannot use the schema filter and makes as many. sys holds views and one tiny table.
