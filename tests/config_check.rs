@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
@@ -224,4 +225,59 @@ fn every_built_in_profile_passes_by_name() {
         assert_eq!(code, 0, "{name}: {stderr}");
         assert!(stdout.contains(&format!("profile: {name}")), "{stdout}");
     }
+}
+
+/// The profiles the README's profile table has a row for: the first cell of each row under
+/// `### Profiles`, up to the next heading.
+fn readme_profiles(readme: &str) -> BTreeSet<String> {
+    readme
+        .lines()
+        .skip_while(|line| line.trim() != "### Profiles")
+        .skip(1)
+        .take_while(|line| !line.starts_with('#'))
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// The profile recipe (docs/architecture.md): a file in profiles/ is a profile once it is built in
+/// (`config::PROFILES`) and has its row in the README; the standard service definitions
+/// (services.toml) are no profile.
+#[test]
+fn every_profile_file_is_built_in_and_in_the_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files: BTreeSet<String> = std::fs::read_dir(root.join("profiles"))
+        .expect("profiles/")
+        .map(|entry| entry.expect("profiles/ entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .filter(|name| name != "services")
+        .collect();
+    assert!(files.len() >= 7, "{files:?}");
+    let built_in: BTreeSet<String> = stack_exporter::config::PROFILES
+        .iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    assert_eq!(
+        files, built_in,
+        "profiles/*.toml and config::PROFILES differ: add the file to PROFILES"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    assert_eq!(
+        files,
+        readme_profiles(&readme),
+        "profiles/*.toml and the README's profile table differ: add its row"
+    );
+}
+
+#[test]
+fn the_readme_check_reads_the_profile_table_only() {
+    let readme = "| `not-a-profile` | x |\n### Profiles\n\nBudgets.\n\n\
+                  | profile | host |\n|---|---|\n| `dev` | 2 |\n| `staging` | 4 |\n\n\
+                  ## Metrics\n| `stack_host_cpu` | x |\n";
+    assert_eq!(
+        readme_profiles(readme),
+        BTreeSet::from(["dev".to_string(), "staging".to_string()])
+    );
 }

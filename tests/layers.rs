@@ -7,8 +7,12 @@
 //! inline), grouped `crate::{…}` imports and `super::` chains that climb to the crate root. Unit
 //! tests (`#[cfg(test)]` modules) are left out: a collector's test may load a whole config, as an
 //! integration test does.
+//!
+//! Two more checks keep the map of the code honest: no import cycle between the collectors'
+//! modules (`collector::mysql` may use `collector::target`, so `target` must not use `mysql`), and
+//! every source file named in docs/architecture.md's module map.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -174,4 +178,259 @@ fn the_check_sees_each_kind_of_violation() {
         assert!(violations(&storage, code).is_empty(), "{code}");
     }
     assert!(violations(&module("values"), "use std::time::Duration;\n").is_empty());
+}
+
+/// The code of a file without its `//` comments, joined into one text.
+fn without_comments(code: &str) -> String {
+    code.lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The sibling modules of `collector` that `code`, the code of the module at `module` (somewhere
+/// under `collector::NAME`), refers to: `crate::collector::x`, `crate::collector::{x, y}`, and
+/// `super::` chains that climb to `collector` (`super::x`, `super::{x, y::Z}`). Names that are not
+/// in `siblings` (an item of `collector` itself, such as `Work`) are left out, as is the module's
+/// own name.
+fn collector_uses(module: &[String], code: &str, siblings: &BTreeSet<String>) -> BTreeSet<String> {
+    let code = without_comments(code);
+    let first_word = Regex::new(r"^\s*(\w+)").unwrap();
+    let mut used = BTreeSet::new();
+    let add_group = |group: &str, used: &mut BTreeSet<String>| {
+        for item in group.split(',') {
+            used.extend(first_word.captures(item).map(|c| c[1].to_string()));
+        }
+    };
+    let absolute =
+        Regex::new(r"(?:^|[^$\w])crate\s*::\s*collector\s*::\s*(?:\{([^}]*)\}|(\w+))").unwrap();
+    for path in absolute.captures_iter(&code) {
+        match (path.get(1), path.get(2)) {
+            (Some(group), _) => add_group(group.as_str(), &mut used),
+            (_, Some(name)) => {
+                used.insert(name.as_str().to_string());
+            }
+            _ => {}
+        }
+    }
+    // From `collector::a` one `super` reaches `collector`; from `collector::a::b`, two.
+    let climb = module.len() - 1;
+    let relative = Regex::new(r"(?:^|[^\w])((?:super\s*::\s*)+)(?:\{([^}]*)\}|(\w+))").unwrap();
+    for path in relative.captures_iter(&code) {
+        if path[1].matches("super").count() != climb {
+            continue;
+        }
+        match (path.get(2), path.get(3)) {
+            (Some(group), _) => add_group(group.as_str(), &mut used),
+            (_, Some(name)) => {
+                used.insert(name.as_str().to_string());
+            }
+            _ => {}
+        }
+    }
+    used.retain(|u| siblings.contains(u) && Some(u) != module.get(1));
+    used
+}
+
+/// Every cycle in `edges` (module → the modules it uses), each as `a → b → … → a`; a cycle is
+/// reported once, from its smallest module.
+fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    fn walk(
+        edges: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        found: &mut Vec<String>,
+    ) {
+        let last = path.last().unwrap().clone();
+        for next in edges.get(&last).into_iter().flatten() {
+            if *next == path[0] {
+                found.push(format!("{} → {}", path.join(" → "), path[0]));
+            } else if *next > path[0] && !path.contains(next) {
+                path.push(next.clone());
+                walk(edges, path, found);
+                path.pop();
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for start in edges.keys() {
+        walk(edges, &mut vec![start.clone()], &mut found);
+    }
+    found
+}
+
+/// The collector modules' uses of each other: `collector::services::plan`'s count as
+/// `services`'s. `collector` itself (mod.rs, which registers them all) is no node.
+fn collector_graph(files: &[(Vec<String>, String)]) -> BTreeMap<String, BTreeSet<String>> {
+    let siblings: BTreeSet<String> = files
+        .iter()
+        .filter(|(m, _)| m.len() >= 2 && m[0] == "collector")
+        .map(|(m, _)| m[1].clone())
+        .collect();
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (module, code) in files {
+        if module.len() < 2 || module[0] != "collector" {
+            continue;
+        }
+        let used = collector_uses(module, without_tests(code), &siblings);
+        edges.entry(module[1].clone()).or_default().extend(used);
+    }
+    edges
+}
+
+fn source_files() -> Vec<(Vec<String>, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            (module_path(&src, file), text)
+        })
+        .collect()
+}
+
+#[test]
+fn no_cycle_between_the_collectors_modules() {
+    let edges = collector_graph(&source_files());
+    // The check sees the edges it exists for, or it checks nothing.
+    assert!(
+        edges["mysql"].contains("target"),
+        "no edge mysql → target: update tests/layers.rs"
+    );
+    let found = cycles(&edges);
+    assert!(
+        found.is_empty(),
+        "import cycles between collector modules (move the code both need into one of them, \
+         or have collector/mod.rs pass it in):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_cycle_check_sees_each_way_of_naming_a_sibling() {
+    let file = |path: &str, code: &str| (module(path), code.to_string());
+    let siblings: BTreeSet<String> = ["mysql", "target", "redis", "services"]
+        .map(String::from)
+        .into();
+    let target = module("collector::target");
+    for code in [
+        "use super::mysql::Mysql;\n",
+        "use super::{mysql::Mysql, Work};\n",
+        "use crate::collector::mysql;\n",
+        "use crate::collector::{mysql::Mysql, metrics};\n",
+        "fn f() -> crate::collector::mysql::Mysql { todo!() }\n",
+    ] {
+        assert_eq!(
+            collector_uses(&target, code, &siblings),
+            BTreeSet::from(["mysql".to_string()]),
+            "{code}"
+        );
+    }
+    let rounds = module("collector::target::rounds");
+    assert_eq!(
+        collector_uses(&rounds, "use super::super::redis::Session;\n", &siblings),
+        BTreeSet::from(["redis".to_string()])
+    );
+    // Fine: its own children, items of `collector`, comments.
+    for code in [
+        "use super::Work;\n",
+        "use super::target::Kind;\n",
+        "// super::mysql::Mysql\n",
+    ] {
+        assert!(
+            collector_uses(&target, code, &siblings).is_empty(),
+            "{code}"
+        );
+    }
+    assert!(collector_uses(&rounds, "use super::Target;\n", &siblings).is_empty());
+
+    let cycle = [
+        file("collector::mysql", "use super::target::Rows;\n"),
+        file("collector::target", "fn f() { super::redis::x() }\n"),
+        file(
+            "collector::target::rounds",
+            "use super::super::mysql::Session;\n",
+        ),
+        file("collector::redis", "use crate::collector::target::Rows;\n"),
+        file("collector", "use mysql::Mysql;\nuse target::Kind;\n"),
+    ];
+    let found = cycles(&collector_graph(&cycle));
+    assert_eq!(
+        found,
+        [
+            "mysql → target → mysql".to_string(),
+            "redis → target → redis".to_string()
+        ]
+    );
+    let tree = [
+        file("collector::mysql", "use super::target::Rows;\n"),
+        file("collector::target", "use super::Work;\n"),
+        file("collector::target::rounds", "use super::Target;\n"),
+        file("collector", "use mysql::Mysql;\nuse target::Kind;\n"),
+    ];
+    assert!(cycles(&collector_graph(&tree)).is_empty());
+}
+
+/// The source files docs/architecture.md's module map names. In a row, the first file is named
+/// from the repository's root (`src/collector/services.rs`) and the others either so or from the
+/// first one's directory (`services/plan.rs`, `postgres.rs`).
+fn files_in_module_map(doc: &str) -> BTreeSet<String> {
+    let ticked = Regex::new(r"`([^`]+\.rs)`").unwrap();
+    let mut named = BTreeSet::new();
+    for row in doc.lines().filter(|l| l.starts_with("| `src/")) {
+        let first_cell = row.split('|').nth(1).unwrap_or("");
+        let names: Vec<&str> = ticked
+            .captures_iter(first_cell)
+            .map(|c| c.get(1).unwrap().as_str())
+            .collect();
+        let base = Path::new(names[0]).parent().unwrap();
+        for name in names {
+            let path = match name.starts_with("src/") {
+                true => PathBuf::from(name),
+                false => base.join(name),
+            };
+            named.insert(path.to_string_lossy().into_owned());
+        }
+    }
+    named
+}
+
+#[test]
+fn every_source_file_is_in_the_module_map() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let present: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(root).unwrap().to_string_lossy().into_owned())
+        .collect();
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let named = files_in_module_map(&doc);
+    let missing: Vec<&String> = present.difference(&named).collect();
+    let stale: Vec<&String> = named.difference(&present).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "docs/architecture.md's module map is out of date: add a row (or a name to a row) for \
+         {missing:?}; remove {stale:?}, which no longer exist"
+    );
+}
+
+#[test]
+fn the_module_map_check_reads_rows_as_written() {
+    let doc = "| file | owns |\n|---|---|\n\
+               | `src/collector/mysql.rs`, `mysql/figures.rs`, `postgres.rs` | x |\n\
+               | `src/values.rs`, `src/config_error.rs` | `src/not_a_row.rs` |\n\
+               not a row `src/main.rs`\n";
+    let named: Vec<String> = files_in_module_map(doc).into_iter().collect();
+    assert_eq!(
+        named,
+        [
+            "src/collector/mysql.rs",
+            "src/collector/mysql/figures.rs",
+            "src/collector/postgres.rs",
+            "src/config_error.rs",
+            "src/values.rs",
+        ]
+    );
 }

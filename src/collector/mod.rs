@@ -87,9 +87,9 @@ pub const COLLECTORS: &[Spec] = &[
     Spec { name: "storage", help: "size, files and newest file of backup and log directories", enabled: Enabled::WhenConfigured("[storage] directories, STACK_BACKUP_DIR or STACK_LOG_DIR are set"), build: storage },
     Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Work::blocking(sockets::Sockets::new(c.procfs.clone(), c.services(), c.connections_max_age), |s, d| s.collect(d))) },
     Spec { name: "services", help: "each service's processes, memory (RSS, PSS), CPU against the plan's budgets", enabled: Enabled::Always, build: |c| Some(Work::blocking(c.services(), |s, d| s.collect(d))) },
-    Spec { name: "mysql", help: "MySQL/MariaDB connections and refusals, InnoDB, statements, sizes", enabled: Enabled::WhenConfigured("[[mysql]] or STACK_MYSQL_URL is set"), build: |c| target::collector(Kind::Mysql, std::mem::take(&mut c.config.mysql)) },
-    Spec { name: "postgres", help: "PostgreSQL connections, transactions, database sizes", enabled: Enabled::WhenConfigured("[[postgres]] or STACK_POSTGRES_URL is set"), build: |c| target::collector(Kind::Postgres, std::mem::take(&mut c.config.postgres)) },
-    Spec { name: "redis", help: "Redis memory, clients, persistence, keyspace", enabled: Enabled::WhenConfigured("[[redis]] or STACK_REDIS_URL is set"), build: |c| target::collector(Kind::Redis, std::mem::take(&mut c.config.redis)) },
+    Spec { name: "mysql", help: "MySQL/MariaDB connections and refusals, InnoDB, statements, sizes", enabled: Enabled::WhenConfigured("[[mysql]] or STACK_MYSQL_URL is set"), build: |c| target::collector::<mysql::Session>(Kind::Mysql, std::mem::take(&mut c.config.mysql)) },
+    Spec { name: "postgres", help: "PostgreSQL connections, transactions, database sizes", enabled: Enabled::WhenConfigured("[[postgres]] or STACK_POSTGRES_URL is set"), build: |c| target::collector::<postgres::Session>(Kind::Postgres, std::mem::take(&mut c.config.postgres)) },
+    Spec { name: "redis", help: "Redis memory, clients, persistence, keyspace", enabled: Enabled::WhenConfigured("[[redis]] or STACK_REDIS_URL is set"), build: |c| target::collector::<redis::Session>(Kind::Redis, std::mem::take(&mut c.config.redis)) },
 ];
 
 /// `--collector.sockets.connections-max-age`'s default: PSS's.

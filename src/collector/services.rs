@@ -9,10 +9,14 @@
 //! catches a command line rewritten in place (setproctitle) or a process moved to another cgroup.
 //! PSS costs a walk of the process's page tables in the kernel (about 0.25 ms a process, more for a
 //! big database), so each process's PSS is kept for up to `pss_max_age`.
+//!
+//! This file runs the pass and publishes the figures; `services/matching.rs` gives each process its
+//! service and instance, `services/memory.rs` reads PSS and the cgroups' OOM kills,
+//! `services/capabilities.rs` warns at start-up when other users' processes cannot be read, and
+//! `services/plan.rs` holds the `[plan]` and `[services]` config types.
 
-use std::cell::OnceCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +24,13 @@ use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::{self, PidStat, ProcFs};
 
+mod capabilities;
+mod matching;
+mod memory;
 mod plan;
+pub use capabilities::{log_missing_capabilities, missing_capabilities_warning};
+use matching::{assign_services, CachedMatch, Owner};
+use memory::PssReading;
 pub use plan::{Budget, Matcher, PlanConfig, Service};
 
 /// How long a process's match is trusted when nothing in its /proc/PID/stat changed: the longest a
@@ -52,13 +62,6 @@ pub struct Services {
 
 /// A PID alone is reused; with its start time it names one process.
 type ProcessKey = (u32, u64);
-
-#[derive(Debug, Clone, Copy)]
-struct PssReading {
-    /// `None` when the kernel refused smaps_rollup (EACCES happens even as root).
-    pss: Option<proc::Pss>,
-    expires: Instant,
-}
 
 /// What identifies one scrape: its deadline, which every collector of that scrape is given.
 pub type ScrapeKey = tokio::time::Instant;
@@ -131,33 +134,6 @@ impl History {
             .into_iter()
             .zip(self.starts.iter().copied())
             .collect()
-    }
-}
-
-/// The service a process matched, valid while what its stat says about it is unchanged and until
-/// `recheck_at`.
-#[derive(Debug)]
-struct CachedMatch {
-    identity: Identity,
-    service: Option<usize>,
-    recheck_at: Instant,
-}
-
-/// What in /proc/PID/stat changes when a process execs: its name, and where its arguments are.
-#[derive(Debug, Clone, PartialEq)]
-struct Identity {
-    comm: String,
-    arg_start: u64,
-    arg_end: u64,
-}
-
-impl Identity {
-    fn of(stat: &PidStat) -> Identity {
-        Identity {
-            comm: stat.comm.clone(),
-            arg_start: stat.arg_start,
-            arg_end: stat.arg_end,
-        }
     }
 }
 
@@ -301,97 +277,6 @@ impl Services {
         Ok(processes)
     }
 
-    /// Each process's own match, from the cache while the process has not exec'd and its match
-    /// is not due for a recheck.
-    fn own_services(&self, processes: &[Process]) -> Vec<Option<usize>> {
-        let mut cache = self.match_cache.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let own = processes
-            .iter()
-            .map(|process| {
-                let key = (process.pid, process.stat.start_ticks);
-                let identity = Identity::of(&process.stat);
-                match cache.get(&key) {
-                    Some(cached) if cached.identity == identity && cached.recheck_at > now => {
-                        cached.service
-                    }
-                    _ => {
-                        let service = self.matching_service(process);
-                        let recheck_at = later(now, spread(self.match_max_age, process.pid));
-                        let entry = CachedMatch {
-                            identity,
-                            service,
-                            recheck_at,
-                        };
-                        cache.insert(key, entry);
-                        service
-                    }
-                }
-            })
-            .collect();
-        let alive: HashSet<ProcessKey> = processes
-            .iter()
-            .map(|p| (p.pid, p.stat.start_ticks))
-            .collect();
-        cache.retain(|key, _| alive.contains(key));
-        own
-    }
-
-    /// The first service one of whose matchers fits the process itself.
-    fn matching_service(&self, process: &Process) -> Option<usize> {
-        let cmdline = OnceCell::new();
-        self.services.iter().position(|service| {
-            service
-                .matchers
-                .iter()
-                .any(|m| self.matcher_fits(m, process, &cmdline))
-        })
-    }
-
-    fn matcher_fits(
-        &self,
-        matcher: &Matcher,
-        process: &Process,
-        cmdline: &OnceCell<String>,
-    ) -> bool {
-        let dir = || self.procfs.pid_dir(process.pid);
-        let cmdline = || {
-            cmdline.get_or_init(|| {
-                std::fs::read(dir().join("cmdline"))
-                    .map(|raw| proc::parse_cmdline(&raw))
-                    .unwrap_or_default()
-            })
-        };
-        if let Some(comm) = &matcher.comm {
-            if !comm.0.is_match(&process.stat.comm) {
-                return false;
-            }
-        }
-        if let Some(pattern) = &matcher.cmdline {
-            if !pattern.0.is_match(cmdline()) {
-                return false;
-            }
-        }
-        if let Some(pattern) = &matcher.exclude_cmdline {
-            if pattern.0.is_match(cmdline()) {
-                return false;
-            }
-        }
-        if let Some(pattern) = &matcher.exe {
-            let exe = std::fs::read_link(dir().join("exe"));
-            if !exe.is_ok_and(|p| pattern.0.is_match(&p.to_string_lossy())) {
-                return false;
-            }
-        }
-        if let Some(pattern) = &matcher.cgroup {
-            let cgroup = std::fs::read_to_string(dir().join("cgroup"));
-            if !cgroup.is_ok_and(|c| pattern.0.is_match(&c)) {
-                return false;
-            }
-        }
-        true
-    }
-
     fn add_up(&self, processes: &[Process], owners: &[Option<Owner>]) -> Vec<ServiceUsage> {
         let mut usage = vec![ServiceUsage::default(); self.services.len()];
         let mut instance_pss: HashMap<(usize, usize), u64> = HashMap::new();
@@ -445,85 +330,6 @@ impl Services {
             }
         }
         usage
-    }
-
-    /// Each service's OOM kills: the sum of the `oom_kill` counters of the memory cgroups its
-    /// instance roots run in. A cgroup counts only when it is the service's own: not the root
-    /// cgroup, not one holding another service's roots too (a user session, a shared container).
-    /// Under systemd a unit's cgroup outlives its process, so a kill followed by `Restart=` still
-    /// shows.
-    fn oom_kills(&self, snapshot: &Snapshot) -> Vec<Option<u64>> {
-        let mut cgroups_of: Vec<BTreeSet<MemoryCgroup>> =
-            vec![BTreeSet::new(); self.services.len()];
-        for (index, (process, owner)) in snapshot.processes.iter().zip(&snapshot.owners).enumerate()
-        {
-            let Some(Owner { service, root }) = *owner else {
-                continue;
-            };
-            if root != index {
-                continue;
-            }
-            let path = self.procfs.pid_dir(process.pid).join("cgroup");
-            if let Some(cgroup) = proc::read_file(&path).ok().and_then(|t| memory_cgroup(&t)) {
-                cgroups_of[service].insert(cgroup);
-            }
-        }
-        let mut owners: HashMap<&MemoryCgroup, usize> = HashMap::new();
-        for cgroups in &cgroups_of {
-            for cgroup in cgroups {
-                *owners.entry(cgroup).or_default() += 1;
-            }
-        }
-        cgroups_of
-            .iter()
-            .map(|cgroups| {
-                let own: Vec<u64> = cgroups
-                    .iter()
-                    .filter(|c| c.path != "/" && owners.get(c) == Some(&1))
-                    .filter_map(|c| c.oom_kills(&self.cgroup_root))
-                    .collect();
-                (!own.is_empty()).then(|| own.iter().fold(0u64, |a, b| a.saturating_add(*b)))
-            })
-            .collect()
-    }
-
-    /// One line when some services' PSS starts being refused (and counted at RSS), one when it
-    /// ends; the counts are in stack_service_pss_fallback_processes.
-    fn log_pss_fallback(&self, usage: &[ServiceUsage]) {
-        let refused: Vec<&str> = self
-            .services
-            .iter()
-            .zip(usage)
-            .filter(|(_, u)| u.pss_fallbacks > 0)
-            .map(|(s, _)| s.name.as_str())
-            .collect();
-        let why = (!refused.is_empty()).then(|| {
-            format!(
-                "smaps_rollup refused for processes of {}: their PSS is counted at RSS, which \
-                 overstates them and understates system memory (rows M); give the exporter \
-                 CAP_SYS_PTRACE or run it as root (see stack_service_pss_fallback_processes)",
-                refused.join(", ")
-            )
-        });
-        self.pss_fallback.set("services collector: PSS", why);
-    }
-
-    fn pss(
-        &self,
-        cache: &mut HashMap<ProcessKey, PssReading>,
-        key: ProcessKey,
-        now: Instant,
-    ) -> Option<proc::Pss> {
-        if let Some(reading) = cache.get(&key).filter(|r| r.expires > now) {
-            return reading.pss;
-        }
-        let path = self.procfs.pid_dir(key.0).join("smaps_rollup");
-        let pss = proc::read_file(&path)
-            .ok()
-            .and_then(|text| proc::parse_smaps_rollup(&text));
-        let expires = later(now, spread(self.pss_max_age, key.0));
-        cache.insert(key, PssReading { pss, expires });
-        pss
     }
 
     fn emit_service(&self, out: &mut MetricSet, service: &Service, usage: &ServiceUsage) {
@@ -628,60 +434,6 @@ impl Services {
     }
 }
 
-/// The memory cgroup a process runs in, from /proc/PID/cgroup.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-struct MemoryCgroup {
-    /// cgroup v2 (the unified `0::` line) or the v1 `memory` hierarchy.
-    unified: bool,
-    path: String,
-}
-
-impl MemoryCgroup {
-    /// The kernel's count of OOM kills in this cgroup, None where it cannot be read.
-    fn oom_kills(&self, cgroup_root: &Path) -> Option<u64> {
-        let relative = self.path.trim_start_matches('/');
-        let file = match self.unified {
-            true => cgroup_root.join(relative).join("memory.events"),
-            false => cgroup_root
-                .join("memory")
-                .join(relative)
-                .join("memory.oom_control"),
-        };
-        let text = proc::read_file(&file).ok()?;
-        text.lines().find_map(|line| {
-            let value = line.strip_prefix("oom_kill ")?;
-            value.trim().parse().ok()
-        })
-    }
-}
-
-/// The memory cgroup in /proc/PID/cgroup's text: the v1 `memory` controller's line where there
-/// is one, else the unified hierarchy's `0::` line.
-fn memory_cgroup(text: &str) -> Option<MemoryCgroup> {
-    let mut unified = None;
-    for line in text.lines() {
-        let mut fields = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(MemoryCgroup {
-                unified: false,
-                path: path.to_string(),
-            });
-        }
-        if id == "0" && controllers.is_empty() {
-            unified = Some(MemoryCgroup {
-                unified: true,
-                path: path.to_string(),
-            });
-        }
-    }
-    unified
-}
-
 /// A share of `max_age` between half and all of it, by PID, so that the processes' cached
 /// readings do not all fall due on the same scrape.
 fn spread(max_age: Duration, pid: u32) -> Duration {
@@ -696,201 +448,9 @@ fn later(now: Instant, age: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-const CAP_DAC_READ_SEARCH: u32 = 2;
-const CAP_SYS_PTRACE: u32 = 19;
-
-/// The start-up warning when the exporter lacks the capabilities to read other users' processes,
-/// naming the collectors and figures that suffer; `None` when it has them.
-pub fn missing_capabilities_warning(
-    effective: u64,
-    services: bool,
-    sockets: bool,
-) -> Option<String> {
-    let missing: Vec<&str> = [
-        (CAP_SYS_PTRACE, "CAP_SYS_PTRACE"),
-        (CAP_DAC_READ_SEARCH, "CAP_DAC_READ_SEARCH"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| effective & (1u64 << bit) == 0)
-    .map(|(_, name)| name)
-    .collect();
-    let mut hurt = Vec::new();
-    if sockets {
-        hurt.push(
-            "the sockets collector cannot read other users' processes' /proc/PID/fd: their \
-             stack_service_connections are undercounted and their listen queues (rows W3, X1) \
-             absent (see stack_sockets_unreadable_processes)",
-        );
-    }
-    if services {
-        hurt.push(
-            "the services collector cannot read their smaps_rollup: their PSS is counted at RSS \
-             (rows M, M1; see stack_service_pss_fallback_processes)",
-        );
-    }
-    if missing.is_empty() || hurt.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "missing {}: {}; run as root or grant CAP_SYS_PTRACE (other users' fd, ns and \
-         smaps_rollup) and CAP_DAC_READ_SEARCH (their /proc directories), as \
-         deploy/stack_exporter.service does",
-        missing.join(" and "),
-        hurt.join("; ")
-    ))
-}
-
-/// Logs [`missing_capabilities_warning`] once, at start-up, from the exporter's own status.
-pub fn log_missing_capabilities(procfs: &ProcFs, services: bool, sockets: bool) {
-    let effective = procfs
-        .read("self/status")
-        .ok()
-        .and_then(|status| proc::parse_effective_capabilities(&status));
-    match effective {
-        Some(effective) => {
-            if let Some(warning) = missing_capabilities_warning(effective, services, sockets) {
-                log::warn!("{warning}");
-            }
-        }
-        None => log::warn!("cannot read the exporter's capabilities from self/status"),
-    }
-}
-
-/// The service a process counts toward, and the index of its instance's root process.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Owner {
-    service: usize,
-    root: usize,
-}
-
-/// Gives each process its service: its own match, or else its nearest matched ancestor's, so the
-/// workers a server spawns count toward it whatever they are called. An instance's root is a
-/// process whose parent belongs to another service (or none).
-fn assign_services(processes: &[Process], own: &[Option<usize>]) -> Vec<Option<Owner>> {
-    let index_of: HashMap<u32, usize> = processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.pid, i))
-        .collect();
-    let mut owners: Vec<Option<Option<Owner>>> = vec![None; processes.len()];
-    for start in 0..processes.len() {
-        // Walk up to the first ancestor already resolved (or the top), then resolve downwards.
-        let mut chain = Vec::new();
-        let mut current = Some(start);
-        let mut guard = HashSet::new();
-        while let Some(i) = current {
-            if owners[i].is_some() || !guard.insert(i) {
-                break;
-            }
-            chain.push(i);
-            current = index_of.get(&processes[i].stat.ppid).copied();
-        }
-        let mut above: Option<Owner> = current.and_then(|i| owners[i].flatten());
-        for &i in chain.iter().rev() {
-            let owner = match (own[i], above) {
-                (Some(service), Some(parent)) if parent.service == service => Some(parent),
-                (Some(service), _) => Some(Owner { service, root: i }),
-                (None, parent) => parent,
-            };
-            owners[i] = Some(owner);
-            above = owner;
-        }
-    }
-    owners.into_iter().map(Option::flatten).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn process(pid: u32, ppid: u32, comm: &str) -> Process {
-        Process {
-            pid,
-            stat: PidStat {
-                comm: comm.to_string(),
-                ppid,
-                ..PidStat::default()
-            },
-        }
-    }
-
-    fn assign(processes: &[Process]) -> Vec<Option<Owner>> {
-        let own: Vec<Option<usize>> = processes
-            .iter()
-            .map(|p| match p.stat.comm.as_str() {
-                "gunicorn" => Some(0),
-                "redis-server" => Some(1),
-                _ => None,
-            })
-            .collect();
-        assign_services(processes, &own)
-    }
-
-    #[test]
-    fn workers_join_their_master_instance() {
-        let processes = vec![
-            process(1, 0, "init"),
-            process(10, 1, "gunicorn"),
-            process(11, 10, "gunicorn"),
-            process(12, 10, "gunicorn"),
-            process(20, 1, "redis-server"),
-        ];
-        let owners = assign(&processes);
-        assert_eq!(owners[0], None);
-        let master = Some(Owner {
-            service: 0,
-            root: 1,
-        });
-        assert_eq!(owners[1..4], [master, master, master]);
-        assert_eq!(
-            owners[4],
-            Some(Owner {
-                service: 1,
-                root: 4
-            })
-        );
-    }
-
-    #[test]
-    fn unmatched_children_inherit_and_nested_services_split() {
-        // A worker spawned as "python3" still counts for gunicorn; a redis started by the
-        // gunicorn master is its own service and instance.
-        let processes = vec![
-            process(12, 11, "python3"),
-            process(11, 10, "gunicorn"),
-            process(10, 1, "bash"),
-            process(13, 11, "redis-server"),
-        ];
-        let owners = assign(&processes);
-        assert_eq!(
-            owners[0],
-            Some(Owner {
-                service: 0,
-                root: 1
-            })
-        );
-        assert_eq!(owners[2], None);
-        assert_eq!(
-            owners[3],
-            Some(Owner {
-                service: 1,
-                root: 3
-            })
-        );
-    }
-
-    #[test]
-    fn two_masters_are_two_instances() {
-        let processes = vec![
-            process(10, 1, "gunicorn"),
-            process(11, 10, "gunicorn"),
-            process(20, 1, "gunicorn"),
-            process(21, 20, "gunicorn"),
-        ];
-        let owners = assign(&processes);
-        let roots: HashSet<usize> = owners.iter().map(|o| o.unwrap().root).collect();
-        assert_eq!(roots.len(), 2);
-    }
 
     #[test]
     fn cpu_counter_keeps_the_time_of_exited_roots_not_of_reaped_workers() {
@@ -910,24 +470,6 @@ mod tests {
         let seen = HashMap::from([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
         assert_eq!(history.totals(1, seen), vec![(187, 1)]);
     }
-
-    #[test]
-    fn the_memory_cgroup_is_v1_memory_where_there_is_one_else_unified() {
-        let v1 = "12:pids:/system.slice/redis.service\n4:memory:/system.slice/redis.service\n0::/system.slice/redis.service\n";
-        assert_eq!(
-            memory_cgroup(v1),
-            Some(MemoryCgroup {
-                unified: false,
-                path: "/system.slice/redis.service".into()
-            })
-        );
-        let v2 = "0::/system.slice/mariadb.service\n";
-        assert_eq!(memory_cgroup(v2).map(|c| c.unified), Some(true));
-        // A v1 system without the memory controller mounted, and garbage: none.
-        assert_eq!(memory_cgroup("3:cpu,cpuacct:/\n"), None);
-        assert_eq!(memory_cgroup("no colons here"), None);
-    }
-
     #[test]
     fn a_new_root_is_a_start_a_new_worker_is_not() {
         let mut history = History::default();
@@ -946,117 +488,10 @@ mod tests {
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 2)]);
     }
 
-    /// A fake /proc with one `python3` process (PID 40) whose command line is `cmdline`.
-    fn fake_process(root: &std::path::Path, cmdline: &str) {
-        let dir = root.join("40");
-        std::fs::create_dir_all(&dir).unwrap();
-        let stat = "40 (python3) S 1 40 40 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 1 0 777 0 10";
-        std::fs::write(dir.join("stat"), stat).unwrap();
-        std::fs::write(dir.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
-    }
-
-    fn matcher_services(procfs: &std::path::Path, max_age: Duration) -> Services {
-        let config = crate::config::load_str(Some((
-            "test.toml",
-            "[services.one]\nmatch = [{ cmdline = 'marker-one' }]\n\
-             [services.two]\nmatch = [{ cmdline = 'marker-two' }]\n",
-        )))
-        .unwrap();
-        let mut services = Services::new(
-            ProcFs::new(procfs),
-            PathBuf::from("/sys/fs/cgroup"),
-            config.profile,
-            config.plan,
-            config.services,
-            Duration::ZERO,
-        );
-        services.match_max_age = max_age;
-        services
-    }
-
-    fn service_of_40(services: &Services) -> Option<String> {
-        let processes = services.read_processes().unwrap();
-        let own = services.own_services(&processes);
-        own[0].map(|i| services.services[i].name.clone())
-    }
-
-    #[test]
-    fn a_command_line_rewritten_in_place_is_matched_again_when_due() {
-        // setproctitle changes neither the name nor the argument addresses: only the periodic
-        // recheck sees it.
-        let dir = tempfile::tempdir().unwrap();
-        fake_process(dir.path(), "python3 app.py marker-one");
-        let cached = matcher_services(dir.path(), MATCH_MAX_AGE);
-        let due = matcher_services(dir.path(), Duration::ZERO);
-        assert_eq!(service_of_40(&cached).as_deref(), Some("one"));
-        assert_eq!(service_of_40(&due).as_deref(), Some("one"));
-        fake_process(dir.path(), "title marker-two");
-        assert_eq!(
-            service_of_40(&cached).as_deref(),
-            Some("one"),
-            "not yet due"
-        );
-        assert_eq!(service_of_40(&due).as_deref(), Some("two"));
-    }
-
-    #[test]
-    fn setproctitle_gunicorn_titles_are_told_apart_by_their_name() {
-        // The built-in definitions on the titles Gunicorn gives itself under setproctitle.
-        let config = crate::config::load_str(None).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let services = Services::new(
-            ProcFs::new(dir.path()),
-            PathBuf::from("/sys/fs/cgroup"),
-            config.profile,
-            config.plan,
-            config.services,
-            Duration::ZERO,
-        );
-        for (title, service) in [
-            ("gunicorn: master [shop.asgi:application]", "asgi"),
-            ("gunicorn: worker [shop-asgi]", "asgi"),
-            ("gunicorn: worker [Shop-Uvicorn]", "asgi"),
-            ("gunicorn: master [main:app]", "wsgi"),
-            ("gunicorn: worker [shop.wsgi:application]", "wsgi"),
-            (
-                "/usr/bin/python3 /usr/bin/gunicorn -k uvicorn.workers.UvicornWorker main:app",
-                "asgi",
-            ),
-            ("/usr/bin/python3 /usr/bin/gunicorn main:app", "wsgi"),
-        ] {
-            fake_process(dir.path(), title);
-            let processes = services.read_processes().unwrap();
-            let own = services.matching_service(&processes[0]);
-            let name = own.map(|i| services.services[i].name.as_str());
-            assert_eq!(name, Some(service), "{title}");
-        }
-    }
-
     #[test]
     fn huge_ages_do_not_overflow() {
         let now = Instant::now();
         assert!(later(now, Duration::MAX) > now);
         assert!(spread(Duration::MAX, 7) <= Duration::MAX);
-    }
-
-    #[test]
-    fn the_capability_warning_names_what_is_missing_and_what_it_costs() {
-        let all = u64::MAX;
-        assert_eq!(missing_capabilities_warning(all, true, true), None);
-        let no_ptrace = all & !(1 << CAP_SYS_PTRACE);
-        let warning = missing_capabilities_warning(no_ptrace, true, true).unwrap();
-        assert!(warning.starts_with("missing CAP_SYS_PTRACE:"), "{warning}");
-        assert!(warning.contains("sockets collector") && warning.contains("W3, X1"));
-        assert!(warning.contains("services collector") && warning.contains("rows M"));
-        let sockets_only = missing_capabilities_warning(0, false, true).unwrap();
-        assert!(sockets_only.contains("CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"));
-        assert!(!sockets_only.contains("services collector"));
-        assert_eq!(missing_capabilities_warning(0, false, false), None);
-    }
-
-    #[test]
-    fn a_parent_loop_does_not_hang() {
-        let processes = vec![process(5, 6, "a"), process(6, 5, "b")];
-        assert_eq!(assign(&processes), vec![None, None]);
     }
 }

@@ -1,0 +1,173 @@
+//! Memory the services' figures need beyond RSS: each process's PSS (kept for `pss_max_age`, since
+//! reading it walks page tables), and the OOM kills of the memory cgroups the services run in.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::Instant;
+
+use super::{later, spread, Owner, ProcessKey, ServiceUsage, Services, Snapshot};
+use crate::proc;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PssReading {
+    /// `None` when the kernel refused smaps_rollup (EACCES happens even as root).
+    pss: Option<proc::Pss>,
+    expires: Instant,
+}
+
+impl Services {
+    /// Each service's OOM kills: the sum of the `oom_kill` counters of the memory cgroups its
+    /// instance roots run in. A cgroup counts only when it is the service's own: not the root
+    /// cgroup, not one holding another service's roots too (a user session, a shared container).
+    /// Under systemd a unit's cgroup outlives its process, so a kill followed by `Restart=` still
+    /// shows.
+    pub(super) fn oom_kills(&self, snapshot: &Snapshot) -> Vec<Option<u64>> {
+        let mut cgroups_of: Vec<BTreeSet<MemoryCgroup>> =
+            vec![BTreeSet::new(); self.services.len()];
+        for (index, (process, owner)) in snapshot.processes.iter().zip(&snapshot.owners).enumerate()
+        {
+            let Some(Owner { service, root }) = *owner else {
+                continue;
+            };
+            if root != index {
+                continue;
+            }
+            let path = self.procfs.pid_dir(process.pid).join("cgroup");
+            if let Some(cgroup) = proc::read_file(&path).ok().and_then(|t| memory_cgroup(&t)) {
+                cgroups_of[service].insert(cgroup);
+            }
+        }
+        let mut owners: HashMap<&MemoryCgroup, usize> = HashMap::new();
+        for cgroups in &cgroups_of {
+            for cgroup in cgroups {
+                *owners.entry(cgroup).or_default() += 1;
+            }
+        }
+        cgroups_of
+            .iter()
+            .map(|cgroups| {
+                let own: Vec<u64> = cgroups
+                    .iter()
+                    .filter(|c| c.path != "/" && owners.get(c) == Some(&1))
+                    .filter_map(|c| c.oom_kills(&self.cgroup_root))
+                    .collect();
+                (!own.is_empty()).then(|| own.iter().fold(0u64, |a, b| a.saturating_add(*b)))
+            })
+            .collect()
+    }
+
+    /// One line when some services' PSS starts being refused (and counted at RSS), one when it
+    /// ends; the counts are in stack_service_pss_fallback_processes.
+    pub(super) fn log_pss_fallback(&self, usage: &[ServiceUsage]) {
+        let refused: Vec<&str> = self
+            .services
+            .iter()
+            .zip(usage)
+            .filter(|(_, u)| u.pss_fallbacks > 0)
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        let why = (!refused.is_empty()).then(|| {
+            format!(
+                "smaps_rollup refused for processes of {}: their PSS is counted at RSS, which \
+                 overstates them and understates system memory (rows M); give the exporter \
+                 CAP_SYS_PTRACE or run it as root (see stack_service_pss_fallback_processes)",
+                refused.join(", ")
+            )
+        });
+        self.pss_fallback.set("services collector: PSS", why);
+    }
+
+    pub(super) fn pss(
+        &self,
+        cache: &mut HashMap<ProcessKey, PssReading>,
+        key: ProcessKey,
+        now: Instant,
+    ) -> Option<proc::Pss> {
+        if let Some(reading) = cache.get(&key).filter(|r| r.expires > now) {
+            return reading.pss;
+        }
+        let path = self.procfs.pid_dir(key.0).join("smaps_rollup");
+        let pss = proc::read_file(&path)
+            .ok()
+            .and_then(|text| proc::parse_smaps_rollup(&text));
+        let expires = later(now, spread(self.pss_max_age, key.0));
+        cache.insert(key, PssReading { pss, expires });
+        pss
+    }
+}
+
+/// The memory cgroup a process runs in, from /proc/PID/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct MemoryCgroup {
+    /// cgroup v2 (the unified `0::` line) or the v1 `memory` hierarchy.
+    unified: bool,
+    path: String,
+}
+
+impl MemoryCgroup {
+    /// The kernel's count of OOM kills in this cgroup, None where it cannot be read.
+    fn oom_kills(&self, cgroup_root: &Path) -> Option<u64> {
+        let relative = self.path.trim_start_matches('/');
+        let file = match self.unified {
+            true => cgroup_root.join(relative).join("memory.events"),
+            false => cgroup_root
+                .join("memory")
+                .join(relative)
+                .join("memory.oom_control"),
+        };
+        let text = proc::read_file(&file).ok()?;
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix("oom_kill ")?;
+            value.trim().parse().ok()
+        })
+    }
+}
+
+/// The memory cgroup in /proc/PID/cgroup's text: the v1 `memory` controller's line where there
+/// is one, else the unified hierarchy's `0::` line.
+fn memory_cgroup(text: &str) -> Option<MemoryCgroup> {
+    let mut unified = None;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(MemoryCgroup {
+                unified: false,
+                path: path.to_string(),
+            });
+        }
+        if id == "0" && controllers.is_empty() {
+            unified = Some(MemoryCgroup {
+                unified: true,
+                path: path.to_string(),
+            });
+        }
+    }
+    unified
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cgroup_is_v1_memory_where_there_is_one_else_unified() {
+        let v1 = "12:pids:/system.slice/redis.service\n4:memory:/system.slice/redis.service\n0::/system.slice/redis.service\n";
+        assert_eq!(
+            memory_cgroup(v1),
+            Some(MemoryCgroup {
+                unified: false,
+                path: "/system.slice/redis.service".into()
+            })
+        );
+        let v2 = "0::/system.slice/mariadb.service\n";
+        assert_eq!(memory_cgroup(v2).map(|c| c.unified), Some(true));
+        // A v1 system without the memory controller mounted, and garbage: none.
+        assert_eq!(memory_cgroup("3:cpu,cpuacct:/\n"), None);
+        assert_eq!(memory_cgroup("no colons here"), None);
+    }
+}
