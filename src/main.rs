@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
 use stack_exporter::collector::{self, Collector, Enabled, Spec, COLLECTORS};
-use stack_exporter::config::{self, parse_duration};
+use stack_exporter::config::{self, parse_duration, parse_positive_duration};
 use stack_exporter::proc::ProcFs;
 use stack_exporter::{http, logging, scrape};
 
@@ -71,7 +71,7 @@ struct Flags {
     log_format: logging::Format,
 
     /// Longest a scrape may take when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds.
-    #[arg(long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_positive_duration, value_name = "DURATION")]
     max_scrape_timeout: Duration,
 
     /// Most HTTP connections open at once. At the cap, a new connection closes the one that has
