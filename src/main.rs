@@ -227,16 +227,18 @@ fn disabled_collectors(matches: &ArgMatches) -> Vec<&'static str> {
 fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) -> Vec<Collector> {
     let procfs = ProcFs::new(&flags.procfs);
     let is_on = |name: &str| !disabled.contains(&name);
-    collector::services::log_missing_capabilities(&procfs, is_on("services"), is_on("sockets"));
     let mut context = collector::Context::new(
-        procfs,
+        procfs.clone(),
         flags.rootfs.clone(),
         flags.pss_max_age,
         config,
         |key| std::env::var(key).ok(),
     );
     context.sysfs = flags.sysfs.clone();
-    collector::build(context, |spec: &Spec| is_on(spec.name))
+    let collectors = collector::build(context, |spec: &Spec| is_on(spec.name));
+    let running: Vec<&str> = collectors.iter().map(Collector::name).collect();
+    collector::services::log_missing_capabilities(&procfs, &running);
+    collectors
 }
 
 fn print_config(config: &config::Config) {
