@@ -26,6 +26,8 @@
 #   STACK_EXPORTER_BIN   start this stack_exporter binary too, on EXPORTER_ADDRESS
 #   STACK_EXPORTER_ARGS  extra flags for it (e.g. --config.file=/etc/stack_exporter/config.toml)
 #   STACK_GRAFANA        0 to skip Grafana even when it is installed
+#   GRAFANA_ADMIN_PASSWORD  Grafana's admin password; unset: one is generated at the first start,
+#                        kept (0600) in STACK_NATIVE_DIR/grafana-admin-password and printed once
 #   PROMETHEUS, ALERTMANAGER, PROMTOOL, AMTOOL, GRAFANA   the binaries (default: found on PATH)
 set -euo pipefail
 
@@ -210,18 +212,36 @@ up() {
     local homepath=/usr/share/grafana sub=()
     [ "$(basename "$grafana_bin")" = grafana ] && sub=(server)
     mkdir -p "$dir/grafana-data" "$dir/grafana-logs" "$dir/grafana-plugins"
+    local password
+    password=$(grafana_admin_password)
     # The provisioning files read STACK_PROMETHEUS_URL and STACK_DASHBOARDS_DIR.
     STACK_PROMETHEUS_URL="http://localhost:$prometheus_port" \
     STACK_DASHBOARDS_DIR="$repo/grafana/dashboards" \
     GF_PATHS_PROVISIONING="$repo/grafana/provisioning" \
     GF_PATHS_DATA="$dir/grafana-data" GF_PATHS_LOGS="$dir/grafana-logs" \
     GF_PATHS_PLUGINS="$dir/grafana-plugins" \
+    GF_SECURITY_ADMIN_USER=admin GF_SECURITY_ADMIN_PASSWORD="$password" \
     GF_SERVER_HTTP_ADDR=127.0.0.1 GF_SERVER_HTTP_PORT="$grafana_port" \
     GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH="$repo/grafana/dashboards/stack-overview.json" \
       start grafana "$grafana_port" "http://localhost:$grafana_port/api/health" \
         "$grafana_bin" "${sub[@]}" --homepath "$homepath"
   fi
   status
+}
+
+# Grafana's admin password: GRAFANA_ADMIN_PASSWORD, else the one generated at the first start and
+# kept beside the stack's data (Grafana sets it when it creates its database, so it must not change).
+grafana_admin_password() {
+  local file="$dir/grafana-admin-password"
+  if [ -n "${GRAFANA_ADMIN_PASSWORD:-}" ]; then
+    printf '%s' "$GRAFANA_ADMIN_PASSWORD"
+    return
+  fi
+  if [ ! -s "$file" ]; then
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=\n' >"$file")
+    say "Grafana: user admin, password $(cat "$file") (generated now, kept in $file)"
+  fi
+  cat "$file"
 }
 
 down() {

@@ -27,7 +27,7 @@ use crate::values::{check_cores, check_count, check_size, Bytes, Cores};
 
 // Kept reachable here, where main.rs and the fuzz target have always found them.
 pub use crate::config_error::ConfigError;
-pub use crate::values::{parse_duration, parse_size, ConfigDuration};
+pub use crate::values::{parse_duration, parse_positive_duration, parse_size, ConfigDuration};
 
 pub const DEFAULT_PROFILE: &str = "vps-2gb";
 

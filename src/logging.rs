@@ -1,6 +1,7 @@
 //! A small logger in the two formats Prometheus exporters use: logfmt (the default) and JSON,
 //! one line per record on standard error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Mutex;
@@ -113,21 +114,23 @@ fn json_string(value: &str) -> String {
 /// How often a throttled message may be repeated.
 const THROTTLE_INTERVAL: Duration = Duration::from_secs(60);
 
-static THROTTLED: Mutex<Option<HashMap<&'static str, (Instant, u64)>>> = Mutex::new(None);
+static THROTTLED: Mutex<Option<HashMap<Cow<'static, str>, (Instant, u64)>>> = Mutex::new(None);
 
 /// Logs `message` unless a message with the same `key` was logged in the last minute; the next
 /// one that gets through says how many were held back. For anything a client or a failing source
 /// can repeat at will (a bad request, a collector failing every scrape), so the log cannot flood.
+/// A key made at run time (a panic's location) must come from a bounded set: each is kept.
 #[track_caller]
-pub fn throttled(level: Level, key: &'static str, message: std::fmt::Arguments) {
+pub fn throttled(level: Level, key: impl Into<Cow<'static, str>>, message: std::fmt::Arguments) {
     if level > log::max_level() {
         return;
     }
+    let key = key.into();
     let held_back = {
         let mut guard = THROTTLED.lock().unwrap_or_else(|e| e.into_inner());
         let seen = guard.get_or_insert_with(HashMap::new);
         let now = Instant::now();
-        match seen.get_mut(key) {
+        match seen.get_mut(key.as_ref()) {
             Some((last, held)) if now.duration_since(*last) < THROTTLE_INTERVAL => {
                 *held += 1;
                 return;
@@ -148,6 +151,13 @@ pub fn throttled(level: Level, key: &'static str, message: std::fmt::Arguments) 
     } else {
         log::log!(target: &source, level, "{message} ({held_back} similar messages held back)");
     }
+}
+
+/// How many messages with `key` are being held back now (`None`: none was ever logged).
+#[cfg(test)]
+pub fn held_back(key: &str) -> Option<u64> {
+    let guard = THROTTLED.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref()?.get(key).map(|(_, held)| *held)
 }
 
 /// `warn!` at most once a minute per key: `warn_throttled!("key", "format", args…)`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches};
 
 use stack_exporter::collector::{self, Collector, Enabled, Spec, COLLECTORS};
-use stack_exporter::config::{self, parse_duration};
+use stack_exporter::config::{self, parse_duration, parse_positive_duration};
 use stack_exporter::proc::ProcFs;
 use stack_exporter::{http, logging, scrape};
 
@@ -71,7 +71,7 @@ struct Flags {
     log_format: logging::Format,
 
     /// Longest a scrape may take when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds.
-    #[arg(long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_positive_duration, value_name = "DURATION")]
     max_scrape_timeout: Duration,
 
     /// Most HTTP connections open at once. At the cap, a new connection closes the one that has
@@ -233,9 +233,8 @@ fn disabled_collectors(matches: &ArgMatches) -> Vec<&'static str> {
 fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) -> Vec<Collector> {
     let procfs = ProcFs::new(&flags.procfs);
     let is_on = |name: &str| !disabled.contains(&name);
-    collector::services::log_missing_capabilities(&procfs, is_on("services"), is_on("sockets"));
     let mut context = collector::Context::new(
-        procfs,
+        procfs.clone(),
         flags.rootfs.clone(),
         flags.pss_max_age,
         config,
@@ -243,7 +242,10 @@ fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) ->
     );
     context.sysfs = flags.sysfs.clone();
     context.connections_max_age = flags.connections_max_age;
-    collector::build(context, |spec: &Spec| is_on(spec.name))
+    let collectors = collector::build(context, |spec: &Spec| is_on(spec.name));
+    let running: Vec<&str> = collectors.iter().map(Collector::name).collect();
+    collector::services::log_missing_capabilities(&procfs, &running);
+    collectors
 }
 
 fn print_config(config: &config::Config) {

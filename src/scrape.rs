@@ -198,3 +198,81 @@ async fn run_one(
     };
     (started.elapsed(), result)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::collector::Work;
+
+    /// Panics the first time it runs (`panicked` says whether it has), then collects nothing.
+    fn panics_once(panicked: &AtomicBool) -> anyhow::Result<MetricSet> {
+        if !panicked.swap(true, Ordering::SeqCst) {
+            panic!("a bug in a collector (test)");
+        }
+        Ok(MetricSet::default())
+    }
+
+    async fn network_panics_once(
+        panicked: Arc<AtomicBool>,
+        _: Instant,
+    ) -> anyhow::Result<MetricSet> {
+        tokio::task::yield_now().await;
+        panics_once(&panicked)
+    }
+
+    fn scraper() -> Scraper {
+        let fine = |_: &(), _| {
+            let mut set = MetricSet::default();
+            set.gauge("test_fine", "A figure.", vec![], 1.0);
+            Ok(set)
+        };
+        Scraper::new(vec![
+            Collector::new(
+                "blocking_bug",
+                Work::blocking(AtomicBool::new(false), |p, _| panics_once(p)),
+            ),
+            Collector::new(
+                "network_bug",
+                Work::network(AtomicBool::new(false), network_panics_once),
+            ),
+            Collector::new("fine", Work::blocking((), fine)),
+        ])
+    }
+
+    fn success(set: &MetricSet, collector: &str) -> Option<f64> {
+        set.value(
+            "stack_scrape_collector_success",
+            &[("collector", collector)],
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_collector_fails_alone_and_runs_again_next_time() {
+        exporter::install_panic_hook_for_tests();
+        let scraper = scraper();
+        let before = exporter::panics() as f64;
+        let timeout = Duration::from_secs(5);
+        let first = scraper.scrape(timeout, timeout).await;
+        assert_eq!(success(&first, "blocking_bug"), Some(0.0));
+        assert_eq!(success(&first, "network_bug"), Some(0.0));
+        assert_eq!(success(&first, "fine"), Some(1.0));
+        assert_eq!(first.value("test_fine", &[]), Some(1.0));
+        let panics = first.value("stack_exporter_panics_total", &[]).unwrap();
+        assert!(
+            panics >= before + 2.0,
+            "two panics: {before} before, {panics} after"
+        );
+
+        // Nothing is left marked as running: the next collection runs every collector again.
+        let next = scraper.scrape(timeout, timeout).await;
+        for name in ["blocking_bug", "network_bug", "fine"] {
+            assert_eq!(
+                success(&next, name),
+                Some(1.0),
+                "{name} in the next collection"
+            );
+        }
+    }
+}

@@ -123,6 +123,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A duration that must be above zero: a time limit of nothing would fail whatever it limits.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "{text:?} leaves no time at all: give a duration above 0s"
+        ));
+    }
+    Ok(duration)
+}
+
 /// A number of CPU cores, possibly fractional, never negative.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cores(pub f64);

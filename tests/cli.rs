@@ -119,6 +119,28 @@ fn bad_flag_value_is_refused() {
 }
 
 #[test]
+fn a_zero_scrape_timeout_is_refused() {
+    let out = run(&["--web.max-scrape-timeout=0s"]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--web.max-scrape-timeout"), "{stderr}");
+    assert!(stderr.contains("above 0s"), "{stderr}");
+}
+
+/// The systemd unit passes every flag through ARGS: a flag given twice must say so, not pick one.
+#[test]
+fn a_flag_given_twice_is_a_clear_error() {
+    let out = run(&[
+        "--web.listen-address=127.0.0.1:0",
+        "--web.listen-address=127.0.0.1:0",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--web.listen-address"), "{stderr}");
+    assert!(stderr.contains("cannot be used multiple times"), "{stderr}");
+}
+
+#[test]
 fn the_sample_config_checks() {
     let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/stack.toml");
     let out = run(&["--config.check", &format!("--config.file={sample}")]);

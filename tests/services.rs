@@ -382,7 +382,8 @@ fn a_process_that_execs_under_the_same_name_moves_to_its_new_service() {
 #[test]
 fn without_privileges_the_exporter_says_what_it_cannot_see() {
     // Redis runs as root; the exporter as `nobody` with no capabilities, as an install without
-    // the unit's capabilities would. Its fd, ns and smaps_rollup are refused.
+    // the unit's capabilities would. Its fd, ns and smaps_rollup are refused, and the storage
+    // collector (on, for a directory) walks without CAP_DAC_READ_SEARCH.
     let redis_server = RedisServer::start();
     let port = redis_server.port;
     let dir = temp_dir();
@@ -390,8 +391,10 @@ fn without_privileges_the_exporter_says_what_it_cannot_see() {
     write(
         &config,
         &format!(
-            "{}[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n",
-            common::no_other_services("redis")
+            "{}[services.redis]\nmatch = [{{ comm = 'redis-server', cmdline = ':{port}$' }}]\n\
+             [storage]\ndirectories = {{ backups = '{}' }}\n",
+            common::no_other_services("redis"),
+            dir.path().display()
         ),
     );
     common::make_world_readable(dir.path());
@@ -450,6 +453,7 @@ fn without_privileges_the_exporter_says_what_it_cannot_see() {
         "W3, X1",
         "services collector",
         "rows M",
+        "storage collector",
     ] {
         assert!(startup[0].contains(named), "{named} in {}", startup[0]);
     }

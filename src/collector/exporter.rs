@@ -9,25 +9,53 @@ use crate::VERSION;
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
 
-/// Logs every panic as one error line (with where it happened) and counts it. A panic unwinds to
-/// the task it happened in (a collector's run, one connection), which tokio catches: the process
-/// goes on, and `stack_exporter_panics_total` says that a bug was hit.
+/// Counts every panic and logs it as one error line with where it happened (at most once a minute
+/// per place). A panic unwinds to the task it happened in (a collector's run, one connection),
+/// which tokio catches: the process goes on, and `stack_exporter_panics_total` says that a bug
+/// was hit.
 pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        PANICS.fetch_add(1, Ordering::Relaxed);
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
-        let location = info
-            .location()
-            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        log::error!(
+    std::panic::set_hook(Box::new(report_panic));
+}
+
+/// For tests: counts and logs panics as the exporter does, and still prints them as Rust does, so
+/// a failing test's message is not lost. Installed once per test binary.
+#[cfg(test)]
+pub fn install_panic_hook_for_tests() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let print = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            report_panic(info);
+            print(info);
+        }));
+    });
+}
+
+fn report_panic(info: &std::panic::PanicHookInfo) {
+    PANICS.fetch_add(1, Ordering::Relaxed);
+    let message = info
+        .payload()
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let location = info
+        .location()
+        .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+    // Once a minute per place: a panic a client or a source can trigger at will (every request,
+    // every scrape) must not flood the log. Panic sites are few, and so are the keys.
+    crate::logging::throttled(
+        log::Level::Error,
+        format!("panic{location}"),
+        format_args!(
             "bug: panic{location}: {message}; the task it hit was abandoned, the exporter goes on"
-        );
-    }));
+        ),
+    );
+}
+
+/// Panics counted since the start (`stack_exporter_panics_total`).
+pub fn panics() -> u64 {
+    PANICS.load(Ordering::Relaxed)
 }
 
 /// Everything the exporter says about itself: build, process and HTTP connection figures.
@@ -42,7 +70,7 @@ pub fn build_info(out: &mut MetricSet) {
         "stack_exporter_panics_total",
         "Bugs hit: panics caught at a task boundary (a collector's run or one connection); the process went on.",
         vec![],
-        PANICS.load(Ordering::Relaxed) as f64,
+        panics() as f64,
     );
     out.gauge(
         "stack_exporter_build_info",
@@ -245,6 +273,30 @@ fn max_fds() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Panics with its own line number as the message, always from the same place.
+    fn panic_at_one_place() {
+        panic!("{}", line!());
+    }
+
+    #[test]
+    fn every_panic_is_counted_and_each_place_logged_at_most_once_a_minute() {
+        install_panic_hook_for_tests();
+        log::set_max_level(log::LevelFilter::Error);
+        let before = panics();
+        let mut line = String::new();
+        for _ in 0..3 {
+            let payload = std::panic::catch_unwind(panic_at_one_place).unwrap_err();
+            line = *payload.downcast::<String>().unwrap();
+        }
+        assert!(panics() >= before + 3, "{} after {before}", panics());
+        let key = format!("panic at {}:{line}", file!());
+        assert_eq!(
+            crate::logging::held_back(&key),
+            Some(2),
+            "the first panic at {key} is logged, the next two held back"
+        );
+    }
 
     #[test]
     fn own_process_metrics_are_plausible() {

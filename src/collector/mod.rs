@@ -248,6 +248,12 @@ impl std::fmt::Debug for Collector {
 }
 
 impl Collector {
+    /// A collector that does `work` under `name` (tests build their own).
+    #[cfg(test)]
+    pub fn new(name: &'static str, work: Work) -> Collector {
+        Collector { name, work }
+    }
+
     /// Its name in [`COLLECTORS`].
     pub fn name(&self) -> &'static str {
         self.name

@@ -48,7 +48,12 @@ impl Auth {
         let matched = self.verify(password, hash.clone()).await;
         let mut cache = self.cache();
         if cache.len() >= CACHE_SIZE {
-            cache.clear();
+            // Room is made by forgetting refusals: a flood of guesses must not push out the
+            // scrapes' verified credentials and send them back into the bcrypt queue.
+            cache.retain(|_, matched| *matched);
+            if cache.len() >= CACHE_SIZE {
+                cache.clear();
+            }
         }
         cache.insert(key, matched);
         known && matched
@@ -141,5 +146,33 @@ mod tests {
             assert!(!auth.allows(&BTreeMap::new(), Some(&right)).await);
         });
         assert_eq!(auth.cache().len(), 3, "right, wrong and unknown are cached");
+    }
+
+    #[test]
+    fn a_flood_of_guesses_keeps_the_verified_credentials_cached() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let hash = bcrypt::hash("right", 4).unwrap();
+        let users = BTreeMap::from([("prometheus".to_string(), hash.clone())]);
+        let auth = Auth::default();
+        runtime.block_on(async {
+            assert!(
+                auth.allows(&users, Some(&header("prometheus", "right")))
+                    .await
+            );
+            for guess in 0..CACHE_SIZE * 2 {
+                let wrong = header("prometheus", &format!("guess{guess}"));
+                assert!(!auth.allows(&users, Some(&wrong)).await);
+            }
+        });
+        let key = cache_key("prometheus", &hash, b"right");
+        assert_eq!(
+            auth.cache().get(&key),
+            Some(&true),
+            "the scrape's credentials survive the flood, so it skips the bcrypt queue"
+        );
+        assert!(auth.cache().len() <= CACHE_SIZE);
     }
 }

@@ -14,8 +14,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::webconfig::{ClientVerification, TlsSettings, TlsVersion};
 
-/// The rustls configuration, with errors that name the file and the key that points to it.
+/// The rustls configuration. Every error starts with the web config's line it is about (the key
+/// that names the file that failed, or the section), then names the key and the file.
 pub fn server_config(settings: &TlsSettings) -> anyhow::Result<Arc<ServerConfig>> {
+    let lines = settings.lines;
     let provider = Arc::new(provider(settings));
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
         (TlsVersion::Tls12, &rustls::version::TLS12),
@@ -27,32 +29,37 @@ pub fn server_config(settings: &TlsSettings) -> anyhow::Result<Arc<ServerConfig>
     .collect();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| anyhow::anyhow!("tls_server_config: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{}: tls_server_config: {e}", lines.section))?;
     let builder = match &settings.client_auth {
         ClientVerification::None => builder.with_no_client_auth(),
         ClientVerification::Optional { ca_file } => {
-            let roots = client_roots(ca_file)?;
+            let roots = client_roots(ca_file, lines.client_ca_file)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
                 .allow_unauthenticated()
-                .build()?;
+                .build()
+                .map_err(|e| anyhow::anyhow!("{}: tls_server_config: {e}", lines.section))?;
             builder.with_client_cert_verifier(verifier)
         }
         ClientVerification::Required { ca_file } => {
-            let roots = client_roots(ca_file)?;
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider).build()?;
+            let roots = client_roots(ca_file, lines.client_ca_file)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|e| anyhow::anyhow!("{}: tls_server_config: {e}", lines.section))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let certs = certificates(&settings.cert_file, "cert_file")?;
+    let certs = certificates(&settings.cert_file, "cert_file", lines.cert_file)?;
     let key = PrivateKeyDer::from_pem_file(&settings.key_file).map_err(|e| {
         anyhow::anyhow!(
-            "tls_server_config.key_file {}: no private key read: {e}",
+            "{}: tls_server_config.key_file {}: no private key read: {e}",
+            lines.key_file,
             settings.key_file.display()
         )
     })?;
     let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         anyhow::anyhow!(
-            "tls_server_config: cert_file {} and key_file {} do not make a pair: {e}",
+            "{}: tls_server_config: cert_file {} and key_file {} do not make a pair: {e}",
+            lines.key_file,
             settings.cert_file.display(),
             settings.key_file.display()
         )
@@ -81,27 +88,31 @@ fn provider(settings: &TlsSettings) -> CryptoProvider {
     provider
 }
 
-fn certificates(path: &Path, key: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn certificates(
+    path: &Path,
+    key: &str,
+    line: usize,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let read = || -> Result<Vec<_>, rustls_pki_types::pem::Error> {
         CertificateDer::pem_file_iter(path)?.collect()
     };
-    let certs =
-        read().map_err(|e| anyhow::anyhow!("tls_server_config.{key} {}: {e}", path.display()))?;
+    let certs = read()
+        .map_err(|e| anyhow::anyhow!("{line}: tls_server_config.{key} {}: {e}", path.display()))?;
     if certs.is_empty() {
         anyhow::bail!(
-            "tls_server_config.{key} {}: no PEM certificate in it",
+            "{line}: tls_server_config.{key} {}: no PEM certificate in it",
             path.display()
         );
     }
     Ok(certs)
 }
 
-fn client_roots(ca_file: &Path) -> anyhow::Result<Arc<RootCertStore>> {
+fn client_roots(ca_file: &Path, line: usize) -> anyhow::Result<Arc<RootCertStore>> {
     let mut roots = RootCertStore::empty();
-    for cert in certificates(ca_file, "client_ca_file")? {
+    for cert in certificates(ca_file, "client_ca_file", line)? {
         roots.add(cert).map_err(|e| {
             anyhow::anyhow!(
-                "tls_server_config.client_ca_file {}: {e}",
+                "{line}: tls_server_config.client_ca_file {}: {e}",
                 ca_file.display()
             )
         })?;

@@ -139,7 +139,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
                 (file, stamp)
             }));
             let server_config = tls::server_config(settings)
-                .map_err(|e| anyhow::anyhow!("{}: {e:#}", path.display()))?;
+                .map_err(|e| anyhow::anyhow!("{}:{e:#}", path.display()))?;
             Some(TlsAcceptor::from(server_config))
         }
         None => None,

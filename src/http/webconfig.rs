@@ -27,7 +27,8 @@ struct File {
 struct TlsFile {
     cert_file: Option<String>,
     key_file: Option<String>,
-    client_auth_type: Option<ClientAuth>,
+    /// A name, parsed by [`ClientAuth::named`]: empty means NoClientCert, as in exporter-toolkit.
+    client_auth_type: Option<String>,
     client_ca_file: Option<String>,
     // Names, checked after parsing: serde_norway places a custom error at the enclosing mapping.
     #[serde(default)]
@@ -58,7 +59,7 @@ struct HttpFile {
 }
 
 /// Client certificate policy, with Go's `crypto/tls` names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
     NoClientCert,
     RequestClientCert,
@@ -67,6 +68,26 @@ pub enum ClientAuth {
     RequireClientCert,
     VerifyClientCertIfGiven,
     RequireAndVerifyClientCert,
+}
+
+impl ClientAuth {
+    /// By its Go name; empty is NoClientCert, as exporter-toolkit reads it.
+    fn named(name: &str) -> Result<ClientAuth, String> {
+        Ok(match name {
+            "" | "NoClientCert" => ClientAuth::NoClientCert,
+            "RequestClientCert" => ClientAuth::RequestClientCert,
+            "RequireAnyClientCert" => ClientAuth::RequireAnyClientCert,
+            "RequireClientCert" => ClientAuth::RequireClientCert,
+            "VerifyClientCertIfGiven" => ClientAuth::VerifyClientCertIfGiven,
+            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
+            other => {
+                return Err(format!(
+                    "{other:?} is not a client_auth_type (NoClientCert, RequestClientCert, \
+                     RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert)"
+                ))
+            }
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +114,13 @@ impl TryFrom<String> for TlsVersion {
 #[derive(Debug, Clone, Copy)]
 pub struct CipherSuite(pub rustls::SupportedCipherSuite);
 
+/// The TLS 1.3 suites by their Go (and IANA) names.
+const TLS13_SUITES: [&str; 3] = [
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
 impl TryFrom<String> for CipherSuite {
     type Error = String;
     fn try_from(name: String) -> Result<Self, String> {
@@ -101,6 +129,12 @@ impl TryFrom<String> for CipherSuite {
                 .iter()
                 .filter(|suite| matches!(suite, rustls::SupportedCipherSuite::Tls12(_)))
         };
+        if TLS13_SUITES.contains(&name.as_str()) {
+            return Err(format!(
+                "{name} is a TLS 1.3 suite: TLS 1.3 suites are always on and cannot be chosen \
+                 (Go ignores cipher_suites for TLS 1.3); list TLS 1.2 suites only"
+            ));
+        }
         // Go names the ChaCha20 suites without the `_SHA256` that rustls (and the IANA) add.
         let found = tls12().find(|suite| {
             suite.suite().as_str().is_some_and(|rustls_name| {
@@ -159,6 +193,29 @@ pub struct TlsSettings {
     pub curves: Vec<&'static dyn rustls::crypto::SupportedKxGroup>,
     pub min_version: TlsVersion,
     pub max_version: TlsVersion,
+    /// Where the keys are written in the web config, for the errors of loading their files.
+    pub lines: TlsLines,
+}
+
+/// The 1-based lines of `tls_server_config` and of its keys that name files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TlsLines {
+    pub section: usize,
+    pub cert_file: usize,
+    pub key_file: usize,
+    pub client_ca_file: usize,
+}
+
+impl TlsLines {
+    fn of(text: &str) -> TlsLines {
+        let line = |key| line_of(text, "tls_server_config", key);
+        TlsLines {
+            section: line(""),
+            cert_file: line("cert_file"),
+            key_file: line("key_file"),
+            client_ca_file: line("client_ca_file"),
+        }
+    }
 }
 
 /// What rustls can do with client certificates: it verifies every certificate it asks for, so
@@ -217,7 +274,10 @@ pub fn parse(text: &str, dir: &Path) -> Result<WebConfig, String> {
         ));
     }
     let tls = match file.tls_server_config {
-        Some(tls) => tls_settings(tls, dir, &at)?,
+        Some(tls) => tls_settings(tls, dir, &at)?.map(|settings| TlsSettings {
+            lines: TlsLines::of(text),
+            ..settings
+        }),
         None => None,
     };
     let users = file.basic_auth_users.unwrap_or_default();
@@ -268,12 +328,14 @@ fn tls_settings(
             ));
         }
     }
-    let enabled = tls.cert_file.is_some()
-        || tls.key_file.is_some()
-        || tls.client_ca_file.is_some()
-        || tls.client_auth_type.is_some();
+    let given = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    let enabled = given(&tls.cert_file)
+        || given(&tls.key_file)
+        || given(&tls.client_ca_file)
+        || given(&tls.client_auth_type);
     if !enabled {
-        // As in exporter-toolkit: a tls_server_config without any of these means plain HTTP.
+        // As in exporter-toolkit: a tls_server_config without any of these, or with each of them
+        // empty, means plain HTTP.
         return Ok(None);
     }
     let path = |key: &str, value: Option<String>| match value.filter(|v| !v.is_empty()) {
@@ -290,7 +352,9 @@ fn tls_settings(
         .client_ca_file
         .filter(|v| !v.is_empty())
         .map(|f| dir.join(f));
-    let client_auth = match (tls.client_auth_type.unwrap_or(ClientAuth::NoClientCert), ca_file) {
+    let client_auth_type = ClientAuth::named(tls.client_auth_type.as_deref().unwrap_or(""))
+        .map_err(|m| at(section, "client_auth_type", m))?;
+    let client_auth = match (client_auth_type, ca_file) {
         (ClientAuth::NoClientCert, None) => ClientVerification::None,
         (ClientAuth::NoClientCert, Some(_)) => {
             return Err(at(
@@ -333,6 +397,7 @@ fn tls_settings(
         curves,
         min_version,
         max_version,
+        lines: TlsLines::default(),
     }))
 }
 
@@ -429,6 +494,98 @@ mod tests {
     fn an_empty_file_serves_plain_http_without_auth() {
         let config = parse("").unwrap();
         assert!(config.tls.is_none() && config.users.is_empty() && config.headers.is_empty());
+    }
+
+    #[test]
+    fn an_empty_client_auth_type_means_no_client_cert() {
+        let config = parse(
+            "tls_server_config:\n  cert_file: a.crt\n  key_file: a.key\n  client_auth_type: \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.tls.unwrap().client_auth, ClientVerification::None);
+    }
+
+    #[test]
+    fn empty_cert_and_key_files_mean_plain_http() {
+        let config = parse(
+            "tls_server_config:\n  cert_file: \"\"\n  key_file: \"\"\n  client_auth_type: \"\"\n",
+        )
+        .unwrap();
+        assert!(config.tls.is_none(), "as exporter-toolkit: no TLS");
+        let half = error("tls_server_config:\n  cert_file: a.crt\n  key_file: \"\"\n");
+        assert!(
+            half.starts_with("3: tls_server_config.key_file: missing"),
+            "{half}"
+        );
+    }
+
+    #[test]
+    fn a_tls13_suite_in_cipher_suites_gets_its_own_message() {
+        let message = error(
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+        );
+        assert!(
+            message.starts_with("4: tls_server_config.cipher_suites"),
+            "{message}"
+        );
+        assert!(message.contains("TLS 1.3 suite"), "{message}");
+        assert!(
+            message.contains("Go ignores cipher_suites for TLS 1.3"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn certificate_and_key_errors_name_their_line_in_the_web_config() {
+        let text = "# web config\ntls_server_config:\n  min_version: TLS12\n  cert_file: /nonexistent/a.crt\n  key_file: /nonexistent/a.key\n";
+        let settings = parse(text).unwrap().tls.unwrap();
+        assert_eq!(
+            (
+                settings.lines.section,
+                settings.lines.cert_file,
+                settings.lines.key_file
+            ),
+            (2, 4, 5)
+        );
+        let cert = format!(
+            "{:#}",
+            super::super::tls::server_config(&settings).unwrap_err()
+        );
+        assert!(
+            cert.starts_with("4: tls_server_config.cert_file /nonexistent/a.crt"),
+            "{cert}"
+        );
+        // A real certificate, so that the key is the next file read.
+        let dir = tempfile::tempdir().unwrap();
+        let crt = dir.path().join("a.crt");
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout"])
+            .arg(dir.path().join("unused.key"))
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("openssl is needed (apt-get install openssl)");
+        assert!(made.status.success(), "{made:?}");
+        let settings = TlsSettings {
+            cert_file: crt,
+            ..settings
+        };
+        let key = format!(
+            "{:#}",
+            super::super::tls::server_config(&settings).unwrap_err()
+        );
+        assert!(
+            key.starts_with("5: tls_server_config.key_file /nonexistent/a.key"),
+            "{key}"
+        );
     }
 
     #[test]

@@ -11,8 +11,9 @@
 - Dockerfile: multi-stage from rust:1-bookworm, a slim or distroless final image, a non-root
   USER, EXPOSE 9488;
 - deploy/stack_exporter.service: a dynamic or dedicated user, CAP_SYS_PTRACE and
-  CAP_DAC_READ_SEARCH ambient, ProtectSystem=strict; `systemd-analyze verify` reports nothing
-  (when installed).
+  CAP_DAC_READ_SEARCH ambient, ProtectSystem=strict, LimitNOFILE set, process_vm_readv and
+  process_vm_writev denied by SystemCallFilter, Documentation= only local (the project has no
+  published address to point at); `systemd-analyze verify` reports nothing (when installed).
 
 One line per check, then `stack: N passed, M failed`; exits 1 on any failure.
 """
@@ -209,6 +210,18 @@ def systemd_unit(c):
             errors.append("AmbientCapabilities lacks %s" % cap)
     if keys.get("ProtectSystem") != ["strict"]:
         errors.append("needs ProtectSystem=strict")
+    if not keys.get("LimitNOFILE"):
+        errors.append("needs LimitNOFILE= (the descriptor budget --web.max-connections stays under)")
+    # SystemCallFilter=~a b c denies a, b and c; the lines add up.
+    denied = {name for v in keys.get("SystemCallFilter", []) if v.startswith("~")
+              for name in v[1:].split()}
+    for call in ("process_vm_readv", "process_vm_writev"):
+        if call not in denied:
+            errors.append("SystemCallFilter does not deny %s (CAP_SYS_PTRACE would allow it)" % call)
+    for doc in " ".join(keys.get("Documentation", [])).split():
+        if not doc.startswith(("file:", "man:", "info:")):
+            errors.append("Documentation=%s: not a local document (no such address is published)"
+                          % doc)
     if shutil.which("systemd-analyze"):
         with tempfile.TemporaryDirectory() as tmp:
             unit = os.path.join(tmp, "stack_exporter.service")
