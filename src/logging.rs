@@ -114,7 +114,10 @@ fn json_string(value: &str) -> String {
 /// How often a throttled message may be repeated.
 const THROTTLE_INTERVAL: Duration = Duration::from_secs(60);
 
-static THROTTLED: Mutex<Option<HashMap<Cow<'static, str>, (Instant, u64)>>> = Mutex::new(None);
+/// Per key: when a message was last logged, and how many were held back since.
+type LastLogged = HashMap<Cow<'static, str>, (Instant, u64)>;
+
+static THROTTLED: Mutex<Option<LastLogged>> = Mutex::new(None);
 
 /// Logs `message` unless a message with the same `key` was logged in the last minute; the next
 /// one that gets through says how many were held back. For anything a client or a failing source
