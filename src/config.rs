@@ -23,7 +23,7 @@ use crate::collector::services::{Budget, Matcher, PlanConfig, Service};
 use crate::collector::storage::StorageConfig;
 use crate::collector::target::{self, DbTargetLayer, MysqlUrl, PostgresUrl, RedisTargetLayer};
 use crate::config_error::{at, Nonsense, Step};
-use crate::values::{check_cores, check_count, check_size, Bytes, Cores};
+use crate::values::{check_cores, check_count, check_size, overlay, Bytes, Cores};
 
 // Kept reachable here, where main.rs and the fuzz target have always found them.
 pub use crate::config_error::ConfigError;
@@ -68,6 +68,23 @@ struct ServiceLayer {
     cpu_budget: Option<Cores>,
     instances: Option<u32>,
     processes: Option<u32>,
+}
+
+impl ServiceLayer {
+    /// Overrides each field `top` gives, keeps the others (the matchers as a whole).
+    fn overlay(&mut self, top: ServiceLayer) {
+        overlay!(
+            self,
+            top;
+            matchers,
+            memory_budget,
+            instance_memory_budget,
+            process_memory_budget,
+            cpu_budget,
+            instances,
+            processes,
+        );
+    }
 }
 
 /// One TOML document: the standard services, a profile or the user's file.
@@ -198,17 +215,7 @@ fn parse_layer(file: &str, text: &str) -> Result<Layer, ConfigError> {
 fn merge_services(into: &mut Vec<(String, ServiceLayer)>, layer: Vec<(String, ServiceLayer)>) {
     for (name, top) in layer {
         match into.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, below)) => {
-                below.matchers = top.matchers.or(below.matchers.take());
-                below.memory_budget = top.memory_budget.or(below.memory_budget);
-                below.instance_memory_budget =
-                    top.instance_memory_budget.or(below.instance_memory_budget);
-                below.process_memory_budget =
-                    top.process_memory_budget.or(below.process_memory_budget);
-                below.cpu_budget = top.cpu_budget.or(below.cpu_budget);
-                below.instances = top.instances.or(below.instances);
-                below.processes = top.processes.or(below.processes);
-            }
+            Some((_, below)) => below.overlay(top),
             None => into.push((name, top)),
         }
     }

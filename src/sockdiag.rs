@@ -47,7 +47,8 @@ const INET_DIAG_REQ_BYTECODE: u16 = 1;
 const INET_DIAG_BC_JMP: u8 = 1;
 const INET_DIAG_BC_S_EQ: u8 = 11;
 
-/// A TCP socket as sock_diag reports it.
+/// A TCP socket as sock_diag reports it, or as /proc/net/tcp{,6} lists it where netlink is
+/// refused (`collector::sockets::parse_tcp_table`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TcpSocket {
     /// 0 for a connection still in its listener's accept queue: no process holds it yet.
@@ -57,7 +58,7 @@ pub struct TcpSocket {
     pub state: u8,
     /// The user that created the socket: who owns a listener whose process cannot be read.
     pub uid: u32,
-    /// For a listener, its accept queue.
+    /// For a listener, its accept queue (from /proc/net/tcp, a limit of 0: the table has none).
     pub queue: Queue,
 }
 

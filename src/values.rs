@@ -196,6 +196,20 @@ impl WholePattern {
     }
 }
 
+/// Lays one config layer over the one below it, inside an `impl` of a struct whose fields are all
+/// `Option`s: each field `top` gives replaces the one below, the others stay
+/// (`overlay!(self, top; host_memory, swap, ...)`).
+/// `top` is destructured without `..`, so a field added to the struct and not listed here is a
+/// compile error at the call, never a value dropped between layers.
+macro_rules! overlay {
+    ($below:expr, $top:expr; $($field:ident),+ $(,)?) => {{
+        let Self { $($field),+ } = $top;
+        let below = $below;
+        $(below.$field = $field.or(below.$field.take());)+
+    }};
+}
+pub(crate) use overlay;
+
 fn first_line(text: &str) -> String {
     text.lines()
         .rfind(|l| !l.trim().is_empty())

@@ -55,7 +55,7 @@ use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
 use holders::{Holders, Member};
 use kept::KeptCounts;
-pub use namespace::{parse_tcp_table, parse_unix_table, TcpSocket, UnixSocket};
+pub use namespace::{parse_tcp_table, parse_unix_table, UnixSocket};
 use namespace::{Address, ListenSocket, Namespace, Owner};
 
 /// Ports whose listeners are published even when no watched service owns them.

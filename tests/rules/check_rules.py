@@ -6,8 +6,9 @@
 Prints one line per check ("ok ..." or "FAIL ...: why") and exits 1 if any failed:
   - every alert: name `Stack` + CamelCase; labels severity (critical|warning|info) and plan_ref;
     annotations plan_ref (same as the label), summary, description, runbook_url; the runbook_url
-    is docs/runbook.md#<alert name in lower case>, relative to the repository (never a guessed
-    host), and docs/runbook.md has that heading; a promtool test in
+    is RUNBOOK_URL filled in with the alert's anchor (docs/runbook.md#<alert name in lower case>,
+    relative to the repository, never a guessed host), and docs/runbook.md has that heading
+    (why each alert spells it out: docs/architecture.md, "Runbook links"); a promtool test in
     tests/rules/*.yml expects it to fire (a non-empty exp_alerts), with instance and job labels;
     plan_ref lists THRESHOLDS row IDs (or "meta");
   - every THRESHOLDS row ID is in some alert's plan_ref (rows are read from
@@ -31,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import eval_order  # noqa: E402  (tests/rules/eval_order.py)
 
 ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
-RUNBOOK_PREFIX = "docs/runbook.md#"  # relative to the repository: see docs/runbook.md's top
+# The one spelling of every alert's runbook_url; relative to the repository: see docs/runbook.md's top.
+RUNBOOK_URL = "docs/runbook.md#{anchor}"
 SEVERITIES = {"critical", "warning", "info"}
 ROW_ID = re.compile(r"^\|\s*([A-Z][0-9]+)\s*\|", re.M)
 
@@ -105,11 +107,12 @@ for rule in alerts:
     for key in ("summary", "description", "runbook_url"):
         if not str(ann.get(key, "")).strip():
             problems.append(f"no {key} annotation")
-    url = ann.get("runbook_url", "")
-    if url != RUNBOOK_PREFIX + name.lower():
-        problems.append(f"runbook_url is not {RUNBOOK_PREFIX}{name.lower()}")
-    if name.lower() not in anchors:
-        problems.append(f"docs/runbook.md has no heading {name} (#{name.lower()})")
+    anchor = github_anchor(name)
+    url = RUNBOOK_URL.format(anchor=anchor)
+    if ann.get("runbook_url", "") != url:
+        problems.append(f"runbook_url is not {url}")
+    if anchor not in anchors:
+        problems.append(f"docs/runbook.md has no heading {name} (#{anchor})")
     for ref in str(labels.get("plan_ref", "")).split(","):
         ref = ref.strip()
         refs_seen.add(ref)

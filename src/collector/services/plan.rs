@@ -6,7 +6,9 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::config_error::{at, Nonsense};
-use crate::values::{check_cores, check_count, check_size, Bytes, Cores, Pattern, WholePattern};
+use crate::values::{
+    check_cores, check_count, check_size, overlay, Bytes, Cores, Pattern, WholePattern,
+};
 
 /// A watched service with its matchers and, if the profile plans it, its budget.
 #[derive(Debug, Clone)]
@@ -60,21 +62,16 @@ pub struct PlanConfig {
 impl PlanConfig {
     /// Overrides each figure `top` gives, keeps the others.
     pub fn overlay(&mut self, top: PlanConfig) {
-        let PlanConfig {
+        overlay!(
+            self,
+            top;
             host_memory,
             host_cpu_cores,
             swap,
             system_memory,
             buffer_memory,
             database_pool_connections,
-        } = top;
-        self.host_memory = host_memory.or(self.host_memory);
-        self.host_cpu_cores = host_cpu_cores.or(self.host_cpu_cores);
-        self.swap = swap.or(self.swap);
-        self.system_memory = system_memory.or(self.system_memory);
-        self.buffer_memory = buffer_memory.or(self.buffer_memory);
-        self.database_pool_connections =
-            database_pool_connections.or(self.database_pool_connections);
+        );
     }
 
     /// Refuses figures no plan can mean: a host without memory or CPU, more than any host has.

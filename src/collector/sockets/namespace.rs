@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use crate::sockdiag::{self, Family, SockDiag};
+use crate::sockdiag::{self, Family, Queue, SockDiag, TcpSocket};
 
 /// Where a listening socket listens.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,7 +341,7 @@ fn listeners_from_tables(tcp: &[TcpSocket], unix: &[UnixSocket]) -> Vec<ListenSo
                 local: s.local,
                 port: s.port,
             },
-            length: Some(u64::from(s.rx_queue)),
+            length: Some(u64::from(s.queue.length)),
             limit: None,
             uid: s.uid,
         });
@@ -355,19 +355,6 @@ fn listeners_from_tables(tcp: &[TcpSocket], unix: &[UnixSocket]) -> Vec<ListenSo
     tcp.chain(unix).collect()
 }
 
-/// One line of /proc/net/tcp or tcp6.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TcpSocket {
-    pub inode: u64,
-    pub local: IpAddr,
-    pub port: u16,
-    pub state: u8,
-    /// For a listener, the accept queue's current length.
-    pub rx_queue: u32,
-    /// The user that created the socket.
-    pub uid: u32,
-}
-
 /// One line of /proc/net/unix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnixSocket {
@@ -377,6 +364,8 @@ pub struct UnixSocket {
     pub path: String,
 }
 
+/// The sockets of /proc/net/tcp or tcp6, as sock_diag would give them, except that the table
+/// has no backlog: a listener's queue has its length (rx_queue) and a limit of 0, unknown.
 pub fn parse_tcp_table(text: &str) -> Vec<TcpSocket> {
     text.lines()
         .skip(1)
@@ -389,8 +378,11 @@ pub fn parse_tcp_table(text: &str) -> Vec<TcpSocket> {
                 local: parse_hex_address(address)?,
                 port: u16::from_str_radix(port, 16).ok()?,
                 state: u8::from_str_radix(fields.get(3)?, 16).ok()?,
-                rx_queue: u32::from_str_radix(rx_queue, 16).ok()?,
                 uid: fields.get(7)?.parse().ok()?,
+                queue: Queue {
+                    length: u32::from_str_radix(rx_queue, 16).ok()?,
+                    limit: 0,
+                },
             })
         })
         .collect()
@@ -464,7 +456,7 @@ mod tests {
             (sockets[0].port, sockets[0].state),
             (6379, sockdiag::TCP_LISTEN)
         );
-        assert_eq!((sockets[1].port, sockets[1].rx_queue), (8000, 5));
+        assert_eq!((sockets[1].port, sockets[1].queue.length), (8000, 5));
         assert_eq!(sockets[1].local, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(sockets[2].state, sockdiag::TCP_ESTABLISHED);
         let v6 = parse_tcp_table(TCP6);
