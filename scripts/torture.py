@@ -423,7 +423,7 @@ def poll_until(exporter, check, timeout):
 
 
 def seconds(took):
-    return "never" if took is None else f"{took:.1f} s"
+    return "never" if took is None else f"{took:.2f} s"
 
 
 DB_PASSWORD = "Torture-Pass-5150"
@@ -794,7 +794,7 @@ def case_hung_mount(binary):
            crashes == 0 and failed == 0 and stuck_lines == 1 and recovery is not None
            and stop is not None,
            f"(slowest scrape {slowest:.2f} s, {stuck_lines} log line; SIGTERM took "
-           f"{'never' if stop is None else f'{stop:.2f} s'})")
+           f"{seconds(stop)})")
 
 
 CASES = {
