@@ -2,6 +2,12 @@
 """Replays issue 9's accidents and hostile clients against the release binary and real servers,
 and prints one table: case, what was tried, crashes, lines lost, scrapes failed, recovery time.
 
+Every finding has a case: 1 `timeout`; 2 `fifo`, `sigterm`, `mount` (a real hung FUSE mount: needs
+root and /dev/fuse); 3 `directory`; 4 `idle`, `storm`; 5 `hangups`, `timeout`; 6 `unprivileged`,
+`queue`; 7 `slowlog`; 8 `exec`; 9 `config`; 10 `asgi` (needs gunicorn, uvicorn, setproctitle). The
+servers (Redis, MariaDB, Gunicorn) are throwaway ones this script starts in temp dirs on free ports
+(scripts/lib/throwaway_servers.py), never the machine's own.
+
 A scrape "failed" when it got no answer or when a collector that should work (host, services)
 reported success 0. Figures are printed; the script exits non-zero if any case crashed the
 exporter, lost a line or failed a scrape it should not have, so it can also gate a release.
