@@ -4,7 +4,7 @@ and prints one table: case, what was tried, crashes, lines lost, scrapes failed,
 
 Every finding has a case: 1 `timeout`; 2 `fifo`, `sigterm`, `mount` (a real hung FUSE mount: needs
 root and /dev/fuse); 3 `directory`; 4 `idle`, `storm`; 5 `hangups`, `timeout`; 6 `unprivileged`,
-`queue`; 7 `slowlog`; 8 `exec`; 9 `config`; 10 `asgi` (needs gunicorn, uvicorn, setproctitle). The
+`queue`; 7 `slowlog`; 8 `exec`; 9 `config`, `negotiation`, `unlistable`; 10 `asgi` (needs gunicorn, uvicorn, setproctitle). The
 servers (Redis, MariaDB, Gunicorn) are throwaway ones this script starts in temp dirs on free ports
 (scripts/lib/throwaway_servers.py), never the machine's own.
 
@@ -30,6 +30,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+from connection_load import hold as hold_connections  # noqa: E402
 from throwaway_servers import Mariadb, Redis, free_port, wait_port  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -265,16 +266,6 @@ def raise_own_nofile():
     """This script holds thousands of sockets itself."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def hold_connections(port, count):
-    held = []
-    for _ in range(count):
-        try:
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
-        except OSError:
-            break
-    return held
 
 
 def case_idle_connections(binary):
@@ -803,6 +794,81 @@ def case_hung_mount(binary):
            f"{seconds(stop)})")
 
 
+# Finding 9's content negotiation: (header, value, format wanted, gzip wanted).
+NEGOTIATION = [
+    ("Accept-Encoding", "gzip", "text/plain", True),
+    ("Accept-Encoding", "gzip;q=0", "text/plain", False),
+    ("Accept-Encoding", "gzip;q=0, identity", "text/plain", False),
+    ("Accept", "application/openmetrics-text", "application/openmetrics-text", False),
+    ("Accept", "application/openmetrics-text;q=0, text/plain", "text/plain", False),
+    ("Accept", "application/openmetrics-text;q=0.4,text/plain;q=0.5", "text/plain", False),
+]
+
+
+def answer_format(port, header, value_sent):
+    """(Content-Type without parameters, whether the body came gzipped) of one /metrics."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn.request("GET", "/metrics", headers={header: value_sent})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    content_type = (response.getheader("Content-Type") or "").split(";")[0].strip()
+    return content_type, response.getheader("Content-Encoding") == "gzip"
+
+
+def case_negotiation(binary):
+    exporter = Exporter(binary, args=["--no-collector.services", "--no-collector.sockets"])
+    wrong = []
+    for header, sent, wanted_type, wanted_gzip in NEGOTIATION:
+        got = answer_format(exporter.port, header, sent)
+        if got != (wanted_type, wanted_gzip):
+            wrong.append(f"{header}: {sent} -> {got}")
+    crashes = 0 if exporter.alive() else 1
+    exporter.stop()
+    record("`Accept` and `Accept-Encoding` q-values", f"{len(NEGOTIATION)} headers with q-values",
+           crashes, "-", f"{len(wrong)}/{len(NEGOTIATION)} wrongly answered", "-",
+           crashes == 0 and not wrong, "; ".join(wrong))
+
+
+def case_unlistable_directory(binary):
+    work = tempfile.mkdtemp(prefix="torture-storage-")
+    os.chmod(work, 0o755)  # the exporter runs as nobody: root would not be refused
+    locked = os.path.join(work, "backups")
+    os.mkdir(locked, 0o700)
+    for i in range(3):
+        write_file(locked, f"dump{i}.sql.gz", "x" * 100)
+    config = write_file(work, "stack.toml", (
+        f'[storage]\nmin_interval = "0s"\ndirectories = {{ backups = "{locked}" }}\n'))
+    os.chmod(config, 0o644)
+    exporter = None
+    try:
+        exporter = Exporter(binary, user="nobody", args=[
+            f"--config.file={config}", "--no-collector.host", "--no-collector.services",
+            "--no-collector.sockets"])
+        backups = {"directory": "backups"}
+        scrapes = 3
+        failed = 0
+        for _ in range(scrapes):
+            _, body = exporter.scrape()
+            # No figures rather than 0 files, and the error as a series.
+            failed += not (value(body, "stack_directory_walk_errors", **backups) == 1.0
+                           and value(body, "stack_directory_files", **backups) is None
+                           and collectors_ok(body, ("storage",)))
+        warned = count_lines(exporter, "storage directory backups")
+        os.chmod(locked, 0o755)
+        recovery, _ = poll_until(exporter, lambda body: value(
+            body, "stack_directory_files", **backups) == 3.0, 10)
+        crashes = 0 if exporter.alive() else 1
+    finally:
+        if exporter:
+            exporter.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    record("storage directory it cannot list", f"{scrapes} scrapes as `nobody` of a 0700 "
+           "directory, then opened", crashes, "-", f"{failed}/{scrapes}", seconds(recovery),
+           crashes == 0 and failed == 0 and warned == 1 and recovery is not None,
+           f"(stack_directory_walk_errors 1, no file count; {warned} warning)")
+
+
 CASES = {
     "timeout": case_timeout_header,
     "fifo": case_fifo_access_log,
@@ -818,6 +884,8 @@ CASES = {
     "exec": case_exec_rematch,
     "config": case_config_check,
     "asgi": case_asgi_under_setproctitle,
+    "negotiation": case_negotiation,
+    "unlistable": case_unlistable_directory,
 }
 
 

@@ -35,6 +35,7 @@ def scrape(port):
 
 
 def hold(port, count):
+    """Up to count open connections to port (fewer if the exporter or this process runs out)."""
     held = []
     for _ in range(count):
         try:
