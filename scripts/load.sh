@@ -2,6 +2,8 @@
 # Load figures for docs/reliability.md: the release binary with every collector on (host, services,
 # sockets, nginx access log, storage, MariaDB, PostgreSQL, Redis against throwaway servers), then
 #   wrk -t2 -c100 -d60s on /metrics   requests, errors, latency, RSS after the run
+#   1000 idle + 200 slowloris          a normal scrape's latency while they are held
+#   8000 connections opened and closed RSS before and after
 #   IDLE_MINUTES of idle (default 10)  RSS after them
 # Figures are printed, not asserted: scripts/torture.py is the pass/fail part.
 #
@@ -42,10 +44,13 @@ echo "collectors: $(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^stack_scra
 echo "RSS before: $(rss_mb "$STACK_PID") MB"
 wrk -t2 -c100 -d"$DURATION" --latency "http://127.0.0.1:$PORT/metrics" | sed 's/^/  /'
 echo "RSS after wrk: $(rss_mb "$STACK_PID") MB"
+python3 scripts/lib/connection_load.py "$PORT" "$STACK_PID" | sed 's/^/  /'
 if [ "$IDLE_MINUTES" -gt 0 ]; then
+    echo "RSS before the idle minutes: $(rss_mb "$STACK_PID") MB"
     sleep $((IDLE_MINUTES * 60))
+    echo "RSS after $IDLE_MINUTES idle minutes: $(rss_mb "$STACK_PID") MB"
     curl -s "http://127.0.0.1:$PORT/metrics" >/dev/null
-    echo "RSS after $IDLE_MINUTES idle minutes (and one scrape): $(rss_mb "$STACK_PID") MB"
+    echo "RSS after one more scrape: $(rss_mb "$STACK_PID") MB"
 fi
 echo "warnings logged: $(grep -c 'level=warn' "$TMP/stack.log" || true)"
 grep 'level=warn' "$TMP/stack.log" | sort | uniq -c | sort -rn | head -5 >&2 || true

@@ -32,9 +32,11 @@ start_throwaway_servers() {
 
     # --- MariaDB
     MY_PORT=$(free_port)
+    # Temporary tables in a directory of this server's own, not the /tmp other servers share.
+    mkdir "$TMP/my-tmp"
     mariadb-install-db --no-defaults --auth-root-authentication-method=normal --datadir="$TMP/my" \
-        --user="$(id -un)" --skip-test-db >/dev/null 2>&1
-    mariadbd --no-defaults --datadir="$TMP/my" --socket="$TMP/my.sock" --pid-file="$TMP/my.pid" \
+        --tmpdir="$TMP/my-tmp" --user="$(id -un)" --skip-test-db >/dev/null 2>&1
+    mariadbd --no-defaults --datadir="$TMP/my" --tmpdir="$TMP/my-tmp" --socket="$TMP/my.sock" --pid-file="$TMP/my.pid" \
         --log-error="$TMP/my.err" --port="$MY_PORT" --bind-address=127.0.0.1 --skip-name-resolve \
         --performance-schema=ON --innodb-buffer-pool-size=64M --user="$(id -un)" >/dev/null 2>&1 &
     MY_PID=$!
