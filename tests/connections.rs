@@ -189,7 +189,8 @@ fn memory_returns_after_8000_connections() {
             after as f64 / MIB
         );
         assert!(
-            after < before + 4 * 1024 * 1024,
+            // The bound: back within 2 MB of its start (measured 0.6-1.1 MB).
+            after < before + 2_000_000,
             "cap {cap}: RSS {before} before 8000 connections, {after} after"
         );
     }

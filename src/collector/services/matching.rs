@@ -74,24 +74,33 @@ impl Services {
 
     /// The first service one of whose matchers fits the process itself.
     fn matching_service(&self, process: &Process) -> Option<usize> {
-        let cmdline = OnceCell::new();
+        let read = ReadOnce::default();
         self.services.iter().position(|service| {
             service
                 .matchers
                 .iter()
-                .any(|m| self.matcher_fits(m, process, &cmdline))
+                .any(|m| self.matcher_fits(m, process, &read))
         })
     }
 
-    fn matcher_fits(
-        &self,
-        matcher: &Matcher,
-        process: &Process,
-        cmdline: &OnceCell<String>,
-    ) -> bool {
+    /// The memory maps of the process and of its children, one after the other.
+    fn family_maps(&self, pid: u32) -> String {
+        let dir = self.procfs.pid_dir(pid);
+        let mut maps = std::fs::read_to_string(dir.join("maps")).unwrap_or_default();
+        let children = dir.join("task").join(pid.to_string()).join("children");
+        let children = std::fs::read_to_string(children).unwrap_or_default();
+        for child in children.split_whitespace() {
+            let child_maps = self.procfs.pid_dir(child.parse().unwrap_or(0)).join("maps");
+            maps.push_str(&std::fs::read_to_string(child_maps).unwrap_or_default());
+        }
+        maps
+    }
+
+    fn matcher_fits(&self, matcher: &Matcher, process: &Process, read: &ReadOnce) -> bool {
         let dir = || self.procfs.pid_dir(process.pid);
+        let maps = || read.maps.get_or_init(|| self.family_maps(process.pid));
         let cmdline = || {
-            cmdline.get_or_init(|| {
+            read.cmdline.get_or_init(|| {
                 std::fs::read(dir().join("cmdline"))
                     .map(|raw| proc::parse_cmdline(&raw))
                     .unwrap_or_default()
@@ -124,8 +133,25 @@ impl Services {
                 return false;
             }
         }
+        if let Some(pattern) = &matcher.maps {
+            if !pattern.0.is_match(maps()) {
+                return false;
+            }
+        }
+        if let Some(pattern) = &matcher.exclude_maps {
+            if pattern.0.is_match(maps()) {
+                return false;
+            }
+        }
         true
     }
+}
+
+/// What matching one process reads from /proc, read at most once across its matchers.
+#[derive(Default)]
+struct ReadOnce {
+    cmdline: OnceCell<String>,
+    maps: OnceCell<String>,
 }
 
 /// The service a process counts toward, and the index of its instance's root process.
@@ -352,6 +378,47 @@ mod tests {
             let name = own.map(|i| services.services[i].name.as_str());
             assert_eq!(name, Some(service), "{title}");
         }
+    }
+
+    #[test]
+    fn a_gunicorn_whose_workers_load_uvloop_is_asgi_whatever_its_title() {
+        // Under setproctitle a title without a hint; the master (PID 40) has not loaded the
+        // worker class's libraries, its worker (PID 41) has.
+        let config = crate::config::load_str(None).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let services = Services::new(
+            ProcFs::new(dir.path()),
+            PathBuf::from("/sys/fs/cgroup"),
+            config.profile,
+            config.plan,
+            config.services,
+            Duration::ZERO,
+        );
+        fake_process(dir.path(), "gunicorn: master [main:app]");
+        let master = dir.path().join("40");
+        std::fs::write(
+            master.join("maps"),
+            "7f00-7f01 r-xp 0 08:01 5 /usr/lib/libc.so.6\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(master.join("task/40")).unwrap();
+        std::fs::write(master.join("task/40/children"), "41 ").unwrap();
+        let worker = dir.path().join("41");
+        std::fs::create_dir_all(&worker).unwrap();
+        let service = |services: &Services| {
+            let processes = services.read_processes().unwrap();
+            let own = services.matching_service(&processes[0]);
+            own.map(|i| services.services[i].name.clone())
+        };
+        assert_eq!(
+            service(&services).as_deref(),
+            Some("wsgi"),
+            "no worker maps"
+        );
+        let uvloop = "7f02-7f03 r-xp 0 08:01 6 /srv/venv/lib/python3.11/site-packages/\
+                      uvloop/loop.cpython-311-x86_64-linux-gnu.so\n";
+        std::fs::write(worker.join("maps"), uvloop).unwrap();
+        assert_eq!(service(&services).as_deref(), Some("asgi"));
     }
 
     #[test]

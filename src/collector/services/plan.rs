@@ -45,6 +45,10 @@ pub struct Matcher {
     pub cmdline: Option<Pattern>,
     pub exclude_cmdline: Option<Pattern>,
     pub cgroup: Option<Pattern>,
+    /// Searched in /proc/PID/maps of the process and of its children (a Gunicorn master loads
+    /// its worker class's libraries only in the workers); read only once the other keys fit.
+    pub maps: Option<Pattern>,
+    pub exclude_maps: Option<Pattern>,
 }
 
 /// Host-level figures of the plan.
@@ -110,6 +114,8 @@ impl Matcher {
             cmdline,
             exclude_cmdline,
             cgroup,
+            maps,
+            exclude_maps,
         } = self;
         let positive = [
             ("comm", comm.as_ref().map(|p| (p.source(), &p.0))),
@@ -118,7 +124,12 @@ impl Matcher {
             ("cgroup", searched(cgroup)),
         ];
         let exclude = searched(exclude_cmdline);
-        for (field, pattern) in positive.iter().chain([("exclude_cmdline", exclude)].iter()) {
+        let filters = [
+            ("exclude_cmdline", exclude),
+            ("maps", searched(maps)),
+            ("exclude_maps", searched(exclude_maps)),
+        ];
+        for (field, pattern) in positive.iter().chain(filters.iter()) {
             if let Some((source, _)) = pattern {
                 if source.is_empty() {
                     return Err((Some(field), "an empty pattern".to_string()));
