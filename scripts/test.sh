@@ -15,8 +15,9 @@ APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql promet
   prometheus-alertmanager docker-compose python3-yaml procps g++ curl openssl)
 # Python packages: the application servers the tests start. packaging: kombu 5.7's Redis
 # transport imports it without declaring it, and a Celery worker on Redis dies without it.
-# setproctitle: tests/services.rs checks the matchers against the titles it gives Gunicorn and Celery.
-PIP_PACKAGES=(gunicorn uvicorn celery redis packaging pyyaml setproctitle)
+# setproctitle: tests/services.rs checks the matchers against the titles it gives Gunicorn and Celery;
+# uvloop and httptools (uvicorn[standard]): the sign of a Uvicorn-worker Gunicorn whose title says nothing.
+PIP_PACKAGES=(gunicorn uvicorn celery redis packaging pyyaml setproctitle uvloop httptools)
 
 have_all_programs() {
   local program
@@ -49,6 +50,8 @@ install_dependencies() {
   python3 -c 'import packaging' 2>/dev/null || missing+=(packaging)
   python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
   python3 -c 'import setproctitle' 2>/dev/null || missing+=(setproctitle)
+  python3 -c 'import uvloop' 2>/dev/null || missing+=(uvloop)
+  python3 -c 'import httptools' 2>/dev/null || missing+=(httptools)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Python packages: ${missing[*]}"
     if ! python3 -m pip --version >/dev/null 2>&1; then

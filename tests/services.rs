@@ -473,7 +473,9 @@ fn without_privileges_the_exporter_says_what_it_cannot_see() {
 fn copy_process(pid: u32, root: &Path) {
     let dir = root.join(pid.to_string());
     std::fs::create_dir_all(&dir).unwrap();
-    for file in ["stat", "cmdline", "smaps_rollup"] {
+    let children = format!("task/{pid}/children");
+    std::fs::create_dir_all(dir.join(format!("task/{pid}"))).unwrap();
+    for file in ["stat", "cmdline", "smaps_rollup", "maps", &children] {
         let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
         std::fs::write(dir.join(file), bytes).unwrap();
     }
@@ -489,6 +491,14 @@ fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
     assert!(
         has_setproctitle,
         "setproctitle is not installed; install it with: pip install setproctitle"
+    );
+    let has_uvloop = Command::new("python3")
+        .args(["-c", "import uvloop, httptools"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        has_uvloop,
+        "uvloop and httptools are not installed; install them with: pip install uvloop httptools"
     );
     let dir = temp_dir();
     std::fs::create_dir_all(dir.path().join("shop")).unwrap();
@@ -524,8 +534,10 @@ fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
         &[&uvicorn[..], &["--name", "shop-asgi"]].concat(),
         "main:app",
     );
+    // No hint at all: its workers map uvloop and httptools (uvicorn[standard]), a sync one never.
+    let bare = gunicorn(&uvicorn, "main:app");
     let sync = gunicorn(&[], "main:application");
-    let masters = [django.pid(), named.pid(), sync.pid()];
+    let masters = [django.pid(), named.pid(), bare.pid(), sync.pid()];
     wait_for(
         "a worker under each master",
         Duration::from_secs(20),
@@ -543,7 +555,7 @@ fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
         }
     }
 
-    // These six processes alone, in a /proc of their own, under the built-in definitions.
+    // These eight processes alone, in a /proc of their own, under the built-in definitions.
     let procfs = temp_dir();
     for name in ["stat", "meminfo", "mounts"] {
         std::fs::copy(
@@ -568,13 +580,13 @@ fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
     let processes = |service: &str| must(&text, "stack_service_processes", &[("service", service)]);
     assert_eq!(
         processes("asgi"),
-        4.0,
-        "both Uvicorn-worker Gunicorns:\n{text}"
+        6.0,
+        "the three Uvicorn-worker Gunicorns:\n{text}"
     );
     assert_eq!(processes("wsgi"), 2.0, "the sync Gunicorn:\n{text}");
     assert_eq!(
         must(&text, "stack_service_instances", &[("service", "asgi")]),
-        2.0
+        3.0
     );
 }
 
