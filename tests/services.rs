@@ -481,25 +481,23 @@ fn copy_process(pid: u32, root: &Path) {
     }
 }
 
+/// Fails, naming what to install, unless python3 can import `modules` (comma-separated).
+fn require_python_modules(modules: &str, pip_packages: &str) {
+    let importable = Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        importable,
+        "python3 cannot import {modules}; install with: pip install {pip_packages}"
+    );
+}
+
 #[test]
 fn gunicorn_with_uvicorn_workers_counts_as_asgi_under_setproctitle() {
     require("python3", "apt-get install python3");
-    let has_setproctitle = Command::new("python3")
-        .args(["-c", "import setproctitle"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_setproctitle,
-        "setproctitle is not installed; install it with: pip install setproctitle"
-    );
-    let has_uvloop = Command::new("python3")
-        .args(["-c", "import uvloop, httptools"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        has_uvloop,
-        "uvloop and httptools are not installed; install them with: pip install uvloop httptools"
-    );
+    require_python_modules("setproctitle", "setproctitle");
+    require_python_modules("uvloop, httptools", "uvloop httptools");
     let dir = temp_dir();
     std::fs::create_dir_all(dir.path().join("shop")).unwrap();
     write(&dir.path().join("shop/__init__.py"), "");
