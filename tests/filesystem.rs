@@ -198,3 +198,85 @@ fn root_filesystem_use_agrees_with_df() {
         "use {percent} % vs df {df_percent} %"
     );
 }
+
+/// The watched paths on a hung mount: an access log and a storage directory under a FUSE mount
+/// that never answers. Their collectors fail (the first look or walk cannot end) while the host
+/// collector keeps answering in time; once the mount is gone (the daemon closed, the mount lazily
+/// unmounted in the exporter's namespace) the log is followed from the directory underneath.
+#[test]
+fn an_access_log_on_a_hung_mount_fails_its_collector_alone_and_is_followed_once_it_heals() {
+    let fuse = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .expect(
+            "this test needs root and /dev/fuse (the fuse kernel module) to make a real hung mount",
+        );
+    let dir = temp_dir();
+    let hung = dir.path().join("hung");
+    std::fs::create_dir_all(&hung).unwrap();
+    let access_log = hung.join("access.log");
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!(
+            "[nginx]\naccess_log = \"{}\"\n[storage]\ndirectories = {{ logs = \"{}\" }}\n",
+            access_log.display(),
+            hung.display()
+        ),
+    );
+    let exporter = exporter_with_hung_mount(
+        &fuse,
+        &hung,
+        &[
+            &format!("--config.file={}", config.display()),
+            "--no-collector.services",
+            "--no-collector.sockets",
+            "--no-collector.filesystem",
+            "--web.max-scrape-timeout=2s",
+        ],
+    );
+    let success = |text: &str, collector: &str| {
+        must(
+            text,
+            "stack_scrape_collector_success",
+            &[("collector", collector)],
+        )
+    };
+    for scrape in 0..3 {
+        let started = Instant::now();
+        let text = exporter.scrape();
+        let took = started.elapsed();
+        assert_eq!(success(&text, "host"), 1.0, "{text}");
+        assert!(must(&text, "stack_host_memory_available_bytes", &[]) > 0.0);
+        assert_eq!(success(&text, "nginx"), 0.0, "{text}");
+        let bound = if scrape == 0 { 2500 } else { 1500 };
+        assert!(
+            took < Duration::from_millis(bound),
+            "scrape {scrape} took {took:?}"
+        );
+    }
+
+    // The daemon goes away and the dead mount is taken off in the exporter's namespace: the
+    // directory underneath now holds the log.
+    drop(fuse);
+    let unmounted = Command::new("nsenter")
+        .args(["-t", &exporter.pid().to_string(), "-m", "umount", "-l"])
+        .arg(&hung)
+        .status()
+        .expect("nsenter runs (apt-get install util-linux)");
+    assert!(unmounted.success(), "umount -l in the exporter's namespace");
+    let line = "127.0.0.1 - - [28/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 200 5 \"-\" \"t\"\n";
+    write(&access_log, &line.repeat(5));
+    common::wait_for(
+        "the log followed after the mount healed",
+        Duration::from_secs(15),
+        || {
+            let text = exporter.scrape();
+            success(&text, "nginx") == 1.0
+                && metric(&text, "stack_nginx_log_file_open", &[]) == Some(1.0)
+        },
+    );
+    let text = exporter.scrape();
+    assert_eq!(success(&text, "host"), 1.0);
+}
