@@ -23,6 +23,8 @@
 #                        `url: http://127.0.0.1:5001/alerts` (unset: the placeholder stays)
 #   APP_TARGETS          the application's own metrics, scraped as jobs of their own:
 #                        "JOB=HOST:PORT[,HOST:PORT...] ...", e.g. "celery=localhost:9808"
+#   REMOTE_WRITE_URL     also send every sample to this Prometheus remote-write endpoint, e.g.
+#                        VictoriaMetrics' http://HOST:8428/api/v1/write (docs/native-stack.md)
 #   STACK_EXPORTER_BIN   start this stack_exporter binary too, on EXPORTER_ADDRESS
 #   STACK_EXPORTER_ARGS  extra flags for it (e.g. --config.file=/etc/stack_exporter/config.toml)
 #   STACK_GRAFANA        0 to skip Grafana even when it is installed
@@ -73,6 +75,16 @@ render() {
       -e "s|\.\./rules/|$repo/rules/|" \
       "$repo/prometheus/prometheus-native.yml"
   render_app_targets
+  render_remote_write
+}
+
+# A remote_write section for REMOTE_WRITE_URL: the store a team moves to when one Prometheus is
+# not enough; rules still evaluate here, and their recorded series are sent along.
+render_remote_write() {
+  local url=${REMOTE_WRITE_URL:-}
+  [ -n "$url" ] || return 0
+  [[ $url =~ ^https?://[^[:space:]\'\"]+$ ]] || die "REMOTE_WRITE_URL must be an http:// or https:// URL"
+  printf "\n# REMOTE_WRITE_URL (deploy/native-stack.sh)\nremote_write:\n  - url: '%s'\n" "$url"
 }
 
 # One scrape job per APP_TARGETS entry, appended to scrape_configs (the file's last section): the

@@ -477,11 +477,14 @@ def host_devices():
                    "interface, each direction. The three-server production talks over the "
                    "network (H4); dashed at %s of packets with errors, where "
                    "StackHostNetworkErrors warns after 15m (a bad link, NIC or driver). Drops "
-                   "are a full queue or an unknown protocol, not always a fault."
+                   "are a full queue or an unknown protocol, not always a fault. An idle "
+                   "interface reads 0 (0/0 would be NaN, which Prometheus draws as nothing and "
+                   "VictoriaMetrics drops)."
                    % pct(H4_NET_ERRORS),
                    "percentunit",
-                   [target("%s / %s" % (rate("stack_host_network_%s_%s_total" % (way, what)),
-                                         rate("stack_host_network_%s_packets_total" % way)),
+                   [target("%s / clamp_min(%s, 1e-9)"
+                           % (rate("stack_host_network_%s_%s_total" % (way, what)),
+                              rate("stack_host_network_%s_packets_total" % way)),
                            "{{interface}} %s %s {{instance}}" % (way, what))
                     for what in ("errors", "drops") for way in ("receive", "transmit")],
                    thresholds=steps("green", H4_NET_ERRORS, "red"), min=0, w=8),

@@ -73,7 +73,13 @@ need() {
   fi
 }
 
+vm_pid=""
 cleanup() {
+  if [ -n "$vm_pid" ]; then
+    kill "$vm_pid" 2>/dev/null
+    wait "$vm_pid" 2>/dev/null
+    vm_pid=""
+  fi
   if [ -n "$app_pid" ]; then
     kill "$app_pid" 2>/dev/null
     wait "$app_pid" 2>/dev/null
@@ -194,11 +200,29 @@ if need prometheus "apt-get install prometheus" && need curl "apt-get install cu
     require+=(--require-preset host --require-preset services --require-variable job
       --require-variable instance)
   fi
+  # Past one Prometheus: the same samples remote-written to VictoriaMetrics (issue 12), where the
+  # dashboards and the rule expressions must answer as they do on Prometheus.
+  vm_url=""
+  if need victoria-metrics "apt-get install victoria-metrics"; then
+    vm_port=$(free_port)
+    victoria-metrics -storageDataPath="$native_dir/victoria-metrics" \
+      -httpListenAddr="127.0.0.1:$vm_port" -search.latencyOffset=1s -loggerLevel=ERROR \
+      >"$native_dir/victoria-metrics.log" 2>&1 &
+    vm_pid=$!
+    vm_url="http://127.0.0.1:$vm_port"
+    export REMOTE_WRITE_URL="$vm_url/api/v1/write"
+  fi
   if out=$(deploy/native-stack.sh up 2>&1); then
     ok "deploy/native-stack.sh up"
     run "every dashboard query runs (tests/dashboards/query_dashboards.py with required data)" \
       python3 tests/dashboards/query_dashboards.py --quiet "http://127.0.0.1:$PROMETHEUS_PORT" \
       "${require[@]}"
+    if [ -n "$vm_url" ]; then
+      run "every dashboard query runs on VictoriaMetrics (remote_write, required data)" \
+        python3 tests/dashboards/query_dashboards.py --quiet "$vm_url" "${require[@]}"
+      counted "rules on VictoriaMetrics" \
+        python3 tests/dashboards/query_rules.py "$vm_url" --compare "http://127.0.0.1:$PROMETHEUS_PORT"
+    fi
     if [ -f alertmanager/alertmanager.yml ]; then
       run "Alertmanager posts to ALERTMANAGER_WEBHOOK_URL" python3 -c '
 import json, sys, urllib.request, yaml
