@@ -12,7 +12,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, Deserializer};
@@ -231,14 +231,11 @@ impl Nginx {
     pub fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
         let mut out = MetricSet::default();
         if let Some(log) = &self.log {
-            // Only the first look can hold the lock here (runs of the collector never overlap):
-            // if it is stuck, this run fails rather than joining it.
-            let mut log = match log.try_lock() {
-                Ok(log) => log,
-                Err(TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(TryLockError::WouldBlock) => anyhow::bail!(
-                    "the first look at the access log has not ended (a hung filesystem?)"
-                ),
+            let Some(mut log) = lock_within(
+                log,
+                FIRST_LOOK_WAIT.min(deadline.saturating_duration_since(Instant::now())),
+            ) else {
+                anyhow::bail!("the first look at the access log has not ended (a hung filesystem?)")
             };
             log.poll();
             log.emit(&mut out);
@@ -247,6 +244,24 @@ impl Nginx {
             emit_stub_status(&mut out, url, deadline);
         }
         Ok(out)
+    }
+}
+
+/// How long a scrape waits for the first look at the access log, under way at start-up: a
+/// busy host takes a moment; a hung filesystem would take forever.
+const FIRST_LOOK_WAIT: Duration = Duration::from_secs(1);
+
+/// The access log's lock, if it is free within `wait`. Only the first look can hold it here (runs
+/// of the collector never overlap): a stuck one fails this run rather than joining it.
+fn lock_within(log: &Mutex<AccessLog>, wait: Duration) -> Option<MutexGuard<'_, AccessLog>> {
+    let until = Instant::now() + wait;
+    loop {
+        match log.try_lock() {
+            Ok(log) => return Some(log),
+            Err(TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() >= until => return None,
+            Err(TryLockError::WouldBlock) => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
 }
 
