@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::target::{
-    describe, printable, server_number, target_label, Figures, Server, Target, Targets,
+    describe, printable, redis_certificates, server_number, target_label, Figures, Server, Target,
+    Targets, TlsMode,
 };
 use crate::logging::Condition;
 
@@ -224,9 +225,9 @@ impl Server for Session {
         target: &Target,
         password: &mut Option<String>,
     ) -> Result<MultiplexedConnection, String> {
-        let mut info = target
-            .url
-            .expose()
+        let (url, tls) = target.tls()?;
+        let mut info = url
+            .as_str()
             .into_connection_info()
             .map_err(|e| format!("bad URL: {}", reason(&e, password.as_deref())))?;
         let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
@@ -237,7 +238,11 @@ impl Server for Session {
         }
         info = info.set_redis_settings(settings);
         let fail = |e: redis::RedisError| reason(&e, password.as_deref());
-        let client = redis::Client::open(info).map_err(fail)?;
+        let client = match tls.mode {
+            TlsMode::Disable => redis::Client::open(info),
+            _ => redis::Client::build_with_tls(info, redis_certificates(&tls)?),
+        }
+        .map_err(fail)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(target.timeout))
             .set_response_timeout(Some(target.timeout));
