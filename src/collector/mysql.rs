@@ -190,7 +190,7 @@ impl Server for Session {
             }
             other => other,
         }
-        .map_err(|e| describe_chain(&e, password.as_deref()))?;
+        .map_err(|e| refusal(&e, tls.mode, password.as_deref()))?;
         self.quiet_session(target, &mut conn, password.as_deref())
             .await?;
         Ok(conn)
@@ -237,6 +237,24 @@ impl Server for Session {
 
     fn forget(&self) {
         *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Why a connection failed, and with TLS off the likely cause of a refusal: a server with
+/// require_secure_transport (RDS's parameter, MariaDB's, MySQL's) refuses plain text, MariaDB
+/// with "Access denied" (1045), MySQL with error 3159.
+fn refusal(error: &mysql_async::Error, tls: TlsMode, password: Option<&str>) -> String {
+    let text = describe_chain(error, password);
+    match error {
+        mysql_async::Error::Server(e)
+            if tls == TlsMode::Disable && matches!(e.code, 1045 | 3159) =>
+        {
+            format!(
+                "{text}; a server with require_secure_transport refuses connections without TLS \
+                 this way: if that is the cause, set ssl-mode in the URL"
+            )
+        }
+        _ => text,
     }
 }
 

@@ -250,7 +250,8 @@ impl Server for Session {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(fail)?;
-        self.set_name(target, &mut conn, password.as_deref()).await;
+        self.set_name(target, &mut conn, password.as_deref(), tls.mode)
+            .await?;
         Ok(conn)
     }
 
@@ -268,12 +269,18 @@ impl Server for Session {
         {
             Vec::new()
         } else {
-            redis::cmd("CONFIG")
+            match redis::cmd("CONFIG")
                 .arg("GET")
                 .arg("maxmemory*")
                 .query_async(conn)
                 .await
-                .map_err(fail)?
+            {
+                Ok(pairs) => pairs,
+                Err(e) if broken(&e) => return Err(fail(e)),
+                // CONFIG disabled (ElastiCache) or not granted: the figures INFO lacks are left
+                // out, and the refusal is logged with the settings' (below).
+                Err(_) => Vec::new(),
+            }
         };
         let settings = Some(self.settings(target, conn, &parsed, password).await?);
         let mut queues = Vec::new();
@@ -483,12 +490,18 @@ impl Session {
         target: &Target,
         conn: &mut MultiplexedConnection,
         password: Option<&str>,
-    ) {
+        tls: TlsMode,
+    ) -> Result<(), String> {
         let named: Result<(), _> = redis::cmd("CLIENT")
             .arg("SETNAME")
             .arg(CLIENT_NAME)
             .query_async(conn)
             .await;
+        if let Err(e) = named.as_ref() {
+            if broken(e) {
+                return Err(format!("{}; {}", reason(e, password), dropped_hint(tls)));
+            }
+        }
         self.unnamed.set(
             &format!(
                 "redis target {:?}: the connection is not named {CLIENT_NAME} in CLIENT LIST",
@@ -496,6 +509,21 @@ impl Session {
             ),
             named.err().map(|e| reason(&e, password)),
         );
+        Ok(())
+    }
+}
+
+/// Why a server may drop a new connection at its first command: the usual causes, named.
+fn dropped_hint(tls: TlsMode) -> &'static str {
+    match tls {
+        TlsMode::Disable => {
+            "the server dropped the connection: one that takes TLS only (ElastiCache with \
+             in-transit encryption, --port 0 --tls-port) does so to plain text; use rediss://"
+        }
+        _ => {
+            "the server dropped the TLS connection: one that demands a client certificate \
+             (tls-auth-clients) does so without one; give ssl_certfile and ssl_keyfile"
+        }
     }
 }
 

@@ -534,6 +534,7 @@ mod tests {
                 Kind::Postgres,
             ),
             ("mysql://u:Hunter-2@db/?ssl-mode=VERIFY", Kind::Mysql),
+            ("mysql://u:Hunter-2@db/?ssl-mode=VERIFY_CA", Kind::Mysql),
             ("mysql://u:Hunter-2@db/?ssl-ca=/nonexistent", Kind::Mysql),
             ("mysql://u:Hunter-2@db/?require_ssl=true", Kind::Mysql),
             (
@@ -576,7 +577,7 @@ mod tests {
             ),
             ("mysql://u:p@db/?ssl-mode=required", Kind::Mysql),
             (
-                "mysql://u:p@db/?ssl-mode=VERIFY_CA&ssl-ca=/etc/hostname",
+                "mysql://u:p@db/?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/hostname",
                 Kind::Mysql,
             ),
         ] {
