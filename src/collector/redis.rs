@@ -6,11 +6,11 @@
 //! One `INFO` (default sections: server, clients, memory, persistence, stats, keyspace, …) and
 //! one `LLEN` per queue on a connection kept across scrapes, named `stack_exporter` (`CLIENT
 //! SETNAME`) so that `CLIENT LIST` tells it apart. `INFO memory` carries `maxmemory` and
-//! `maxmemory_policy`; where a server omits them, `CONFIG GET maxmemory*` fills in. Every
-//! `slow_interval`, `CONFIG GET save` (and `maxclients`, which INFO has only from Redis 7); where
-//! CONFIG is refused (ElastiCache) those are left out, never 0. A queue the ACL user may not
-//! `LLEN` (or a key that is not a list) is `stack_redis_queue_readable 0`, never a length that
-//! just vanishes.
+//! `maxmemory_policy`; where a server omits them, `CONFIG GET maxmemory*` fills in (refused: left
+//! out). Every `slow_interval`, `CONFIG GET save` (and `maxclients`, which INFO has only from
+//! Redis 7); where CONFIG is refused (ElastiCache) those are left out, never 0. A queue the ACL
+//! user may not `LLEN` (or a key that is not a list) is `stack_redis_queue_readable 0`, never a
+//! length that just vanishes.
 
 use std::collections::HashMap;
 
