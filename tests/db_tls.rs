@@ -206,6 +206,31 @@ fn mysql_ssl_modes_against_a_server_with_require_secure_transport() {
     );
 }
 
+/// PREFERRED where the server offers no TLS (a MariaDB without certificates): plain text, up.
+#[test]
+fn mysql_preferred_falls_back_to_plain_text_where_the_server_has_none() {
+    let server = MariadbServer::start();
+    server.create_monitoring_users();
+    let dir = temp_dir();
+    let secret = password_file(dir.path(), GOOD_PASSWORD);
+    let url = format!(
+        "mysql://monitor@127.0.0.1:{}/?ssl-mode=PREFERRED",
+        server.port
+    );
+    let required = format!(
+        "mysql://monitor@127.0.0.1:{}/?ssl-mode=REQUIRED",
+        server.port
+    );
+    let config = target("mysql", "preferred", &url, &secret)
+        + &target("mysql", "required", &required, &secret);
+    let exporter = exporter(dir.path(), &config);
+    check_up(
+        &exporter,
+        "mysql",
+        &[("preferred", 1.0, ""), ("required", 0.0, "SSL")],
+    );
+}
+
 /// A redis-server that speaks TLS only (`--port 0`), demands a client certificate, and has
 /// CONFIG disabled as ElastiCache has.
 fn redis_tls_only(pki: &Pki) -> (Guard, u16) {

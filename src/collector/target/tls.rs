@@ -321,6 +321,9 @@ pub fn client_config(options: &TlsOptions) -> Result<rustls::ClientConfig, Strin
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    // PostgreSQL 17's `sslnegotiation=direct` requires it; earlier servers ignore it.
+    let mut config = config;
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
     Ok(config)
 }
 
