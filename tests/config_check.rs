@@ -177,7 +177,41 @@ const NONSENSE: &[(&str, usize, &str, &str)] = &[
         "storage.max_duration",
         "before it starts",
     ),
+    // TLS options of the database targets (issue 12): the option named, the password never.
+    (
+        "[[postgres]]\nname = \"rds\"\nurl = \"postgres://u:Tls-Secret-7@db/app?sslmode=verify_full\"\n",
+        3,
+        "postgres.url",
+        "option `sslmode`",
+    ),
+    (
+        "[[postgres]]\nname = \"rds\"\nurl = \"postgres://u:Tls-Secret-7@db/app?sslmode=verify-full\"\n",
+        3,
+        "postgres.url",
+        "needs sslrootcert",
+    ),
+    (
+        "[[mysql]]\nname = \"rds\"\n\nurl = \"mysql://u:Tls-Secret-7@db/?ssl-mode=REQUIRED&ssl-ca=/nonexistent/ca.pem\"\n",
+        4,
+        "mysql.url",
+        "option `ssl-ca`",
+    ),
+    (
+        "[[redis]]\nname = \"cache\"\nurl = \"redis://:Tls-Secret-7@cache:6379/0?ssl_ca_certs=/etc/hostname\"\n",
+        3,
+        "redis.url",
+        "use rediss://",
+    ),
+    (
+        "[[redis]]\nname = \"cache\"\nurl = \"rediss://cache:6379/0\"\nmanaged = \"yes\"\n",
+        4,
+        "redis.managed",
+        "boolean",
+    ),
 ];
+
+/// The password of the TLS cases in [`NONSENSE`]: no message may repeat it.
+const NONSENSE_PASSWORD: &str = "Tls-Secret-7";
 
 #[test]
 fn nonsense_is_refused_with_file_line_and_key() {
@@ -194,6 +228,7 @@ fn nonsense_is_refused_with_file_line_and_key() {
         );
         assert!(stderr.contains(&format!("key `{key}`")), "{text}\n{stderr}");
         assert!(stderr.contains(reason), "{text}\nwant {reason:?}\n{stderr}");
+        assert!(!stderr.contains(NONSENSE_PASSWORD), "{stderr}");
     }
 }
 

@@ -97,6 +97,8 @@ fn redis_exposition_is_golden() {
 fn db_target(name: &str, url: &str, kind: Kind, queues: &[&str]) -> Target {
     Target {
         name: name.to_string(),
+        kind,
+        managed: false,
         url: SecretUrl::parse(url, kind).unwrap(),
         password_file: None,
         timeout: Duration::from_secs(2),

@@ -3,113 +3,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::pki::Pki;
 use common::servers::start_prometheus;
 use common::{exporter_binary, http_get, require, wait_for, Exporter};
 
 const OPENSSL: &str = "apt-get install openssl";
 const CURL: &str = "apt-get install curl";
-
-/// A CA and the certificates it signs, in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let pki = Pki {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        pki.ca("ca");
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let output = Command::new(require("openssl", OPENSSL))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "openssl {args:?}: {output:?}");
-    }
-
-    /// A self-signed CA: NAME.crt, NAME.key.
-    fn ca(&self, name: &str) {
-        self.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.crt"),
-        ]);
-    }
-
-    /// A leaf NAME.crt/NAME.key with CN=NAME signed by CA, for `usage` (serverAuth, clientAuth).
-    fn leaf(&self, name: &str, ca: &str, usage: &str) {
-        std::fs::write(
-            self.path(&format!("{name}.ext")),
-            format!(
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"
-            ),
-        )
-        .unwrap();
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-CAkey",
-            &format!("{ca}.key"),
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.crt"),
-        ]);
-    }
-
-    /// Writes the web config (paths relative to it, as exporter-toolkit resolves them).
-    fn web_config(&self, text: &str) -> PathBuf {
-        let path = self.path("web.yml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
 
 /// A bcrypt hash as `htpasswd -nBC 6` would write it (cost 6 keeps the debug build quick).
 fn hash(password: &str) -> String {

@@ -21,11 +21,13 @@
 //! series.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Row, Value};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Row, Value};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::target::{describe_chain, Figures, Rows, Server, Target, Targets};
+use super::target::{
+    describe_chain, mysql_ssl_opts, Figures, Rows, Server, Target, Targets, TlsMode,
+};
 use crate::logging::Condition;
 
 mod figures;
@@ -162,7 +164,8 @@ impl Server for Session {
         target: &Target,
         password: &mut Option<String>,
     ) -> Result<Conn, String> {
-        let opts = Opts::from_url(target.url.expose())
+        let (url, tls) = target.tls()?;
+        let opts = Opts::from_url(&url)
             .map_err(|e| format!("bad URL: {}", describe_chain(&e, password.as_deref())))?;
         // max_allowed_packet and wait_timeout given, so that mysql_async does not ask the server
         // for them before the session is quiet (that query would reach the slow log).
@@ -171,15 +174,23 @@ impl Server for Session {
             .stmt_cache_size(0)
             .max_allowed_packet(Some(16 << 20))
             .wait_timeout(Some(28_800))
-            .connect_attribute("program_name", PROGRAM_NAME);
+            .connect_attribute("program_name", PROGRAM_NAME)
+            .ssl_opts(mysql_ssl_opts(&tls));
         match password.as_deref() {
             Some(p) => builder = builder.pass(Some(p)),
             // Keep the URL's password at hand, to cut it out of any message.
             None => *password = opts.pass().map(str::to_string),
         }
-        let mut conn = Conn::new(builder)
-            .await
-            .map_err(|e| describe_chain(&e, password.as_deref()))?;
+        let mut conn = match Conn::new(builder.clone()).await {
+            // PREFERRED: plain text where the server offers no TLS.
+            Err(mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer))
+                if tls.mode == TlsMode::Prefer =>
+            {
+                Conn::new(builder.ssl_opts(None)).await
+            }
+            other => other,
+        }
+        .map_err(|e| refusal(&e, tls.mode, password.as_deref()))?;
         self.quiet_session(target, &mut conn, password.as_deref())
             .await?;
         Ok(conn)
@@ -226,6 +237,24 @@ impl Server for Session {
 
     fn forget(&self) {
         *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Why a connection failed, and with TLS off the likely cause of a refusal: a server with
+/// require_secure_transport (RDS's parameter, MariaDB's, MySQL's) refuses plain text, MariaDB
+/// with "Access denied" (1045), MySQL with error 3159.
+fn refusal(error: &mysql_async::Error, tls: TlsMode, password: Option<&str>) -> String {
+    let text = describe_chain(error, password);
+    match error {
+        mysql_async::Error::Server(e)
+            if tls == TlsMode::Disable && matches!(e.code, 1045 | 3159) =>
+        {
+            format!(
+                "{text}; a server with require_secure_transport refuses connections without TLS \
+                 this way: if that is the cause, set ssl-mode in the URL"
+            )
+        }
+        _ => text,
     }
 }
 

@@ -18,10 +18,12 @@
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::target::{
-    describe_chain, printable, server_number, target_label, Figures, Rows, Server, Target, Targets,
+    describe_chain, printable, server_number, target_label, Figures, PgTls, Rows, Server, Target,
+    Targets, TlsMode,
 };
 
 /// The `application_name` of the exporter's sessions, unless the URL gives one.
@@ -156,9 +158,8 @@ impl Server for Session {
         target: &Target,
         password: &mut Option<String>,
     ) -> Result<PgConn, String> {
-        let mut config: tokio_postgres::Config = target
-            .url
-            .expose()
+        let (url, tls) = target.tls()?;
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("bad URL: {}", describe_chain(&e, password.as_deref())))?;
         match password.as_deref() {
@@ -179,15 +180,27 @@ impl Server for Session {
         config
             .connect_timeout(target.timeout)
             .options(format!("-c statement_timeout={timeout_ms}"));
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| describe_chain(&e, password.as_deref()))?;
-        let driver = tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                log::debug!("postgres connection ended: {e}");
+        let fail = |e: tokio_postgres::Error| describe_chain(&e, password.as_deref());
+        // The driver reads disable, prefer and require; verify-ca and verify-full are require
+        // with the certificate checked by the connector.
+        let (client, driver) = match tls.mode {
+            TlsMode::Disable => {
+                let (client, connection) = config
+                    .ssl_mode(SslMode::Disable)
+                    .connect(NoTls)
+                    .await
+                    .map_err(fail)?;
+                (client, drive(connection))
             }
-        });
+            mode => {
+                config.ssl_mode(match mode {
+                    TlsMode::Prefer => SslMode::Prefer,
+                    _ => SslMode::Require,
+                });
+                let (client, connection) = config.connect(PgTls::new(&tls)?).await.map_err(fail)?;
+                (client, drive(connection))
+            }
+        };
         Ok(PgConn { client, driver })
     }
 
@@ -228,6 +241,18 @@ impl Server for Session {
     fn forget(&self) {
         *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
+}
+
+/// The task that drives a connection's socket until the client is dropped.
+fn drive<T>(connection: tokio_postgres::Connection<tokio_postgres::Socket, T>) -> JoinHandle<()>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            log::debug!("postgres connection ended: {e}");
+        }
+    })
 }
 
 /// A simple query's rows (the simple protocol: no prepare round trip).

@@ -6,11 +6,11 @@
 //! One `INFO` (default sections: server, clients, memory, persistence, stats, keyspace, …) and
 //! one `LLEN` per queue on a connection kept across scrapes, named `stack_exporter` (`CLIENT
 //! SETNAME`) so that `CLIENT LIST` tells it apart. `INFO memory` carries `maxmemory` and
-//! `maxmemory_policy`; where a server omits them, `CONFIG GET maxmemory*` fills in. Every
-//! `slow_interval`, `CONFIG GET save` (and `maxclients`, which INFO has only from Redis 7); where
-//! CONFIG is refused (ElastiCache) those are left out, never 0. A queue the ACL user may not
-//! `LLEN` (or a key that is not a list) is `stack_redis_queue_readable 0`, never a length that
-//! just vanishes.
+//! `maxmemory_policy`; where a server omits them, `CONFIG GET maxmemory*` fills in (refused: left
+//! out). Every `slow_interval`, `CONFIG GET save` (and `maxclients`, which INFO has only from
+//! Redis 7); where CONFIG is refused (ElastiCache) those are left out, never 0. A queue the ACL
+//! user may not `LLEN` (or a key that is not a list) is `stack_redis_queue_readable 0`, never a
+//! length that just vanishes.
 
 use std::collections::HashMap;
 
@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::target::{
-    describe, printable, server_number, target_label, Figures, Server, Target, Targets,
+    describe, printable, redis_certificates, server_number, target_label, Figures, Server, Target,
+    Targets, TlsMode,
 };
 use crate::logging::Condition;
 
@@ -224,9 +225,9 @@ impl Server for Session {
         target: &Target,
         password: &mut Option<String>,
     ) -> Result<MultiplexedConnection, String> {
-        let mut info = target
-            .url
-            .expose()
+        let (url, tls) = target.tls()?;
+        let mut info = url
+            .as_str()
             .into_connection_info()
             .map_err(|e| format!("bad URL: {}", reason(&e, password.as_deref())))?;
         let mut settings = info.redis_settings().clone().set_skip_set_lib_name();
@@ -237,7 +238,11 @@ impl Server for Session {
         }
         info = info.set_redis_settings(settings);
         let fail = |e: redis::RedisError| reason(&e, password.as_deref());
-        let client = redis::Client::open(info).map_err(fail)?;
+        let client = match tls.mode {
+            TlsMode::Disable => redis::Client::open(info),
+            _ => redis::Client::build_with_tls(info, redis_certificates(&tls)?),
+        }
+        .map_err(fail)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(target.timeout))
             .set_response_timeout(Some(target.timeout));
@@ -245,7 +250,8 @@ impl Server for Session {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(fail)?;
-        self.set_name(target, &mut conn, password.as_deref()).await;
+        self.set_name(target, &mut conn, password.as_deref(), tls.mode)
+            .await?;
         Ok(conn)
     }
 
@@ -263,12 +269,18 @@ impl Server for Session {
         {
             Vec::new()
         } else {
-            redis::cmd("CONFIG")
+            match redis::cmd("CONFIG")
                 .arg("GET")
                 .arg("maxmemory*")
                 .query_async(conn)
                 .await
-                .map_err(fail)?
+            {
+                Ok(pairs) => pairs,
+                Err(e) if broken(&e) => return Err(fail(e)),
+                // CONFIG disabled (ElastiCache) or not granted: the figures INFO lacks are left
+                // out, and the refusal is logged with the settings' (below).
+                Err(_) => Vec::new(),
+            }
         };
         let settings = Some(self.settings(target, conn, &parsed, password).await?);
         let mut queues = Vec::new();
@@ -478,12 +490,18 @@ impl Session {
         target: &Target,
         conn: &mut MultiplexedConnection,
         password: Option<&str>,
-    ) {
+        tls: TlsMode,
+    ) -> Result<(), String> {
         let named: Result<(), _> = redis::cmd("CLIENT")
             .arg("SETNAME")
             .arg(CLIENT_NAME)
             .query_async(conn)
             .await;
+        if let Err(e) = named.as_ref() {
+            if broken(e) {
+                return Err(format!("{}; {}", reason(e, password), dropped_hint(tls)));
+            }
+        }
         self.unnamed.set(
             &format!(
                 "redis target {:?}: the connection is not named {CLIENT_NAME} in CLIENT LIST",
@@ -491,6 +509,21 @@ impl Session {
             ),
             named.err().map(|e| reason(&e, password)),
         );
+        Ok(())
+    }
+}
+
+/// Why a server may drop a new connection at its first command: the usual causes, named.
+fn dropped_hint(tls: TlsMode) -> &'static str {
+    match tls {
+        TlsMode::Disable => {
+            "the server dropped the connection: one that takes TLS only (ElastiCache with \
+             in-transit encryption, --port 0 --tls-port) does so to plain text; use rediss://"
+        }
+        _ => {
+            "the server dropped the TLS connection: one that demands a client certificate \
+             (tls-auth-clients) does so without one; give ssl_certfile and ssl_keyfile"
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use std::fmt;
 
 mod config;
 mod rounds;
+mod tls;
 pub use config::{
     add_env_target, add_env_targets, check_unique, mysql_targets, postgres_targets, redis_targets,
     DbTargetLayer, Kind, MysqlUrl, PostgresUrl, RedisTargetLayer, RedisUrl, SecretUrl, Target,
@@ -21,6 +22,7 @@ pub use config::{
     DEFAULT_TIMEOUT, MAX_TIMEOUT,
 };
 pub use rounds::{series, Figures, Health, Server, Targets};
+pub use tls::{mysql_ssl_opts, redis_certificates, PgTls, Roots, TlsMode, TlsOptions};
 
 /// The collector of one kind's targets (`S` is the kind's session: `mysql::Session`, …), or
 /// `None` (and a log line saying so) when there are none. The kind's module names itself in the

@@ -2,6 +2,7 @@
 //! would start it, scrapes, and reading a value out of the text format.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod pki;
 pub mod servers;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -299,6 +299,45 @@ impl PostgresServer {
     /// A fresh cluster: local (socket) connections trusted, TCP needs a password (scram), and
     /// pg_stat_statements preloaded.
     pub fn start() -> PostgresServer {
+        let mut server = PostgresServer::init();
+        server.start_again();
+        server
+    }
+
+    /// A fresh cluster as [`PostgresServer::start`] with `ssl = on` (the certificate and key
+    /// given) and TCP allowed over TLS only (`hostssl`), as RDS with `rds.force_ssl`.
+    pub fn start_with_tls(cert: &Path, key: &Path) -> PostgresServer {
+        let mut server = PostgresServer::init();
+        let data = server.dir.path().join("data");
+        for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = data.join(to);
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .unwrap();
+            if let Some(ids) = server.ids {
+                chown_tree(&to, ids);
+            }
+        }
+        let hba = data.join("pg_hba.conf");
+        let text = std::fs::read_to_string(&hba).unwrap();
+        let tls_only: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, tls_only).unwrap();
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).unwrap();
+        server.start_again();
+        server
+    }
+
+    /// initdb into a temp dir; not started.
+    fn init() -> PostgresServer {
         let bin = postgres_bin_dir();
         let ids = unprivileged_ids();
         let dir = super::temp_dir();
@@ -319,15 +358,13 @@ impl PostgresServer {
                 .args(["--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"]),
             ids,
         ));
-        let mut server = PostgresServer {
+        PostgresServer {
             port: free_port(),
             dir,
             bin,
             ids,
             guard: None,
-        };
-        server.start_again();
-        server
+        }
     }
 
     pub fn start_again(&mut self) {

@@ -46,6 +46,15 @@ impl Kind {
         }
     }
 
+    /// The service the profiles plan for this kind (the `service` label of stack_service_up).
+    pub fn service(self) -> &'static str {
+        match self {
+            Kind::Mysql => "mysql",
+            Kind::Postgres => "postgresql",
+            Kind::Redis => "redis",
+        }
+    }
+
     pub fn env_var(self) -> &'static str {
         match self {
             Kind::Mysql => "STACK_MYSQL_URL",
@@ -88,14 +97,16 @@ impl SecretUrl {
                 ))
             }
         }
-        check_with_driver(text, kind).map_err(|why| {
+        let bad = |why: String| {
             format!(
                 "bad {} URL: {} (expected {})",
                 kind.section(),
                 redact(&why, &url_secrets(text)),
                 kind.example()
             )
-        })?;
+        };
+        let (driver_url, _) = super::tls::split_url(text, kind).map_err(bad)?;
+        check_with_driver(&driver_url, kind).map_err(bad)?;
         Ok(SecretUrl(text.to_string()))
     }
 }
@@ -170,7 +181,7 @@ fn url_secrets(text: &str) -> Vec<String> {
 }
 
 /// `%HH` escapes decoded (invalid ones kept as written), for [`url_secrets`].
-fn percent_decode(text: &str) -> String {
+pub(super) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -284,6 +295,8 @@ pub struct DbTargetLayer<U> {
     pub timeout: Option<TargetTimeout>,
     /// How often sizes and server variables are fetched.
     pub slow_interval: Option<ConfigDuration>,
+    /// A managed service (RDS): no process of it runs on this host.
+    pub managed: Option<bool>,
 }
 
 /// `[[redis]]` as written in the config file.
@@ -298,30 +311,44 @@ pub struct RedisTargetLayer {
     pub slow_interval: Option<ConfigDuration>,
     /// Celery queue lists to LLEN; `["celery"]` when not given.
     pub queues: Option<Vec<String>>,
+    /// A managed service (ElastiCache): no process of it runs on this host.
+    pub managed: Option<bool>,
 }
 
 /// One configured server, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
+    pub kind: Kind,
     pub url: SecretUrl,
     pub password_file: Option<PathBuf>,
     pub timeout: Duration,
     pub slow_interval: Duration,
     /// Redis only.
     pub queues: Vec<String>,
+    /// Declared managed (`managed = true`): measured remotely, no local process expected.
+    pub managed: bool,
 }
 
 impl Target {
-    fn from_db<U>(layer: DbTargetLayer<U>, url: impl Fn(U) -> SecretUrl) -> Target {
+    fn from_db<U>(layer: DbTargetLayer<U>, kind: Kind, url: impl Fn(U) -> SecretUrl) -> Target {
         Target {
             name: layer.name.0,
+            kind,
             url: url(layer.url),
             password_file: layer.password_file,
             timeout: layer.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
             slow_interval: layer.slow_interval.map_or(DEFAULT_SLOW_INTERVAL, |t| t.0),
             queues: Vec::new(),
+            managed: layer.managed.unwrap_or(false),
         }
+    }
+
+    /// The URL the driver gets (TLS options taken out) and the TLS options; checked at load, so
+    /// an error here means the URL was changed since.
+    pub fn tls(&self) -> Result<(String, super::TlsOptions), String> {
+        super::tls::split_url(self.url.expose(), self.kind)
+            .map_err(|e| format!("bad URL: {}", redact(&e, &url_secrets(self.url.expose()))))
     }
 
     /// The password from `password_file`, if one is configured (read at each connect, so a
@@ -351,14 +378,14 @@ impl Target {
 pub fn mysql_targets(layers: Vec<DbTargetLayer<MysqlUrl>>) -> Vec<Target> {
     layers
         .into_iter()
-        .map(|l| Target::from_db(l, |u| u.0))
+        .map(|l| Target::from_db(l, Kind::Mysql, |u| u.0))
         .collect()
 }
 
 pub fn postgres_targets(layers: Vec<DbTargetLayer<PostgresUrl>>) -> Vec<Target> {
     layers
         .into_iter()
-        .map(|l| Target::from_db(l, |u| u.0))
+        .map(|l| Target::from_db(l, Kind::Postgres, |u| u.0))
         .collect()
 }
 
@@ -367,11 +394,13 @@ pub fn redis_targets(layers: Vec<RedisTargetLayer>) -> Vec<Target> {
         .into_iter()
         .map(|l| Target {
             name: l.name.0,
+            kind: Kind::Redis,
             url: l.url.0,
             password_file: l.password_file,
             timeout: l.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
             slow_interval: l.slow_interval.map_or(DEFAULT_SLOW_INTERVAL, |t| t.0),
             queues: l.queues.unwrap_or_else(|| vec!["celery".to_string()]),
+            managed: l.managed.unwrap_or(false),
         })
         .collect()
 }
@@ -394,6 +423,7 @@ pub fn add_env_target(
     }
     targets.push(Target {
         name: "default".to_string(),
+        kind,
         url,
         password_file: None,
         timeout: DEFAULT_TIMEOUT,
@@ -403,6 +433,7 @@ pub fn add_env_target(
         } else {
             Vec::new()
         },
+        managed: false,
     });
     Ok(())
 }
@@ -489,8 +520,35 @@ mod tests {
             ("redis://u:Hunter-2@db:6379/0?bogus=1", Kind::Redis),
             ("redis://u:Hunter-2@db:6379/x", Kind::Redis),
             ("unix:///run/redis.sock?pass=Hunter-2&bogus=1", Kind::Redis),
-            // This build has no TLS for Redis: refused at load, not on every scrape.
-            ("rediss://u:Hunter-2@db:6379/0", Kind::Redis),
+            // TLS options: unknown modes, missing files, options without TLS.
+            (
+                "postgres://u:Hunter-2@db/app?sslmode=verify_full",
+                Kind::Postgres,
+            ),
+            (
+                "postgres://u:Hunter-2@db/app?sslmode=verify-full",
+                Kind::Postgres,
+            ),
+            (
+                "postgres://u:Hunter-2@db/app?sslrootcert=/nonexistent",
+                Kind::Postgres,
+            ),
+            ("mysql://u:Hunter-2@db/?ssl-mode=VERIFY", Kind::Mysql),
+            ("mysql://u:Hunter-2@db/?ssl-mode=VERIFY_CA", Kind::Mysql),
+            ("mysql://u:Hunter-2@db/?ssl-ca=/nonexistent", Kind::Mysql),
+            ("mysql://u:Hunter-2@db/?require_ssl=true", Kind::Mysql),
+            (
+                "redis://u:Hunter-2@db:6379/0?ssl_ca_certs=/etc/hostname",
+                Kind::Redis,
+            ),
+            (
+                "rediss://u:Hunter-2@db:6379/0?ssl_certfile=/etc/hostname",
+                Kind::Redis,
+            ),
+            (
+                "rediss://u:Hunter-2@db:6379/0?ssl_cert_reqs=none",
+                Kind::Redis,
+            ),
         ];
         for (url, kind) in cases {
             let err = SecretUrl::parse(url, kind).expect_err(url);
@@ -507,9 +565,41 @@ mod tests {
             ("postgresql://u@db/app?sslmode=disable", Kind::Postgres),
             ("redis://:p@db:6379/0?protocol=resp3", Kind::Redis),
             ("unix:///run/redis.sock?db=1&pass=p", Kind::Redis),
+            ("rediss://u:p@db:6380/0", Kind::Redis),
+            (
+                "rediss://:p@db:6380/0?ssl_cert_reqs=CERT_REQUIRED&ssl_ca_certs=/etc/hostname",
+                Kind::Redis,
+            ),
+            ("postgres://u@db/app?sslmode=require", Kind::Postgres),
+            (
+                "postgres://u@db/app?sslmode=verify-full&sslrootcert=system",
+                Kind::Postgres,
+            ),
+            ("mysql://u:p@db/?ssl-mode=required", Kind::Mysql),
+            (
+                "mysql://u:p@db/?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/hostname",
+                Kind::Mysql,
+            ),
         ] {
             SecretUrl::parse(url, kind).unwrap_or_else(|e| panic!("{url}: {e}"));
         }
+    }
+
+    #[test]
+    fn tls_options_leave_the_url_and_keep_their_meaning() {
+        let (url, tls) = super::super::tls::split_url(
+            "postgres://u@db/app?application_name=x&sslmode=verify-ca&sslrootcert=/etc/hostname",
+            Kind::Postgres,
+        )
+        .unwrap();
+        assert_eq!(url, "postgres://u@db/app?application_name=x");
+        assert_eq!(tls.mode, super::super::TlsMode::VerifyCa);
+        let (url, tls) =
+            super::super::tls::split_url("mysql://u@db/?ssl-mode=Preferred", Kind::Mysql).unwrap();
+        assert_eq!(url, "mysql://u@db/");
+        assert_eq!(tls.mode, super::super::TlsMode::Prefer);
+        let (_, tls) = super::super::tls::split_url("rediss://db/0", Kind::Redis).unwrap();
+        assert_eq!(tls.mode, super::super::TlsMode::VerifyFull);
     }
 
     #[test]
@@ -539,6 +629,8 @@ mod tests {
     fn work_deadline_is_the_earlier() {
         let target = Target {
             name: "x".into(),
+            kind: Kind::Redis,
+            managed: false,
             url: SecretUrl::parse("redis://h/", Kind::Redis).unwrap(),
             password_file: None,
             timeout: Duration::from_secs(3),

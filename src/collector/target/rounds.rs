@@ -88,6 +88,25 @@ pub fn series<S: Server>(target: &str, figures: Option<MetricSet>) -> MetricSet 
     set
 }
 
+/// `stack_database_target_info`: what a target is, so that the rules can tell a managed
+/// service (no local process to expect) from a local one before it has answered for a day.
+/// `tls` is the mode's label, read once when the target is set up.
+pub fn target_info(target: &Target, tls: &str) -> MetricSet {
+    let mut set = MetricSet::default();
+    let mut labels = target_label(&target.name);
+    labels.push(("service", target.kind.service().to_string()));
+    labels.push(("managed", target.managed.to_string()));
+    labels.push(("tls", tls.to_string()));
+    set.gauge(
+        "stack_database_target_info",
+        "1 for each database or Redis target: its service (as in stack_service_up), whether it \
+         is managed (RDS, ElastiCache: no local process) and its TLS mode as configured.",
+        labels,
+        1.0,
+    );
+    set
+}
+
 /// The collector of one kind: its targets, each scraped concurrently.
 pub struct Targets<S: Server> {
     targets: Vec<Watched<S>>,
@@ -110,6 +129,9 @@ impl<S: Server> Targets<S> {
             .into_iter()
             .map(|target| Watched {
                 server: S::new(&target),
+                tls: target
+                    .tls()
+                    .map_or("invalid", |(_, options)| options.mode.label()),
                 target,
                 kept: Mutex::new(None),
                 health: Health::default(),
@@ -143,6 +165,8 @@ impl<S: Server> Targets<S> {
 /// One target, its kept connection and what has been logged about it.
 struct Watched<S: Server> {
     target: Target,
+    /// The TLS mode's label, for `stack_database_target_info`.
+    tls: &'static str,
     server: S,
     kept: Mutex<Option<Kept<S::Conn>>>,
     health: Health,
@@ -164,7 +188,9 @@ impl<S: Server> Watched<S> {
             self.log_notes(figures.notes);
             figures.set
         });
-        series::<S>(&self.target.name, figures)
+        let mut set = series::<S>(&self.target.name, figures);
+        set.extend(target_info(&self.target, self.tls));
+        set
     }
 
     /// One round under the target's deadline. A failure is logged once per reason, and the
@@ -323,6 +349,8 @@ mod tests {
     fn scripted(steps: Vec<Step>) -> Targets<Scripted> {
         let target = Target {
             name: "t".into(),
+            kind: Kind::Redis,
+            managed: false,
             url: SecretUrl::parse("redis://h/", Kind::Redis).unwrap(),
             password_file: None,
             timeout: Duration::from_secs(3),
