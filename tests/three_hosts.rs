@@ -525,3 +525,62 @@ fn three_servers_alert_per_host_and_page_once_through_two_clustered_alertmanager
         [role_host(&hosts, "cache", "redis")]
     );
 }
+
+/// The `--name=value` flags of ARGS in deploy/alertmanager-ha/prometheus-alertmanager-`member`.
+fn shipped_member_flags(member: u8) -> Vec<(String, String)> {
+    let path = format!("deploy/alertmanager-ha/prometheus-alertmanager-{member}");
+    let text = std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap();
+    let args = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ARGS=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("an ARGS=\"...\" line");
+    args.split_whitespace()
+        .map(|flag| {
+            let (name, value) = flag.trim_start_matches("--").split_once('=').unwrap();
+            (name.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+fn flag<'a>(flags: &'a [(String, String)], name: &str) -> &'a str {
+    flags
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no --{name} in {flags:?}"))
+}
+
+/// The port of an address such as `:9094` or `production-app:9094`.
+fn port_of(address: &str) -> &str {
+    address.rsplit_once(':').unwrap().1
+}
+
+#[test]
+fn the_shipped_alertmanager_pair_is_one_cluster_and_prometheus_sends_to_both() {
+    let (one, two) = (shipped_member_flags(1), shipped_member_flags(2));
+    // Each member's peer is the other's cluster port (the live test above runs this topology).
+    for (member, other) in [(&one, &two), (&two, &one)] {
+        assert_eq!(
+            port_of(flag(member, "cluster.peer")),
+            port_of(flag(other, "cluster.listen-address"))
+        );
+    }
+    assert_ne!(
+        flag(&one, "storage.path"),
+        flag(&two, "storage.path"),
+        "each member needs storage of its own"
+    );
+    assert_eq!(flag(&one, "config.file"), flag(&two, "config.file"));
+    let prometheus =
+        std::fs::read_to_string(Path::new(ROOT).join("prometheus/prometheus-h4.yml")).unwrap();
+    let targets = format!(
+        "targets: [\"production-app:{}\", \"production-app:{}\"]",
+        port_of(flag(&one, "web.listen-address")),
+        port_of(flag(&two, "web.listen-address"))
+    );
+    assert!(
+        prometheus.contains(&targets),
+        "prometheus-h4.yml must send to both members: {targets}"
+    );
+}
