@@ -1,6 +1,6 @@
 //! Issue 12, the plan's three-server production (H4) for real, on one machine: three network
 //! namespaces joined to the root namespace by veth links stand for the app, DB and cache
-//! servers. In each runs a stack_exporter with its role's profile beside a real service process
+//! servers, joined to each other by a bridge (their own network). In each runs a stack_exporter with its role's profile beside a real service process
 //! (Gunicorn on app, a process matched as PostgreSQL on db, redis-server on cache). One real
 //! Prometheus in the root namespace runs the shipped prometheus/prometheus-h4.yml, its file-based
 //! discovery (prometheus/targets/*.yml) rendered with the namespaces' addresses, and sends to two
@@ -10,6 +10,8 @@
 //! small for the DB server's PostgreSQL fires for that server only; the plan's "no memory left
 //! for the OS" holds per role (db and cache, not app); and the cache server's Redis stopped pages
 //! A5 for the cache server only, once at the receiver although both Alertmanagers hold the alert.
+//! Across servers: the app server's exporter reaches that Redis over the servers' network
+//! (stack_redis_up{role="app", target="cache"}), and sees it go.
 //!
 //! Shortened, in a copy of rules/: `for: 2m` and `for: 15m` become `for: 30s`; every interval and
 //! route stays as shipped. Needs root (`ip netns`); the test fails, not skips, without it.
@@ -36,6 +38,8 @@ struct Host {
     role: &'static str,
     netns: String,
     address: String,
+    /// Its address on the servers' own network (the bridge in `Hosts::lan`).
+    lan_address: String,
 }
 
 impl Host {
@@ -51,9 +55,13 @@ impl Host {
     }
 }
 
-/// The namespaces (and, with them, the veth links) this test made, removed when dropped.
+/// The namespaces (and, with them, the veth links) this test made, removed when dropped: the
+/// three servers and `lan`, a namespace holding the bridge that joins them to each other (the
+/// app server reaches the cache server's Redis there, as in production, without routing through
+/// the root namespace).
 struct Hosts {
     hosts: Vec<Host>,
+    lan: Option<String>,
 }
 
 const NETNS_HINT: &str = "this test makes network namespaces (`ip netns add`) and veth links: \
@@ -74,12 +82,16 @@ fn ip(args: &[&str]) {
 }
 
 impl Hosts {
-    /// The app, db and cache hosts, each at 10.N.i.2 behind a veth pair whose root end is 10.N.i.1.
+    /// The app, db and cache hosts, each at 10.N.i.2 behind a veth pair whose root end is
+    /// 10.N.i.1, and at 10.N.100.i on their own bridged network.
     fn create() -> Hosts {
         require("ip", "apt-get install iproute2");
         let pid = std::process::id();
         let subnet = 100 + pid % 150;
-        let mut made = Hosts { hosts: Vec::new() };
+        let mut made = Hosts {
+            hosts: Vec::new(),
+            lan: None,
+        };
         for (i, role) in ["app", "db", "cache"].into_iter().enumerate() {
             let netns = format!("stack-test-{pid}-{role}");
             let (outer, inner) = (format!("stk{}{role}", pid % 100_000), "eth0");
@@ -88,6 +100,7 @@ impl Hosts {
                 role,
                 netns: netns.clone(),
                 address: format!("10.{subnet}.{}.2", i + 1),
+                lan_address: format!("10.{subnet}.100.{}", i + 1),
             });
             ip(&[
                 "link", "add", &outer, "type", "veth", "peer", "name", inner, "netns", &netns,
@@ -105,7 +118,37 @@ impl Hosts {
             ip(&["-n", &netns, "link", "set", inner, "up"]);
             ip(&["-n", &netns, "link", "set", "lo", "up"]);
         }
+        made.join_on_a_bridge(&format!("stack-test-{pid}-lan"));
         made
+    }
+
+    /// A bridge in the namespace `lan`, and a veth from each host (its `lan0`) to it.
+    fn join_on_a_bridge(&mut self, lan: &str) {
+        ip(&["netns", "add", lan]);
+        self.lan = Some(lan.to_string());
+        ip(&["-n", lan, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", lan, "link", "set", "br0", "up"]);
+        for host in &self.hosts {
+            let port = format!("to-{}", host.role);
+            ip(&[
+                "-n",
+                &host.netns,
+                "link",
+                "add",
+                "lan0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                lan,
+            ]);
+            ip(&["-n", lan, "link", "set", &port, "master", "br0", "up"]);
+            let address = format!("{}/24", host.lan_address);
+            ip(&["-n", &host.netns, "addr", "add", &address, "dev", "lan0"]);
+            ip(&["-n", &host.netns, "link", "set", "lan0", "up"]);
+        }
     }
 
     fn get(&self, role: &str) -> &Host {
@@ -116,10 +159,9 @@ impl Hosts {
 impl Drop for Hosts {
     fn drop(&mut self) {
         // Removing a namespace removes its end of the veth pair, and with it the root end.
-        for host in &self.hosts {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &host.netns])
-                .status();
+        let names = self.hosts.iter().map(|h| &h.netns).chain(&self.lan);
+        for netns in names {
+            let _ = Command::new("ip").args(["netns", "del", netns]).status();
         }
     }
 }
@@ -219,12 +261,20 @@ fn start_postgres_stand_in(host: &Host, dir: &Path) -> Guard {
     )
 }
 
-/// A redis-server in `host` on 127.0.0.1:`port` (of that namespace).
+/// A redis-server in `host` on `port` of 127.0.0.1 (for its own exporter) and of the host's LAN
+/// address (for the app server's).
 fn start_redis(host: &Host, port: u16) -> Guard {
     let redis = require("redis-server", "apt-get install redis-server");
     let guard = Guard::spawn(
         host.command(redis)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                &host.lan_address,
+            ])
+            .args(["--protected-mode", "no"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
@@ -392,7 +442,12 @@ fn three_servers_alert_per_host_and_page_once_through_two_clustered_alertmanager
         dir.path(),
         "app",
         "wsgi",
-        &format!("[services.wsgi]\ninstances = 1\nmatch = [{{ cmdline = '{gunicorn_name}' }}]\n"),
+        // The app server's Redis client (Celery's broker, the cache) is the cache server.
+        &format!(
+            "[services.wsgi]\ninstances = 1\nmatch = [{{ cmdline = '{gunicorn_name}' }}]\n\
+             [[redis]]\nname = \"cache\"\nurl = \"redis://{}:{redis_port}/0\"\n",
+            cache.lan_address
+        ),
     );
     let db_config = host_config(
         dir.path(),
@@ -465,6 +520,18 @@ fn three_servers_alert_per_host_and_page_once_through_two_clustered_alertmanager
         );
     }
 
+    // Across servers: the app server reaches the cache server's Redis over their network.
+    let app_sees_cache = |up: u8| {
+        let query = format!("stack_redis_up{{role=\"app\", target=\"cache\"}} == {up}");
+        prometheus_query(prom, &query).and_then(|a| a["data"]["result"].as_array().map(Vec::len))
+            == Some(1)
+    };
+    wait_for(
+        "the app server reaching Redis on the cache server",
+        Duration::from_secs(40),
+        || app_sees_cache(1),
+    );
+
     // The budget breach and the plan's contradictions, per server and role.
     let breach = "StackServiceProcessMemoryOverBudget";
     wait_for(breach, Duration::from_secs(90), || {
@@ -504,6 +571,11 @@ fn three_servers_alert_per_host_and_page_once_through_two_clustered_alertmanager
     eprintln!(
         "Redis stopped to StackServiceDown at the webhook: {:.0?}",
         stopped.elapsed()
+    );
+    wait_for(
+        "the app server losing Redis on the cache server",
+        Duration::from_secs(30),
+        || app_sees_cache(0),
     );
     for (name, port) in [("first", am1), ("second", am2)] {
         assert!(
