@@ -29,7 +29,9 @@ REPO = os.path.dirname(HERE)
 OUT = os.path.join(HERE, "dashboards")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'job=~"$job", instance=~"$instance"'
+# $role: the `role` label of prometheus/targets/*.yml (H4: app, db, cache); a single host has
+# none, hence its "All" of ".*", which also matches a series without the label.
+SEL = 'job=~"$job", role=~"$role", instance=~"$instance"'
 TAG = "stack_exporter"
 GIB = 1024 ** 3     # sizes are binary, as in the profiles and rules/storage.yml (5 GB = 5 GiB)
 
@@ -384,7 +386,9 @@ def variables(*extra):
             "regex": "",
         },
         query_var("job", "label_values(stack_exporter_build_info, job)"),
-        query_var("instance", 'label_values(stack_exporter_build_info{job=~"$job"}, instance)'),
+        query_var("role", 'label_values(stack_exporter_build_info{job=~"$job"}, role)', ".*"),
+        query_var("instance",
+                  'label_values(stack_exporter_build_info{job=~"$job", role=~"$role"}, instance)'),
         *extra,
     ]
 
@@ -560,7 +564,8 @@ def failures():
 def overview():
     mem_total = sel("stack_host_memory_total_bytes")
     panels = [
-        row("Host against the plan"),
+        # One row per server picked ($instance): on H4's three servers, each its own line.
+        row("Host against the plan: $instance", repeat="instance"),
         stat("Plan profile",
              "The exporter's active plan profile (vps-2gb, dev, staging, production, ...): every "
              "budget and expected count on these dashboards comes from it (M8, H1-H4).",

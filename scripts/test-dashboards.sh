@@ -124,6 +124,8 @@ fi
 if need promtool "apt-get install prometheus"; then
   run "promtool check config prometheus/prometheus.yml" \
     promtool check config prometheus/prometheus.yml
+  run "promtool check config prometheus/prometheus-h4.yml" \
+    promtool check config prometheus/prometheus-h4.yml
   run "promtool check config prometheus/prometheus-native.yml" \
     promtool check config prometheus/prometheus-native.yml
 fi

@@ -21,17 +21,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::servers::{
     password_file, prometheus_query, start_alertmanager, start_prometheus, MariadbServer,
     RedisServer, GOOD_PASSWORD,
 };
-use common::{http_get, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
+use common::{
+    http_get, require, temp_dir, wait_for, wait_for_port, webhook, write, Exporter, Guard, Received,
+};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const INTERVAL_NS: u64 = 15_000_000_000;
@@ -122,45 +121,6 @@ fn xxh64_matches_the_reference_vectors() {
         xxh64(b"Nobody inspects the spammish repetition"),
         0xFBCE_A83C_8A37_8BF1
     );
-}
-
-// ---- a webhook receiver ------------------------------------------------------------------------
-
-type Received = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
-
-/// Accepts Alertmanager's webhook posts on a free port and keeps each JSON body.
-fn webhook() -> (u16, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let received: Received = Arc::default();
-    let keep = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut reader = BufReader::new(stream);
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(json) = serde_json::from_slice(&body) {
-                    keep.lock().unwrap().push((Instant::now(), json));
-                }
-            }
-            let _ = reader
-                .get_mut()
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (port, received)
 }
 
 /// Notifications that carried `alertname` for `instance` and `service` with `status`, and when they came.

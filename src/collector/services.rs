@@ -370,7 +370,8 @@ impl Services {
             ("stack_service_instance_memory_budget_bytes", "The plan's memory for one instance of the service.", budget.instance_memory.map(|v| v as f64)),
             ("stack_service_process_memory_budget_bytes", "The plan's memory for one process of the service (one worker).", budget.process_memory.map(|v| v as f64)),
             ("stack_service_cpu_budget_cores", "The plan's CPU cores for the service, all instances together.", budget.cpu_cores),
-            ("stack_service_expected_instances", "Instances of the service the plan runs; present only for planned services.", budget.instances.map(f64::from)),
+            // `instances = 0` is a service watched but not run: no count, so no A5 for it.
+            ("stack_service_expected_instances", "Instances of the service the plan runs; present only for planned services.", budget.instances.filter(|&n| n > 0).map(f64::from)),
             ("stack_service_expected_processes", "Processes per instance the plan implies (Gunicorn master + 2 workers = 3; Celery solo = 1).", budget.processes.map(f64::from)),
         ];
         for (name, help, value) in planned {

@@ -416,22 +416,62 @@ impl Drop for MemoryCgroup {
     }
 }
 
+/// The services the exporter knows without a config (profiles/services.toml), but `monitoring`.
+pub const BUILT_IN_SERVICES: [&str; 8] = [
+    "nginx",
+    "wsgi",
+    "asgi",
+    "celery_worker",
+    "celery_beat",
+    "mysql",
+    "postgresql",
+    "redis",
+];
+
 /// Config that gives every built-in service but `keep` a matcher nothing fits, so the servers of
 /// the machine and of other tests stay out of a test's figures and log lines.
 pub fn no_other_services(keep: &str) -> String {
-    let names = [
-        "nginx",
-        "wsgi",
-        "asgi",
-        "celery_worker",
-        "celery_beat",
-        "mysql",
-        "postgresql",
-        "redis",
-    ];
-    names
+    BUILT_IN_SERVICES
         .iter()
         .filter(|&&name| name != keep)
         .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
         .collect()
+}
+
+/// The JSON bodies a [`webhook`] received, with when each came.
+pub type Received = Arc<Mutex<Vec<(Instant, serde_json::Value)>>>;
+
+/// Accepts Alertmanager's webhook posts on a free port and keeps each JSON body.
+pub fn webhook() -> (u16, Received) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received: Received = Arc::default();
+    let keep = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(json) = serde_json::from_slice(&body) {
+                    keep.lock().unwrap().push((Instant::now(), json));
+                }
+            }
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, received)
 }

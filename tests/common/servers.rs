@@ -42,6 +42,27 @@ impl SilentListener {
 /// A real Alertmanager (Debian's binary) with `config`, keeping its state in `storage`, alone (no
 /// cluster) on a free port: the guard that stops it and the port.
 pub fn start_alertmanager(config: &Path, storage: &Path) -> (Guard, u16) {
+    start_alertmanager_with(config, storage, &["--cluster.listen-address=".to_string()])
+}
+
+/// A real Alertmanager that gossips on `cluster_port` (127.0.0.1) with the members listening on
+/// `peers`, as one member of an HA pair would run (docs/alerting.md#alertmanager-in-ha).
+pub fn start_alertmanager_member(
+    config: &Path,
+    storage: &Path,
+    cluster_port: u16,
+    peers: &[u16],
+) -> (Guard, u16) {
+    let mut cluster = vec![format!("--cluster.listen-address=127.0.0.1:{cluster_port}")];
+    cluster.extend(
+        peers
+            .iter()
+            .map(|p| format!("--cluster.peer=127.0.0.1:{p}")),
+    );
+    start_alertmanager_with(config, storage, &cluster)
+}
+
+fn start_alertmanager_with(config: &Path, storage: &Path, cluster: &[String]) -> (Guard, u16) {
     let alertmanager = require(
         "prometheus-alertmanager",
         "apt-get install prometheus-alertmanager",
@@ -52,7 +73,7 @@ pub fn start_alertmanager(config: &Path, storage: &Path) -> (Guard, u16) {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.path={}", storage.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
+            .args(cluster)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );

@@ -5,8 +5,9 @@ dashboard-linter and of this project:
 - a `datasource` variable (type datasource, query prometheus, label "Data source") and no
   hard-coded datasource anywhere: every panel and query uses ${datasource};
 - `job` and `instance` variables: label_values queries on ${datasource}, multi-select, allValue
-  ".+", refreshed on time range change; every selector of every query has job=~"$job" and
-  instance=~"$instance", but those of the application's own series;
+  ".+", refreshed on time range change; a `role` variable (H4's app, db, cache) whose allValue
+  is ".*", which keeps a host without the label; every selector of every query has job=~"$job",
+  role=~"$role" and instance=~"$instance", but those of the application's own series;
 - application series (the metrics of docs/metrics.md's "App-side metrics the rules expect", the
   rules recorded from them and ALERTS of the alerts on those) come from the app's or a Celery
   exporter's job: their selectors have job=~"$app_job" and no $job or $instance (which would empty
@@ -254,6 +255,11 @@ class Linter:
             err("needs a variable `datasource` of type datasource with query prometheus")
         elif ds.get("label") != "Data source":
             err("variable datasource: label should be 'Data source'")
+        role = by_name.get("role")
+        if not role:
+            err("needs a `role` variable")
+        elif role.get("allValue") != ".*":
+            err("variable role: allValue must be \".*\" (a host without the label)")
         for name in ("job", "instance"):
             v = by_name.get(name)
             if not v:
@@ -392,6 +398,8 @@ class Linter:
                     err('%s lacks job=~"$job"' % what)
                 if not s.has("instance", "=~", "$instance"):
                     err('%s lacks instance=~"$instance"' % what)
+                if not s.has("role", "=~", "$role"):
+                    err('%s lacks role=~"$role"' % what)
             if s.function in ("rate", "irate") and s.range != "$__rate_interval":
                 err("%s: %s() must use [$__rate_interval], not [%s]" % (what, s.function, s.range))
             if s.metric and s.metric.endswith("_total") and \

@@ -5,9 +5,9 @@
                         [--require TITLE_REGEX]... [--require-preset host|services|app]...
                         [--require-variable NAME]... [--wait SECONDS]
 
-Each query gets the dashboard variables expanded ($job, $instance, $service, $app_job: the given
-regexes, ".+" by default; $__rate_interval: 1m, $__range: 1h, $__interval: 15s) and goes to
-/api/v1/query. The query variables' own queries run too, as Grafana runs them:
+Each query gets the dashboard variables expanded ($job, $role, $instance, $service, $app_job: the
+given regexes, ".+" by default, ".*" for $role; $__rate_interval: 1m, $__range: 1h, $__interval:
+15s) and goes to /api/v1/query. The query variables' own queries run too, as Grafana runs them:
 label_values(SELECTOR, LABEL) is /api/v1/label/LABEL/values?match[]=SELECTOR. Fails when
 Prometheus rejects any query, or when a variable named by --require-variable lists no value.
 Reports the queries that return no data; that is only a failure for panels named by --require (a
@@ -164,6 +164,8 @@ def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("url", help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     ap.add_argument("--job", default=".+", help="value of $job (a regex; default .+)")
+    ap.add_argument("--role", default=".*",
+                    help="value of $role (default .*, its All: a host without the label too)")
     ap.add_argument("--instance", default=".+", help="value of $instance (default .+)")
     ap.add_argument("--service", default=".+", help="value of $service (default .+)")
     ap.add_argument("--app-job", default=".+", help="value of $app_job (default .+)")
@@ -180,7 +182,7 @@ def main(argv):
     ap.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     args = ap.parse_args(argv)
 
-    values = dict(dashlib.DEFAULT_VALUES, job=args.job, instance=args.instance,
+    values = dict(dashlib.DEFAULT_VALUES, job=args.job, role=args.role, instance=args.instance,
                   service=args.service, app_job=args.app_job,
                   __rate_interval=args.rate_interval)
     files = args.dashboards or dashlib.dashboard_files()

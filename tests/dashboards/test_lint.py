@@ -15,7 +15,7 @@ import dashlib  # noqa: E402
 import lint_dashboards  # noqa: E402
 
 SOURCE = os.path.join(dashlib.DASHBOARD_DIR, "stack-overview.json")
-SEL = 'job=~"$job", instance=~"$instance"'
+SEL = 'job=~"$job", role=~"$role", instance=~"$instance"'
 
 
 def first_timeseries(d):
@@ -81,6 +81,17 @@ class LintTest(unittest.TestCase):
             first_timeseries(d)["targets"][0]["expr"] = \
                 'stack_host_memory_total_bytes{job=~"$job"}'
         self.broken(mutate, 'lacks instance=~"$instance"')
+
+    def test_selector_without_role(self):
+        def mutate(d):
+            first_timeseries(d)["targets"][0]["expr"] = \
+                'stack_host_memory_total_bytes{job=~"$job", instance=~"$instance"}'
+        self.broken(mutate, 'lacks role=~"$role"')
+
+    def test_role_that_hides_a_host_without_the_label(self):
+        def mutate(d):
+            next(v for v in d["templating"]["list"] if v["name"] == "role")["allValue"] = ".+"
+        self.broken(mutate, 'variable role: allValue must be ".*"')
 
     def test_rate_without_rate_interval(self):
         def mutate(d):
