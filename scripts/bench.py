@@ -431,12 +431,23 @@ def measure_interleaved(running, scrapes):
     return rows
 
 
+# The services collector reads every scrape the stat of processes started less than 30 s before
+# (src/collector/services/listing.rs): a host's processes are older than that, the sleepers
+# below are not until this long after they start.
+SETTLE = 32
+
+
 def busy_host(processes):
     """Sleeping processes until the host has `processes` of them; returns the sleepers."""
     sleepers = []
     while len([d for d in os.listdir("/proc") if d.isdigit()]) < processes:
         sleepers.append(subprocess.Popen(["sleep", "3600"]))
     return sleepers
+
+
+def settle(started):
+    """Waits until processes started at `started` (time.monotonic()) are as old as a host's."""
+    time.sleep(max(0.0, started + SETTLE - time.monotonic()))
 
 
 def side_scenario(args, tmp, children):
@@ -449,6 +460,7 @@ def side_scenario(args, tmp, children):
     children.append(nginx)
     config = side_config(tmp, nginx_port)
     sleepers = busy_host(args.side_processes)
+    started = time.monotonic()
     children.extend(sleepers)
     running = []
     for name, env, argv in side_exporters(args.binary, config, tmp, args.pss_max_age):
@@ -459,6 +471,7 @@ def side_scenario(args, tmp, children):
         wait_port(port)
         running.append((name, child.pid, port))
     with Connections(nginx_port, args.side_connections):
+        settle(started)
         processes = len([d for d in os.listdir("/proc") if d.isdigit()])
         connections = established(nginx_port)
         print(f"\nside by side, every collector on, interleaved ({args.side_scrapes} rounds): "
@@ -554,6 +567,7 @@ def main():
                 sleepers = []
                 for processes in (300, 1000, 3000):
                     sleepers += busy_host(processes)
+                    settle(time.monotonic())
                     port = free_port()
                     child = start([args.binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", "--collector.services.pss-max-age=0s"])
                     children.append(child)

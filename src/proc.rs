@@ -27,10 +27,26 @@ impl ProcFs {
 
     /// The numeric entries of /proc: one per process (thread group), never per thread.
     pub fn pids(&self) -> io::Result<Vec<u32>> {
+        Ok(self
+            .pid_entries()?
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .collect())
+    }
+
+    /// The numeric entries of /proc with the inode number of each, from the listing itself (no
+    /// call per process). /proc/PID gets a new inode when its PID goes to another process (the
+    /// old one's entries are dropped at its exit), so an unchanged inode is the same process;
+    /// an exec keeps it.
+    pub fn pid_entries(&self) -> io::Result<Vec<(u32, u64)>> {
+        use std::os::unix::fs::DirEntryExt;
         let entries = std::fs::read_dir(&self.root)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.root.display())))?;
-        let mut pids: Vec<u32> = entries
-            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        let mut pids: Vec<(u32, u64)> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                Some((entry.file_name().to_str()?.parse().ok()?, entry.ino()))
+            })
             .collect();
         pids.sort_unstable();
         Ok(pids)
@@ -175,6 +191,11 @@ fn parse_core<'a>(name: &str, mut ticks: impl Iterator<Item = &'a str>) -> Optio
         // Kernels before 2.6 wrote four figures only.
         iowait: next().unwrap_or(0),
     })
+}
+
+/// Seconds since boot, the first figure of /proc/uptime.
+pub fn parse_uptime(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
 }
 
 pub fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
@@ -704,6 +725,28 @@ mod tests {
             Some([0.52, 0.58, 0.59])
         );
         assert_eq!(parse_loadavg("garbage"), None);
+    }
+
+    #[test]
+    fn uptime_is_the_first_figure() {
+        assert_eq!(parse_uptime("3544.52 6901.80\n"), Some(3544.52));
+        assert_eq!(parse_uptime(""), None);
+    }
+
+    #[test]
+    fn pid_entries_give_each_process_directory_its_inode() {
+        use std::os::unix::fs::MetadataExt;
+        let root = tempfile::tempdir().unwrap();
+        for name in ["12", "3", "self", "meminfo"] {
+            std::fs::create_dir(root.path().join(name)).unwrap();
+        }
+        let inode = |name: &str| std::fs::metadata(root.path().join(name)).unwrap().ino();
+        let procfs = ProcFs::new(root.path());
+        assert_eq!(
+            procfs.pid_entries().unwrap(),
+            vec![(3, inode("3")), (12, inode("12"))]
+        );
+        assert_eq!(procfs.pids().unwrap(), vec![3, 12]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Per-service memory and CPU against the plan's budgets (THRESHOLDS.md rows M, H, C3, C4, A5),
 //! the plan's host-level figures, and the "everything else" memory of row M1.
 //!
-//! One pass over /proc per scrape: every process's `stat` is read, the process matched to a service,
-//! and grouped into instances (process trees). RSS and CPU are read on every scrape. A process's
+//! One pass over /proc per scrape: each process's `stat` is read (or, for a settled process no
+//! service watches, kept from an earlier read until its match is due: `services/listing.rs`), the
+//! process matched to a service, and grouped into instances (process trees). The RSS and CPU of
+//! the services' processes are read on every scrape. A process's
 //! match is kept while its PID, start time, name and argument addresses (`arg_start`/`arg_end` of
 //! /proc/PID/stat, new after every exec) stay the same, so its `cmdline` is not read on every
 //! scrape; each match is also checked again after [`MATCH_MAX_AGE`] (spread over the processes), which
@@ -25,10 +27,12 @@ use crate::metrics::MetricSet;
 use crate::proc::{self, PidStat, ProcFs};
 
 mod capabilities;
+mod listing;
 mod matching;
 mod memory;
 mod plan;
 pub use capabilities::{log_missing_capabilities, missing_capabilities_warning};
+use listing::Known;
 use matching::{assign_services, CachedMatch, Owner};
 use memory::PssReading;
 pub use plan::{Budget, Matcher, PlanConfig, Service};
@@ -50,6 +54,8 @@ pub struct Services {
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
     match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
     match_max_age: Duration,
+    /// What the last scrapes read of each listed PID, so settled processes are not read again.
+    known: Mutex<HashMap<u32, Known>>,
     /// Logged once while some services' PSS is refused and counted at RSS.
     pss_fallback: Condition,
     /// What needs the previous scrape: the CPU of departed roots, the instances started since.
@@ -182,6 +188,7 @@ impl Services {
             pss_cache: Mutex::new(HashMap::new()),
             match_cache: Mutex::new(HashMap::new()),
             match_max_age: MATCH_MAX_AGE,
+            known: Mutex::new(HashMap::new()),
             pss_fallback: Condition::default(),
             snapshot: Mutex::new(None),
             history: Mutex::new(History::default()),
@@ -255,26 +262,10 @@ impl Services {
         }
         let processes = self.read_processes()?;
         let owners = assign_services(&processes, &self.own_services(&processes));
+        self.remember_watched(&processes, &owners);
         let snapshot = Arc::new(Snapshot { processes, owners });
         *slot = Some((scrape, snapshot.clone()));
         Ok(snapshot)
-    }
-
-    fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
-        let mut processes = Vec::new();
-        for pid in self.procfs.pids()? {
-            // A process may exit between listing and reading: skip it.
-            let Some(stat) = proc::read_file(&self.procfs.pid_dir(pid).join("stat"))
-                .ok()
-                .and_then(|t| proc::parse_pid_stat(&t))
-            else {
-                continue;
-            };
-            if !stat.is_kernel_thread && !stat.is_zombie {
-                processes.push(Process { pid, stat });
-            }
-        }
-        Ok(processes)
     }
 
     fn add_up(&self, processes: &[Process], owners: &[Option<Owner>]) -> Vec<ServiceUsage> {

@@ -17,6 +17,12 @@ pub(super) struct CachedMatch {
     recheck_at: Instant,
 }
 
+impl CachedMatch {
+    pub(super) fn is_due(&self, now: Instant) -> bool {
+        self.recheck_at <= now
+    }
+}
+
 /// What in /proc/PID/stat changes when a process execs: its name, and where its arguments are.
 #[derive(Debug, Clone, PartialEq)]
 struct Identity {

@@ -1,0 +1,200 @@
+//! Which processes' /proc/PID/stat a scrape reads: every one the last scrape gave to a service,
+//! every process started in the last [`YOUNG`], and every PID new to the listing; the others (most
+//! of a host: shells, daemons, kernel threads) again only when their match is due for its
+//! recheck, until then from the last read. Reading `stat` is most of a scrape's kernel time on a
+//! host of a few hundred processes.
+//!
+//! What a kept stat can miss until the recheck, as the match cache already does for a command
+//! line rewritten in place: an exec by a process no service watched, older than [`YOUNG`] (a
+//! watched one is read every scrape, so its exec is seen at once), and a new parent of an
+//! unwatched process (its kept `ppid` names the dead parent, a PID missing from the listing, so
+//! it counts as the top of its tree).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::matching::CachedMatch;
+use super::{later, spread, Owner, Process, ProcessKey, Services};
+use crate::proc::{self, PidStat};
+
+/// How long after its start a process is read every scrape: one caught between its fork and its
+/// exec (a service starting, a wrapper script) still has its parent's name and arguments.
+const YOUNG: Duration = Duration::from_secs(30);
+
+/// The last read of one listed PID.
+#[derive(Debug)]
+pub(super) struct Known {
+    /// The inode of /proc/PID: another process under the same PID has another one.
+    inode: u64,
+    stat: PidStat,
+    /// Whether the last scrape gave the process to a service (its own match or its parent's).
+    watched: bool,
+    reread_at: Instant,
+}
+
+impl Services {
+    /// This scrape's processes (kernel threads and zombies left out), each from a new read of its
+    /// stat or, for a settled unwatched one, from the last.
+    pub(super) fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
+        let entries = self.procfs.pid_entries()?;
+        let now = Instant::now();
+        let uptime_ticks = self
+            .procfs
+            .read("uptime")
+            .ok()
+            .and_then(|text| proc::parse_uptime(&text))
+            .map(|seconds| seconds * self.ticks_per_second);
+        let matches = self.match_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut previous = std::mem::take(&mut *known);
+        let mut processes = Vec::new();
+        for (pid, inode) in entries {
+            let kept = previous.remove(&pid).filter(|last| {
+                last.inode == inode && self.settled(pid, last, now, uptime_ticks, &matches)
+            });
+            let Some(entry) = kept.or_else(|| self.read_known(pid, inode, now)) else {
+                continue; // exited between the listing and the read
+            };
+            if !entry.stat.is_kernel_thread && !entry.stat.is_zombie {
+                let stat = entry.stat.clone();
+                processes.push(Process { pid, stat });
+            }
+            known.insert(pid, entry);
+        }
+        Ok(processes)
+    }
+
+    fn read_known(&self, pid: u32, inode: u64, now: Instant) -> Option<Known> {
+        let text = proc::read_file(&self.procfs.pid_dir(pid).join("stat")).ok()?;
+        Some(Known {
+            inode,
+            stat: proc::parse_pid_stat(&text)?,
+            watched: false,
+            reread_at: later(now, spread(self.match_max_age, pid)),
+        })
+    }
+
+    /// Whether the last read of an unwatched process still stands: it is not young, and neither
+    /// it nor its match is due. Without /proc/uptime every process counts as young.
+    fn settled(
+        &self,
+        pid: u32,
+        last: &Known,
+        now: Instant,
+        uptime_ticks: Option<f64>,
+        matches: &HashMap<ProcessKey, CachedMatch>,
+    ) -> bool {
+        let young = YOUNG.as_secs_f64() * self.ticks_per_second;
+        let old = uptime_ticks.is_some_and(|up| up - last.stat.start_ticks as f64 >= young);
+        let unmatched = last.stat.is_kernel_thread || last.stat.is_zombie;
+        let match_due = !unmatched
+            && matches
+                .get(&(pid, last.stat.start_ticks))
+                .is_none_or(|cached| cached.is_due(now));
+        !last.watched && old && now < last.reread_at && !match_due
+    }
+
+    /// Marks the processes this scrape gave to a service: they are read every scrape.
+    pub(super) fn remember_watched(&self, processes: &[Process], owners: &[Option<Owner>]) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        for (process, _) in processes.iter().zip(owners).filter(|(_, o)| o.is_some()) {
+            if let Some(entry) = known.get_mut(&process.pid) {
+                entry.watched = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proc::ProcFs;
+    use std::path::{Path, PathBuf};
+
+    /// A fake /proc/PID started 777 ticks after boot with `rss_pages` resident.
+    fn write_process(root: &Path, pid: u32, cmdline: &str, rss_pages: u64) {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let stat = format!("{pid} (python3) S 1 {pid} {pid} 0 -1 4194560 0 0 0 0 1 1 0 0 20 0 1 0 777 0 {rss_pages}");
+        std::fs::write(dir.join("stat"), stat).unwrap();
+        std::fs::write(dir.join("cmdline"), cmdline.replace(' ', "\0")).unwrap();
+    }
+
+    fn services(root: &Path, match_max_age: Duration) -> Services {
+        let config = crate::config::load_str(Some((
+            "test.toml",
+            "[services.one]\nmatch = [{ cmdline = 'marker-one' }]\n",
+        )))
+        .unwrap();
+        let mut services = Services::new(
+            ProcFs::new(root),
+            PathBuf::from("/sys/fs/cgroup"),
+            config.profile,
+            config.plan,
+            config.services,
+            Duration::ZERO,
+        );
+        services.match_max_age = match_max_age;
+        services
+    }
+
+    /// Each process's resident pages as this scrape saw them.
+    fn rss_by_pid(services: &Services) -> Vec<(u32, u64)> {
+        let snapshot = services.snapshot(tokio::time::Instant::now()).unwrap();
+        let processes = &snapshot.processes;
+        processes
+            .iter()
+            .map(|p| (p.pid, p.stat.rss_pages))
+            .collect()
+    }
+
+    /// Process 40 watched by `one`, 50 by no service; /proc/uptime says `uptime` seconds.
+    fn host(uptime: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        write_process(root.path(), 40, "python3 app.py marker-one", 10);
+        write_process(root.path(), 50, "python3 idle.py", 10);
+        std::fs::write(root.path().join("uptime"), uptime).unwrap();
+        root
+    }
+
+    #[test]
+    fn an_unwatched_process_is_read_again_only_when_due_a_watched_one_every_scrape() {
+        let root = host("100000.00 1.00\n");
+        let kept = services(root.path(), crate::collector::services::MATCH_MAX_AGE);
+        let due = services(root.path(), Duration::ZERO);
+        assert_eq!(rss_by_pid(&kept), [(40, 10), (50, 10)]);
+        assert_eq!(rss_by_pid(&due), [(40, 10), (50, 10)]);
+        write_process(root.path(), 40, "python3 app.py marker-one", 20);
+        write_process(root.path(), 50, "python3 idle.py", 20);
+        assert_eq!(rss_by_pid(&kept), [(40, 20), (50, 10)], "50 not yet due");
+        assert_eq!(rss_by_pid(&due), [(40, 20), (50, 20)]);
+    }
+
+    #[test]
+    fn a_pid_taken_by_another_process_is_read_at_once() {
+        let root = host("100000.00 1.00\n");
+        let services = services(root.path(), crate::collector::services::MATCH_MAX_AGE);
+        assert_eq!(rss_by_pid(&services), [(40, 10), (50, 10)]);
+        // A new directory while the old one still exists: it cannot get the old inode.
+        write_process(root.path(), 51, "python3 other.py", 30);
+        std::fs::remove_dir_all(root.path().join("50")).unwrap();
+        std::fs::rename(root.path().join("51"), root.path().join("50")).unwrap();
+        assert_eq!(rss_by_pid(&services), [(40, 10), (50, 30)]);
+    }
+
+    #[test]
+    fn young_processes_are_read_every_scrape() {
+        // Started 777 ticks after boot: 30 s have not passed yet at 10 s of uptime, and without
+        // /proc/uptime the age is unknown.
+        for uptime in [Some("10.00 1.00\n"), None] {
+            let root = host(uptime.unwrap_or_default());
+            if uptime.is_none() {
+                std::fs::remove_file(root.path().join("uptime")).unwrap();
+            }
+            let services = services(root.path(), crate::collector::services::MATCH_MAX_AGE);
+            assert_eq!(rss_by_pid(&services), [(40, 10), (50, 10)]);
+            write_process(root.path(), 50, "python3 idle.py", 20);
+            assert_eq!(rss_by_pid(&services), [(40, 10), (50, 20)], "{uptime:?}");
+        }
+    }
+}
