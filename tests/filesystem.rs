@@ -66,15 +66,20 @@ fn exporter_with_hung_mount(
     Exporter::start_command(command)
 }
 
-#[test]
-fn a_hung_mount_is_skipped_while_host_and_other_mounts_keep_flowing() {
-    let fuse = std::fs::OpenOptions::new()
+/// /dev/fuse, whose holder is the daemon of the mounts made with it: this test, which never answers.
+fn open_fuse() -> std::fs::File {
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
         .expect(
             "this test needs root and /dev/fuse (the fuse kernel module) to make a real hung mount",
-        );
+        )
+}
+
+#[test]
+fn a_hung_mount_is_skipped_while_host_and_other_mounts_keep_flowing() {
+    let fuse = open_fuse();
     let dir = temp_dir();
     let hung = dir.path().join("hung");
     let healthy = dir.path().join("healthy");
@@ -205,13 +210,7 @@ fn root_filesystem_use_agrees_with_df() {
 /// unmounted in the exporter's namespace) the log is followed from the directory underneath.
 #[test]
 fn an_access_log_on_a_hung_mount_fails_its_collector_alone_and_is_followed_once_it_heals() {
-    let fuse = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-        .expect(
-            "this test needs root and /dev/fuse (the fuse kernel module) to make a real hung mount",
-        );
+    let fuse = open_fuse();
     let dir = temp_dir();
     let hung = dir.path().join("hung");
     std::fs::create_dir_all(&hung).unwrap();
