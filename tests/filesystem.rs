@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{metric, must, temp_dir, write, Exporter};
+use common::{collector_success as success, metric, must, temp_dir, write, Exporter};
 
 /// The exporter, started in a mount namespace of its own where `mountpoint` is a FUSE mount served
 /// by `fuse` (an open /dev/fuse): nobody reads it, so every call on the mount waits until `fuse`
@@ -107,13 +107,6 @@ fn a_hung_mount_is_skipped_while_host_and_other_mounts_keep_flowing() {
     );
     let hung_mount = [("mountpoint", hung_at)];
     let healthy_mount = [("mountpoint", healthy_at)];
-    let success = |text: &str, collector: &str| {
-        must(
-            text,
-            "stack_scrape_collector_success",
-            &[("collector", collector)],
-        )
-    };
     let stuck_lines = |log: &str| {
         log.lines()
             .filter(|l| l.contains(&format!("filesystem {hung_at}: statvfs did not return")))
@@ -235,13 +228,6 @@ fn an_access_log_on_a_hung_mount_fails_its_collector_alone_and_is_followed_once_
             "--web.max-scrape-timeout=2s",
         ],
     );
-    let success = |text: &str, collector: &str| {
-        must(
-            text,
-            "stack_scrape_collector_success",
-            &[("collector", collector)],
-        )
-    };
     for scrape in 0..3 {
         let started = Instant::now();
         let text = exporter.scrape();

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{must, require, wait_for, wait_for_port, Exporter, Guard};
+use common::{
+    collector_success as success, must, require, wait_for, wait_for_port, Exporter, Guard,
+};
 
 const WSGI_APP: &str = r#"
 import time
@@ -412,14 +414,6 @@ fn nginx_log_that_does_not_exist_yet_is_followed_from_its_start() {
 
 fn file_error(text: &str, reason: &str) -> f64 {
     must(text, "stack_nginx_log_file_error", &[("reason", reason)])
-}
-
-fn success(text: &str, collector: &str) -> f64 {
-    must(
-        text,
-        "stack_scrape_collector_success",
-        &[("collector", collector)],
-    )
 }
 
 fn mkfifo(path: &Path) {

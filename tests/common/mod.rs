@@ -294,6 +294,15 @@ pub fn must(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
     metric(text, name, want).unwrap_or_else(|| panic!("no {name}{want:?} in:\n{text}"))
 }
 
+/// `stack_scrape_collector_success` of one collector: 1 if it ran to the end in that scrape.
+pub fn collector_success(text: &str, collector: &str) -> f64 {
+    must(
+        text,
+        "stack_scrape_collector_success",
+        &[("collector", collector)],
+    )
+}
+
 /// A fresh temporary directory kept for the test's life.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
