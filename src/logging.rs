@@ -177,16 +177,28 @@ macro_rules! warn_throttled {
 pub struct Condition(Mutex<Option<String>>);
 
 impl Condition {
-    /// Records the current state; returns true if it changed (and was logged).
+    /// Records the current state; returns true if it changed (and was logged, as a warning).
     #[track_caller]
     pub fn set(&self, what: &str, now: Option<String>) -> bool {
+        self.record(log::Level::Warn, what, now, "recovered")
+    }
+
+    /// As [`Condition::set`], for a mode that is a choice rather than a failure (a figure made
+    /// less often where making it is costly): logged as information, both ways.
+    #[track_caller]
+    pub fn note(&self, what: &str, now: Option<String>, ended: &str) -> bool {
+        self.record(log::Level::Info, what, now, ended)
+    }
+
+    #[track_caller]
+    fn record(&self, level: log::Level, what: &str, now: Option<String>, ended: &str) -> bool {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if *state == now {
             return false;
         }
         match &now {
-            Some(why) => log::warn!(target: &caller_module(), "{what}: {why}"),
-            None => log::info!(target: &caller_module(), "{what}: recovered"),
+            Some(why) => log::log!(target: &caller_module(), level, "{what}: {why}"),
+            None => log::info!(target: &caller_module(), "{what}: {ended}"),
         }
         *state = now;
         true

@@ -539,6 +539,23 @@ pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
         .collect()
 }
 
+/// The TCP sockets in the kernel's tables from /proc/net/sockstat's `TCP:` line: `alloc` (every
+/// TCP socket of the host, all network namespaces) plus `tw` (this namespace's TIME-WAIT ones,
+/// which sit in the same established-connections table a sock_diag dump walks).
+pub fn parse_sockstat_tcp_sockets(text: &str) -> Option<u64> {
+    let fields = text.lines().find_map(|l| l.strip_prefix("TCP:"))?;
+    let mut words = fields.split_whitespace();
+    let (mut alloc, mut tw) = (None, None);
+    while let (Some(name), Some(value)) = (words.next(), words.next()) {
+        match name {
+            "alloc" => alloc = value.parse::<u64>().ok(),
+            "tw" => tw = value.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    alloc?.checked_add(tw.unwrap_or(0))
+}
+
 /// One counter of /proc/net/snmp or /proc/net/netstat, where each section is a line of names
 /// (`Tcp: RtoAlgorithm RtoMin ...`) followed by a line of values (`Tcp: 1 200 ...`).
 pub fn snmp_counter(text: &str, section: &str, name: &str) -> Option<u64> {
@@ -568,6 +585,19 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap()
+    }
+
+    #[test]
+    fn sockstat_gives_the_tcp_sockets_in_the_tables() {
+        let text = "sockets: used 32\nTCP: inuse 11 orphan 0 tw 9675 alloc 14 mem 161\nUDP: inuse 0 mem 0\n";
+        assert_eq!(parse_sockstat_tcp_sockets(text), Some(9689));
+        assert_eq!(
+            parse_sockstat_tcp_sockets("TCP: inuse 1 alloc 3\n"),
+            Some(3)
+        );
+        assert_eq!(parse_sockstat_tcp_sockets("TCP: inuse 1 tw 2\n"), None);
+        assert_eq!(parse_sockstat_tcp_sockets("TCP: alloc x tw 1\n"), None);
+        assert_eq!(parse_sockstat_tcp_sockets("UDP: inuse 0\n"), None);
     }
 
     #[test]

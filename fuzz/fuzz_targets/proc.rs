@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = proc::parse_pressure(&text);
     let _ = proc::parse_diskstats(&text);
     let _ = proc::parse_net_dev(&text);
+    let _ = proc::parse_sockstat_tcp_sockets(&text);
     let _ = proc::snmp_counter(&text, "TcpExt", "ListenOverflows");
     let _ = proc::snmp_counter(&text, "Tcp", "RetransSegs");
 });

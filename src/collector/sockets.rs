@@ -55,6 +55,7 @@ use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
 use holders::{Holders, Member};
 use kept::KeptCounts;
+use kept::{COSTLY, COSTLY_HOST_SOCKETS};
 pub use namespace::{parse_tcp_table, parse_unix_table, UnixSocket};
 use namespace::{Address, ListenSocket, Namespace, Owner};
 
@@ -82,6 +83,8 @@ pub struct Sockets {
     services: Arc<Services>,
     /// Logged once while some services' processes cannot be read.
     unreadable: Condition,
+    /// Logs when connection counts start and stop being kept.
+    kept_counts: Condition,
     /// Which processes hold which listeners, from the previous scrapes.
     holders: Mutex<Holders>,
     /// Costly connection counts, kept for up to `connections_max_age`.
@@ -187,6 +190,7 @@ impl Sockets {
             procfs,
             services,
             unreadable: Condition::default(),
+            kept_counts: Condition::default(),
             holders: Mutex::new(Holders::default()),
             kept: Mutex::new(KeptCounts::default()),
             connections_max_age,
@@ -293,7 +297,8 @@ impl Sockets {
             })
             .collect();
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        let now = (Instant::now(), self.connections_max_age);
+        let host_sockets = self.host_tcp_sockets();
         for namespace in &mut processes.namespaces {
             let mut owned = Vec::new();
             for listener in &namespace.listeners {
@@ -306,7 +311,7 @@ impl Sockets {
             let link = namespace.link.clone();
             let counted = |path: &str| !is_control_socket(path);
             let count = || namespace.connections(owners, counted);
-            let (connections, age) = kept.get(&link, owned, now, self.connections_max_age, count);
+            let (connections, age) = kept.get(&link, owned, now, host_sockets, count);
             for ((service, instance), n) in connections {
                 found[service].connections[instance] += n;
                 found[service].connections_age = found[service].connections_age.max(age);
@@ -314,7 +319,28 @@ impl Sockets {
         }
         let namespaces = &processes.namespaces;
         kept.retain(|link| namespaces.iter().any(|ns| &ns.link == link));
+        self.log_kept(kept.any_costly());
         found
+    }
+
+    /// The host's TCP sockets, which every connection count walks (see [`kept`]); None when
+    /// /proc/net/sockstat cannot be read, and counts are then made every scrape.
+    fn host_tcp_sockets(&self) -> Option<u64> {
+        let text = self.procfs.read("net/sockstat").ok()?;
+        crate::proc::parse_sockstat_tcp_sockets(&text)
+    }
+
+    /// One line when counts start being kept (the figures are then up to max-age old), one
+    /// when they are made every scrape again.
+    fn log_kept(&self, costly: bool) {
+        let max_age = self.connections_max_age;
+        let why = (costly && !max_age.is_zero()).then(|| {
+            format!(
+                "counting connections is costly here ({COSTLY}+ connections to the services, or                  {COSTLY_HOST_SOCKETS}+ TCP sockets on the host): each count is kept up to                  {max_age:?} (stack_service_connections_age_seconds;                  --collector.sockets.connections-max-age)"
+            )
+        });
+        let again = "connection counts are made every scrape again";
+        self.kept_counts.note("sockets collector", why, again);
     }
 
     /// One line when some services' processes start being unreadable, one when all are readable.
