@@ -84,9 +84,10 @@ struct Flags {
     #[arg(long = "collector.services.pss-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pss_max_age: Duration,
 
-    /// How long a count of 1000 or more connections in a network namespace (about 1 ms of kernel
-    /// time per 1000) is reused before it is made again; smaller counts are made on every
-    /// scrape, and 0s counts on every scrape whatever the cost.
+    /// How long a costly connection count is reused before it is made again: one of 1000 or more
+    /// connections in a network namespace, or one made while the host has 4000 or more TCP
+    /// sockets (each count walks them all: about 1 ms of kernel time per 4000); other counts are
+    /// made on every scrape, and 0s counts on every scrape whatever the cost.
     #[arg(long = "collector.sockets.connections-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     connections_max_age: Duration,
 }
