@@ -271,6 +271,38 @@ def connection_scenario(args, tmp, children):
                 child.wait()
 
 
+def unrelated_scenario(args, tmp, children):
+    """Scrape cost of counting a watched Redis's 5 connections while the host holds 0, 1000 and
+    10000 connections nobody watches: every count walks all of the host's TCP sockets."""
+    counts = [int(c) for c in args.connections.split(",")]
+    binaries = [("stack_exporter", args.binary)] + ([("baseline", args.baseline)] if args.baseline else [])
+    redis, redis_port = start_redis(tmp, 100)
+    children.append(redis)
+    other_dir = os.path.join(tmp, "unwatched")
+    os.makedirs(other_dir, exist_ok=True)
+    other, other_port = start_redis(other_dir, max(counts) + 100)
+    children.append(other)
+    config = redis_only_config(tmp, redis_port)
+    argv = [f"--config.file={config}", f"--collector.services.pss-max-age={args.pss_max_age}"]
+    print(f"\nscrape cost of 5 watched connections beside unrelated ones (default collectors, Redis "
+          f"the only watched service, {args.connection_scrapes} scrapes):")
+    for count in counts:
+        with Connections(redis_port, 5), Connections(other_port, count):
+            for name, binary in binaries:
+                port = free_port()
+                child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *argv])
+                children.append(child)
+                wait_port(port)
+                row = measure(name, child.pid, port, args.connection_scrapes)
+                body = scrape(port).decode()
+                counted = re.search(r'^stack_service_connections\{service="redis"\} (\S+)$', body, re.M)
+                print(f"  {count:>6} unrelated: {name:<15} CPU {row['cpu_ms']:6.2f} ms/scrape "
+                      f"({row['kernel_ms']:5.2f} in the kernel), p50 {row['p50_ms']:6.2f} ms, "
+                      f"p99 {row['p99_ms']:6.2f} ms (counted {counted.group(1) if counted else '?'} of 5)")
+                child.terminate()
+                child.wait()
+
+
 def raise_fd_limit(needed):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < needed:
@@ -502,7 +534,7 @@ def main():
     parser.add_argument("--binary", default="target/release/stack_exporter")
     parser.add_argument("--scrapes", type=int, default=500)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 1000/3000 process runs")
-    parser.add_argument("--only", choices=["side", "footprint", "processes", "connections", "storm"], action="append",
+    parser.add_argument("--only", choices=["side", "footprint", "processes", "connections", "unrelated", "storm"], action="append",
                         help="run only these parts (repeatable); all of them by default")
     parser.add_argument("--connections", default="0,1000,10000",
                         help="established connections to measure at (comma-separated)")
@@ -520,7 +552,7 @@ def main():
     parser.add_argument("--baseline", metavar="BINARY",
                         help="an older stack_exporter build measured beside this one (before/after)")
     args = parser.parse_args()
-    parts = set(args.only or ["side", "footprint", "processes", "connections", "storm"])
+    parts = set(args.only or ["side", "footprint", "processes", "connections", "unrelated", "storm"])
     if args.no_scaling:
         parts.discard("processes")
     # Both ends of the storm's connections are on this host: the exporter inherits this limit.
@@ -583,6 +615,8 @@ def main():
                     s.wait()
             if "connections" in parts:
                 connection_scenario(args, tmp, children)
+            if "unrelated" in parts:
+                unrelated_scenario(args, tmp, children)
             if "storm" in parts:
                 storm_scenario(args, children)
         finally:
