@@ -5,7 +5,8 @@
 //! far less often than connections, and only listeners are needed (a connection belongs to the
 //! listener that accepted it), so a process's fds are read when it is first seen, and the
 //! processes of a namespace again when a listener appears there that no read process held: those
-//! with small fd tables at once, the others at most once a minute ([`REREAD_INTERVAL`]). On a
+//! with small fd tables at once (once per such listener, not on every scrape it stays unknown),
+//! the others at most once a minute ([`REREAD_INTERVAL`]). On a
 //! busy host other programs open listeners all the time (a test suite, a CI runner), and each
 //! would otherwise cost a read of every service process's whole fd table, 10 000 readlinks for a
 //! server holding 10 000 connections. A reloading server is seen at once anyway: its new workers
@@ -56,6 +57,9 @@ pub struct Holders {
     unheld: HashSet<u64>,
     /// When each namespace's processes were last read again for an unknown listener.
     reread: HashMap<PathBuf, Instant>,
+    /// Unknown listeners already looked for in the small fd tables since the last whole read:
+    /// they are looked for again only in the next whole one, not in every scrape's small ones.
+    searched_small: HashSet<u64>,
 }
 
 impl Holders {
@@ -89,8 +93,12 @@ impl Holders {
         }
         for (ns, listens) in listening.iter().enumerate() {
             let held: HashSet<u64> = self.held_inodes().collect();
-            let unknown = |inode: &u64| !held.contains(inode) && !self.unheld.contains(inode);
-            let Some(&inode) = listens.iter().find(|&inode| unknown(inode)) else {
+            let unknown: Vec<u64> = listens
+                .iter()
+                .filter(|inode| !held.contains(inode) && !self.unheld.contains(inode))
+                .copied()
+                .collect();
+            let Some(&inode) = unknown.first() else {
                 continue;
             };
             let link = &namespaces[ns].link;
@@ -98,6 +106,9 @@ impl Holders {
                 .reread
                 .get(link)
                 .is_none_or(|&at| now >= at + REREAD_INTERVAL);
+            if !whole && unknown.iter().all(|i| self.searched_small.contains(i)) {
+                continue;
+            }
             log::debug!(
                 "listener {inode} in {} held by no service process read so far: reading the fds \
                  of the namespace's service processes{}",
@@ -115,9 +126,14 @@ impl Holders {
                 let held: HashSet<u64> = self.held_inodes().collect();
                 self.unheld
                     .extend(listens.iter().filter(|inode| !held.contains(inode)));
+                self.searched_small.retain(|inode| !listens.contains(inode));
+            } else {
+                self.searched_small.extend(unknown);
             }
         }
         self.unheld
+            .retain(|inode| listening.iter().any(|l| l.contains(inode)));
+        self.searched_small
             .retain(|inode| listening.iter().any(|l| l.contains(inode)));
         self.reread
             .retain(|link, _| namespaces.iter().any(|ns| &ns.link == link));
@@ -272,10 +288,24 @@ mod tests {
         holders.update(&proc.procfs(), &members, &ns(&[500, 600]), start);
         assert_eq!(holders.owners(&members).get(&600), Some(&(0, 0)));
 
-        // Another program's listener within the minute: not looked for yet; after it, looked
-        // for once, then remembered as nobody's.
+        // Another program's listener within the minute: looked for in the small fd tables once,
+        // and not again in every scrape's: a service process that came to hold it since (passed
+        // to it, or opened at the same inode) is seen in the minute's whole read.
         holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), start);
         assert!(!holders.unheld.contains(&700));
+        assert!(holders.searched_small.contains(&700));
+        proc.open(100, 6, 700);
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), start);
+        assert_eq!(holders.owners(&members).get(&700), None);
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), later);
+        assert_eq!(holders.owners(&members).get(&700), Some(&(0, 0)));
+        assert!(holders.searched_small.is_empty());
+
+        // Closed again, it is another program's listener: after the minute's whole read,
+        // remembered as nobody's.
+        proc.close(100, 6);
+        let later = later + REREAD_INTERVAL;
+        holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), later);
         holders.update(&proc.procfs(), &members, &ns(&[500, 600, 700]), later);
         assert!(holders.unheld.contains(&700));
         assert_eq!(holders.owners(&members).get(&700), None);
