@@ -377,7 +377,10 @@ impl Builder<'_> {
             let want = [("service", name.as_str())];
             let expected_instances = self.one("stack_service_expected_instances", &want);
             let budget = self.one("stack_service_memory_budget_bytes", &want);
-            if expected_instances.is_none() && budget.is_none() {
+            // Planned services, and budgeted ones that run (the monitoring stack); a service
+            // the config watches but does not run (`instances = 0`) shows only while it runs.
+            let up = self.one("stack_service_up", &want) == Some(1.0);
+            if expected_instances.is_none() && !(budget.is_some() && up) {
                 continue;
             }
             services.push(self.service(&name, readings, cpu));
@@ -401,7 +404,7 @@ impl Builder<'_> {
         let budget_ratio = budget.and_then(|b| ratio(memory, b));
         let cpu_budget =
             get("stack_service_cpu_budget_cores").or_else(|| self.one("stack_host_cpu_cores", &[]));
-        let cpu_cores = cpu.and_then(|window| {
+        let cpu_cores = cpu.filter(|_| up).and_then(|window| {
             let now = readings.current.service(name)?;
             let before = readings.previous?.service(name)?;
             Some(((now - before) / window.seconds).max(0.0))
@@ -532,7 +535,7 @@ impl Builder<'_> {
                 let want = [("target", target.as_str())];
                 let name = format!("{kind} {target} connections");
                 if self.one(up, &want) != Some(1.0) {
-                    rows.push(self.down(name, &target, &limits::DATABASE_DOWN));
+                    rows.push(self.down(name, &format!("{kind} {target}"), &limits::DATABASE_DOWN));
                     continue;
                 }
                 let used = self.figures.sum(connections, &want).unwrap_or(0.0);
@@ -548,7 +551,11 @@ impl Builder<'_> {
                     },
                     ratio,
                     limit: Some(1.0),
-                    level: self.judge(&target, &limits::DATABASE_POOL, exhausted),
+                    level: self.judge(
+                        &format!("{kind} {target}"),
+                        &limits::DATABASE_POOL,
+                        exhausted,
+                    ),
                     plan: "max 20 concurrent connections (A4, P6)".into(),
                 });
             }
@@ -559,22 +566,23 @@ impl Builder<'_> {
         rows
     }
 
-    fn down(&mut self, name: String, target: &str, limit: &'static Limit) -> Row {
+    fn down(&mut self, name: String, subject: &str, limit: &'static Limit) -> Row {
         Row {
             name,
             value: "does not answer".into(),
             ratio: None,
             limit: None,
-            level: self.judge(target, limit, true),
+            level: self.judge(subject, limit, true),
             plan: "must answer (A5)".into(),
         }
     }
 
     fn redis(&mut self, target: &str) -> Vec<Row> {
         let want = [("target", target)];
+        let subject = format!("Redis {target}");
         if self.one("stack_redis_up", &want) != Some(1.0) {
             let name = format!("Redis {target}");
-            return vec![self.down(name, target, &limits::REDIS_DOWN)];
+            return vec![self.down(name, &subject, &limits::REDIS_DOWN)];
         }
         let used = self
             .one("stack_redis_memory_used_bytes", &want)
@@ -592,7 +600,7 @@ impl Builder<'_> {
             },
             ratio: ratio(used, maxmemory),
             limit: None,
-            level: self.judge(target, &limits::REDIS_MAXMEMORY, unset),
+            level: self.judge(&subject, &limits::REDIS_MAXMEMORY, unset),
             plan: "maxmemory 512mb (C1; M3 budgets 128 MB)".into(),
         };
         let policy = self
@@ -607,7 +615,7 @@ impl Builder<'_> {
             value: policy.unwrap_or_else(|| "unknown".into()),
             ratio: None,
             limit: None,
-            level: self.judge(target, &limits::REDIS_POLICY, drift),
+            level: self.judge(&subject, &limits::REDIS_POLICY, drift),
             plan: "allkeys-lru (C1)".into(),
         };
         let mut rows = vec![memory, policy];
@@ -618,7 +626,7 @@ impl Builder<'_> {
                 value: format!("{length} tasks waiting"),
                 ratio: ratio(length, limits::CELERY_BACKLOG.at()),
                 limit: Some(1.0),
-                level: self.judge(target, &limits::CELERY_BACKLOG, over),
+                level: self.judge(&subject, &limits::CELERY_BACKLOG, over),
                 plan: format!(
                     "alert above {} (what the solo worker clears in 5 min)",
                     limits::CELERY_BACKLOG.at()
