@@ -57,6 +57,10 @@ pub struct Server {
 /// Seconds between the status page's own reloads.
 const PAGE_REFRESH_SECONDS: u32 = 15;
 
+/// A collection that ended this recently serves the status page as it is: a phone reloading the
+/// page between two Prometheus scrapes adds no collection.
+const PAGE_REUSE: Duration = Duration::from_secs(10);
+
 impl Server {
     pub fn new(scraper: Scraper, telemetry_path: String, default_timeout: Duration) -> Server {
         Server {
@@ -325,12 +329,18 @@ impl Server {
         response
     }
 
-    /// `/`: the status of a collection shared with the scrapes (a page load starts none while
-    /// one runs), rendered without the collectors' histograms and process lists.
+    /// `/`: the status of a collection shared with the scrapes (one that ended within
+    /// [`PAGE_REUSE`], or the one under way, or a new one), rendered without the collectors'
+    /// histograms and process lists.
     async fn status_page(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let timeout = negotiate::scrape_timeout(req.headers(), self.default_timeout);
-        let collect_for = timeout.max(MIN_COLLECTION_TIME.min(self.default_timeout));
-        let set = self.scraper.scrape(timeout, collect_for).await;
+        let set = match self.scraper.recent(PAGE_REUSE) {
+            Some(set) => set,
+            None => {
+                let timeout = negotiate::scrape_timeout(req.headers(), self.default_timeout);
+                let collect_for = timeout.max(MIN_COLLECTION_TIME.min(self.default_timeout));
+                self.scraper.scrape(timeout, collect_for).await
+            }
+        };
         let figures = Figures::from_set(&set);
         drop(set);
         let current = Counters::from_figures(&figures, Instant::now());
