@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 # makes its certificates with openssl and checks TLS with curl and openssl s_client. iproute2:
 # tests/three_hosts.rs makes network namespaces and veth links with `ip` (as root).
 # victoria-metrics: the remote_write store the dashboards and rules are checked on too.
+# chromium: tests/status.rs loads the status page in headless Chromium (DOM and screenshots).
 APT_PACKAGES=(nginx redis-server mariadb-server mariadb-client postgresql prometheus
-  prometheus-alertmanager docker-compose python3-yaml procps g++ curl openssl iproute2 victoria-metrics)
+  prometheus-alertmanager docker-compose python3-yaml procps g++ curl openssl iproute2 victoria-metrics
+  chromium)
 # Python packages: the application servers the tests start. packaging: kombu 5.7's Redis
 # transport imports it without declaring it, and a Celery worker on Redis dies without it.
 # setproctitle: tests/services.rs checks the matchers against the titles it gives Gunicorn and Celery;
@@ -24,7 +26,7 @@ PIP_PACKAGES=(gunicorn uvicorn celery redis packaging pyyaml setproctitle uvloop
 have_all_programs() {
   local program
   for program in nginx redis-server mariadbd mariadb-install-db promtool amtool docker-compose c++ curl openssl ip \
-    victoria-metrics \
+    victoria-metrics chromium \
     /usr/lib/postgresql/*/bin/initdb; do
     command -v "$program" >/dev/null 2>&1 || [ -x "$program" ] || PATH="$PATH:/usr/sbin" command -v "$program" >/dev/null 2>&1 || return 1
   done

@@ -1,5 +1,5 @@
 //! The HTTP server: `/metrics` (text format 0.0.4, or OpenMetrics when the scraper's Accept header
-//! asks for it, gzip when accepted), `/` a landing page, `/-/healthy`. At most
+//! asks for it, gzip when accepted), `/` the status page (`crate::status`), `/-/healthy`. At most
 //! `--web.max-connections` connections are open at once (see `connections`). With
 //! `--web.config.file`, TLS and basic authentication as exporter-toolkit gives them (see `web`).
 
@@ -13,8 +13,8 @@ pub mod webconfig;
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 use crate::collector::exporter::HTTP_STATS as STATS;
 use crate::metrics;
 use crate::scrape::Scraper;
+use crate::status::{self, Counters, Figures, Readings, Status};
 use crate::warn_throttled;
-use crate::VERSION;
 use connections::{Connections, Slot};
 use web::Web;
 
@@ -49,6 +49,27 @@ pub struct Server {
     pub telemetry_path: String,
     /// The longest a scrape may run when the scraper does not say how long it waits.
     pub default_timeout: Duration,
+    /// The CPU counters of the latest two collections a scrape or the page read: the page's CPU
+    /// use is measured from the earlier one to its own collection.
+    counters: Mutex<[Option<Counters>; 2]>,
+}
+
+/// Seconds between the status page's own reloads.
+const PAGE_REFRESH_SECONDS: u32 = 15;
+
+/// A collection that ended this recently serves the status page as it is: a phone reloading the
+/// page between two Prometheus scrapes adds no collection.
+const PAGE_REUSE: Duration = Duration::from_secs(10);
+
+impl Server {
+    pub fn new(scraper: Scraper, telemetry_path: String, default_timeout: Duration) -> Server {
+        Server {
+            scraper,
+            telemetry_path,
+            default_timeout,
+            counters: Mutex::new([None, None]),
+        }
+    }
 }
 
 /// Binds `address` (`:9488` means every interface, as in node_exporter), with an error that says
@@ -274,7 +295,7 @@ impl Server {
         }
         match req.uri().path() {
             path if path == self.telemetry_path => self.metrics(&req).await,
-            "/" => self.landing_page(),
+            "/" => self.status_page(&req).await,
             "/-/healthy" | "/-/ready" => text(StatusCode::OK, "OK\n"),
             _ => text(StatusCode::NOT_FOUND, "not found\n"),
         }
@@ -285,6 +306,7 @@ impl Server {
         let timeout = negotiate::scrape_timeout(headers, self.default_timeout);
         let collect_for = timeout.max(MIN_COLLECTION_TIME.min(self.default_timeout));
         let set = self.scraper.scrape(timeout, collect_for).await;
+        self.remember(Counters::from_set(&set, Instant::now()));
         let format = if negotiate::wants_openmetrics(headers) {
             metrics::Format::OpenMetrics
         } else {
@@ -307,34 +329,69 @@ impl Server {
         response
     }
 
-    fn landing_page(&self) -> Response<Full<Bytes>> {
-        let path = &self.telemetry_path;
+    /// `/`: the status of a collection shared with the scrapes (one that ended within
+    /// [`PAGE_REUSE`], or the one under way, or a new one), rendered without the collectors'
+    /// histograms and process lists.
+    async fn status_page(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let set = match self.scraper.recent(PAGE_REUSE) {
+            Some(set) => set,
+            None => {
+                let timeout = negotiate::scrape_timeout(req.headers(), self.default_timeout);
+                let collect_for = timeout.max(MIN_COLLECTION_TIME.min(self.default_timeout));
+                self.scraper.scrape(timeout, collect_for).await
+            }
+        };
+        let figures = Figures::from_set(&set);
+        drop(set);
+        let current = Counters::from_figures(&figures, Instant::now());
+        let previous = self.remember(current.clone());
+        let readings = Readings {
+            previous: previous.as_ref(),
+            current: &current,
+            now_unix: unix_now(),
+        };
+        let status = Status::build(&figures, &readings);
         // Every registered collector, running or not, so the page says what could be turned on.
         let running = self.scraper.collector_names();
-        let collectors: String = crate::collector::COLLECTORS
-            .iter()
-            .map(|spec| {
-                let state = if running.contains(&spec.name) {
-                    "on"
-                } else {
-                    "off"
-                };
-                format!("<li><b>{}</b> ({state}): {}</li>\n", spec.name, spec.help)
-            })
-            .collect();
-        let page = format!(
-            "<!DOCTYPE html>\n<html><head><title>stack_exporter</title></head><body>\n\
-             <h1>stack_exporter {VERSION}</h1>\n\
-             <p>Host, services against their planned budgets, databases and Redis, for one small web stack.</p>\n\
-             <p><a href=\"{path}\">Metrics</a></p>\n<p>Collectors:</p>\n<ul>\n{collectors}</ul>\n</body></html>\n"
-        );
-        let mut response = Response::new(Full::new(Bytes::from(page)));
+        let page = status::html::Page {
+            telemetry_path: &self.telemetry_path,
+            collectors: crate::collector::COLLECTORS
+                .iter()
+                .map(|spec| (spec.name, running.contains(&spec.name), spec.help))
+                .collect(),
+            refresh_seconds: PAGE_REFRESH_SECONDS,
+        };
+        let mut response =
+            Response::new(Full::new(Bytes::from(status::html::render(&status, &page))));
         response.headers_mut().insert(
             CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
         response
     }
+
+    /// Keeps `counters` as the latest reading and gives the one before it. A reading of the
+    /// collection already kept (a page load and a scrape share one), or less than a second after
+    /// it, replaces nothing: the rate is then measured from the reading before.
+    fn remember(&self, counters: Counters) -> Option<Counters> {
+        let mut kept = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let [before, latest] = &mut *kept;
+        let same = latest.as_ref().is_some_and(|l| {
+            l.host_total == counters.host_total
+                || counters.at.duration_since(l.at) < Duration::from_secs(1)
+        });
+        if same {
+            return before.clone();
+        }
+        *before = latest.replace(counters);
+        before.clone()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -368,11 +425,11 @@ mod tests {
             .build()
             .unwrap();
         let answer = runtime.block_on(async {
-            let server = Arc::new(Server {
-                scraper: Scraper::new(Vec::new()),
-                telemetry_path: "/metrics".to_string(),
-                default_timeout: Duration::from_secs(1),
-            });
+            let server = Arc::new(Server::new(
+                Scraper::new(Vec::new()),
+                "/metrics".to_string(),
+                Duration::from_secs(1),
+            ));
             let (mut client, io): (tokio::io::DuplexStream, _) = tokio::io::duplex(64 * 1024);
             tokio::spawn(serve_connection(server, io));
             client

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod proc;
 pub mod scrape;
 pub mod sockdiag;
+pub mod status;
 pub mod values;
 
 pub const DEFAULT_PORT: u16 = 9488;

@@ -22,6 +22,7 @@ use stack_exporter::{http, logging, scrape};
 struct Flags {
     /// Address to listen on; ":9488" means every interface.
     #[arg(
+        global = true,
         long = "web.listen-address",
         default_value = ":9488",
         value_name = "ADDRESS"
@@ -30,11 +31,12 @@ struct Flags {
 
     /// exporter-toolkit web config (YAML): TLS, basic auth, HTTP headers, as node_exporter reads
     /// it; certificates and users are re-read when their files change. See docs/security.md.
-    #[arg(long = "web.config.file", value_name = "FILE")]
+    #[arg(global = true, long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
 
     /// Path under which to expose metrics.
     #[arg(
+        global = true,
         long = "web.telemetry-path",
         default_value = "/metrics",
         value_name = "PATH"
@@ -43,7 +45,7 @@ struct Flags {
 
     /// TOML config file: profile, budget and service overrides, database targets. Without it the
     /// built-in vps-2gb profile runs.
-    #[arg(long = "config.file", value_name = "FILE")]
+    #[arg(global = true, long = "config.file", value_name = "FILE")]
     config_file: Option<PathBuf>,
 
     /// Check the config file, print the resolved services and exit.
@@ -51,27 +53,47 @@ struct Flags {
     config_check: bool,
 
     /// procfs mountpoint (the host's /proc when running in a container).
-    #[arg(long = "path.procfs", default_value = "/proc", value_name = "PATH")]
+    #[arg(
+        global = true,
+        long = "path.procfs",
+        default_value = "/proc",
+        value_name = "PATH"
+    )]
     procfs: PathBuf,
 
     /// sysfs mountpoint: the services' memory cgroups are read under PATH/fs/cgroup.
-    #[arg(long = "path.sysfs", default_value = "/sys", value_name = "PATH")]
+    #[arg(
+        global = true,
+        long = "path.sysfs",
+        default_value = "/sys",
+        value_name = "PATH"
+    )]
     sysfs: PathBuf,
 
     /// Where the host's root filesystem is mounted; filesystem sizes are read under it.
-    #[arg(long = "path.rootfs", default_value = "/", value_name = "PATH")]
+    #[arg(
+        global = true,
+        long = "path.rootfs",
+        default_value = "/",
+        value_name = "PATH"
+    )]
     rootfs: PathBuf,
 
     /// Only log messages with this severity or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(global = true, long = "log.level", value_enum, default_value = "info")]
     log_level: logging::LevelName,
 
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        global = true,
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt"
+    )]
     log_format: logging::Format,
 
     /// Longest a scrape may take when the scraper sends no X-Prometheus-Scrape-Timeout-Seconds.
-    #[arg(long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_positive_duration, value_name = "DURATION")]
+    #[arg(global = true, long = "web.max-scrape-timeout", default_value = "10s", value_parser = parse_positive_duration, value_name = "DURATION")]
     max_scrape_timeout: Duration,
 
     /// Most HTTP connections open at once. At the cap, a new connection closes the one that has
@@ -81,15 +103,56 @@ struct Flags {
 
     /// How long a process's PSS (from smaps_rollup, costly for big processes) is reused before it
     /// is read again; 0s reads it on every scrape. RSS and CPU are always read fresh.
-    #[arg(long = "collector.services.pss-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(global = true, long = "collector.services.pss-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pss_max_age: Duration,
 
     /// How long a costly connection count is reused before it is made again: one of 1000 or more
     /// connections in a network namespace, or one made while the host has 4000 or more TCP
     /// sockets (each count walks them all: about 1 ms of kernel time per 4000); other counts are
     /// made on every scrape, and 0s counts on every scrape whatever the cost.
-    #[arg(long = "collector.sockets.connections-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(global = true, long = "collector.sockets.connections-max-age", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     connections_max_age: Duration,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// The plan at a glance: host, services against their budgets, databases, Redis, exposure
+    /// and backups, from the running exporter (or, when none answers, one collection of its
+    /// own). Exits 2 when something is over an alert's threshold, 1 on an error.
+    Status(StatusFlags),
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusFlags {
+    /// The running exporter's metrics URL (http or https); by default from
+    /// --web.listen-address, --web.telemetry-path and the web config's TLS.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+
+    /// text (colour on a terminal unless NO_COLOR is set) or json.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+
+    /// Basic auth user for an exporter whose web config has users (by default its only user).
+    #[arg(long = "web.username", value_name = "USER")]
+    username: Option<String>,
+
+    /// File holding that user's password.
+    #[arg(long = "web.password-file", value_name = "FILE")]
+    password_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) to trust for an https exporter, besides the system's.
+    #[arg(long = "tls.ca-file", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
 }
 
 fn main() {
@@ -105,9 +168,16 @@ fn main() {
     let disabled = disabled_collectors(&matches);
     logging::init(flags.log_level, flags.log_format);
     collector::exporter::install_panic_hook();
-    if let Err(e) = run(flags, &disabled) {
-        log::error!("{e:#}");
-        std::process::exit(1);
+    let result = match flags.command {
+        Some(Command::Status(ref options)) => status_command(&flags, options, &disabled),
+        None => run(flags, &disabled).map(|()| 0),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            log::error!("{e:#}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -151,11 +221,11 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
         let collectors = build_collectors(&flags, config, disabled);
         let names: Vec<_> = collectors.iter().map(|c| c.name()).collect();
         log::info!("collectors: {}", names.join(", "));
-        let server = Arc::new(http::Server {
-            scraper: scrape::Scraper::new(collectors),
-            telemetry_path: flags.telemetry_path.clone(),
-            default_timeout: flags.max_scrape_timeout,
-        });
+        let server = Arc::new(http::Server::new(
+            scrape::Scraper::new(collectors),
+            flags.telemetry_path.clone(),
+            flags.max_scrape_timeout,
+        ));
         tokio::select! {
             result = http::serve(server, listener, flags.max_connections.into(), web) => result,
             () = shutdown_signal() => {
@@ -186,6 +256,108 @@ fn warn_if_over_fd_limit(max_connections: u64) {
     }
 }
 
+/// How long `stack_exporter status` waits for the exporter, and between its two readings (CPU
+/// use is a rate).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(15);
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `stack_exporter status`: two readings a second apart from the running exporter, or from
+/// collections of its own when nothing listens there; the status printed; 2 when something is
+/// over an alert's threshold.
+fn status_command(flags: &Flags, options: &StatusFlags, disabled: &[&str]) -> anyhow::Result<i32> {
+    use stack_exporter::status::{self, fetch, Counters, Figures, Readings, Status};
+    let web = flags
+        .web_config_file
+        .as_deref()
+        .map(http::web::Web::load)
+        .transpose()?;
+    let loaded = web.as_ref().map(|web| web.current());
+    let tls = loaded.as_ref().is_some_and(|l| l.acceptor.is_some());
+    let only_user = loaded
+        .as_ref()
+        .filter(|l| l.users.len() == 1)
+        .and_then(|l| l.users.keys().next().cloned());
+    let credentials = match (
+        &options.password_file,
+        options.username.clone().or(only_user),
+    ) {
+        (Some(file), Some(user)) => {
+            let password = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("--web.password-file {}: {e}", file.display()))?;
+            Some((user, password.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        (Some(_), None) => anyhow::bail!("--web.password-file needs --web.username"),
+        (None, _) => None,
+    };
+    let source = fetch::Source {
+        url: options.url.clone().unwrap_or_else(|| {
+            fetch::url_for_listen_address(&flags.listen_address, &flags.telemetry_path, tls)
+        }),
+        credentials,
+        ca_file: options.ca_file.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (previous, current, figures) = runtime.block_on(async {
+        match fetch::get(&source, STATUS_TIMEOUT).await {
+            Ok(first) => {
+                let previous = Counters::from_figures(
+                    &Figures::from_exposition(&first),
+                    std::time::Instant::now(),
+                );
+                drop(first);
+                tokio::time::sleep(STATUS_INTERVAL).await;
+                let second = fetch::get(&source, STATUS_TIMEOUT)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                let figures = Figures::from_exposition(&second);
+                let current = Counters::from_figures(&figures, std::time::Instant::now());
+                Ok::<_, anyhow::Error>((previous, current, figures))
+            }
+            Err(fetch::FetchError::Unreachable(why)) => {
+                eprintln!("no exporter answers ({why}); collecting here instead");
+                let mut config = config::load(flags.config_file.as_deref())?;
+                collector::target::add_env_targets(&mut config, |var| std::env::var(var).ok())
+                    .map_err(anyhow::Error::msg)?;
+                let scraper = scrape::Scraper::new(build_collectors(flags, config, disabled));
+                let timeout = flags.max_scrape_timeout;
+                let first = scraper.scrape(timeout, timeout).await;
+                let previous = Counters::from_set(&first, std::time::Instant::now());
+                drop(first);
+                tokio::time::sleep(STATUS_INTERVAL).await;
+                let second = scraper.scrape(timeout, timeout).await;
+                let current = Counters::from_set(&second, std::time::Instant::now());
+                Ok((previous, current, Figures::from_set(&second)))
+            }
+            Err(e) => Err(anyhow::Error::msg(e)),
+        }
+    })?;
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let readings = Readings {
+        previous: Some(&previous),
+        current: &current,
+        now_unix,
+    };
+    let status = Status::build(&figures, &readings);
+    let text = match options.output {
+        Output::Json => status::text::json(&status),
+        Output::Text => {
+            use std::io::IsTerminal;
+            let no_color = std::env::var("NO_COLOR").ok();
+            let style =
+                status::text::Style::detect(std::io::stdout().is_terminal(), no_color.as_deref());
+            status::text::render(&status, style)
+        }
+    };
+    print!("{text}");
+    Ok(if status.alerting() { 2 } else { 0 })
+}
+
 /// `--collector.NAME` and `--no-collector.NAME` for every registered collector, as node_exporter
 /// spells them; the later of the two wins. Only the positive one is listed in `--help`.
 fn with_collector_flags(mut command: clap::Command) -> clap::Command {
@@ -205,6 +377,7 @@ fn with_collector_flags(mut command: clap::Command) -> clap::Command {
                 Arg::new(on)
                     .long(on)
                     .action(ArgAction::SetTrue)
+                    .global(true)
                     .overrides_with(off)
                     .help(format!(
                         "The {} collector: {} ({when}; --{off} turns it off).",
@@ -215,6 +388,7 @@ fn with_collector_flags(mut command: clap::Command) -> clap::Command {
                 Arg::new(off)
                     .long(off)
                     .action(ArgAction::SetTrue)
+                    .global(true)
                     .overrides_with(on)
                     .hide(true),
             );

@@ -85,6 +85,24 @@ impl MetricSet {
         }
     }
 
+    /// The plain-number samples of the family `name` (none for a histogram), for readers of a
+    /// collection such as the status page.
+    pub fn numbers<'a>(&'a self, name: &str) -> impl Iterator<Item = (&'a Labels, f64)> + 'a {
+        let family = self.families.iter().find(|f| f.name == name);
+        family
+            .into_iter()
+            .flat_map(|f| f.samples.iter())
+            .filter_map(|s| match &s.value {
+                Value::Number(n) => Some((&s.labels, *n)),
+                Value::Histogram(_) => None,
+            })
+    }
+
+    /// The names of the families, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.families.iter().map(|f| f.name.as_str())
+    }
+
     /// The value of the first sample of `name` whose labels include all of `want`.
     #[cfg(test)]
     pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {

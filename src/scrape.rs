@@ -28,6 +28,8 @@ struct Shared {
     running: Vec<Arc<Running>>,
     /// The latest collection: its result once it has ended, `None` while it runs.
     latest: Mutex<Option<Collection>>,
+    /// When the latest collection ended.
+    ended_at: Mutex<Option<Instant>>,
 }
 
 /// A collection stops its collectors at its deadline and then gathers what they gave: the scraper
@@ -44,6 +46,7 @@ impl Scraper {
                 running: collectors.iter().map(|_| Arc::default()).collect(),
                 collectors: collectors.into_iter().map(Arc::new).collect(),
                 latest: Mutex::new(None),
+                ended_at: Mutex::new(None),
             }),
         }
     }
@@ -79,6 +82,22 @@ impl Scraper {
         Arc::new(self.shared.unanswered())
     }
 
+    /// The result of the latest collection if it ended within `max_age`: a reader that can take
+    /// figures a few seconds old (the status page) starts no collection of its own.
+    pub fn recent(&self, max_age: Duration) -> Option<Arc<MetricSet>> {
+        let ended_at = *self
+            .shared
+            .ended_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if ended_at?.elapsed() > max_age {
+            return None;
+        }
+        let latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let set = latest.as_ref()?.borrow().clone();
+        set
+    }
+
     /// The collection under way, or a new one when none is.
     fn join_or_start(&self, collect_for: Duration) -> Collection {
         let mut latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
@@ -91,6 +110,7 @@ impl Scraper {
         let deadline = Instant::now() + collect_for;
         tokio::spawn(async move {
             let set = shared.collect_all(deadline).await;
+            *shared.ended_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
             result.send_replace(Some(Arc::new(set)));
         });
         collection
@@ -246,6 +266,32 @@ mod tests {
             "stack_scrape_collector_success",
             &[("collector", collector)],
         )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recent_collection_is_reused_and_an_old_one_is_not() {
+        let scraper = Scraper::new(vec![Collector::new(
+            "fine",
+            Work::blocking((), |_: &(), _| Ok(MetricSet::default())),
+        )]);
+        assert!(
+            scraper.recent(Duration::from_secs(60)).is_none(),
+            "none yet"
+        );
+        let timeout = Duration::from_secs(5);
+        let set = scraper.scrape(timeout, timeout).await;
+        let reused = scraper
+            .recent(Duration::from_secs(60))
+            .expect("a recent one");
+        assert!(
+            Arc::ptr_eq(&set, &reused),
+            "the same collection, not a new one"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            scraper.recent(Duration::from_millis(10)).is_none(),
+            "too old"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,30 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::servers::{start_celery, write_celery_app, RedisServer};
+use common::servers::{start_celery, start_gunicorn, write_celery_app, RedisServer, WSGI_APP};
 use common::{must, require, temp_dir, wait_for, wait_for_port, write, Exporter, Guard};
-
-const WSGI_APP: &str = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n";
-
-/// A Gunicorn named `name` (`--name`): its command line shows the name, and so does the title
-/// setproctitle gives it (`gunicorn: master [name]`), so tests match it by that name.
-fn start_gunicorn(dir: &Path, workers: u32, name: &str) -> (Guard, u16) {
-    require("python3", "apt-get install python3");
-    let port = common::free_port();
-    write(&dir.join("app.py"), WSGI_APP);
-    let guard = Guard::spawn(
-        Command::new("python3")
-            .args(["-m", "gunicorn", "--name", name, "--chdir"])
-            .arg(dir)
-            .args(["--workers", &workers.to_string(), "--bind"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("app:app")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    wait_for_port(port, Duration::from_secs(20));
-    (guard, port)
-}
 
 fn start_nginx(dir: &Path) -> (Guard, u16) {
     let nginx = require("nginx", "apt-get install nginx");

@@ -37,11 +37,11 @@ fn server() -> Arc<Server> {
     static SERVER: OnceLock<Arc<Server>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            Arc::new(Server {
-                scraper: Scraper::new(vec![]),
-                telemetry_path: "/metrics".to_string(),
-                default_timeout: Duration::from_secs(1),
-            })
+            Arc::new(Server::new(
+                Scraper::new(vec![]),
+                "/metrics".to_string(),
+                Duration::from_secs(1),
+            ))
         })
         .clone()
 }

@@ -14,7 +14,7 @@ use std::fmt;
 
 mod config;
 mod rounds;
-mod tls;
+pub mod tls;
 pub use config::{
     add_env_target, add_env_targets, check_unique, mysql_targets, postgres_targets, redis_targets,
     DbTargetLayer, Kind, MysqlUrl, PostgresUrl, RedisTargetLayer, RedisUrl, SecretUrl, Target,

@@ -24,6 +24,30 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
+/// The smallest WSGI app: `ok` to every request.
+pub const WSGI_APP: &str = "def app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n";
+
+/// A Gunicorn named `name` (`--name`) with `workers` workers, serving [`WSGI_APP`] from `dir`:
+/// its command line shows the name, and so does the title setproctitle gives it
+/// (`gunicorn: master [name]`), so tests match it by that name.
+pub fn start_gunicorn(dir: &Path, workers: u32, name: &str) -> (Guard, u16) {
+    require("python3", "apt-get install python3");
+    let port = free_port();
+    std::fs::write(dir.join("app.py"), WSGI_APP).unwrap();
+    let guard = Guard::spawn(
+        Command::new("python3")
+            .args(["-m", "gunicorn", "--name", name, "--chdir"])
+            .arg(dir)
+            .args(["--workers", &workers.to_string(), "--bind"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("app:app")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_for_port(port, Duration::from_secs(20));
+    (guard, port)
+}
+
 /// A TCP port that accepts connections (the kernel completes the handshake into the backlog) and
 /// never says a word: a server that hangs.
 pub struct SilentListener {
