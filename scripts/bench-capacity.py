@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -168,8 +167,10 @@ def run(binary, hosts, minutes):
                                 f"--storage.tsdb.path={tmp}/tsdb",
                                 f"--web.listen-address=127.0.0.1:{port}"])
             wait_ready(port)
-            time.sleep(minutes * 60)
-            return measure(port, prom.pid, exporters, hosts, minutes, interval, per_role)
+            timeline = rss_over(prom.pid, minutes * 60)
+            result = measure(port, prom.pid, exporters, hosts, minutes, interval, per_role)
+            result["rss_timeline"] = timeline
+            return result
         finally:
             if prom:
                 prom.terminate()
@@ -178,6 +179,15 @@ def run(binary, hosts, minutes):
                 process.terminate()
             for process, _, _ in exporters:
                 process.wait(30)
+
+
+def rss_over(pid, seconds):
+    """Prometheus's RSS once a minute while it runs: its head grows as chunks fill."""
+    timeline, start = [], time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        time.sleep(min(60.0, seconds - elapsed))
+        timeline.append((round((time.monotonic() - start) / 60, 1), bench.rss_bytes(pid)))
+    return timeline
 
 
 def measure(port, pid, exporters, hosts, minutes, interval, per_role):
@@ -235,6 +245,7 @@ def report(r):
     print(f"scrape duration        avg {r['scrape_avg_s'] * 1000:.1f} ms, max {r['scrape_max_s'] * 1000:.1f} ms")
     print(f"Prometheus RSS         {r['prom_rss'] / mb:.0f} MB (peak {r['prom_peak'] / mb:.0f} MB, "
           f"Go heap in use {r['prom_heap'] / mb:.0f} MB): {r['prom_rss'] / hosts / mb:.2f} MB per host")
+    print("Prometheus RSS by minute " + ", ".join(f"{m:g}: {rss / mb:.0f}" for m, rss in r["rss_timeline"]))
     print(f"exporters' RSS         {r['exporters_rss'] / mb:.0f} MB in all, "
           f"{r['exporters_rss'] / hosts / mb:.1f} MB each")
 
@@ -257,6 +268,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=3.0, help="how long Prometheus runs per N")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each N's figures as soon as they are measured
     if not os.access(args.binary, os.X_OK):
         raise SystemExit(f"{args.binary}: not an executable (cargo build --release)")
     print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; exporters watch this host")
