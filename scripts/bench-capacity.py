@@ -167,9 +167,12 @@ def run(binary, hosts, minutes):
                                 f"--storage.tsdb.path={tmp}/tsdb",
                                 f"--web.listen-address=127.0.0.1:{port}"])
             wait_ready(port)
+            cpu_before = sum(bench.cpu_seconds(p.pid) for p, _, _ in exporters)
             timeline = rss_over(prom.pid, minutes * 60)
             result = measure(port, prom.pid, exporters, hosts, minutes, interval, per_role)
             result["rss_timeline"] = timeline
+            result["exporters_cores"] = (sum(bench.cpu_seconds(p.pid) for p, _, _ in exporters)
+                                         - cpu_before) / (minutes * 60)
             return result
         finally:
             if prom:
@@ -201,6 +204,8 @@ def measure(port, pid, exporters, hosts, minutes, interval, per_role):
         "interval": interval["scrape_interval"],
         "up": scalar(port, f"sum(up{{{stack}}})"),
         "head_series": scalar(port, "prometheus_tsdb_head_series"),
+        "top": [(m["__name__"], v) for m, v in
+                query(port, f'topk(6, count by (__name__) ({{{stack}}}))')],
         "own_series": scalar(port, 'count({job="prometheus"})'),
         "scraped_per_host": scalar(port, f"avg(scrape_samples_scraped{{{stack}}})"),
         "recorded": scalar(port, 'count({__name__=~".+:.+"}) or vector(0)'),
@@ -215,6 +220,7 @@ def measure(port, pid, exporters, hosts, minutes, interval, per_role):
         "evaluations": scalar(port, "max(prometheus_rule_group_iterations_total)"),
         "scrape_avg_s": scalar(port, f"avg(avg_over_time(scrape_duration_seconds{{{stack}}}[{window}]))"),
         "scrape_max_s": scalar(port, f"max(max_over_time(scrape_duration_seconds{{{stack}}}[{window}]))"),
+        "prom_cores": scalar(port, f'rate(process_cpu_seconds_total{{job="prometheus"}}[{window}])'),
         "prom_rss": bench.rss_bytes(pid),
         "prom_peak": peak_rss(pid),
         "prom_heap": scalar(port, 'go_memstats_heap_inuse_bytes{job="prometheus"}'),
@@ -237,6 +243,8 @@ def report(r):
     print(f"series in the head     {r['head_series']:.0f}: {r['own_series']:.0f} of Prometheus's own job, "
           f"{r['recorded']:.0f} recorded by rules, {r['alerts']:.0f} firing alerts; "
           f"{(r['head_series'] - r['own_series']) / hosts:.0f} per host without Prometheus's own")
+    print("most series per host   " + ", ".join(f"{name} {n / hosts:.0f}" for name, n in
+                                       sorted(r["top"], key=lambda t: -t[1])))
     print(f"scraped per host       {r['scraped_per_host']:.0f} samples  (one scrape: "
           + ", ".join(f"{role} {n}" for role, n in r["per_role"].items()) + ")")
     print(f"rule evaluation        {r['rules_sum_s'] * 1000:.1f} ms all groups (max in the run "
@@ -248,6 +256,8 @@ def report(r):
     print("Prometheus RSS by minute " + ", ".join(f"{m:g}: {rss / mb:.0f}" for m, rss in r["rss_timeline"]))
     print(f"exporters' RSS         {r['exporters_rss'] / mb:.0f} MB in all, "
           f"{r['exporters_rss'] / hosts / mb:.1f} MB each")
+    print(f"CPU                    Prometheus {r['prom_cores']:.3f} cores, the exporters "
+          f"{r['exporters_cores']:.3f} cores in all")
 
 
 def marginal(results):
