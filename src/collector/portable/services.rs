@@ -169,12 +169,15 @@ impl Services {
         let name = process.name().to_string_lossy();
         let name = strip_exe(&name);
         let exe = process.exe().map(|p| p.to_string_lossy().into_owned());
-        self.services.iter().position(|service| {
-            service
-                .matchers
-                .iter()
-                .any(|m| fits(m, name, &cmdline, exe.as_deref()))
-        })
+        self.service_for(name, &cmdline, exe.as_deref())
+    }
+
+    /// The first service with a matcher that fits a process of this name (without `.exe`),
+    /// command line and executable.
+    fn service_for(&self, name: &str, cmdline: &str, exe: Option<&str>) -> Option<usize> {
+        self.services
+            .iter()
+            .position(|service| service.matchers.iter().any(|m| fits(m, name, cmdline, exe)))
     }
 }
 
@@ -207,6 +210,38 @@ fn fits(matcher: &Matcher, name: &str, cmdline: &str, exe: Option<&str>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The service the dev profile gives a process seen on Windows, by its name and arguments.
+    fn dev_service(name: &str, cmdline: &str) -> Option<String> {
+        let config = crate::config::load_str(Some(("dev.toml", "profile = \"dev\"\n"))).unwrap();
+        let services = Services::new(config.profile, config.plan, config.services);
+        let index = services.service_for(strip_exe(name), cmdline, None)?;
+        Some(services.services[index].name.clone())
+    }
+
+    #[test]
+    fn the_standard_matchers_find_the_windows_dev_stack() {
+        let venv = r"C:\Users\dev\shop\.venv\Scripts";
+        let cases = [
+            ("python.exe", format!(r"{venv}\python.exe manage.py runserver"), Some("wsgi")),
+            ("python.exe", format!(r"{venv}\python.exe manage.py runserver 0.0.0.0:8000"), Some("wsgi")),
+            ("uvicorn.exe", format!(r"{venv}\uvicorn.exe shop.asgi:application --reload"), Some("asgi")),
+            ("python.exe", format!(r"{venv}\python.exe -m uvicorn shop.asgi:application"), Some("asgi")),
+            ("postgres.exe", r#""C:/Program Files/PostgreSQL/16/bin/postgres.exe" -D "C:/Program Files/PostgreSQL/16/data""#.to_string(), Some("postgresql")),
+            ("redis-server.exe", r"C:\Redis\redis-server.exe redis.windows.conf".to_string(), Some("redis")),
+            ("memurai.exe", r#""C:\Program Files\Memurai\memurai.exe" --service-run"#.to_string(), Some("redis")),
+            ("stack_exporter.exe", r"C:\stack\stack_exporter.exe --config.file=stack.toml".to_string(), Some("monitoring")),
+            ("python.exe", format!(r"{venv}\python.exe manage.py migrate"), None),
+            ("code.exe", r"C:\VS Code\code.exe .".to_string(), None),
+        ];
+        for (name, cmdline, want) in cases {
+            assert_eq!(
+                dev_service(name, &cmdline).as_deref(),
+                want,
+                "{name}: {cmdline}"
+            );
+        }
+    }
 
     #[test]
     fn windows_names_lose_their_exe() {
