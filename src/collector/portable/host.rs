@@ -1,15 +1,14 @@
 //! `stack_host_*` from sysinfo: memory total and available, swap total and free, online cores,
-//! boot time, and CPU time as two modes, `idle` and `busy`.
+//! boot time, and CPU time as two modes, `idle` and `busy`, whose rate the Linux rule
+//! (`1 - rate(idle|iowait) / cores`, A2/S2) reads as the busy share.
 //!
-//! sysinfo gives the CPU's busy share since its previous refresh, not the kernel's per-mode
-//! counters: each scrape adds that share of the elapsed time times the cores to `busy`, the rest
-//! to `idle`, so `stack_host_cpu_seconds_total` is a counter whose rate is the same busy share the
-//! Linux rule (`1 - rate(idle|iowait) / cores`, A2/S2) reads.
+//! On Windows the CPU counters are the system's own (`GetSystemTimes`, all cores, since boot):
+//! sysinfo's CPU usage goes through PDH counters, which Wine lacks. Elsewhere sysinfo gives the
+//! busy share since its previous refresh: each scrape adds that share of the elapsed time times
+//! the cores to `busy`, the rest to `idle`.
 
 use std::sync::Mutex;
-use std::time::Instant;
-
-use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 
 use crate::metrics::MetricSet;
 
@@ -21,9 +20,7 @@ pub struct Host {
 #[derive(Debug)]
 struct State {
     system: System,
-    last_refresh: Instant,
-    idle_seconds: f64,
-    busy_seconds: f64,
+    cpu: cpu::Counters,
 }
 
 impl Default for Host {
@@ -44,30 +41,18 @@ impl Host {
         let mut slot = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let state = slot.get_or_insert_with(|| State {
             system: System::new_with_specifics(
-                RefreshKind::nothing()
-                    .with_memory(MemoryRefreshKind::everything())
-                    .with_cpu(CpuRefreshKind::nothing().with_cpu_usage()),
+                RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()),
             ),
-            last_refresh: Instant::now(),
-            idle_seconds: 0.0,
-            busy_seconds: 0.0,
+            cpu: cpu::Counters::default(),
         });
         state.system.refresh_memory();
-        state.system.refresh_cpu_usage();
-        let now = Instant::now();
-        let cores = state.system.cpus().len();
-        let elapsed = now.duration_since(state.last_refresh).as_secs_f64() * cores as f64;
-        let busy = f64::from(state.system.global_cpu_usage() / 100.0).clamp(0.0, 1.0);
-        state.busy_seconds += elapsed * busy;
-        state.idle_seconds += elapsed * (1.0 - busy);
-        state.last_refresh = now;
+        let (cores, idle_seconds, busy_seconds) = state.cpu.read(&mut state.system);
 
         let mut out = MetricSet::default();
-        for (mode, seconds) in [("idle", state.idle_seconds), ("busy", state.busy_seconds)] {
+        for (mode, seconds) in [("idle", idle_seconds), ("busy", busy_seconds)] {
             out.counter(
                 "stack_host_cpu_seconds_total",
-                "CPU time of all cores together, by mode (sysinfo backend: idle and busy only, \
-                 summed from the busy share between scrapes).",
+                "CPU time of all cores together, by mode (sysinfo backend: idle and busy only).",
                 vec![("mode", mode.to_string())],
                 seconds,
             );
@@ -99,5 +84,91 @@ impl Host {
             out.gauge(name, help, vec![], value as f64);
         }
         Ok(out)
+    }
+}
+
+/// The CPU's idle and busy seconds since boot, all cores together, from the system's counters.
+#[cfg(windows)]
+mod cpu {
+    use sysinfo::System;
+
+    #[repr(C)]
+    #[derive(Default)]
+    struct FileTime {
+        low: u32,
+        high: u32,
+    }
+
+    #[link(name = "kernel32")]
+    extern "system" {
+        fn GetSystemTimes(idle: *mut FileTime, kernel: *mut FileTime, user: *mut FileTime) -> i32;
+    }
+
+    /// FILETIME counts 100 ns.
+    fn seconds(time: &FileTime) -> f64 {
+        ((u64::from(time.high) << 32) | u64::from(time.low)) as f64 / 1e7
+    }
+
+    #[derive(Debug, Default)]
+    pub struct Counters {
+        /// Logical processors, asked once.
+        cores: Option<usize>,
+    }
+
+    impl Counters {
+        /// Online cores, idle seconds, busy seconds.
+        pub fn read(&mut self, _system: &mut System) -> (usize, f64, f64) {
+            let cores = *self
+                .cores
+                .get_or_insert_with(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let (mut idle, mut kernel, mut user) = Default::default();
+            // SAFETY: GetSystemTimes writes three FILETIMEs we own.
+            if unsafe { GetSystemTimes(&mut idle, &mut kernel, &mut user) } == 0 {
+                return (cores, 0.0, 0.0);
+            }
+            // Kernel time includes the idle time.
+            let (idle, busy) = (
+                seconds(&idle),
+                seconds(&kernel) + seconds(&user) - seconds(&idle),
+            );
+            (cores, idle, busy.max(0.0))
+        }
+    }
+}
+
+/// The busy share sysinfo measures between refreshes, summed into counters.
+#[cfg(not(windows))]
+mod cpu {
+    use std::time::Instant;
+
+    use sysinfo::{CpuRefreshKind, System};
+
+    #[derive(Debug, Default)]
+    pub struct Counters {
+        last_refresh: Option<Instant>,
+        idle_seconds: f64,
+        busy_seconds: f64,
+    }
+
+    impl Counters {
+        /// Online cores, idle seconds, busy seconds.
+        pub fn read(&mut self, system: &mut System) -> (usize, f64, f64) {
+            let usage = CpuRefreshKind::nothing().with_cpu_usage();
+            if self.last_refresh.is_none() {
+                system.refresh_cpu_list(usage);
+            } else {
+                system.refresh_cpu_specifics(usage);
+            }
+            let now = Instant::now();
+            let cores = system.cpus().len();
+            if let Some(last) = self.last_refresh {
+                let elapsed = now.duration_since(last).as_secs_f64() * cores as f64;
+                let busy = f64::from(system.global_cpu_usage() / 100.0).clamp(0.0, 1.0);
+                self.busy_seconds += elapsed * busy;
+                self.idle_seconds += elapsed * (1.0 - busy);
+            }
+            self.last_refresh = Some(now);
+            (cores, self.idle_seconds, self.busy_seconds)
+        }
     }
 }
