@@ -138,8 +138,6 @@ impl Services {
             let u = &mut usage[service];
             u.processes += 1;
             u.rss = u.rss.saturating_add(memory);
-            u.pss = u.rss;
-            u.anon_pss = u.rss;
             u.process_max = u.process_max.max(memory);
             let instance = instances.entry((service, root)).or_default();
             *instance = instance.saturating_add(memory);
@@ -150,6 +148,10 @@ impl Services {
         {
             u.cpu_ticks = cpu;
             u.starts = starts;
+        }
+        // No PSS here: the resident set stands for it (the module's comment says why).
+        for u in &mut usage {
+            u.pss = u.rss;
         }
         for ((service, _), memory) in instances {
             usage[service].instances += 1;
