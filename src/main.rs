@@ -159,7 +159,7 @@ fn main() {
     // glibc gives every thread that allocates its own malloc arena; a scrape touches several
     // threads, and their arenas would hold megabytes of RSS for a few kilobytes of live data.
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
@@ -240,6 +240,7 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
 
 /// The cap must leave file descriptors for the collectors (database connections, /proc files,
 /// directory walks): warn when it takes more than half of them.
+#[cfg(unix)]
 fn warn_if_over_fd_limit(max_connections: u64) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -358,6 +359,10 @@ fn status_command(flags: &Flags, options: &StatusFlags, disabled: &[&str]) -> an
     Ok(if status.alerting() { 2 } else { 0 })
 }
 
+/// Windows has no per-process descriptor limit of that size (handles run to millions).
+#[cfg(not(unix))]
+fn warn_if_over_fd_limit(_max_connections: u64) {}
+
 /// `--collector.NAME` and `--no-collector.NAME` for every registered collector, as node_exporter
 /// spells them; the later of the two wins. Only the positive one is listed in `--help`.
 fn with_collector_flags(mut command: clap::Command) -> clap::Command {
@@ -418,8 +423,12 @@ fn build_collectors(flags: &Flags, config: config::Config, disabled: &[&str]) ->
     context.sysfs = flags.sysfs.clone();
     context.connections_max_age = flags.connections_max_age;
     let collectors = collector::build(context, |spec: &Spec| is_on(spec.name));
-    let running: Vec<&str> = collectors.iter().map(Collector::name).collect();
-    collector::services::log_missing_capabilities(&procfs, &running);
+    // Capabilities are Linux's: elsewhere the sysinfo backend reads what the user may read.
+    #[cfg(target_os = "linux")]
+    {
+        let running: Vec<&str> = collectors.iter().map(Collector::name).collect();
+        collector::services::log_missing_capabilities(&procfs, &running);
+    }
     collectors
 }
 
@@ -443,6 +452,8 @@ fn print_config(config: &config::Config) {
     }
 }
 
+/// SIGTERM (systemd, docker stop) or Ctrl-C.
+#[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = async {
@@ -459,6 +470,15 @@ async fn shutdown_signal() {
     tokio::select! {
         () = term => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+/// Windows has no SIGTERM: Ctrl-C (or Ctrl-Break) in a console; a scheduled task or service is
+/// ended by the system, which needs nothing of us (docs/windows.md).
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -39,13 +39,15 @@ impl ProcFs {
     /// old one's entries are dropped at its exit), so an unchanged inode is the same process;
     /// an exec keeps it.
     pub fn pid_entries(&self) -> io::Result<Vec<(u32, u64)>> {
-        use std::os::unix::fs::DirEntryExt;
         let entries = std::fs::read_dir(&self.root)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.root.display())))?;
         let mut pids: Vec<(u32, u64)> = entries
             .filter_map(|entry| {
                 let entry = entry.ok()?;
-                Some((entry.file_name().to_str()?.parse().ok()?, entry.ino()))
+                Some((
+                    entry.file_name().to_str()?.parse().ok()?,
+                    kernel::inode(&entry),
+                ))
             })
             .collect();
         pids.sort_unstable();
@@ -352,48 +354,7 @@ pub fn parse_effective_capabilities(status: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// Clock ticks per second and page size, asked of the kernel once.
-pub fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
-}
-
-pub fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as u64
-    } else {
-        4096
-    }
-}
-
-/// Size and space available to unprivileged users of the filesystem holding `path`.
-pub fn statvfs(path: &Path) -> io::Result<Space> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
-    // SAFETY: a zeroed statvfs is a valid out-parameter; c_path is NUL-terminated.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let block = stat.f_frsize as u64;
-    let bytes = |blocks: u64| blocks.saturating_mul(block);
-    Ok(Space {
-        size: bytes(stat.f_blocks as u64),
-        free: bytes(stat.f_bfree as u64),
-        avail: bytes(stat.f_bavail as u64),
-        files: stat.f_files as u64,
-        files_free: stat.f_ffree as u64,
-        read_only: stat.f_flag & libc::ST_RDONLY != 0,
-    })
-}
+pub use kernel::{clock_ticks_per_second, page_size, statvfs};
 
 /// A filesystem's space as statvfs gives it. `free - avail` is reserved for root (ext4: 5 % by
 /// default); `df` shows use as `(size - free) / (size - free + avail)`.
@@ -575,6 +536,92 @@ pub fn snmp_counter(text: &str, section: &str, name: &str) -> Option<u64> {
         return values.split_whitespace().nth(index)?.parse().ok();
     }
     None
+}
+
+/// The calls into the kernel beside reading files. The parsers above build everywhere (the
+/// sysinfo backend's tests compare against them); these exist only where /proc does, and elsewhere
+/// say so instead: no collector built there calls them (src/collector/platform/).
+#[cfg(unix)]
+mod kernel {
+    use std::io;
+    use std::path::Path;
+
+    use super::Space;
+
+    /// The inode number of a directory entry, from the listing itself.
+    pub fn inode(entry: &std::fs::DirEntry) -> u64 {
+        std::os::unix::fs::DirEntryExt::ino(entry)
+    }
+
+    /// Clock ticks per second and page size, asked of the kernel once.
+    pub fn clock_ticks_per_second() -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if ticks > 0 {
+            ticks as f64
+        } else {
+            100.0
+        }
+    }
+
+    pub fn page_size() -> u64 {
+        // SAFETY: sysconf has no preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if size > 0 {
+            size as u64
+        } else {
+            4096
+        }
+    }
+
+    /// Size and space available to unprivileged users of the filesystem holding `path`.
+    pub fn statvfs(path: &Path) -> io::Result<Space> {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path has a NUL byte"))?;
+        // SAFETY: a zeroed statvfs is a valid out-parameter; c_path is NUL-terminated.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let block = stat.f_frsize as u64;
+        let bytes = |blocks: u64| blocks.saturating_mul(block);
+        Ok(Space {
+            size: bytes(stat.f_blocks as u64),
+            free: bytes(stat.f_bfree as u64),
+            avail: bytes(stat.f_bavail as u64),
+            files: stat.f_files as u64,
+            files_free: stat.f_ffree as u64,
+            read_only: stat.f_flag & libc::ST_RDONLY != 0,
+        })
+    }
+}
+
+#[cfg(not(unix))]
+mod kernel {
+    use std::io;
+    use std::path::Path;
+
+    use super::Space;
+
+    pub fn inode(_entry: &std::fs::DirEntry) -> u64 {
+        0
+    }
+
+    pub fn clock_ticks_per_second() -> f64 {
+        100.0
+    }
+
+    pub fn page_size() -> u64 {
+        4096
+    }
+
+    pub fn statvfs(_path: &Path) -> io::Result<Space> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "statvfs exists only on Unix",
+        ))
+    }
 }
 
 #[cfg(test)]

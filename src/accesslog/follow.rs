@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// What the follower hands on: a complete line (without its newline), or a line that was cut.
@@ -211,7 +210,7 @@ impl Follower {
             return false;
         };
         match on_disk {
-            Ok(meta) => tail.id != (meta.dev(), meta.ino()),
+            Ok(meta) => tail.id != os::file_id(meta),
             Err(e) => e.kind() == io::ErrorKind::NotFound,
         }
     }
@@ -280,7 +279,7 @@ impl Follower {
             return Err(Problem::not_regular(meta.file_type()));
         }
         // The rotated-away file back under its name: go on where it was.
-        let id = (meta.dev(), meta.ino());
+        let id = os::file_id(meta);
         if let Some(tail) = self.retired.take_if(|t| t.id == id) {
             return Ok(tail);
         }
@@ -318,19 +317,14 @@ impl Tail {
     /// swapped in since `stat` return at once, and `fstat` refuses it (reads of a regular file
     /// ignore the flag). `O_NOCTTY`: a terminal never becomes ours.
     fn open(path: &Path) -> Result<Tail, Problem> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
-            .open(path)
-            .map_err(|e| Problem::io(&e))?;
+        let file = os::open_nonblocking(path).map_err(|e| Problem::io(&e))?;
         let meta = file.metadata().map_err(|e| Problem::io(&e))?;
         if !meta.is_file() {
             return Err(Problem::not_regular(meta.file_type()));
         }
         Ok(Tail {
             file,
-            id: (meta.dev(), meta.ino()),
+            id: os::file_id(&meta),
             offset: 0,
             skipping: false,
         })
@@ -353,12 +347,11 @@ impl Tail {
     /// Whether the byte before the offset is the newline that ended the last line read (true at
     /// offset 0). If not, the file was truncated and has grown past the offset again since.
     fn newline_before_offset(&mut self) -> io::Result<bool> {
-        use std::os::unix::fs::FileExt;
         let Some(before) = self.offset.checked_sub(1) else {
             return Ok(true);
         };
         let mut byte = [0u8; 1];
-        let n = self.file.read_at(&mut byte, before)?;
+        let n = os::read_at(&self.file, &mut byte, before)?;
         Ok(n == 1 && byte[0] == b'\n')
     }
 
@@ -430,18 +423,74 @@ impl Tail {
 
 /// What stands at a watched path, for a message: "a FIFO", "a directory", "a regular file".
 pub fn file_kind(kind: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
     if kind.is_file() {
         "a regular file"
     } else if kind.is_dir() {
         "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "a device"
     } else {
+        os::special_kind(kind)
+    }
+}
+
+/// What following a file needs of the system: a file's identity across renames, an open that
+/// cannot block, a read at an offset.
+#[cfg(unix)]
+mod os {
+    use std::fs::File;
+    use std::io;
+    use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+    use std::path::Path;
+
+    /// Device and inode: the same file under any name.
+    pub fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
+        (meta.dev(), meta.ino())
+    }
+
+    pub fn open_nonblocking(path: &Path) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+            .open(path)
+    }
+
+    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        file.read_at(buf, offset)
+    }
+
+    pub fn special_kind(kind: std::fs::FileType) -> &'static str {
+        if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else {
+            "something else"
+        }
+    }
+}
+
+/// Windows: std gives no stable file identity, so a rotation is seen only when the file at the
+/// path shrinks (docs/windows.md); there are no FIFOs to block an open.
+#[cfg(not(unix))]
+mod os {
+    use std::fs::File;
+    use std::io;
+    use std::path::Path;
+
+    pub fn file_id(_meta: &std::fs::Metadata) -> (u64, u64) {
+        (0, 0)
+    }
+
+    pub fn open_nonblocking(path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+
+    pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+    }
+
+    pub fn special_kind(_kind: std::fs::FileType) -> &'static str {
         "something else"
     }
 }

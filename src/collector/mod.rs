@@ -13,9 +13,13 @@ pub mod filesystem;
 pub mod host;
 pub mod mysql;
 pub mod nginx;
+mod platform;
+#[cfg(any(not(target_os = "linux"), test))]
+pub mod portable;
 pub mod postgres;
 pub mod redis;
 pub mod services;
+#[cfg(target_os = "linux")]
 pub mod sockets;
 pub mod storage;
 pub mod target;
@@ -81,12 +85,12 @@ pub enum Enabled {
 
 #[rustfmt::skip]
 pub const COLLECTORS: &[Spec] = &[
-    Spec { name: "host", help: "CPU time by mode and per core, memory, swap and swap traffic, OOM kills, pressure stall information, load, boot time, disk and network I/O, TCP retransmits and listen-queue overflows", enabled: Enabled::Always, build: |c| Some(Work::blocking(host::Host::new(c.procfs.clone()), |h, _| h.collect())) },
-    Spec { name: "filesystem", help: "size, space available, inodes and read-only state of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: |c| Some(Work::blocking(filesystem::Filesystem::new(c.procfs.clone(), c.rootfs.clone()), |f, d| f.collect(d.into_std()))) },
+    Spec { name: "host", help: "CPU time by mode and per core, memory, swap and swap traffic, OOM kills, pressure stall information, load, boot time, disk and network I/O, TCP retransmits and listen-queue overflows", enabled: Enabled::Always, build: platform::host },
+    Spec { name: "filesystem", help: "size, space available, inodes and read-only state of each real mount; a mount whose statvfs hangs is reported stuck and skipped", enabled: Enabled::Always, build: platform::filesystem },
     Spec { name: "nginx", help: "requests, latency and statuses from the access log, stub_status", enabled: Enabled::WhenConfigured("[nginx] or STACK_NGINX_ACCESS_LOG is set"), build: nginx },
     Spec { name: "storage", help: "size, files and newest file of backup and log directories", enabled: Enabled::WhenConfigured("[storage] directories, STACK_BACKUP_DIR or STACK_LOG_DIR are set"), build: storage },
-    Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: |c| Some(Work::blocking(sockets::Sockets::new(c.procfs.clone(), c.services(), c.connections_max_age), |s, d| s.collect(d))) },
-    Spec { name: "services", help: "each service's processes, memory (RSS, PSS), CPU against the plan's budgets", enabled: Enabled::Always, build: |c| Some(Work::blocking(c.services(), |s, d| s.collect(d))) },
+    Spec { name: "sockets", help: "listen queues, connections and exposure per service", enabled: Enabled::Always, build: platform::sockets },
+    Spec { name: "services", help: "each service's processes, memory (RSS, PSS), CPU against the plan's budgets", enabled: Enabled::Always, build: platform::services },
     Spec { name: "mysql", help: "MySQL/MariaDB connections and refusals, InnoDB, statements, sizes", enabled: Enabled::WhenConfigured("[[mysql]] or STACK_MYSQL_URL is set"), build: |c| target::collector::<mysql::Session>(Kind::Mysql, std::mem::take(&mut c.config.mysql)) },
     Spec { name: "postgres", help: "PostgreSQL connections, transactions, database sizes", enabled: Enabled::WhenConfigured("[[postgres]] or STACK_POSTGRES_URL is set"), build: |c| target::collector::<postgres::Session>(Kind::Postgres, std::mem::take(&mut c.config.postgres)) },
     Spec { name: "redis", help: "Redis memory, clients, persistence, keyspace", enabled: Enabled::WhenConfigured("[[redis]] or STACK_REDIS_URL is set"), build: |c| target::collector::<redis::Session>(Kind::Redis, std::mem::take(&mut c.config.redis)) },
@@ -110,6 +114,8 @@ pub struct Context {
     pub config: Sections,
     /// Reads an environment variable (`std::env::var` outside tests).
     pub env: fn(&str) -> Option<String>,
+    /// The /proc services matcher, shared by the services and sockets collectors.
+    #[cfg(target_os = "linux")]
     services: Option<Arc<services::Services>>,
 }
 
@@ -129,32 +135,9 @@ impl Context {
             connections_max_age: DEFAULT_CONNECTIONS_MAX_AGE,
             config,
             env,
+            #[cfg(target_os = "linux")]
             services: None,
         }
-    }
-
-    /// The matcher, built by the first collector that asks for it.
-    fn services(&mut self) -> Arc<services::Services> {
-        let Context {
-            procfs,
-            sysfs,
-            pss_max_age,
-            config,
-            services,
-            ..
-        } = self;
-        services
-            .get_or_insert_with(|| {
-                Arc::new(services::Services::new(
-                    procfs.clone(),
-                    sysfs.join("fs/cgroup"),
-                    config.profile.clone(),
-                    config.plan.clone(),
-                    config.services.clone(),
-                    *pss_max_age,
-                ))
-            })
-            .clone()
     }
 }
 

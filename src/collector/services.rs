@@ -91,7 +91,7 @@ struct Snapshot {
 /// between two scrapes included: new PID, new start time). Roots running at the first scrape are
 /// not counted: the exporter did not see them start.
 #[derive(Debug, Default)]
-struct History {
+pub struct History {
     /// Per live process: its service, whether it is an instance root, its CPU ticks when last seen.
     last_seen: HashMap<ProcessKey, (usize, bool, u64)>,
     /// Per service: the ticks of instance roots that have exited.
@@ -105,7 +105,7 @@ struct History {
 impl History {
     /// Each service's CPU ticks for its counter (its live processes plus its departed roots) and
     /// instance starts so far.
-    fn totals(
+    pub fn totals(
         &mut self,
         services: usize,
         seen: HashMap<ProcessKey, (usize, bool, u64)>,
@@ -205,7 +205,7 @@ impl Services {
 
         let mut out = MetricSet::default();
         for (service, usage) in self.services.iter().zip(&usage) {
-            self.emit_service(&mut out, service, usage);
+            emit_service(&mut out, service, usage, self.ticks_per_second, Memory::Pss);
         }
         let oom_kills = self.oom_kills(&snapshot);
         for (service, kills) in self.services.iter().zip(oom_kills) {
@@ -226,7 +226,12 @@ impl Services {
             .iter()
             .map(|u| u.anon_pss)
             .fold(0u64, u64::saturating_add);
-        self.emit_plan(&mut out, meminfo.used().saturating_sub(services_own));
+        emit_plan(
+            &mut out,
+            &self.profile,
+            &self.plan,
+            meminfo.used().saturating_sub(services_own),
+        );
         Ok(out)
     }
 
@@ -322,108 +327,153 @@ impl Services {
         }
         usage
     }
+}
 
-    fn emit_service(&self, out: &mut MetricSet, service: &Service, usage: &ServiceUsage) {
-        let labels = || vec![("service", service.name.clone())];
-        let measured: [(&str, &'static str, f64); 9] = [
-            ("stack_service_up", "1 if at least one process of the service runs.", f64::from(usage.processes > 0)),
-            ("stack_service_processes", "Processes of the service.", usage.processes as f64),
-            ("stack_service_instances", "Instances of the service: process trees rooted at a matched process (one master and its workers).", usage.instances as f64),
-            ("stack_service_resident_memory_bytes", "Sum of the RSS of the service's processes (shared pages counted in every process).", usage.rss as f64),
-            ("stack_service_proportional_memory_bytes", "Sum of the PSS of the service's processes: shared pages split between their sharers, so forked workers are not double counted. RSS where PSS is refused.", usage.pss as f64),
-            ("stack_service_pss_fallback_processes", "Processes whose PSS could not be read and which are counted at their RSS.", usage.pss_fallbacks as f64),
-            ("stack_service_swap_bytes", "Sum of the SwapPss of the service's processes: its pages in swap, which PSS leaves out (read with PSS, so as fresh as it).", usage.swap as f64),
-            ("stack_service_instance_max_memory_bytes", "PSS of the service's largest instance.", usage.instance_max as f64),
-            ("stack_service_process_max_memory_bytes", "PSS of the service's largest process.", usage.process_max as f64),
-        ];
-        for (name, help, value) in measured {
+/// How a backend measures a service's memory: PSS (and SwapPss, and the processes it had to count
+/// at RSS), or only each process's resident set (the sysinfo backend: Windows has no PSS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Memory {
+    Pss,
+    ResidentOnly,
+}
+
+/// One service's `stack_service_*` figures and budgets; `ticks_per_second` turns `cpu_ticks` into
+/// seconds. Shared with the sysinfo backend (collector/portable/services.rs), so both publish the
+/// same names.
+pub fn emit_service(
+    out: &mut MetricSet,
+    service: &Service,
+    usage: &ServiceUsage,
+    ticks_per_second: f64,
+    memory: Memory,
+) {
+    let labels = || vec![("service", service.name.clone())];
+    let measured: [(&str, &'static str, f64); 9] = [
+        ("stack_service_up", "1 if at least one process of the service runs.", f64::from(usage.processes > 0)),
+        ("stack_service_processes", "Processes of the service.", usage.processes as f64),
+        ("stack_service_instances", "Instances of the service: process trees rooted at a matched process (one master and its workers).", usage.instances as f64),
+        ("stack_service_resident_memory_bytes", "Sum of the RSS of the service's processes (shared pages counted in every process).", usage.rss as f64),
+        ("stack_service_proportional_memory_bytes", "Sum of the PSS of the service's processes: shared pages split between their sharers, so forked workers are not double counted. RSS where PSS is refused.", usage.pss as f64),
+        ("stack_service_pss_fallback_processes", "Processes whose PSS could not be read and which are counted at their RSS.", usage.pss_fallbacks as f64),
+        ("stack_service_swap_bytes", "Sum of the SwapPss of the service's processes: its pages in swap, which PSS leaves out (read with PSS, so as fresh as it).", usage.swap as f64),
+        ("stack_service_instance_max_memory_bytes", "PSS of the service's largest instance.", usage.instance_max as f64),
+        ("stack_service_process_max_memory_bytes", "PSS of the service's largest process.", usage.process_max as f64),
+    ];
+    for (name, help, value) in measured {
+        let pss_only = matches!(
+            name,
+            "stack_service_pss_fallback_processes" | "stack_service_swap_bytes"
+        );
+        if memory == Memory::Pss || !pss_only {
             out.gauge(name, help, labels(), value);
         }
-        out.counter(
-            "stack_service_cpu_seconds_total",
-            "CPU time of the service's processes and of the children they reaped.",
-            labels(),
-            usage.cpu_ticks as f64 / self.ticks_per_second,
-        );
-        out.counter(
-            "stack_service_instance_starts_total",
-            "Instances (process trees) of the service seen starting since the exporter started: a \
-             restart by systemd between two scrapes counts, a recycled worker does not.",
-            labels(),
-            usage.starts as f64,
-        );
-        let budget = &service.budget;
-        if !budget.is_planned() {
-            return;
-        }
-        let planned: [(&str, &'static str, Option<f64>); 6] = [
-            ("stack_service_memory_budget_bytes", "The plan's memory for the service, all instances together.", budget.memory.map(|v| v as f64)),
-            ("stack_service_instance_memory_budget_bytes", "The plan's memory for one instance of the service.", budget.instance_memory.map(|v| v as f64)),
-            ("stack_service_process_memory_budget_bytes", "The plan's memory for one process of the service (one worker).", budget.process_memory.map(|v| v as f64)),
-            ("stack_service_cpu_budget_cores", "The plan's CPU cores for the service, all instances together.", budget.cpu_cores),
-            // `instances = 0` is a service watched but not run: no count, so no A5 for it.
-            ("stack_service_expected_instances", "Instances of the service the plan runs; present only for planned services.", budget.instances.filter(|&n| n > 0).map(f64::from)),
-            ("stack_service_expected_processes", "Processes per instance the plan implies (Gunicorn master + 2 workers = 3; Celery solo = 1).", budget.processes.map(f64::from)),
-        ];
-        for (name, help, value) in planned {
-            if let Some(value) = value {
-                out.gauge(name, help, labels(), value);
-            }
+    }
+    out.counter(
+        "stack_service_cpu_seconds_total",
+        "CPU time of the service's processes and of the children they reaped.",
+        labels(),
+        usage.cpu_ticks as f64 / ticks_per_second,
+    );
+    out.counter(
+        "stack_service_instance_starts_total",
+        "Instances (process trees) of the service seen starting since the exporter started: a \
+         restart by systemd between two scrapes counts, a recycled worker does not.",
+        labels(),
+        usage.starts as f64,
+    );
+    let budget = &service.budget;
+    if !budget.is_planned() {
+        return;
+    }
+    let planned: [(&str, &'static str, Option<f64>); 6] = [
+        ("stack_service_memory_budget_bytes", "The plan's memory for the service, all instances together.", budget.memory.map(|v| v as f64)),
+        ("stack_service_instance_memory_budget_bytes", "The plan's memory for one instance of the service.", budget.instance_memory.map(|v| v as f64)),
+        ("stack_service_process_memory_budget_bytes", "The plan's memory for one process of the service (one worker).", budget.process_memory.map(|v| v as f64)),
+        ("stack_service_cpu_budget_cores", "The plan's CPU cores for the service, all instances together.", budget.cpu_cores),
+        // `instances = 0` is a service watched but not run: no count, so no A5 for it.
+        ("stack_service_expected_instances", "Instances of the service the plan runs; present only for planned services.", budget.instances.filter(|&n| n > 0).map(f64::from)),
+        ("stack_service_expected_processes", "Processes per instance the plan implies (Gunicorn master + 2 workers = 3; Celery solo = 1).", budget.processes.map(f64::from)),
+    ];
+    for (name, help, value) in planned {
+        if let Some(value) = value {
+            out.gauge(name, help, labels(), value);
         }
     }
+}
 
-    fn emit_plan(&self, out: &mut MetricSet, system_memory: u64) {
-        out.gauge(
-            "stack_plan_info",
-            "The active plan profile.",
-            vec![("profile", self.profile.clone())],
-            1.0,
-        );
-        let plan = &self.plan;
-        let figures: [(&str, &'static str, Option<f64>); 6] = [
-            (
-                "stack_plan_host_memory_bytes",
-                "RAM the plan assumes the host has.",
-                plan.host_memory.map(|b| b.0 as f64),
-            ),
-            (
-                "stack_plan_host_cpu_cores",
-                "CPU cores the plan assumes the host has.",
-                plan.host_cpu_cores.map(|c| c.0),
-            ),
-            (
-                "stack_plan_swap_bytes",
-                "Swap the plan prescribes.",
-                plan.swap.map(|b| b.0 as f64),
-            ),
-            (
-                "stack_plan_buffer_memory_bytes",
-                "Memory the plan keeps free for spikes (not a service budget).",
-                plan.buffer_memory.map(|b| b.0 as f64),
-            ),
-            (
-                "stack_plan_database_pool_connections",
-                "The plan's ceiling of concurrent database connections.",
-                plan.database_pool_connections.map(f64::from),
-            ),
-            (
-                "stack_system_memory_budget_bytes",
-                "The plan's memory for the OS and everything that is not a service.",
-                plan.system_memory.map(|b| b.0 as f64),
-            ),
-        ];
-        for (name, help, value) in figures {
-            if let Some(value) = value {
-                out.gauge(name, help, vec![], value);
-            }
+/// The plan's host-level figures and `stack_system_memory_bytes`.
+pub fn emit_plan(out: &mut MetricSet, profile: &str, plan: &PlanConfig, system_memory: u64) {
+    out.gauge(
+        "stack_plan_info",
+        "The active plan profile.",
+        vec![("profile", profile.to_string())],
+        1.0,
+    );
+    let figures: [(&str, &'static str, Option<f64>); 6] = [
+        (
+            "stack_plan_host_memory_bytes",
+            "RAM the plan assumes the host has.",
+            plan.host_memory.map(|b| b.0 as f64),
+        ),
+        (
+            "stack_plan_host_cpu_cores",
+            "CPU cores the plan assumes the host has.",
+            plan.host_cpu_cores.map(|c| c.0),
+        ),
+        (
+            "stack_plan_swap_bytes",
+            "Swap the plan prescribes.",
+            plan.swap.map(|b| b.0 as f64),
+        ),
+        (
+            "stack_plan_buffer_memory_bytes",
+            "Memory the plan keeps free for spikes (not a service budget).",
+            plan.buffer_memory.map(|b| b.0 as f64),
+        ),
+        (
+            "stack_plan_database_pool_connections",
+            "The plan's ceiling of concurrent database connections.",
+            plan.database_pool_connections.map(f64::from),
+        ),
+        (
+            "stack_system_memory_budget_bytes",
+            "The plan's memory for the OS and everything that is not a service.",
+            plan.system_memory.map(|b| b.0 as f64),
+        ),
+    ];
+    for (name, help, value) in figures {
+        if let Some(value) = value {
+            out.gauge(name, help, vec![], value);
         }
-        out.gauge(
-            "stack_system_memory_bytes",
-            "Host used memory (MemTotal - MemAvailable) minus the anonymous and shared-memory PSS of every watched service: the OS and everything else.",
-            vec![],
-            system_memory as f64,
-        );
     }
+    out.gauge(
+        "stack_system_memory_bytes",
+        "Host used memory (MemTotal - MemAvailable) minus the anonymous and shared-memory PSS of every watched service: the OS and everything else.",
+        vec![],
+        system_memory as f64,
+    );
+}
+
+/// Each process's service and the index of its instance's root, given each process's PID and
+/// parent PID and its own match: the assignment [`Services`] makes, for the sysinfo backend.
+pub fn assign_instances(
+    parents: &[(u32, u32)],
+    own: &[Option<usize>],
+) -> Vec<Option<(usize, usize)>> {
+    let processes: Vec<Process> = parents
+        .iter()
+        .map(|&(pid, ppid)| Process {
+            pid,
+            stat: PidStat {
+                ppid,
+                ..PidStat::default()
+            },
+        })
+        .collect();
+    assign_services(&processes, own)
+        .into_iter()
+        .map(|owner| owner.map(|Owner { service, root }| (service, root)))
+        .collect()
 }
 
 /// A share of `max_age` between half and all of it, by PID, so that the processes' cached

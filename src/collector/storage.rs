@@ -11,7 +11,6 @@
 //! pool under its run guard (collector/mod.rs), so a hung mount costs one thread, not a scrape.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -181,7 +180,7 @@ pub fn walk(root: &Path, max_entries: u64, deadline: Instant) -> DirectoryUsage 
             } else if meta.is_file() {
                 usage.files = usage.files.saturating_add(1);
                 usage.bytes = usage.bytes.saturating_add(meta.len());
-                let mtime = meta.mtime();
+                let mtime = unix_seconds(&meta);
                 usage.newest = Some(usage.newest.map_or(mtime, |n| n.max(mtime)));
                 usage.oldest = Some(usage.oldest.map_or(mtime, |o| o.min(mtime)));
             }
@@ -350,6 +349,17 @@ fn emit(out: &mut MetricSet, name: &str, usage: &DirectoryUsage) {
             labels(),
             oldest as f64,
         );
+    }
+}
+
+/// A file's modification time in Unix seconds (negative before 1970), on every platform.
+fn unix_seconds(meta: &std::fs::Metadata) -> i64 {
+    let Ok(modified) = meta.modified() else {
+        return 0;
+    };
+    match modified.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_secs()).unwrap_or(i64::MAX),
     }
 }
 

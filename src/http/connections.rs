@@ -175,7 +175,7 @@ impl Drop for Slot {
 /// buffers of thousands of connections would stay resident long after they closed.
 fn give_back_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator; it is thread-safe.
-    #[cfg(target_env = "gnu")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {
         libc::malloc_trim(0);
     }

@@ -164,7 +164,18 @@ fn tls_files(settings: &webconfig::TlsSettings) -> impl Iterator<Item = PathBuf>
 }
 
 fn stamp_of(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok(), meta.len(), meta.ino()))
+    Some((meta.modified().ok(), meta.len(), inode(&meta)))
+}
+
+/// The file's inode: a file replaced by one of the same size and time still differs. Windows has
+/// none to offer through std; there the time and size alone tell.
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(meta)
+}
+
+#[cfg(not(unix))]
+fn inode(_meta: &std::fs::Metadata) -> u64 {
+    0
 }
