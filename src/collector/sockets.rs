@@ -336,7 +336,10 @@ impl Sockets {
         let max_age = self.connections_max_age;
         let why = (costly && !max_age.is_zero()).then(|| {
             format!(
-                "counting connections is costly here ({COSTLY}+ connections to the services, or                  {COSTLY_HOST_SOCKETS}+ TCP sockets on the host): each count is kept up to                  {max_age:?} (stack_service_connections_age_seconds;                  --collector.sockets.connections-max-age)"
+                "counting connections is costly here ({COSTLY}+ connections to the services, or \
+                 {COSTLY_HOST_SOCKETS}+ TCP sockets on the host): each count is kept up to \
+                 {max_age:?} (stack_service_connections_age_seconds; \
+                 --collector.sockets.connections-max-age)"
             )
         });
         let again = "connection counts are made every scrape again";
