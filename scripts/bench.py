@@ -231,6 +231,21 @@ def callgrind_per_scrape(binary, argv, scrapes, tmp):
     return total / scrapes, sockets / scrapes, snapshot / scrapes
 
 
+def measure_redis_count(name, binary, argv, scrapes, children):
+    """One exporter started with `argv`, scraped `scrapes` times: its figures, and the Redis
+    connections it counted at the end ('?' when it published none)."""
+    port = free_port()
+    child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *argv])
+    children.append(child)
+    wait_port(port)
+    row = measure(name, child.pid, port, scrapes)
+    body = scrape(port).decode()
+    counted = re.search(r'^stack_service_connections\{service="redis"\} (\S+)$', body, re.M)
+    child.terminate()
+    child.wait()
+    return row, counted.group(1) if counted else "?"
+
+
 def connection_scenario(args, tmp, children):
     """Scrape cost at 0, 1000 and 10000 established connections to a watched service's port."""
     counts = [int(c) for c in args.connections.split(",")]
@@ -256,19 +271,11 @@ def connection_scenario(args, tmp, children):
                           f"{sockets / 1e6:6.2f} M in Sockets::collect, of which {snapshot / 1e6:.2f} M "
                           f"the /proc snapshot shared with the services collector")
                     continue
-                port = free_port()
-                child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *argv])
-                children.append(child)
-                wait_port(port)
-                row = measure(name, child.pid, port, args.connection_scrapes)
-                body = scrape(port).decode()
-                counted = re.search(r'^stack_service_connections\{service="redis"\} (\S+)$', body, re.M)
+                row, counted = measure_redis_count(name, binary, argv, args.connection_scrapes, children)
                 print(f"  {count:>6} connections: {name:<15} CPU {row['cpu_ms']:6.2f} ms/scrape "
                       f"({row['kernel_ms']:5.2f} in the kernel), "
                       f"p50 {row['p50_ms']:6.2f} ms, p99 {row['p99_ms']:6.2f} ms, RSS {row['rss_mb']:.1f} MB "
-                      f"(counted {counted.group(1) if counted else '?'} of {seen})")
-                child.terminate()
-                child.wait()
+                      f"(counted {counted} of {seen})")
 
 
 def unrelated_scenario(args, tmp, children):
@@ -289,18 +296,10 @@ def unrelated_scenario(args, tmp, children):
     for count in counts:
         with Connections(redis_port, 5), Connections(other_port, count):
             for name, binary in binaries:
-                port = free_port()
-                child = start([binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn", *argv])
-                children.append(child)
-                wait_port(port)
-                row = measure(name, child.pid, port, args.connection_scrapes)
-                body = scrape(port).decode()
-                counted = re.search(r'^stack_service_connections\{service="redis"\} (\S+)$', body, re.M)
+                row, counted = measure_redis_count(name, binary, argv, args.connection_scrapes, children)
                 print(f"  {count:>6} unrelated: {name:<15} CPU {row['cpu_ms']:6.2f} ms/scrape "
                       f"({row['kernel_ms']:5.2f} in the kernel), p50 {row['p50_ms']:6.2f} ms, "
-                      f"p99 {row['p99_ms']:6.2f} ms (counted {counted.group(1) if counted else '?'} of 5)")
-                child.terminate()
-                child.wait()
+                      f"p99 {row['p99_ms']:6.2f} ms (counted {counted} of 5)")
 
 
 def raise_fd_limit(needed):
