@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{bytes, percent, Level, Row, Service, Status};
+use super::{expected, percent, Level, Row, Service, Status};
 
 /// What the page shows besides the status: the landing page's links and collectors.
 pub struct Page<'a> {
@@ -139,16 +139,8 @@ fn services(out: &mut String, services: &[Service]) {
          <th>CPU</th></tr></thead><tbody>\n",
     );
     for s in services {
-        let expected = |n: Option<f64>| n.map_or("-".to_string(), |n| format!("{n}"));
-        let memory = match s.budget_bytes {
-            Some(b) => format!("{} of {}", bytes(s.memory_bytes), bytes(b)),
-            None => bytes(s.memory_bytes),
-        };
-        let cpu = match (s.cpu_cores, s.cpu_budget_cores) {
-            (Some(c), Some(b)) => format!("{c:.2} of {b} cores"),
-            (Some(c), None) => format!("{c:.2} cores"),
-            _ => String::new(),
-        };
+        let memory = s.memory_of_budget();
+        let cpu = s.cpu_of_budget().unwrap_or_default();
         let _ = writeln!(
             out,
             "<tr id=\"service-{name}\" class=\"{level}\">{}<td class=\"name\">{name}</td>\

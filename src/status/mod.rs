@@ -87,6 +87,30 @@ pub struct Service {
     pub note: String,
 }
 
+impl Service {
+    /// `21.5 MiB of 600 MiB`, or the memory alone where there is no budget.
+    pub fn memory_of_budget(&self) -> String {
+        match self.budget_bytes {
+            Some(budget) => format!("{} of {}", bytes(self.memory_bytes), bytes(budget)),
+            None => bytes(self.memory_bytes),
+        }
+    }
+
+    /// `0.12 of 2 cores`, `0.12 cores` without a budget, or nothing before a second reading.
+    pub fn cpu_of_budget(&self) -> Option<String> {
+        let cores = self.cpu_cores?;
+        Some(match self.cpu_budget_cores {
+            Some(budget) => format!("{cores:.2} of {budget} cores"),
+            None => format!("{cores:.2} cores"),
+        })
+    }
+}
+
+/// An expected count, or `-` where the plan fixes none.
+pub fn expected(count: Option<f64>) -> String {
+    count.map_or("-".to_string(), |n| format!("{n}"))
+}
+
 /// A threshold crossed, in the alert's and the plan's words.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{bytes, percent, Level, Row, Service, Status};
+use super::{expected, percent, Level, Row, Service, Status};
 
 /// Width of a bar, in characters.
 const BAR: usize = 20;
@@ -167,16 +167,10 @@ fn services(out: &mut String, style: Style, services: &[Service]) {
         )
     );
     for s in services {
-        let expected = |n: Option<f64>| n.map_or("-".to_string(), |n| format!("{n}"));
-        let budget = match s.budget_bytes {
-            Some(b) => format!("{} of {}", bytes(s.memory_bytes), bytes(b)),
-            None => bytes(s.memory_bytes),
-        };
-        let cpu = match (s.cpu_cores, s.cpu_budget_cores) {
-            (Some(c), Some(b)) => format!("CPU {c:.2} of {b} cores"),
-            (Some(c), None) => format!("CPU {c:.2} cores"),
-            _ => String::new(),
-        };
+        let budget = s.memory_of_budget();
+        let cpu = s
+            .cpu_of_budget()
+            .map_or(String::new(), |cpu| format!("CPU {cpu}"));
         let _ = writeln!(
             out,
             "  {} {:<26} {:<4} {:>6} {:>6}  {} {:>5}  {budget}  {cpu}{}",
