@@ -50,6 +50,19 @@ enum Group {
 
 use Group::*;
 
+/// The collectors this test turns on: every one.
+const EVERY_COLLECTOR: [&str; 9] = [
+    "host",
+    "filesystem",
+    "services",
+    "sockets",
+    "nginx",
+    "storage",
+    "mysql",
+    "postgres",
+    "redis",
+];
+
 /// Each group with the row of docs/metrics.md#cardinality-budget-per-host that gives its figure.
 const GROUPS: [(Group, &str); 19] = [
     (Fixed, "fixed"),
@@ -430,17 +443,7 @@ fn every_series_has_its_place_in_the_budget_and_the_budget_holds_on_this_machine
     // Other tests add and remove interfaces and mounts: what was there before or after the scrape.
     let interfaces: BTreeSet<String> = interfaces_before.union(&interfaces()).cloned().collect();
     let mounts: BTreeSet<String> = mounts.union(&real_mounts()).cloned().collect();
-    for collector in [
-        "host",
-        "filesystem",
-        "services",
-        "sockets",
-        "nginx",
-        "storage",
-        "mysql",
-        "postgres",
-        "redis",
-    ] {
+    for collector in EVERY_COLLECTOR {
         assert_eq!(
             common::collector_success(&text, collector),
             1.0,
@@ -508,20 +511,9 @@ fn every_series_has_its_place_in_the_budget_and_the_budget_holds_on_this_machine
         .collect();
     subset(Service, &services);
     subset(PlannedService, &services);
-    let collectors = [
-        "host",
-        "filesystem",
-        "services",
-        "sockets",
-        "nginx",
-        "storage",
-        "mysql",
-        "postgres",
-        "redis",
-    ];
     subset(
         Collector,
-        &collectors.iter().map(|c| c.to_string()).collect(),
+        &EVERY_COLLECTOR.iter().map(|c| c.to_string()).collect(),
     );
     subset(
         Directory,
@@ -562,7 +554,7 @@ fn every_series_has_its_place_in_the_budget_and_the_budget_holds_on_this_machine
 
     // The whole within the budget this machine and this config give.
     let budget = per_item(Fixed)
-        + per_item(Collector) * collectors.len()
+        + per_item(Collector) * EVERY_COLLECTOR.len()
         + per_item(Core) * cores.len()
         + per_item(Disk) * disks.len()
         + per_item(Interface) * interfaces.len()
