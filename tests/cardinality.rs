@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use common::servers::{MariadbServer, PostgresServer, RedisServer, GOOD_PASSWORD};
-use common::{temp_dir, write, Exporter, BUILT_IN_SERVICES};
+use common::{temp_dir, write, Exporter};
 
 /// What grows a group of series, and how many series each of its items may carry. The figures
 /// are docs/metrics.md's table; change both together.
@@ -375,10 +375,10 @@ fn stack_config(
         ),
     ];
     let mut services = String::new();
-    for name in BUILT_IN_SERVICES.iter().chain(&["monitoring"]) {
+    for name in common::every_service() {
         let matcher = own
             .iter()
-            .find(|(service, _)| service == name)
+            .find(|(service, _)| *service == name)
             .map(|(_, m)| m.clone())
             .unwrap_or_else(|| "{ comm = 'no-such-process' }".into());
         services.push_str(&format!("[services.{name}]\nmatch = [{matcher}]\n"));
@@ -504,11 +504,7 @@ fn every_series_has_its_place_in_the_budget_and_the_budget_holds_on_this_machine
     subset(Disk, &disks);
     subset(Interface, &interfaces);
     subset(Mount, &mounts);
-    let services: BTreeSet<String> = BUILT_IN_SERVICES
-        .iter()
-        .chain(&["monitoring"])
-        .map(|s| s.to_string())
-        .collect();
+    let services: BTreeSet<String> = common::every_service().map(String::from).collect();
     subset(Service, &services);
     subset(PlannedService, &services);
     subset(

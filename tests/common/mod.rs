@@ -437,15 +437,18 @@ pub const BUILT_IN_SERVICES: [&str; 8] = [
     "redis",
 ];
 
-/// Config that gives every built-in service but `keep` a matcher nothing fits, so the servers of
-/// the machine and of other tests stay out of a test's figures and log lines.
-/// `monitoring` too: it watches every stack_exporter on the host, and the exporters of the tests
-/// running beside this one come and go with listeners of their own.
+/// Every service profiles/services.toml defines: the built-in ones and `monitoring`, which
+/// watches every stack_exporter on the host (the exporters of the tests running beside one come
+/// and go with listeners of their own).
+pub fn every_service() -> impl Iterator<Item = &'static str> {
+    BUILT_IN_SERVICES.into_iter().chain(["monitoring"])
+}
+
+/// Config that gives every service but `keep` a matcher nothing fits, so the servers of the
+/// machine and of other tests stay out of a test's figures and log lines.
 pub fn no_other_services(keep: &str) -> String {
-    BUILT_IN_SERVICES
-        .iter()
-        .chain(&["monitoring"])
-        .filter(|&&name| name != keep)
+    every_service()
+        .filter(|&name| name != keep)
         .map(|name| format!("[services.{name}]\nmatch = [{{ comm = 'no-such-process' }}]\n"))
         .collect()
 }
