@@ -297,7 +297,7 @@ impl Sockets {
             })
             .collect();
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let now = (Instant::now(), self.connections_max_age);
+        let now_and_max_age = (Instant::now(), self.connections_max_age);
         let host_sockets = self.host_tcp_sockets();
         for namespace in &mut processes.namespaces {
             let mut owned = Vec::new();
@@ -311,7 +311,7 @@ impl Sockets {
             let link = namespace.link.clone();
             let counted = |path: &str| !is_control_socket(path);
             let count = || namespace.connections(owners, counted);
-            let (connections, age) = kept.get(&link, owned, now, host_sockets, count);
+            let (connections, age) = kept.get(&link, owned, now_and_max_age, host_sockets, count);
             for ((service, instance), n) in connections {
                 found[service].connections[instance] += n;
                 found[service].connections_age = found[service].connections_age.max(age);
