@@ -533,16 +533,10 @@ fn a_costly_count_is_kept_for_its_max_age_and_says_how_old_it_is() {
     assert_eq!(age(&text), 0.0, "the count made again");
 }
 
-/// The host's TCP sockets: /proc/net/sockstat's `alloc` + `tw`, as the exporter reads them.
+/// The host's TCP sockets: /proc/net/sockstat's `alloc` + `tw`, read as the exporter reads them.
 fn host_tcp_sockets() -> u64 {
     let text = std::fs::read_to_string("/proc/net/sockstat").unwrap();
-    let tcp = text.lines().find_map(|l| l.strip_prefix("TCP:")).unwrap();
-    let words: Vec<&str> = tcp.split_whitespace().collect();
-    let field = |name: &str| -> u64 {
-        let at = words.iter().position(|w| *w == name).unwrap();
-        words[at + 1].parse().unwrap()
-    };
-    field("alloc") + field("tw")
+    stack_exporter::proc::parse_sockstat_tcp_sockets(&text).expect("a TCP line in sockstat")
 }
 
 /// Every count walks all of the host's TCP sockets, however few the service's: with 4000 of
