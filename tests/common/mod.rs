@@ -7,6 +7,7 @@ pub mod servers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -120,7 +121,58 @@ pub fn exporter_binary() -> PathBuf {
 pub struct Exporter {
     guard: Guard,
     pub port: u16,
-    log: Arc<Mutex<String>>,
+    log: Arc<StderrLog>,
+}
+
+/// The exporter's stderr, copied by a thread. Bytes leave the pipe only while `text` is locked,
+/// so "the pipe is empty" seen under that lock means every byte written so far is in `text`:
+/// a test reading the log right after a scrape never misses a line the scrape logged.
+struct StderrLog {
+    text: Mutex<Vec<u8>>,
+    /// The pipe's read end (a duplicate), to ask how many bytes are still unread.
+    pipe: OwnedFd,
+}
+
+impl StderrLog {
+    fn drain(&self, pipe: OwnedFd) {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let mut ready = libc::pollfd {
+                fd: pipe.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            if unsafe { libc::poll(&mut ready, 1, -1) } < 0 {
+                continue; // EINTR
+            }
+            let mut text = self.text.lock().unwrap();
+            let read =
+                unsafe { libc::read(pipe.as_raw_fd(), buffer.as_mut_ptr().cast(), buffer.len()) };
+            if read <= 0 {
+                return; // EOF: the exporter and every copy of its stderr are gone
+            }
+            text.extend_from_slice(&buffer[..read as usize]);
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// The text once the pipe holds nothing unread.
+    fn settled(&self) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.text.lock().unwrap();
+            let mut unread: libc::c_int = 0;
+            let asked = unsafe { libc::ioctl(self.pipe.as_raw_fd(), libc::FIONREAD, &mut unread) };
+            if asked != 0 || unread == 0 || started.elapsed() > Duration::from_secs(5) {
+                return String::from_utf8_lossy(&text).into_owned();
+            }
+            drop(text);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 impl Exporter {
@@ -152,23 +204,20 @@ impl Exporter {
     /// Starts a prepared exporter command (stderr piped) and waits until it listens.
     pub fn start_command(mut command: Command) -> Exporter {
         let mut guard = Guard::spawn(&mut command);
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = guard.child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
+        let stderr = OwnedFd::from(guard.child.stderr.take().unwrap());
+        let log = Arc::new(StderrLog {
+            text: Mutex::new(Vec::new()),
+            pipe: stderr.try_clone().unwrap(),
         });
+        let sink = log.clone();
+        std::thread::spawn(move || sink.drain(stderr));
         let start = Instant::now();
         let port = loop {
-            if let Some(port) = listening_port(&log.lock().unwrap()) {
+            if let Some(port) = listening_port(&log.text()) {
                 break port;
             }
             if let Ok(Some(status)) = guard.child.try_wait() {
-                panic!("exporter exited with {status}: {}", log.lock().unwrap());
+                panic!("exporter exited with {status}: {}", log.text());
             }
             assert!(
                 start.elapsed() < Duration::from_secs(10),
@@ -183,8 +232,10 @@ impl Exporter {
         self.guard.pid()
     }
 
+    /// Everything the exporter has written to stderr so far: a line logged before a response
+    /// it sent is in it (see [`StderrLog::settled`]).
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.log.settled()
     }
 
     /// GET /metrics, and how long it took.
