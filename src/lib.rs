@@ -6,6 +6,7 @@ pub mod collector;
 pub mod config;
 pub mod config_error;
 pub mod http;
+pub mod lane;
 pub mod logging;
 pub mod metrics;
 pub mod proc;

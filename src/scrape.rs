@@ -14,7 +14,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::collector::{exporter, Collector, RunGuard, Running};
+use futures_util::future::BoxFuture;
+
+use crate::collector::{exporter, Collector, Running, Started};
+use crate::lane::{Ended, Lane};
 use crate::metrics::MetricSet;
 use crate::warn_throttled;
 
@@ -124,56 +127,86 @@ fn is_running(collection: &Collection) -> bool {
 
 impl Shared {
     /// One deadline for every collector: it also names this collection, so collectors that share
-    /// work (services and sockets share a /proc snapshot) know they are in the same one.
+    /// work (services and sockets share a /proc snapshot) know they are in the same one. Network
+    /// collectors run as tasks; the blocking ones one after another on one lane of helper threads
+    /// (one hand-off a scrape, not one each).
     async fn collect_all(&self, deadline: Instant) -> MetricSet {
-        let handles: Vec<_> = self
-            .collectors
-            .iter()
-            .zip(&self.running)
-            .map(|(collector, running)| {
-                tokio::spawn(run_one(collector.clone(), running.start(), deadline))
-            })
-            .collect();
-        let mut out = MetricSet::default();
-        let mut outcomes = MetricSet::default();
-        for (collector, handle) in self.collectors.iter().zip(handles) {
-            let name = collector.name();
-            let (elapsed, result) = match handle.await {
-                Ok(outcome) => outcome,
-                Err(e) => (
+        let started = Instant::now();
+        let mut outcomes: Vec<Option<Outcome>> = self.collectors.iter().map(|_| None).collect();
+        let (mut jobs, mut job_of, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+        for (index, (collector, running)) in self.collectors.iter().zip(&self.running).enumerate() {
+            let Some(run) = running.start() else {
+                let stuck = "its previous run has not ended yet (a hung filesystem or server?)";
+                outcomes[index] = Some((Duration::ZERO, Err(anyhow::anyhow!(stuck))));
+                continue;
+            };
+            match collector.start(deadline, run) {
+                Started::Job(job) => {
+                    jobs.push(job);
+                    job_of.push(index);
+                }
+                Started::Future(work) => tasks.push((index, tokio::spawn(timed(work, deadline)))),
+            }
+        }
+        let lane = Lane::start("blocking collectors", jobs, BLOCKING_STALL);
+        let ended = lane.wait_until_async(deadline.into_std()).await;
+        for (index, ended) in job_of.into_iter().zip(ended) {
+            outcomes[index] = Some(match ended {
+                Ended::Done(result, elapsed) => (elapsed, result),
+                Ended::Panicked => (
+                    started.elapsed(),
+                    Err(anyhow::anyhow!("collector panicked")),
+                ),
+                Ended::NotYet => (started.elapsed(), Err(too_late(deadline - started))),
+            });
+        }
+        for (index, task) in tasks {
+            outcomes[index] = Some(task.await.unwrap_or_else(|e| {
+                (
                     Duration::ZERO,
                     Err(anyhow::anyhow!("collector panicked: {e}")),
-                ),
-            };
-            let success = match result {
-                Ok(set) => {
-                    out.extend(set);
-                    true
-                }
-                Err(e) => {
-                    // Keyed by the collector: a source that fails every scrape (or a client
-                    // scraping in a loop) logs once a minute per collector, not per scrape.
-                    warn_throttled!(name, "collector {name} failed: {e:#}");
-                    false
-                }
-            };
-            let labels = || vec![("collector", name.to_string())];
-            outcomes.gauge(
-                "stack_scrape_collector_duration_seconds",
-                "How long the collector took in this scrape.",
-                labels(),
-                elapsed.as_secs_f64(),
-            );
-            outcomes.gauge(
-                "stack_scrape_collector_success",
-                SUCCESS_HELP,
-                labels(),
-                f64::from(success),
-            );
+                )
+            }));
         }
-        out.extend(outcomes);
+        let mut out = MetricSet::default();
+        let mut figures = MetricSet::default();
+        for (collector, outcome) in self.collectors.iter().zip(outcomes) {
+            let (elapsed, result) = outcome.expect("every collector has an outcome");
+            out.extend(self.outcome(collector.name(), elapsed, result, &mut figures));
+        }
+        out.extend(figures);
         exporter::own_metrics(&mut out);
         out
+    }
+
+    /// A collector's metrics, or nothing when it failed (logged); its duration and success go to
+    /// `figures`.
+    fn outcome(
+        &self,
+        name: &'static str,
+        elapsed: Duration,
+        result: anyhow::Result<MetricSet>,
+        figures: &mut MetricSet,
+    ) -> MetricSet {
+        let labels = || vec![("collector", name.to_string())];
+        figures.gauge(
+            "stack_scrape_collector_duration_seconds",
+            "How long the collector took in this scrape.",
+            labels(),
+            elapsed.as_secs_f64(),
+        );
+        figures.gauge(
+            "stack_scrape_collector_success",
+            SUCCESS_HELP,
+            labels(),
+            f64::from(result.is_ok()),
+        );
+        result.unwrap_or_else(|e| {
+            // Keyed by the collector: a source that fails every scrape (or a client scraping in a
+            // loop) logs once a minute per collector, not per scrape.
+            warn_throttled!(name, "collector {name} failed: {e:#}");
+            MetricSet::default()
+        })
     }
 }
 
@@ -198,25 +231,24 @@ impl Shared {
 const SUCCESS_HELP: &str =
     "1 if the collector ran to the end in this scrape, 0 if it failed or ran out of time.";
 
-async fn run_one(
-    collector: Arc<Collector>,
-    run: Option<RunGuard>,
-    deadline: Instant,
-) -> (Duration, anyhow::Result<MetricSet>) {
+/// How long a collector took, and what it gave.
+type Outcome = (Duration, anyhow::Result<MetricSet>);
+
+/// How long a blocking collector runs with others waiting behind it before they are given a
+/// helper thread of their own. Each takes a few milliseconds on a busy host; a first scrape's
+/// fd tables or a large directory take longer, and then the rest go on beside it.
+const BLOCKING_STALL: Duration = Duration::from_millis(50);
+
+async fn timed(work: BoxFuture<'static, anyhow::Result<MetricSet>>, deadline: Instant) -> Outcome {
     let started = Instant::now();
-    let Some(run) = run else {
-        let stuck =
-            anyhow::anyhow!("its previous run has not ended yet (a hung filesystem or server?)");
-        return (Duration::ZERO, Err(stuck));
-    };
-    let result = match tokio::time::timeout_at(deadline, collector.collect(deadline, run)).await {
-        Ok(result) => result,
-        Err(_) => Err(anyhow::anyhow!(
-            "did not finish within the scrape timeout of {:?}",
-            deadline.saturating_duration_since(started)
-        )),
-    };
+    let result = tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or_else(|_| Err(too_late(deadline.saturating_duration_since(started))));
     (started.elapsed(), result)
+}
+
+fn too_late(timeout: Duration) -> anyhow::Error {
+    anyhow::anyhow!("did not finish within the scrape timeout of {timeout:?}")
 }
 
 #[cfg(test)]

@@ -89,6 +89,18 @@ pub fn build_info(out: &mut MetricSet) {
     );
 }
 
+/// When the host booted: read once (it does not change, and /proc/stat is a costly read on a host
+/// with many CPUs and interrupts); `None`, and no start time, while it cannot be read.
+fn boot_time() -> Option<u64> {
+    static BOOT_TIME: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(known) = BOOT_TIME.get() {
+        return Some(*known);
+    }
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot_time = proc::parse_stat(&text).boot_time;
+    (boot_time > 0).then(|| *BOOT_TIME.get_or_init(|| boot_time))
+}
+
 /// process_* metrics of this process, from /proc/self (always this process's own /proc, whatever
 /// `--path.procfs` says).
 pub fn process_metrics(out: &mut MetricSet) {
@@ -99,9 +111,6 @@ pub fn process_metrics(out: &mut MetricSet) {
         return;
     };
     let ticks = proc::clock_ticks_per_second();
-    let boot_time = std::fs::read_to_string("/proc/stat")
-        .map(|t| proc::parse_stat(&t).boot_time)
-        .unwrap_or(0);
     out.counter(
         "process_cpu_seconds_total",
         "Total user and system CPU time spent in seconds.",
@@ -120,12 +129,14 @@ pub fn process_metrics(out: &mut MetricSet) {
         vec![],
         stat.vsize as f64,
     );
-    out.gauge(
-        "process_start_time_seconds",
-        "Start time of the process since unix epoch in seconds.",
-        vec![],
-        boot_time as f64 + stat.start_ticks as f64 / ticks,
-    );
+    if let Some(boot_time) = boot_time() {
+        out.gauge(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.",
+            vec![],
+            boot_time as f64 + stat.start_ticks as f64 / ticks,
+        );
+    }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         out.gauge(
             "process_open_fds",

@@ -2,18 +2,19 @@
 //! rows A3, S3, D1), in a collector of its own so that a hung mount never costs the host's CPU,
 //! memory and load figures.
 //!
-//! Each mount's statvfs runs on a thread of its own and is waited for at most [`MOUNT_TIMEOUT`]. A
-//! call that has not returned by then leaves its mount *stuck*: reported by
+//! Each mount's statvfs runs on a helper thread (`crate::lane`) and is waited for at most
+//! [`MOUNT_TIMEOUT`]. A call that has not returned by then leaves its mount *stuck*: reported by
 //! `stack_host_filesystem_stuck{mountpoint}` and one log line, and skipped on later scrapes until
-//! the call returns (as node_exporter's `stuckMounts`), so a dead NFS server costs one thread per
+//! the call returns (as node_exporter's `stuckMounts`), so a dead NFS server holds one thread per
 //! mount, not one per scrape, and the other mounts keep being measured.
 
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::lane::{Ended, Job, Lane};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::{self, ProcFs, Space};
@@ -21,6 +22,10 @@ use crate::proc::{self, ProcFs, Space};
 /// The longest one mount's statvfs is waited for before the mount is marked stuck. A healthy
 /// local or network filesystem answers in well under a millisecond.
 pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one mount's call may hold up the mounts behind it. A local filesystem answers in
+/// microseconds, a network one in a round trip.
+const MOUNT_STALL: Duration = Duration::from_millis(20);
 
 /// Filesystems that hold no user data (node_exporter's default exclusions).
 const PSEUDO_FSTYPES: &[&str] = &[
@@ -88,7 +93,7 @@ impl Filesystem {
         }
     }
 
-    /// Runs on the blocking pool; returns within [`MOUNT_TIMEOUT`] (or half the time left before
+    /// Runs on a helper thread; returns within [`MOUNT_TIMEOUT`] (or half the time left before
     /// `deadline`, when that is shorter) whatever the mounts do.
     pub fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
         // PID 1's mounts are the host's even when this process runs in its own mount namespace.
@@ -172,32 +177,24 @@ impl Filesystem {
         Ok(out)
     }
 
-    /// Each mount's size, measured concurrently: a mount whose previous call has not returned is
-    /// not called again, and one that does not answer by `wait_until` is left stuck.
+    /// Each mount's size: a mount whose previous call has not returned is not called again, and
+    /// one that does not answer by `wait_until` is left stuck. The calls run one after another on
+    /// a lane of helper threads: a hung one holds its own thread, and the mounts behind it go on
+    /// on another after [`MOUNT_STALL`].
     fn measure(&self, mounts: &[proc::Mount], wait_until: Instant) -> Vec<Size> {
         let mut sizes: Vec<Size> = mounts.iter().map(|_| Size::Stuck).collect();
-        let (send, receive) = mpsc::channel();
-        let mut waiting = 0usize;
+        let (mut calls, mut call_of) = (Vec::new(), Vec::new());
         for (index, mount) in mounts.iter().enumerate() {
-            match self.start_call(index, mount, send.clone()) {
-                Ok(true) => waiting += 1,
-                Ok(false) => {} // still stuck from an earlier scrape
-                Err(e) => {
-                    log::debug!("no thread for statvfs of {}: {e}", mount.mountpoint);
-                    sizes[index] = Size::Failed;
-                }
-            }
+            if !self.is_pending(&mount.mountpoint) {
+                calls.push(self.statvfs_call(mount));
+                call_of.push(index);
+            } // else still stuck from an earlier scrape
         }
-        while waiting > 0 {
-            let Ok((index, result)) =
-                receive.recv_timeout(wait_until.saturating_duration_since(Instant::now()))
-            else {
-                break;
-            };
-            waiting -= 1;
-            sizes[index] = match result {
-                Ok(space) => Size::Measured(space),
-                Err(e) => {
+        let ended = Lane::start("statvfs calls", calls, MOUNT_STALL).wait_until(wait_until);
+        for (index, ended) in call_of.into_iter().zip(ended) {
+            sizes[index] = match ended {
+                Ended::Done(Ok(space), _) => Size::Measured(space),
+                Ended::Done(Err(e), _) => {
                     crate::warn_throttled!(
                         "filesystem_statvfs_failed",
                         "statvfs {} failed ({e}): its size is left out and \
@@ -206,6 +203,8 @@ impl Filesystem {
                     );
                     Size::Failed
                 }
+                Ended::Panicked => Size::Failed,
+                Ended::NotYet => Size::Stuck,
             };
         }
         for (mount, size) in mounts.iter().zip(&sizes) {
@@ -216,55 +215,32 @@ impl Filesystem {
         sizes
     }
 
-    /// Calls statvfs of `mount` on a thread of its own, which sends the result and marks the call
-    /// returned. Ok(false) while an earlier call on this mount has not returned.
-    fn start_call(
-        &self,
-        index: usize,
-        mount: &proc::Mount,
-        results: mpsc::Sender<(usize, io::Result<Space>)>,
-    ) -> io::Result<bool> {
+    fn is_pending(&self, mountpoint: &str) -> bool {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.contains_key(mountpoint)
+    }
+
+    /// The statvfs of `mount`, pending from when it starts until it returns.
+    fn statvfs_call(&self, mount: &proc::Mount) -> Job<io::Result<Space>> {
         let mountpoint = mount.mountpoint.clone();
-        let condition = {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if pending.contains_key(&mountpoint) {
-                return Ok(false);
-            }
-            let condition = Arc::new(Condition::default());
-            pending.insert(mountpoint.clone(), condition.clone());
-            condition
-        };
         let path = self.rootfs.join(mountpoint.trim_start_matches('/'));
         let (statvfs, pending) = (self.statvfs, self.pending.clone());
-        let started = Instant::now();
-        // A thread of its own, not the blocking pool: a call stuck in the kernel holds its thread
-        // until the mount answers, and ten dead NFS mounts must not use up the pool the other
-        // collectors run on.
-        let spawned = std::thread::Builder::new()
-            .name("statvfs".into())
-            .spawn(move || {
-                let result = statvfs(&path);
-                pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&mountpoint);
-                condition.set(&stuck_subject(&mountpoint), None);
-                if started.elapsed() > MOUNT_TIMEOUT {
-                    log::debug!(
-                        "statvfs of {mountpoint} returned after {:?}",
-                        started.elapsed()
-                    );
-                }
-                let _ = results.send((index, result)); // the scrape may have stopped waiting
-            });
-        if let Err(e) = spawned {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&mount.mountpoint);
-            return Err(e);
-        }
-        Ok(true)
+        Box::new(move || {
+            let condition = Arc::new(Condition::default());
+            let lock = || pending.lock().unwrap_or_else(|e| e.into_inner());
+            lock().insert(mountpoint.clone(), condition.clone());
+            let started = Instant::now();
+            let result = statvfs(&path);
+            lock().remove(&mountpoint);
+            condition.set(&stuck_subject(&mountpoint), None);
+            if started.elapsed() > MOUNT_TIMEOUT {
+                log::debug!(
+                    "statvfs of {mountpoint} returned after {:?}",
+                    started.elapsed()
+                );
+            }
+            result
+        })
     }
 
     /// Logs (once, until its call returns) a mount whose statvfs is still pending.

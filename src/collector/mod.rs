@@ -1,7 +1,7 @@
 //! The collectors. Each file is one collector with its own config, code and tests; [`COLLECTORS`]
 //! registers them (name, when it is on, what it collects, how it is built) and drives the
 //! `--[no-]collector.NAME` flags, the landing page and the README's list. Each line builds the
-//! collector's [`Work`]: blocking work (/proc, watched paths) for the blocking pool, or network work
+//! collector's [`Work`]: blocking work (/proc, watched paths) for helper threads, or network work
 //! bounded by the deadline; `scrape.rs` runs the enabled ones concurrently under the scrape's
 //! deadline.
 //!
@@ -190,7 +190,8 @@ pub struct Collector {
 /// How a collector gathers its metrics, given the scrape's deadline.
 pub enum Work {
     /// Reads /proc or watched paths (the access log, storage directories, mounts), which block in
-    /// the kernel: runs on the blocking pool, never on the threads that serve the scrapes.
+    /// the kernel: runs on helper threads (`crate::lane`), never on the threads that serve the
+    /// scrapes.
     Blocking(Arc<BlockingFn>),
     /// Talks to servers, each target bounded by the deadline so a slow one gives its own `up 0`
     /// in time: runs as a task.
@@ -242,27 +243,36 @@ impl Collector {
         self.name
     }
 
-    /// Gathers this collector's metrics. `run` is held until the work really ends, which for
-    /// blocking work can be after the scrape stopped waiting (a timeout cannot stop a thread stuck
-    /// in the kernel): the next scrapes skip the collector and say so until it has, instead of
-    /// stacking a stuck thread each (a hung NFS mount under the access log must not use up the
-    /// blocking pool). Network work ends, finished or dropped at the deadline, with this future.
-    pub async fn collect(&self, deadline: Instant, run: RunGuard) -> anyhow::Result<MetricSet> {
+    /// Its work for this scrape. `run` is held until the work really ends, which for blocking work
+    /// can be after the scrape stopped waiting (a timeout cannot stop a thread stuck in the
+    /// kernel): the next scrapes skip the collector and say so until it has, instead of stacking a
+    /// stuck thread each (a hung NFS mount under the access log must not use up the threads).
+    /// Network work ends, finished or dropped at the deadline, with its future.
+    pub fn start(&self, deadline: Instant, run: RunGuard) -> Started {
         match &self.work {
             Work::Network(collect) => {
-                let _run = run;
-                collect(deadline).await
+                let collect = collect(deadline);
+                Started::Future(Box::pin(async move {
+                    let _run = run;
+                    collect.await
+                }))
             }
             Work::Blocking(collect) => {
                 let collect = collect.clone();
-                tokio::task::spawn_blocking(move || {
+                Started::Job(Box::new(move || {
                     let _run = run; // ends with the work itself, not with the scrape's wait
                     collect(deadline)
-                })
-                .await?
+                }))
             }
         }
     }
+}
+
+/// A collector's work for one scrape: a job for the scrape's lane of blocking work
+/// (`crate::lane`), or a future to run as a task.
+pub enum Started {
+    Job(crate::lane::Job<anyhow::Result<MetricSet>>),
+    Future(BoxFuture<'static, anyhow::Result<MetricSet>>),
 }
 
 /// Whether a collector's previous run is still under way: a run that never ends (statvfs on a hung

@@ -4,7 +4,7 @@
 //! Each scrape reads what the log gained since the last one (src/accesslog.rs: fixed-size chunks,
 //! rotation by rename or copytruncate) and adds it to counters kept since the exporter started,
 //! so no background thread runs between scrapes. All of it blocks (file reads, the stub_status
-//! round trip), so it runs on the blocking pool under the collector's run guard
+//! round trip), so it runs on a helper thread under the collector's run guard
 //! (collector/mod.rs): a read stuck on a hung filesystem costs one thread, not one per scrape.
 //! A path that cannot be followed is a series and one log line, never an error that hides the
 //! counts. See docs/traffic.md.
@@ -226,7 +226,7 @@ impl Nginx {
             .join(", ")
     }
 
-    /// Blocks (file reads, the stub_status round trip): called on the blocking pool. The
+    /// Blocks (file reads, the stub_status round trip): called on a helper thread. The
     /// stub_status round trip ends by `deadline`.
     pub fn collect(&self, deadline: Instant) -> anyhow::Result<MetricSet> {
         let mut out = MetricSet::default();

@@ -34,7 +34,7 @@ mod plan;
 pub use capabilities::{log_missing_capabilities, missing_capabilities_warning};
 use listing::Known;
 use matching::{assign_services, CachedMatch, Owner};
-use memory::PssReading;
+use memory::{CgroupReading, PssReading};
 pub use plan::{Budget, Matcher, PlanConfig, Service};
 
 /// How long a process's match is trusted when nothing in its /proc/PID/stat changed: the longest a
@@ -52,6 +52,8 @@ pub struct Services {
     services: Vec<Service>,
     pss_max_age: Duration,
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
+    /// The instance roots' memory cgroups (OOM kills), kept from scrape to scrape.
+    cgroups: Mutex<HashMap<ProcessKey, CgroupReading>>,
     match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
     match_max_age: Duration,
     /// What the last scrapes read of each listed PID, so settled processes are not read again.
@@ -186,6 +188,7 @@ impl Services {
             services,
             pss_max_age,
             pss_cache: Mutex::new(HashMap::new()),
+            cgroups: Mutex::new(HashMap::new()),
             match_cache: Mutex::new(HashMap::new()),
             match_max_age: MATCH_MAX_AGE,
             known: Mutex::new(HashMap::new()),

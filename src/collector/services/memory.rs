@@ -8,6 +8,13 @@ use std::time::Instant;
 use super::{later, spread, Owner, ProcessKey, ServiceUsage, Services, Snapshot};
 use crate::proc;
 
+/// An instance root's memory cgroup, read again (a process can be moved, rarely) with its match.
+#[derive(Debug)]
+pub(super) struct CgroupReading {
+    cgroup: Option<MemoryCgroup>,
+    reread_at: Instant,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(super) struct PssReading {
     /// `None` when the kernel refused smaps_rollup (EACCES happens even as root).
@@ -24,6 +31,9 @@ impl Services {
     pub(super) fn oom_kills(&self, snapshot: &Snapshot) -> Vec<Option<u64>> {
         let mut cgroups_of: Vec<BTreeSet<MemoryCgroup>> =
             vec![BTreeSet::new(); self.services.len()];
+        let now = Instant::now();
+        let mut kept = self.cgroups.lock().unwrap_or_else(|e| e.into_inner());
+        let mut previous = std::mem::take(&mut *kept);
         for (index, (process, owner)) in snapshot.processes.iter().zip(&snapshot.owners).enumerate()
         {
             let Some(Owner { service, root }) = *owner else {
@@ -32,11 +42,20 @@ impl Services {
             if root != index {
                 continue;
             }
-            let path = self.procfs.pid_dir(process.pid).join("cgroup");
-            if let Some(cgroup) = proc::read_file(&path).ok().and_then(|t| memory_cgroup(&t)) {
-                cgroups_of[service].insert(cgroup);
+            let key = (process.pid, process.stat.start_ticks);
+            let reading = match previous.remove(&key).filter(|r| now < r.reread_at) {
+                Some(reading) => reading,
+                None => CgroupReading {
+                    cgroup: self.memory_cgroup_of(process.pid),
+                    reread_at: later(now, spread(self.match_max_age, process.pid)),
+                },
+            };
+            if let Some(cgroup) = &reading.cgroup {
+                cgroups_of[service].insert(cgroup.clone());
             }
+            kept.insert(key, reading);
         }
+        drop(kept);
         let mut owners: HashMap<&MemoryCgroup, usize> = HashMap::new();
         for cgroups in &cgroups_of {
             for cgroup in cgroups {
@@ -54,6 +73,12 @@ impl Services {
                 (!own.is_empty()).then(|| own.iter().fold(0u64, |a, b| a.saturating_add(*b)))
             })
             .collect()
+    }
+
+    /// The memory cgroup `pid` runs in, from /proc/PID/cgroup.
+    fn memory_cgroup_of(&self, pid: u32) -> Option<MemoryCgroup> {
+        let path = self.procfs.pid_dir(pid).join("cgroup");
+        proc::read_file(&path).ok().and_then(|t| memory_cgroup(&t))
     }
 
     /// One line when some services' PSS starts being refused (and counted at RSS), one when it
