@@ -63,8 +63,20 @@ impl ProcFs {
 /// and then reads it in small growing steps; a page-sized first read takes most of them whole,
 /// which halves the system calls of a scrape.
 pub fn read_file(path: &Path) -> io::Result<String> {
+    read_to_end(&mut std::fs::File::open(path)?)
+}
+
+/// Reads a /proc file kept open, from its start: a seq_file starts again at offset 0, so the same
+/// descriptor gives this moment's content each time, without an open's walk through /proc. A
+/// process reaped since the open gives ESRCH.
+pub fn read_again(file: &mut std::fs::File) -> io::Result<String> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    read_to_end(file)
+}
+
+fn read_to_end(file: &mut std::fs::File) -> io::Result<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     loop {
@@ -632,6 +644,28 @@ mod tests {
 
     fn fixture(name: &str) -> String {
         std::fs::read_to_string(Path::new(FIXTURES).join(name)).unwrap()
+    }
+
+    /// On the real kernel: a kept /proc/PID/stat gives the process's current figures at each
+    /// read, and an error once the process is reaped (never another process's, whatever PID).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_kept_stat_file_reads_the_present_and_fails_once_the_process_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
+        let mut file = std::fs::File::open(&path).unwrap();
+        let first = parse_pid_stat(&read_again(&mut file).unwrap()).unwrap();
+        assert!(!first.is_zombie);
+        child.kill().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let killed = parse_pid_stat(&read_again(&mut file).unwrap()).unwrap();
+        assert!(killed.is_zombie, "not reaped yet: a zombie, read anew");
+        child.wait().unwrap();
+        let error = read_again(&mut file).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ESRCH), "{error}");
     }
 
     #[test]

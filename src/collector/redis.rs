@@ -12,6 +12,7 @@
 //! user may not `LLEN` (or a key that is not a list) is `stack_redis_queue_readable 0`, never a
 //! length that just vanishes.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use redis::aio::MultiplexedConnection;
@@ -129,15 +130,16 @@ const STATUSES: &[(&str, &str, &str)] = &[
     ),
 ];
 
-/// What `INFO` says, parsed.
+/// What `INFO` says, parsed: fields borrowed from its text (some 150 of them every scrape), or
+/// owned where CONFIG GET added them.
 #[derive(Debug, Default, PartialEq)]
-pub struct Info {
-    pub fields: HashMap<String, String>,
+pub struct Info<'a> {
+    pub fields: HashMap<Cow<'a, str>, Cow<'a, str>>,
     /// `dbN` and its key count.
-    pub keyspace: Vec<(String, u64)>,
+    pub keyspace: Vec<(&'a str, u64)>,
 }
 
-impl Info {
+impl Info<'_> {
     pub fn number(&self, field: &str) -> Option<f64> {
         server_number(field, self.fields.get(field)?)
     }
@@ -145,7 +147,7 @@ impl Info {
 
 /// Parses the text of `INFO`: `# Section` headers, `field:value` lines, and keyspace lines like
 /// `db0:keys=12,expires=3,avg_ttl=0`.
-pub fn parse_info(text: &str) -> Info {
+pub fn parse_info(text: &str) -> Info<'_> {
     let mut info = Info::default();
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
@@ -164,11 +166,12 @@ pub fn parse_info(text: &str) -> Info {
                 .find_map(|kv| kv.strip_prefix("keys="))
                 .and_then(|n| n.parse().ok());
             if let Some(keys) = keys {
-                info.keyspace.push((field.to_string(), keys));
+                info.keyspace.push((field, keys));
             }
             continue;
         }
-        info.fields.insert(field.to_string(), value.to_string());
+        info.fields
+            .insert(Cow::Borrowed(field), Cow::Borrowed(value));
     }
     info
 }
@@ -332,8 +335,8 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     for pair in answers.config.chunks(2).chain(settings.chunks(2)) {
         if let [key, value] = pair {
             info.fields
-                .entry(key.replace('-', "_"))
-                .or_insert_with(|| value.clone());
+                .entry(Cow::Owned(key.replace('-', "_")))
+                .or_insert(Cow::Borrowed(value));
         }
     }
     let labels = || target_label(target);
@@ -386,7 +389,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
 }
 
 /// `stack_redis_rdb_save_points` from `CONFIG GET save`, or why it is left out.
-fn save_figures(target: &str, info: &Info, settings: Option<&Settings>, out: &mut Figures) {
+fn save_figures(target: &str, info: &Info<'_>, settings: Option<&Settings>, out: &mut Figures) {
     let refused = match settings {
         Some(Err(why)) => Some(why.clone()),
         _ => None,
@@ -448,7 +451,7 @@ impl Session {
         &self,
         target: &Target,
         conn: &mut MultiplexedConnection,
-        info: &Info,
+        info: &Info<'_>,
         password: Option<&str>,
     ) -> Result<Settings, String> {
         let cached = self
@@ -548,14 +551,11 @@ mod tests {
         assert_eq!(info.number("used_memory"), Some(1_048_576.0));
         assert_eq!(info.number("maxmemory"), Some(268_435_456.0));
         assert_eq!(
-            info.fields.get("maxmemory_policy").map(String::as_str),
+            info.fields.get("maxmemory_policy").map(|v| v.as_ref()),
             Some("allkeys-lru")
         );
         assert_eq!(info.number("evicted_keys"), Some(7.0));
-        assert_eq!(
-            info.keyspace,
-            vec![("db0".to_string(), 12), ("db3".to_string(), 1)]
-        );
+        assert_eq!(info.keyspace, vec![("db0", 12), ("db3", 1)]);
     }
 
     fn answers(info: &str, settings: Option<Result<Vec<String>, String>>) -> Answers {
@@ -644,6 +644,6 @@ mod tests {
         let info = parse_info("# Memory\r\nused_memory:10\r\nnonsense\r\ndbx:keys=3\r\n");
         assert_eq!(info.number("used_memory"), Some(10.0));
         assert!(info.keyspace.is_empty());
-        assert_eq!(info.fields.get("dbx").map(String::as_str), Some("keys=3"));
+        assert_eq!(info.fields.get("dbx").map(|v| v.as_ref()), Some("keys=3"));
     }
 }

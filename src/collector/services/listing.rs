@@ -2,7 +2,7 @@
 //! every process started in the last [`YOUNG`], and every PID new to the listing; the others (most
 //! of a host: shells, daemons, kernel threads) again only when their match is due for its
 //! recheck, until then from the last read. Reading `stat` is most of a scrape's kernel time on a
-//! host of a few hundred processes.
+//! host of a few hundred processes; a watched process's is read through its file kept open.
 //!
 //! What a kept stat can miss until the recheck, as the match cache already does for a command
 //! line rewritten in place: an exec by a process no service watched, older than [`YOUNG`] (a
@@ -11,6 +11,7 @@
 //! it counts as the top of its tree).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::time::{Duration, Instant};
 
 use super::matching::CachedMatch;
@@ -21,6 +22,9 @@ use crate::proc::{self, PidStat};
 /// exec (a service starting, a wrapper script) still has its parent's name and arguments.
 const YOUNG: Duration = Duration::from_secs(30);
 
+/// Stat files kept open at most: a host's watched processes, far below the exporter's fd limit.
+const KEPT_FILES: usize = 256;
+
 /// The last read of one listed PID.
 #[derive(Debug)]
 pub(super) struct Known {
@@ -30,6 +34,9 @@ pub(super) struct Known {
     /// Whether the last scrape gave the process to a service (its own match or its parent's).
     watched: bool,
     reread_at: Instant,
+    /// Its /proc/PID/stat, kept open while the process is watched: a read is then a seek and a
+    /// read, not an open (a walk through /proc), reads and a close.
+    file: Option<File>,
 }
 
 impl Services {
@@ -49,10 +56,12 @@ impl Services {
         let mut previous = std::mem::take(&mut *known);
         let mut processes = Vec::new();
         for (pid, inode) in entries {
-            let kept = previous.remove(&pid).filter(|last| {
-                last.inode == inode && self.settled(pid, last, now, uptime_ticks, &matches)
-            });
-            let Some(entry) = kept.or_else(|| self.read_known(pid, inode, now)) else {
+            let last = previous.remove(&pid).filter(|last| last.inode == inode);
+            let entry = match last {
+                Some(last) if self.settled(pid, &last, now, uptime_ticks, &matches) => Some(last),
+                last => self.read_known(pid, inode, now, last.and_then(|l| l.file)),
+            };
+            let Some(entry) = entry else {
                 continue; // exited between the listing and the read
             };
             if !entry.stat.is_kernel_thread && !entry.stat.is_zombie {
@@ -64,13 +73,19 @@ impl Services {
         Ok(processes)
     }
 
-    fn read_known(&self, pid: u32, inode: u64, now: Instant) -> Option<Known> {
-        let text = proc::read_file(&self.procfs.pid_dir(pid).join("stat")).ok()?;
+    /// A new read of `pid`'s stat, through `file` when it was kept open.
+    fn read_known(&self, pid: u32, inode: u64, now: Instant, file: Option<File>) -> Option<Known> {
+        let mut file = match file {
+            Some(file) => file,
+            None => File::open(self.procfs.pid_dir(pid).join("stat")).ok()?,
+        };
+        let text = proc::read_again(&mut file).ok()?;
         Some(Known {
             inode,
             stat: proc::parse_pid_stat(&text)?,
             watched: false,
             reread_at: later(now, spread(self.match_max_age, pid)),
+            file: Some(file),
         })
     }
 
@@ -94,12 +109,21 @@ impl Services {
         !last.watched && old && now < last.reread_at && !match_due
     }
 
-    /// Marks the processes this scrape gave to a service: they are read every scrape.
+    /// Marks the processes this scrape gave to a service: they are read every scrape, through
+    /// their stat file kept open (up to [`KEPT_FILES`]); the others' files are closed.
     pub(super) fn remember_watched(&self, processes: &[Process], owners: &[Option<Owner>]) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         for (process, _) in processes.iter().zip(owners).filter(|(_, o)| o.is_some()) {
             if let Some(entry) = known.get_mut(&process.pid) {
                 entry.watched = true;
+            }
+        }
+        let mut open = 0;
+        for entry in known.values_mut() {
+            if entry.watched && entry.file.is_some() && open < KEPT_FILES {
+                open += 1;
+            } else {
+                entry.file = None;
             }
         }
     }
