@@ -248,8 +248,16 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
             flags.telemetry_path.clone(),
             flags.max_scrape_timeout,
         ));
+        // A task on the workers, not this thread's future: each accepted connection's task then
+        // starts where it was accepted, without a hand-off from the main thread.
+        let serving = tokio::spawn(http::serve(
+            server,
+            listener,
+            flags.max_connections.into(),
+            web,
+        ));
         tokio::select! {
-            result = http::serve(server, listener, flags.max_connections.into(), web) => result,
+            result = serving => result.unwrap_or_else(|e| Err(anyhow::anyhow!("HTTP server: {e}"))),
             () = shutdown_signal() => {
                 log::info!("shutting down");
                 Ok(())

@@ -213,12 +213,19 @@ impl Server for Session {
         let query = |sql: &'static str| query(&conn.client, sql, password);
         let slow = self.slow_answers(target, &query).await?;
         let settings = Settings::read(&slow);
-        let activity = query(ACTIVITY_QUERY).await?;
-        let oldest = match settings.activity_readable {
-            true => Some(query(OLDEST_QUERY).await?),
-            false => None,
+        // One round trip for the three: a simple query runs its statements in order.
+        let mut statements = vec![ACTIVITY_QUERY, TOTALS_QUERY];
+        if settings.activity_readable {
+            statements.push(OLDEST_QUERY);
+        }
+        let mut answered = queries(&conn.client, &statements, password)
+            .await?
+            .into_iter();
+        let (activity, totals) = (answered.next(), answered.next());
+        let oldest = answered.next();
+        let (Some(activity), Some(totals)) = (activity, totals) else {
+            return Err("fewer answers than statements".to_string());
         };
-        let totals = query(TOTALS_QUERY).await?;
         // Installed but not loaded (shared_preload_libraries) or refused: the target stays up;
         // tried again on every scrape.
         let statements = match settings.statements_query {
@@ -262,6 +269,20 @@ async fn query(client: &Client, sql: &str, password: Option<&str>) -> Result<Row
         .await
         .map_err(|e| describe_chain(&e, password))?;
     Ok(rows(messages))
+}
+
+/// Several statements in one simple query (one round trip): each one's rows, in order. The
+/// first that fails fails them all, as it would alone.
+async fn queries(
+    client: &Client,
+    statements: &[&str],
+    password: Option<&str>,
+) -> Result<Vec<Rows>, String> {
+    let messages = client
+        .simple_query(&statements.join(";\n"))
+        .await
+        .map_err(|e| describe_chain(&e, password))?;
+    Ok(rows_by_statement(messages))
 }
 
 impl Session {
@@ -478,6 +499,24 @@ fn statement_figures(target: &str, statements: Option<&Result<Rows, String>>, ou
         ),
         refused,
     );
+}
+
+/// The rows of each statement of a simple query: each ends with its CommandComplete.
+fn rows_by_statement(messages: Vec<SimpleQueryMessage>) -> Vec<Rows> {
+    let mut statements = Vec::new();
+    let mut current = Vec::new();
+    for message in messages {
+        match message {
+            SimpleQueryMessage::Row(row) => current.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_string))
+                    .collect(),
+            ),
+            SimpleQueryMessage::CommandComplete(_) => statements.push(std::mem::take(&mut current)),
+            _ => {}
+        }
+    }
+    statements
 }
 
 fn rows(messages: Vec<SimpleQueryMessage>) -> Rows {

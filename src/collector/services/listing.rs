@@ -53,7 +53,9 @@ impl Services {
             .map(|seconds| seconds * self.ticks_per_second);
         let matches = self.match_cache.lock().unwrap_or_else(|e| e.into_inner());
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        let mut previous = std::mem::take(&mut *known);
+        // Sized as before: the host's few hundred processes, without regrowing the table.
+        let capacity = known.len();
+        let mut previous = std::mem::replace(&mut *known, HashMap::with_capacity(capacity));
         let mut processes = Vec::new();
         for (pid, inode) in entries {
             let last = previous.remove(&pid).filter(|last| last.inode == inode);
