@@ -204,7 +204,11 @@ impl Server for Session {
     ) -> Result<Answers, String> {
         let fail = |e: mysql_async::Error| describe_chain(&e, password);
         let slow = self.slow_answers(target, conn, &fail).await?;
-        let mut status = query(conn, STATUS_QUERY).await.map_err(fail)?;
+        let (mut status, processlist, statements) =
+            status_threads_statements(conn, performance_schema_on(&slow))
+                .await
+                .map_err(fail)?;
+        let statements = statements.map(|answer| answer.map_err(fail));
         if !name_values(&status).contains_key("Innodb_deadlocks") {
             match query(conn, DEADLOCKS_QUERY).await {
                 Ok(rows) => status.extend(rows),
@@ -213,16 +217,6 @@ impl Server for Session {
                 Err(e) => return Err(fail(e)),
             }
         }
-        let processlist = threads(conn).await.map_err(fail)?;
-        let statements = if performance_schema_on(&slow) {
-            match query(conn, STATEMENTS_QUERY).await {
-                Ok(rows) => Some(Ok(rows)),
-                Err(e @ mysql_async::Error::Server(_)) => Some(Err(fail(e))),
-                Err(e) => return Err(fail(e)),
-            }
-        } else {
-            None
-        };
         Ok(Answers {
             slow,
             status,
@@ -263,12 +257,37 @@ async fn query(conn: &mut Conn, sql: &str) -> Result<Rows, mysql_async::Error> {
     conn.query::<Row, _>(sql).await.map(cells)
 }
 
+/// Global status, the process list and, with `statements`, performance_schema's statement
+/// summary: one round trip, the statements run in order. A refused summary (no grant) is its own
+/// answer; any other failure fails the round.
+async fn status_threads_statements(
+    conn: &mut Conn,
+    statements: bool,
+) -> Result<(Rows, Rows, Option<Result<Rows, mysql_async::Error>>), mysql_async::Error> {
+    let mut batch = vec![STATUS_QUERY, PROCESSLIST_QUERY];
+    if statements {
+        batch.push(STATEMENTS_QUERY);
+    }
+    let mut answers = conn.query_iter(batch.join("; ")).await?;
+    let status = cells(answers.collect::<Row>().await?);
+    let threads = threads(answers.collect::<Row>().await?);
+    let statements = match statements {
+        false => None,
+        true => match answers.collect::<Row>().await {
+            Ok(rows) => Some(Ok(cells(rows))),
+            Err(e @ mysql_async::Error::Server(_)) => Some(Err(e)),
+            Err(e) => return Err(e),
+        },
+    };
+    drop(answers);
+    Ok((status, threads, statements))
+}
+
 /// `(command, state, 1)` for each thread of `SHOW PROCESSLIST`, which [`processlist_series`]
 /// adds up. Columns are found by name: MariaDB has one more (Progress) than MySQL.
-async fn threads(conn: &mut Conn) -> Result<Rows, mysql_async::Error> {
-    let rows: Vec<Row> = conn.query(PROCESSLIST_QUERY).await?;
+fn threads(rows: Vec<Row>) -> Rows {
     let Some(first) = rows.first() else {
-        return Ok(Vec::new());
+        return Vec::new();
     };
     let column = |name: &str| {
         first
@@ -278,10 +297,9 @@ async fn threads(conn: &mut Conn) -> Result<Rows, mysql_async::Error> {
     };
     let (command, state) = (column("Command"), column("State"));
     let cell_at = |row: &Row, i: Option<usize>| i.and_then(|i| row.as_ref(i)).and_then(cell);
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| vec![cell_at(row, command), cell_at(row, state), Some("1".into())])
-        .collect())
+        .collect()
 }
 
 fn performance_schema_on(slow: &SlowAnswers) -> bool {
