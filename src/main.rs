@@ -269,20 +269,15 @@ fn run(flags: Flags, disabled: &[&str]) -> anyhow::Result<()> {
 }
 
 /// The cap must leave file descriptors for the collectors (database connections, /proc files,
-/// directory walks): warn when it takes more than half of them.
-#[cfg(unix)]
+/// directory walks): warn when it takes more than half of them. Windows has no such limit.
 fn warn_if_over_fd_limit(max_connections: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some(limit) = stack_exporter::proc::open_files_limit() else {
+        return;
     };
-    // SAFETY: getrlimit writes into the struct we pass.
-    let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
-    if known && max_connections.saturating_mul(2) > limit.rlim_cur {
+    if max_connections.saturating_mul(2) > limit {
         log::warn!(
             "--web.max-connections={max_connections} is more than half the file descriptor limit \
-             ({}); raise LimitNOFILE or lower the cap",
-            limit.rlim_cur
+             ({limit}); raise LimitNOFILE or lower the cap"
         );
     }
 }
@@ -388,10 +383,6 @@ fn status_command(flags: &Flags, options: &StatusFlags, disabled: &[&str]) -> an
     print!("{text}");
     Ok(if status.alerting() { 2 } else { 0 })
 }
-
-/// Windows has no per-process descriptor limit of that size (handles run to millions).
-#[cfg(not(unix))]
-fn warn_if_over_fd_limit(_max_connections: u64) {}
 
 /// `--collector.NAME` and `--no-collector.NAME` for every registered collector, as node_exporter
 /// spells them; the later of the two wins. Only the positive one is listed in `--help`.

@@ -366,7 +366,7 @@ pub fn parse_effective_capabilities(status: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-pub use kernel::{clock_ticks_per_second, page_size, statvfs};
+pub use kernel::{clock_ticks_per_second, open_files_limit, page_size, statvfs};
 
 /// A filesystem's space as statvfs gives it. `free - avail` is reserved for root (ext4: 5 % by
 /// default); `df` shows use as `(size - free) / (size - free + avail)`.
@@ -576,6 +576,17 @@ mod kernel {
         }
     }
 
+    /// The soft limit on this process's open files, where the kernel says one.
+    pub fn open_files_limit() -> Option<u64> {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the struct we pass.
+        let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+        known.then_some(limit.rlim_cur)
+    }
+
     pub fn page_size() -> u64 {
         // SAFETY: sysconf has no preconditions.
         let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -622,6 +633,10 @@ mod kernel {
 
     pub fn clock_ticks_per_second() -> f64 {
         100.0
+    }
+
+    pub fn open_files_limit() -> Option<u64> {
+        None
     }
 
     pub fn page_size() -> u64 {

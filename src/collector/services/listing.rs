@@ -22,8 +22,12 @@ use crate::proc::{self, PidStat};
 /// exec (a service starting, a wrapper script) still has its parent's name and arguments.
 const YOUNG: Duration = Duration::from_secs(30);
 
-/// Stat files kept open at most: a host's watched processes, far below the exporter's fd limit.
-const KEPT_FILES: usize = 256;
+/// Stat files kept open at most: a host's watched processes, and an eighth of the exporter's
+/// file descriptor limit (128 under the common 1024), so that connections and reads keep theirs.
+fn kept_files() -> usize {
+    static KEPT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEPT.get_or_init(|| (proc::open_files_limit().unwrap_or(1024) / 8).min(256) as usize)
+}
 
 /// The last read of one listed PID.
 #[derive(Debug)]
@@ -112,7 +116,7 @@ impl Services {
     }
 
     /// Marks the processes this scrape gave to a service: they are read every scrape, through
-    /// their stat file kept open (up to [`KEPT_FILES`]); the others' files are closed.
+    /// their stat file kept open (up to [`kept_files`]); the others' files are closed.
     pub(super) fn remember_watched(&self, processes: &[Process], owners: &[Option<Owner>]) {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         for (process, _) in processes.iter().zip(owners).filter(|(_, o)| o.is_some()) {
@@ -122,7 +126,7 @@ impl Services {
         }
         let mut open = 0;
         for entry in known.values_mut() {
-            if entry.watched && entry.file.is_some() && open < KEPT_FILES {
+            if entry.watched && entry.file.is_some() && open < kept_files() {
                 open += 1;
             } else {
                 entry.file = None;
