@@ -583,3 +583,28 @@ fn a_small_count_is_kept_while_the_host_has_many_tcp_sockets() {
         exporter.log()
     );
 }
+
+/// A connection cap above half the open-files limit is named at start-up: the collectors' reads
+/// and kept /proc files need the rest.
+#[test]
+fn a_cap_over_half_the_open_files_limit_is_named() {
+    let prlimit = require("prlimit", "apt-get install util-linux");
+    let mut command = std::process::Command::new(prlimit);
+    command
+        .arg("--nofile=1000:1000")
+        .arg(common::exporter_binary())
+        .args([
+            "--web.listen-address=127.0.0.1:0",
+            "--web.max-connections=600",
+        ])
+        .env_remove("STACK_MYSQL_URL")
+        .env_remove("STACK_POSTGRES_URL")
+        .env_remove("STACK_REDIS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let exporter = Exporter::start_command(command);
+    let warning = "--web.max-connections=600 is more than half the file descriptor limit (1000)";
+    wait_for("the warning", Duration::from_secs(5), || {
+        exporter.log().contains(warning)
+    });
+}
