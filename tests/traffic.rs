@@ -451,8 +451,8 @@ fn log_lines(exporter: &Exporter, text: &str, expected: usize) -> usize {
     count()
 }
 
-/// Ten scrapes (more than the blocking pool has threads): each answers fast, the /proc
-/// collectors succeed, the nginx collector reports the FIFO and succeeds too.
+/// Ten scrapes (a FIFO opened by each would have held a thread each): each answers fast, the
+/// /proc collectors succeed, the nginx collector reports the FIFO and succeeds too.
 fn scrapes_stay_healthy_with_a_fifo(exporter: &Exporter) -> String {
     let mut text = String::new();
     for scrape in 0..10 {
