@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use super::target::{
     describe_chain, printable, server_number, target_label, Figures, PgTls, Rows, Server, Target,
@@ -507,11 +507,7 @@ fn rows_by_statement(messages: Vec<SimpleQueryMessage>) -> Vec<Rows> {
     let mut current = Vec::new();
     for message in messages {
         match message {
-            SimpleQueryMessage::Row(row) => current.push(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
+            SimpleQueryMessage::Row(row) => current.push(cells(&row)),
             SimpleQueryMessage::CommandComplete(_) => statements.push(std::mem::take(&mut current)),
             _ => {}
         }
@@ -519,15 +515,18 @@ fn rows_by_statement(messages: Vec<SimpleQueryMessage>) -> Vec<Rows> {
     statements
 }
 
+/// A row's cells as text (NULL as `None`).
+fn cells(row: &SimpleQueryRow) -> Vec<Option<String>> {
+    (0..row.len())
+        .map(|i| row.get(i).map(str::to_string))
+        .collect()
+}
+
 fn rows(messages: Vec<SimpleQueryMessage>) -> Rows {
     messages
-        .into_iter()
+        .iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_string))
-                    .collect(),
-            ),
+            SimpleQueryMessage::Row(row) => Some(cells(row)),
             _ => None,
         })
         .collect()
