@@ -565,15 +565,21 @@ mod kernel {
         std::os::unix::fs::DirEntryExt::ino(entry)
     }
 
-    /// Clock ticks per second and page size, asked of the kernel once.
+    /// Clock ticks per second and page size, asked of the kernel (the usual values where it
+    /// does not say).
     pub fn clock_ticks_per_second() -> f64 {
+        sysconf(libc::_SC_CLK_TCK).map_or(100.0, |ticks| ticks as f64)
+    }
+
+    pub fn page_size() -> u64 {
+        sysconf(libc::_SC_PAGESIZE).unwrap_or(4096)
+    }
+
+    /// A positive `sysconf` value.
+    fn sysconf(name: libc::c_int) -> Option<u64> {
         // SAFETY: sysconf has no preconditions.
-        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        if ticks > 0 {
-            ticks as f64
-        } else {
-            100.0
-        }
+        let value = unsafe { libc::sysconf(name) };
+        u64::try_from(value).ok().filter(|v| *v > 0)
     }
 
     /// The soft limit on this process's open files, where the kernel says one.
@@ -585,16 +591,6 @@ mod kernel {
         // SAFETY: getrlimit writes into the struct we pass.
         let known = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
         known.then_some(limit.rlim_cur)
-    }
-
-    pub fn page_size() -> u64 {
-        // SAFETY: sysconf has no preconditions.
-        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        if size > 0 {
-            size as u64
-        } else {
-            4096
-        }
     }
 
     /// Size and space available to unprivileged users of the filesystem holding `path`.

@@ -279,7 +279,6 @@ async fn status_threads_statements(
             Err(e) => return Err(e),
         },
     };
-    drop(answers);
     Ok((status, threads, statements))
 }
 
