@@ -265,7 +265,7 @@ impl Server for Session {
         password: Option<&str>,
     ) -> Result<Answers, String> {
         let fail = |e: redis::RedisError| reason(&e, password);
-        let info: String = redis::cmd("INFO").query_async(conn).await.map_err(fail)?;
+        let (info, queues) = info_and_queues(target, conn, password).await?;
         let parsed = parse_info(&info);
         let config = if parsed.fields.contains_key("maxmemory")
             && parsed.fields.contains_key("maxmemory_policy")
@@ -286,21 +286,6 @@ impl Server for Session {
             }
         };
         let settings = Some(self.settings(target, conn, &parsed, password).await?);
-        let mut queues = Vec::new();
-        for queue in &target.queues {
-            let length: Result<u64, _> = redis::cmd("LLEN").arg(queue).query_async(conn).await;
-            queues.push((
-                queue.clone(),
-                match length {
-                    Ok(n) => Ok(n),
-                    // A broken connection fails the round.
-                    Err(e) if broken(&e) => return Err(fail(e)),
-                    // NOPERM (the ACL's key pattern leaves it out) or WRONGTYPE (not a list): the
-                    // target stays up.
-                    Err(e) => Err(fail(e)),
-                },
-            ));
-        }
         Ok(Answers {
             info,
             config,
@@ -316,6 +301,44 @@ impl Server for Session {
     fn forget(&self) {
         *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
+}
+
+/// INFO and each queue's LLEN, in one pipeline: one round trip a scrape. A refused INFO
+/// fails the round; a refused LLEN (NOPERM: the ACL's key pattern leaves the queue out;
+/// WRONGTYPE: not a list) is that queue's answer, and the target stays up.
+async fn info_and_queues(
+    target: &Target,
+    conn: &mut MultiplexedConnection,
+    password: Option<&str>,
+) -> Result<(String, Vec<(String, Result<u64, String>)>), String> {
+    let fail = |e: redis::RedisError| reason(&e, password);
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors().cmd("INFO");
+    for queue in &target.queues {
+        pipe.cmd("LLEN").arg(queue);
+    }
+    // A broken connection fails the whole query, and so the round.
+    let answers: Vec<redis::RedisResult<redis::Value>> =
+        pipe.query_async(conn).await.map_err(fail)?;
+    if answers.len() != target.queues.len() + 1 {
+        return Err(format!(
+            "{} answers to a pipeline of {} commands",
+            answers.len(),
+            target.queues.len() + 1
+        ));
+    }
+    let mut answers = answers.into_iter();
+    let info = answers
+        .next()
+        .ok_or("no answer to INFO")?
+        .and_then(|v| redis::from_redis_value::<String>(v).map_err(Into::into))
+        .map_err(fail)?;
+    let queues = target.queues.iter().cloned().zip(answers.map(|length| {
+        length
+            .and_then(|v| redis::from_redis_value::<u64>(v).map_err(Into::into))
+            .map_err(fail)
+    }));
+    Ok((info, queues.collect()))
 }
 
 /// Whether a failed command leaves the connection broken (the round fails) rather than refused
