@@ -69,7 +69,7 @@ pub struct Services {
 }
 
 /// A PID alone is reused; with its start time it names one process.
-type ProcessKey = (u32, u64);
+pub type ProcessKey = (u32, u64);
 
 /// What identifies one scrape: its deadline, which every collector of that scrape is given.
 pub type ScrapeKey = tokio::time::Instant;
@@ -238,17 +238,21 @@ impl Services {
         Ok(out)
     }
 
-    /// Each service's name and its processes' PIDs grouped by instance, in the services' order,
+    /// Each service's name and its processes (PID and start time) grouped by instance, in the services' order,
     /// by the same matching and instance assignment as [`Services::collect`]; for collectors that
     /// attribute something else to services (the sockets collector).
-    pub fn instance_pids(&self, scrape: ScrapeKey) -> anyhow::Result<Vec<(String, Vec<Vec<u32>>)>> {
+    pub fn instance_pids(
+        &self,
+        scrape: ScrapeKey,
+    ) -> anyhow::Result<Vec<(String, Vec<Vec<ProcessKey>>)>> {
         let snapshot = self.snapshot(scrape)?;
         let (processes, owners) = (&snapshot.processes, &snapshot.owners);
-        let mut grouped: Vec<std::collections::BTreeMap<usize, Vec<u32>>> =
+        let mut grouped: Vec<std::collections::BTreeMap<usize, Vec<ProcessKey>>> =
             vec![Default::default(); self.services.len()];
         for (process, owner) in processes.iter().zip(owners) {
             if let Some(Owner { service, root }) = *owner {
-                grouped[service].entry(root).or_default().push(process.pid);
+                let key = (process.pid, process.stat.start_ticks);
+                grouped[service].entry(root).or_default().push(key);
             }
         }
         Ok(self
@@ -481,13 +485,13 @@ pub fn assign_instances(
 
 /// A share of `max_age` between half and all of it, by PID, so that the processes' cached
 /// readings do not all fall due on the same scrape.
-fn spread(max_age: Duration, pid: u32) -> Duration {
+pub(crate) fn spread(max_age: Duration, pid: u32) -> Duration {
     let share = 0.5 + f64::from(pid % 64) / 128.0;
     Duration::try_from_secs_f64(max_age.as_secs_f64() * share).unwrap_or(max_age)
 }
 
 /// `now + age`, or a year from now when that is past what an Instant holds (a huge flag).
-fn later(now: Instant, age: Duration) -> Instant {
+pub(crate) fn later(now: Instant, age: Duration) -> Instant {
     now.checked_add(age)
         .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
         .unwrap_or(now)

@@ -14,6 +14,10 @@
 //! inode yet (no process holds it) and is counted in the queue length instead. A forking server's
 //! workers share their master's listener: their connections are the instance's.
 //!
+//! A process's network namespace (its ns/net link) is kept with its identity (PID and start
+//! time) and read again every one to two minutes, as its match is; a namespace is always opened
+//! through a process whose link was just read.
+//!
 //! Which process holds which listener is read once per process and kept ([`Holders`]): walking a
 //! busy server's fd table costs a readlink per connection. A process is read when it is first
 //! seen; the processes of a namespace are read again when a listener appears there that no read
@@ -49,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::collector::services::{ScrapeKey, Services};
+use crate::collector::services::{later, spread, ProcessKey, ScrapeKey, Services, MATCH_MAX_AGE};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
@@ -90,6 +94,15 @@ pub struct Sockets {
     /// Costly connection counts, kept for up to `connections_max_age`.
     kept: Mutex<KeptCounts>,
     connections_max_age: Duration,
+    /// Each service process's network namespace, read again with its match (a process can
+    /// enter another one, rarely): not a readlink per process per scrape.
+    net_namespaces: Mutex<HashMap<ProcessKey, NamespaceReading>>,
+}
+
+#[derive(Debug)]
+struct NamespaceReading {
+    link: PathBuf,
+    reread_at: Instant,
 }
 
 /// `loopback` (reachable only from this host: 127.0.0.0/8, ::1, and Unix sockets), `any` (every
@@ -194,6 +207,7 @@ impl Sockets {
             holders: Mutex::new(Holders::default()),
             kept: Mutex::new(KeptCounts::default()),
             connections_max_age,
+            net_namespaces: Mutex::default(),
         }
     }
 
@@ -246,17 +260,46 @@ impl Sockets {
 
     /// The services' processes with their network namespaces, each namespace's listeners read
     /// once; the processes whose namespace is refused counted as unreadable.
-    fn processes(&self, groups: &[(String, Vec<Vec<u32>>)], own_ns: Option<&PathBuf>) -> Processes {
+    fn processes(
+        &self,
+        groups: &[(String, Vec<Vec<ProcessKey>>)],
+        own_ns: Option<&PathBuf>,
+    ) -> Processes {
         let mut found = Processes {
             unreadable: vec![0; groups.len()],
             ..Processes::default()
         };
         let mut namespace_ids: HashMap<PathBuf, usize> = HashMap::new();
+        let now = Instant::now();
+        let mut known = self
+            .net_namespaces
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut previous = std::mem::take(&mut *known);
         for (service, (_, instances)) in groups.iter().enumerate() {
-            for (instance, pids) in instances.iter().enumerate() {
-                for &pid in pids {
+            for (instance, processes) in instances.iter().enumerate() {
+                for &key @ (pid, _) in processes {
                     let dir = self.procfs.pid_dir(pid);
-                    match std::fs::read_link(dir.join("ns/net")) {
+                    // A namespace is opened through its first process (setns), unless it is
+                    // the exporter's own: that one's link is read anew, so a process gone since
+                    // the listing is not the one a namespace is opened through.
+                    let opened = |r: &NamespaceReading| {
+                        own_ns == Some(&r.link) || namespace_ids.contains_key(&r.link)
+                    };
+                    let cached = previous.remove(&key);
+                    let reading = match cached.filter(|r| now < r.reread_at && opened(r)) {
+                        Some(reading) => Ok(reading),
+                        None => std::fs::read_link(dir.join("ns/net")).map(|link| {
+                            let reread_at = later(now, spread(MATCH_MAX_AGE, pid));
+                            NamespaceReading { link, reread_at }
+                        }),
+                    };
+                    let link = reading.map(|reading| {
+                        let link = reading.link.clone();
+                        known.insert(key, reading);
+                        link
+                    });
+                    match link {
                         Ok(link) => {
                             let ns = *namespace_ids.entry(link.clone()).or_insert_with(|| {
                                 let own = own_ns == Some(&link);
@@ -283,7 +326,7 @@ impl Sockets {
     /// (or a costly count kept from an earlier scrape: see [`kept`]).
     fn attribute(
         &self,
-        groups: &[(String, Vec<Vec<u32>>)],
+        groups: &[(String, Vec<Vec<ProcessKey>>)],
         processes: &mut Processes,
         owners: &HashMap<u64, Owner>,
     ) -> Vec<ServiceSockets> {
@@ -347,7 +390,7 @@ impl Sockets {
     }
 
     /// One line when some services' processes start being unreadable, one when all are readable.
-    fn log_unreadable(&self, groups: &[(String, Vec<Vec<u32>>)], unreadable: &[u64]) {
+    fn log_unreadable(&self, groups: &[(String, Vec<Vec<ProcessKey>>)], unreadable: &[u64]) {
         let refused: Vec<&str> = groups
             .iter()
             .zip(unreadable)
