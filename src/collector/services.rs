@@ -54,10 +54,10 @@ pub struct Services {
     pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
     /// The instance roots' memory cgroups (OOM kills), kept from scrape to scrape.
     cgroups: Mutex<HashMap<ProcessKey, CgroupReading>>,
-    match_cache: Mutex<HashMap<ProcessKey, CachedMatch>>,
+    match_cache: Mutex<PidMap<ProcessKey, CachedMatch>>,
     match_max_age: Duration,
     /// What the last scrapes read of each listed PID, so settled processes are not read again.
-    known: Mutex<HashMap<u32, Known>>,
+    known: Mutex<PidMap<u32, Known>>,
     /// Logged once while some services' PSS is refused and counted at RSS.
     pss_fallback: Condition,
     /// What needs the previous scrape: the CPU of departed roots, the instances started since.
@@ -70,6 +70,10 @@ pub struct Services {
 
 /// A PID alone is reused; with its start time it names one process.
 pub type ProcessKey = (u32, u64);
+
+/// A map looked up once or more per host process per scrape: hashed with foldhash, several
+/// times cheaper than SipHash, whose resistance to chosen keys PIDs do not need.
+pub(super) type PidMap<K, V> = foldhash::HashMap<K, V>;
 
 /// What identifies one scrape: its deadline, which every collector of that scrape is given.
 pub type ScrapeKey = tokio::time::Instant;
@@ -189,9 +193,9 @@ impl Services {
             pss_max_age,
             pss_cache: Mutex::new(HashMap::new()),
             cgroups: Mutex::new(HashMap::new()),
-            match_cache: Mutex::new(HashMap::new()),
+            match_cache: Mutex::default(),
             match_max_age: MATCH_MAX_AGE,
-            known: Mutex::new(HashMap::new()),
+            known: Mutex::default(),
             pss_fallback: Condition::default(),
             snapshot: Mutex::new(None),
             history: Mutex::new(History::default()),

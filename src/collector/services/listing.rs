@@ -10,12 +10,12 @@
 //! unwatched process (its kept `ppid` names the dead parent, a PID missing from the listing, so
 //! it counts as the top of its tree).
 
-use std::collections::HashMap;
+use foldhash::HashMapExt;
 use std::fs::File;
 use std::time::{Duration, Instant};
 
 use super::matching::CachedMatch;
-use super::{later, spread, Owner, Process, ProcessKey, Services};
+use super::{later, spread, Owner, PidMap, Process, ProcessKey, Services};
 use crate::proc::{self, PidStat};
 
 /// How long after its start a process is read every scrape: one caught between its fork and its
@@ -59,7 +59,7 @@ impl Services {
         let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         // Sized as before: the host's few hundred processes, without regrowing the table.
         let capacity = known.len();
-        let mut previous = std::mem::replace(&mut *known, HashMap::with_capacity(capacity));
+        let mut previous = std::mem::replace(&mut *known, PidMap::with_capacity(capacity));
         let mut processes = Vec::new();
         for (pid, inode) in entries {
             let last = previous.remove(&pid).filter(|last| last.inode == inode);
@@ -103,7 +103,7 @@ impl Services {
         last: &Known,
         now: Instant,
         uptime_ticks: Option<f64>,
-        matches: &HashMap<ProcessKey, CachedMatch>,
+        matches: &PidMap<ProcessKey, CachedMatch>,
     ) -> bool {
         let young = YOUNG.as_secs_f64() * self.ticks_per_second;
         let old = uptime_ticks.is_some_and(|up| up - last.stat.start_ticks as f64 >= young);

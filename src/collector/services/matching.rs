@@ -2,10 +2,10 @@
 //! else its nearest matched ancestor's; and which process is the root of its instance.
 
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
-use super::{later, spread, Matcher, Process, ProcessKey, Services};
+use super::{later, spread, Matcher, PidMap, Process, ProcessKey, Services};
 use crate::proc::{self, PidStat};
 
 /// The service a process matched, valid while what its stat says about it is unchanged and until
@@ -70,7 +70,7 @@ impl Services {
                 }
             })
             .collect();
-        let alive: HashSet<ProcessKey> = processes
+        let alive: foldhash::HashSet<ProcessKey> = processes
             .iter()
             .map(|p| (p.pid, p.stat.start_ticks))
             .collect();
@@ -171,7 +171,7 @@ pub(super) struct Owner {
 /// workers a server spawns count toward it whatever they are called. An instance's root is a
 /// process whose parent belongs to another service (or none).
 pub(super) fn assign_services(processes: &[Process], own: &[Option<usize>]) -> Vec<Option<Owner>> {
-    let index_of: HashMap<u32, usize> = processes
+    let index_of: PidMap<u32, usize> = processes
         .iter()
         .enumerate()
         .map(|(i, p)| (p.pid, i))
