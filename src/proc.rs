@@ -5,6 +5,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod pids;
+
 #[derive(Debug, Clone)]
 pub struct ProcFs {
     root: PathBuf,
@@ -57,6 +59,21 @@ impl ProcFs {
     pub fn pid_dir(&self, pid: u32) -> PathBuf {
         self.root.join(pid.to_string())
     }
+
+    /// Whether this /proc lists the exporter's own PID namespace: its `self` is this process's
+    /// PID. /proc/loadavg's last PID is of that namespace (see `parse_last_pid`).
+    pub fn is_own_pid_namespace(&self) -> bool {
+        std::fs::read_link(self.path("self"))
+            .ok()
+            .and_then(|link| link.to_str()?.parse::<u32>().ok())
+            == Some(std::process::id())
+    }
+}
+
+/// The PID most recently given to a new process or thread in the reader's PID namespace: the
+/// last figure of /proc/loadavg. PIDs are handed out in increasing order until they wrap around.
+pub fn parse_last_pid(loadavg: &str) -> Option<u32> {
+    loadavg.split_whitespace().nth(4)?.parse().ok()
 }
 
 /// Reads a /proc file. /proc files report a size of 0, so `std::fs::read_to_string` stats the file

@@ -58,6 +58,8 @@ pub struct Services {
     match_max_age: Duration,
     /// What the last scrapes read of each listed PID, so settled processes are not read again.
     known: Mutex<PidMap<u32, Known>>,
+    /// Where the last listing of /proc left off.
+    listing: Mutex<listing::Listing>,
     /// Logged once while some services' PSS is refused and counted at RSS.
     pss_fallback: Condition,
     /// What needs the previous scrape: the CPU of departed roots, the instances started since.
@@ -196,6 +198,7 @@ impl Services {
             match_cache: Mutex::default(),
             match_max_age: MATCH_MAX_AGE,
             known: Mutex::default(),
+            listing: Mutex::default(),
             pss_fallback: Condition::default(),
             snapshot: Mutex::new(None),
             history: Mutex::new(History::default()),

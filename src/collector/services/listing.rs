@@ -16,11 +16,44 @@ use std::time::{Duration, Instant};
 
 use super::matching::CachedMatch;
 use super::{later, spread, Owner, PidMap, Process, ProcessKey, Services};
+use crate::proc::pids::PidDir;
 use crate::proc::{self, PidStat};
 
 /// How long after its start a process is read every scrape: one caught between its fork and its
 /// exec (a service starting, a wrapper script) still has its parent's name and arguments.
 const YOUNG: Duration = Duration::from_secs(30);
+
+/// How often all of /proc is listed; in between, only the PIDs handed out since the last listing.
+const FULL_LISTING_EVERY: Duration = Duration::from_secs(60);
+
+/// PIDs below the last one handed out that a partial listing looks at again: fork hands out the
+/// PID a moment before the process shows in /proc, so the last listing may have missed it.
+const PID_MARGIN: u32 = 256;
+
+/// Where the last listing of /proc left off.
+#[derive(Debug, Default)]
+pub(super) struct Listing {
+    dir: Option<PidDir>,
+    /// /proc/loadavg's last PID, read before the last listing.
+    last_pid: Option<u32>,
+    /// When the next full listing is due.
+    full_due: Option<Instant>,
+    /// Whether /proc lists the exporter's own PID namespace (asked once).
+    own_namespace: Option<bool>,
+}
+
+/// A partial listing's new PIDs with the known ones it did not list, in PID order (a PID listed
+/// again with another inode is the listing's).
+fn with_known(listed: Vec<(u32, u64)>, known: &PidMap<u32, Known>) -> Vec<(u32, u64)> {
+    let mut entries: Vec<(u32, u64)> = known
+        .iter()
+        .filter(|(&pid, _)| listed.binary_search_by_key(&pid, |&(p, _)| p).is_err())
+        .map(|(&pid, last)| (pid, last.inode))
+        .collect();
+    entries.extend(listed);
+    entries.sort_unstable();
+    entries
+}
 
 /// Stat files kept open at most: a host's watched processes, and an eighth of the exporter's
 /// file descriptor limit (128 under the common 1024), so that connections and reads keep theirs.
@@ -47,8 +80,8 @@ impl Services {
     /// This scrape's processes (kernel threads and zombies left out), each from a new read of its
     /// stat or, for a settled unwatched one, from the last.
     pub(super) fn read_processes(&self) -> anyhow::Result<Vec<Process>> {
-        let entries = self.procfs.pid_entries()?;
         let now = Instant::now();
+        let (listed, complete) = self.list_pids(now)?;
         let uptime_ticks = self
             .procfs
             .read("uptime")
@@ -60,6 +93,11 @@ impl Services {
         // Sized as before: the host's few hundred processes, without regrowing the table.
         let capacity = known.len();
         let mut previous = std::mem::replace(&mut *known, PidMap::with_capacity(capacity));
+        let entries = if complete {
+            listed
+        } else {
+            with_known(listed, &previous)
+        };
         let mut processes = Vec::new();
         for (pid, inode) in entries {
             let last = previous.remove(&pid).filter(|last| last.inode == inode);
@@ -77,6 +115,52 @@ impl Services {
             known.insert(pid, entry);
         }
         Ok(processes)
+    }
+
+    /// The PIDs of /proc with the inodes of their directories, and whether that is all of them:
+    /// every [`FULL_LISTING_EVERY`] the whole listing, in between only the PIDs handed out since
+    /// the last listing (from /proc/loadavg's last PID, less [`PID_MARGIN`]). PIDs grow until
+    /// they wrap around, so a new process is always among those; a wrap, an unreadable loadavg,
+    /// or a /proc of another PID namespace than the exporter's (whose loadavg says nothing of
+    /// it) gets a full listing. An unwatched process that exited stays in the snapshot until the
+    /// next full listing, unmatched and uncounted; a watched or young one is read every scrape,
+    /// and leaves it at once.
+    fn list_pids(&self, now: Instant) -> anyhow::Result<(Vec<(u32, u64)>, bool)> {
+        let mut listing = self.listing.lock().unwrap_or_else(|e| e.into_inner());
+        let listing = &mut *listing;
+        let last_pid = self
+            .procfs
+            .read("loadavg")
+            .ok()
+            .and_then(|text| proc::parse_last_pid(&text));
+        let own = *listing
+            .own_namespace
+            .get_or_insert_with(|| self.procfs.is_own_pid_namespace());
+        let since = listing.last_pid.take();
+        let dir = match &mut listing.dir {
+            Some(dir) => dir,
+            None => match PidDir::open(&self.procfs.path("")) {
+                Ok(dir) => listing.dir.insert(dir),
+                // Not a directory this kernel lists with getdents (or not Linux): as before.
+                Err(_) => return Ok((self.procfs.pid_entries()?, true)),
+            },
+        };
+        let partial_from = match (since, last_pid, listing.full_due) {
+            (Some(before), Some(latest), Some(due)) if own && latest >= before && now < due => {
+                Some(before.saturating_sub(PID_MARGIN))
+            }
+            _ => None,
+        };
+        if let Some(first) = partial_from {
+            if let Some(pids) = dir.list_from(first)? {
+                listing.last_pid = last_pid;
+                return Ok((pids, false));
+            }
+        }
+        let pids = dir.list_all()?;
+        listing.last_pid = last_pid;
+        listing.full_due = Some(later(now, FULL_LISTING_EVERY));
+        Ok((pids, true))
     }
 
     /// A new read of `pid`'s stat, through `file` when it was kept open.
@@ -210,6 +294,53 @@ mod tests {
         std::fs::remove_dir_all(root.path().join("50")).unwrap();
         std::fs::rename(root.path().join("51"), root.path().join("50")).unwrap();
         assert_eq!(rss_by_pid(&services), [(40, 10), (50, 30)]);
+    }
+
+    /// On the real kernel: between two full listings only new PIDs are listed, and a new
+    /// process is among them; once it has exited and been reaped it leaves the snapshot.
+    #[test]
+    fn between_full_listings_a_new_process_is_listed_and_an_exited_one_leaves() {
+        let services = services(
+            Path::new("/proc"),
+            crate::collector::services::MATCH_MAX_AGE,
+        );
+        let pids = |services: &Services| -> Vec<u32> {
+            let snapshot = services.snapshot(tokio::time::Instant::now()).unwrap();
+            snapshot.processes.iter().map(|p| p.pid).collect()
+        };
+        assert!(
+            pids(&services).contains(&std::process::id()),
+            "the first, full listing"
+        );
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .expect("sleep(1) from coreutils");
+        let (listed, complete) = services.list_pids(Instant::now()).unwrap();
+        assert!(
+            !complete,
+            "a partial listing within the minute (is /proc this test's own PID namespace?)"
+        );
+        assert!(
+            listed.iter().any(|&(pid, _)| pid == child.id()),
+            "{listed:?}"
+        );
+        if child.id() > 2 * PID_MARGIN {
+            assert!(
+                !listed.iter().any(|&(pid, _)| pid == 1),
+                "PID 1 listed again"
+            );
+        }
+        let seen = pids(&services);
+        assert!(seen.contains(&child.id()) && seen.contains(&1), "{seen:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let seen = pids(&services);
+        assert!(
+            !seen.contains(&child.id()),
+            "a young process that exited stays: {seen:?}"
+        );
+        assert!(seen.contains(&1), "known processes stay: {seen:?}");
     }
 
     #[test]
