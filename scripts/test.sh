@@ -105,6 +105,10 @@ fi
 echo "== cargo test"
 cargo test --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
+# The release build (fat LTO: about 3 minutes on two cores) and its code layout (build.rs).
+echo "== scripts/check-code-layout.sh"
+scripts/check-code-layout.sh
+
 # Every fuzz target for FUZZ_SECONDS (30 s) from the seed corpus: about 5 minutes to build on two
 # cores, then 2 minutes. Fails on a crash and names the input (docs/fuzzing.md).
 if [ "${SKIP_FUZZ:-0}" != 1 ]; then

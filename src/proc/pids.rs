@@ -34,7 +34,9 @@ impl PidDir {
         Ok(PidDir {
             dir,
             offset: None,
-            buffer: vec![0; 32 * 1024],
+            // A few hundred entries of about 24 bytes each: two or three reads for a whole
+            // listing of a busy host, one for a partial one.
+            buffer: vec![0; 8 * 1024],
         })
     }
 
