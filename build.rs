@@ -43,8 +43,8 @@ fn order_code(version: &str) {
         );
         return;
     }
-    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
-        .join(&order);
+    let path =
+        std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join(&order);
     println!(
         "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
         path.display()
@@ -55,7 +55,9 @@ fn order_code(version: &str) {
 
 /// Whether a `rustc --version` number such as 1.95.0 is at least `major.minor`.
 fn at_least(version: &str, (major, minor): (u32, u32)) -> bool {
-    let mut parts = version.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = version
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     found >= (major, minor)
 }
