@@ -77,7 +77,8 @@ def main():
         finally:
             child.terminate()
             child.wait()
-            nginx.kill()
+            nginx.terminate()  # SIGTERM: the master stops its workers (SIGKILL would orphan them)
+            nginx.wait()
         start, scrapes = functions(dumps + ".1"), functions(dumps + ".2")
     present = text_symbols(binary)
     ordered, seen = [], set()
