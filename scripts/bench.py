@@ -619,8 +619,14 @@ def main():
             if "storm" in parts:
                 storm_scenario(args, children)
         finally:
+            # SIGTERM first: nginx's master stops its workers then (SIGKILL would orphan them).
             for child in children:
-                child.kill()
+                child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    child.kill()
 
 
 if __name__ == "__main__":
