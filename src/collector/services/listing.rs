@@ -9,6 +9,10 @@
 //! watched one is read every scrape, so its exec is seen at once), and a new parent of an
 //! unwatched process (its kept `ppid` names the dead parent, a PID missing from the listing, so
 //! it counts as the top of its tree).
+//!
+//! The listing itself, the kernel's walk over every process, is whole once a minute; in between
+//! it starts at the PIDs handed out since the last one ([`Services::list_pids`]), and the known
+//! processes stand for the rest.
 
 use foldhash::HashMapExt;
 use std::fs::File;
