@@ -201,11 +201,17 @@ impl Format {
     }
 }
 
+/// The length of the last encoding: the next one's buffer is sized from it, not grown by
+/// doubling (a copy of the text at each step).
+static LAST_LENGTH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(32 * 1024);
+
 /// Encodes `set` in `format`.
 pub fn encode(set: std::sync::Arc<MetricSet>, format: Format) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut registry = Registry::default();
     registry.register_collector(Box::new(set));
-    let mut out = String::with_capacity(32 * 1024);
+    let last = LAST_LENGTH.load(Relaxed);
+    let mut out = String::with_capacity(last + last / 8);
     let written = match format {
         Format::PrometheusText => {
             prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
@@ -214,6 +220,7 @@ pub fn encode(set: std::sync::Arc<MetricSet>, format: Format) -> String {
     };
     // Writing to a String cannot fail, and our own Collector impl only passes its errors on.
     debug_assert!(written.is_ok(), "encoding into a String failed");
+    LAST_LENGTH.store(out.len(), Relaxed);
     out
 }
 
