@@ -137,6 +137,8 @@ mod kernel {
     }
 
     pub fn seek(dir: &std::fs::File, position: i64) -> io::Result<()> {
+        let position = libc::off_t::try_from(position)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "position out of range"))?;
         // SAFETY: lseek on a descriptor we own.
         if unsafe { libc::lseek(dir.as_raw_fd(), position, libc::SEEK_SET) } < 0 {
             return Err(io::Error::last_os_error());
