@@ -8,7 +8,7 @@
   variables its provisioning files use and has the dashboards mounted where the provider reads;
   Prometheus's scrape and Alertmanager targets are services of the file;
 - prometheus/prometheus-native.yml is prometheus/prometheus.yml with the services on localhost;
-- Dockerfile: multi-stage from rust:1-bookworm, a slim or distroless final image, a non-root
+- Dockerfile: multi-stage from rust:1[.N]-bookworm, a slim or distroless final image, a non-root
   USER, EXPOSE 9488;
 - deploy/stack_exporter.service: a dynamic or dedicated user, CAP_SYS_PTRACE and
   CAP_DAC_READ_SEARCH ambient, ProtectSystem=strict, LimitNOFILE set, process_vm_readv and
@@ -180,8 +180,8 @@ def dockerfile(c):
     froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     errors = []
-    if len(froms) < 2 or not froms[0].startswith("rust:1-bookworm"):
-        errors.append("not a multi-stage build from rust:1-bookworm: %s" % froms)
+    if len(froms) < 2 or not re.match(r"rust:1(\.\d+)*-bookworm\b", froms[0]):
+        errors.append("not a multi-stage build from rust:1[.N]-bookworm: %s" % froms)
     elif not re.match(r"(debian:bookworm-slim|gcr\.io/distroless/)", froms[-1]):
         errors.append("final image %s is neither debian:bookworm-slim nor distroless" % froms[-1])
     if not users or users[-1].split(":")[0] in ("0", "root"):
