@@ -280,9 +280,9 @@ impl Sockets {
             for (instance, processes) in instances.iter().enumerate() {
                 for &key @ (pid, _) in processes {
                     let dir = self.procfs.pid_dir(pid);
-                    // A namespace is opened through its first process (setns), unless it is
-                    // the exporter's own: that one's link is read anew, so a process gone since
-                    // the listing is not the one a namespace is opened through.
+                    // A namespace not yet opened in this scrape (and not the exporter's own,
+                    // which needs no setns) is opened through this process: its link is then
+                    // read anew, so that a process gone since the listing is never the one.
                     let opened = |r: &NamespaceReading| {
                         own_ns == Some(&r.link) || namespace_ids.contains_key(&r.link)
                     };
