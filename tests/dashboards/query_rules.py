@@ -11,6 +11,7 @@ import argparse
 import glob
 import os
 import sys
+import time
 
 import yaml
 
@@ -32,6 +33,22 @@ def rule_expressions():
     return found
 
 
+# How long a sample Prometheus has (a recording rule's latest result among them) may take to reach
+# the store: remote_write sends in batches every few seconds, and VictoriaMetrics leaves out the
+# last second (-search.latencyOffset).
+ARRIVAL = 20
+
+
+def arrived(url, expr):
+    """The store's answer to `expr` once it has series, or its last empty answer after ARRIVAL s."""
+    deadline = time.monotonic() + ARRIVAL
+    while True:
+        count, error = run_query(url, expr, timeout=30)
+        if error or count or time.monotonic() >= deadline:
+            return count, error
+        time.sleep(1)
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("url", help="the store's Prometheus-compatible base URL")
@@ -47,7 +64,9 @@ def main(argv):
         if not problem and args.compare and count == 0 and kind == "record":
             theirs, their_error = run_query(args.compare, expr, timeout=30)
             if not their_error and theirs:
-                problem = f"no series, where Prometheus answers {theirs}"
+                count, problem = arrived(args.url, expr)
+                if not problem and count == 0:
+                    problem = f"no series within {ARRIVAL}s, where Prometheus answers {theirs}"
         if problem:
             failed += 1
             print(f"FAIL {path} {name}: {problem}")
