@@ -245,9 +245,9 @@ impl Services {
         Ok(out)
     }
 
-    /// Each service's name and its processes (PID and start time) grouped by instance, in the services' order,
-    /// by the same matching and instance assignment as [`Services::collect`]; for collectors that
-    /// attribute something else to services (the sockets collector).
+    /// Each service's name and its processes (PID and start time) grouped by instance, in the
+    /// services' order, by the same matching and instance assignment as [`Services::collect`];
+    /// for collectors that attribute something else to services (the sockets collector).
     pub fn instance_pids(
         &self,
         scrape: ScrapeKey,
