@@ -294,6 +294,37 @@ mod tests {
         assert_eq!(pid_of(b"42"), Some(42));
     }
 
+    /// A record as the kernel lays it out: inode, next position, size, type, NUL-ended name.
+    fn record(name: &[u8], size: u16) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend(7u64.to_ne_bytes());
+        bytes.extend(300i64.to_ne_bytes());
+        bytes.extend(size.to_ne_bytes());
+        bytes.push(4); // DT_DIR
+        bytes.extend(name);
+        bytes.push(0);
+        bytes.resize(usize::from(size).max(bytes.len()), 0);
+        bytes
+    }
+
+    #[test]
+    fn records_are_read_only_within_their_bounds() {
+        let whole = record(b"42", 24);
+        let (entry, size) = parse_entry(&whole).expect("a whole record");
+        assert_eq!(
+            (entry.name, entry.inode, entry.next, size),
+            (&b"42"[..], 7, 300, 24)
+        );
+        // A size of 0 would never move on, one past the buffer would read beyond it, a name
+        // without its NUL has no end, and a header cut short is no record.
+        assert!(parse_entry(&record(b"42", 0)).is_none());
+        assert!(parse_entry(&record(b"42", 200)[..24]).is_none());
+        let mut unended = record(b"4242", 24);
+        unended[19..24].copy_from_slice(b"42424");
+        assert!(parse_entry(&unended).is_none());
+        assert!(parse_entry(&record(b"42", 24)[..10]).is_none());
+    }
+
     fn kill(mut child: std::process::Child) {
         child.kill().unwrap();
         child.wait().unwrap();
