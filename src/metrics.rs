@@ -80,8 +80,11 @@ impl MetricSet {
 
     pub fn extend(&mut self, other: MetricSet) {
         for family in other.families {
-            let target = self.family(&family.name, family.help, family.kind);
-            target.samples.extend(family.samples);
+            match self.families.iter().rposition(|f| f.name == family.name) {
+                Some(index) => self.families[index].samples.extend(family.samples),
+                // Moved whole, its name and samples not copied.
+                None => self.families.push(family),
+            }
         }
     }
 

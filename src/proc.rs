@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub mod pids;
 
@@ -290,7 +291,8 @@ fn unescape_octal(field: &str) -> String {
 /// The fields of /proc/PID/stat the services collector uses.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PidStat {
-    pub comm: String,
+    /// Shared, not copied: a scrape hands each process's stat to several readers.
+    pub comm: Arc<str>,
     pub ppid: u32,
     /// utime + stime + cutime + cstime, in clock ticks: the process's CPU and that of its reaped
     /// children, so a service's total does not drop when its master reaps a worker.
@@ -313,10 +315,18 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     // comm may contain spaces and parentheses: it runs from the first '(' to the last ')'.
     let open = text.find('(')?;
     let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3].
-    let field = |n: usize| -> Option<u64> { rest.get(n.checked_sub(3)?)?.parse().ok() };
+    let comm = Arc::from(text.get(open + 1..close)?);
+    // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3]. Fields past 49 are not read:
+    // an array on the stack, not a Vec per read (a scrape reads hundreds of these).
+    let mut rest = [""; 47];
+    let mut words = text.get(close + 1..)?.split_whitespace();
+    for (slot, word) in rest.iter_mut().zip(&mut words) {
+        *slot = word;
+    }
+    let field = |n: usize| -> Option<u64> {
+        let word = *rest.get(n.checked_sub(3)?)?;
+        word.parse().ok()
+    };
     const PF_KTHREAD: u64 = 0x0020_0000;
     let cpu_ticks = [field(14)?, field(15)?, field(16)?, field(17)?]
         .into_iter()
@@ -330,7 +340,7 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
         arg_start: field(48).unwrap_or(0),
         arg_end: field(49).unwrap_or(0),
         is_kernel_thread: field(9)? & PF_KTHREAD != 0,
-        is_zombie: matches!(*rest.first()?, "Z" | "X"),
+        is_zombie: matches!(rest[0], "Z" | "X"),
     })
 }
 
@@ -900,7 +910,7 @@ mod tests {
     #[test]
     fn pid_stat_handles_parentheses_in_comm() {
         let stat = parse_pid_stat(&fixture("pid_stat")).unwrap();
-        assert_eq!(stat.comm, "gunicorn: (x) y");
+        assert_eq!(&*stat.comm, "gunicorn: (x) y");
         assert_eq!(stat.ppid, 4120);
         assert_eq!(stat.cpu_ticks, 150 + 30 + 7 + 3);
         assert_eq!(stat.start_ticks, 9_876_543);

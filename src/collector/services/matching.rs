@@ -2,7 +2,6 @@
 //! else its nearest matched ancestor's; and which process is the root of its instance.
 
 use std::cell::OnceCell;
-use std::collections::HashSet;
 use std::time::Instant;
 
 use super::{later, spread, Matcher, PidMap, Process, ProcessKey, Services};
@@ -26,7 +25,7 @@ impl CachedMatch {
 /// What in /proc/PID/stat changes when a process execs: its name, and where its arguments are.
 #[derive(Debug, Clone, PartialEq)]
 struct Identity {
-    comm: String,
+    comm: std::sync::Arc<str>,
     arg_start: u64,
     arg_end: u64,
 }
@@ -177,15 +176,19 @@ pub(super) fn assign_services(processes: &[Process], own: &[Option<usize>]) -> V
         .map(|(i, p)| (p.pid, i))
         .collect();
     let mut owners: Vec<Option<Option<Owner>>> = vec![None; processes.len()];
+    // The walk that last passed each process (a cycle of parents ends a walk where it began),
+    // and one chain for every walk: no allocation per process.
+    let mut walked_by: Vec<usize> = vec![usize::MAX; processes.len()];
+    let mut chain = Vec::new();
     for start in 0..processes.len() {
         // Walk up to the first ancestor already resolved (or the top), then resolve downwards.
-        let mut chain = Vec::new();
+        chain.clear();
         let mut current = Some(start);
-        let mut guard = HashSet::new();
         while let Some(i) = current {
-            if owners[i].is_some() || !guard.insert(i) {
+            if owners[i].is_some() || walked_by[i] == start {
                 break;
             }
+            walked_by[i] = start;
             chain.push(i);
             current = index_of.get(&processes[i].stat.ppid).copied();
         }
@@ -208,6 +211,7 @@ mod tests {
     use super::*;
     use crate::collector::services::MATCH_MAX_AGE;
     use crate::proc::ProcFs;
+    use std::collections::HashSet;
     use std::path::PathBuf;
     use std::time::Duration;
 
@@ -215,7 +219,7 @@ mod tests {
         Process {
             pid,
             stat: PidStat {
-                comm: comm.to_string(),
+                comm: comm.into(),
                 ppid,
                 ..PidStat::default()
             },
@@ -225,7 +229,7 @@ mod tests {
     fn assign(processes: &[Process]) -> Vec<Option<Owner>> {
         let own: Vec<Option<usize>> = processes
             .iter()
-            .map(|p| match p.stat.comm.as_str() {
+            .map(|p| match &*p.stat.comm {
                 "gunicorn" => Some(0),
                 "redis-server" => Some(1),
                 _ => None,
