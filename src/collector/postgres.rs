@@ -213,24 +213,27 @@ impl Server for Session {
         let query = |sql: &'static str| query(&conn.client, sql, password);
         let slow = self.slow_answers(target, &query).await?;
         let settings = Settings::read(&slow);
-        // One round trip for the three: a simple query runs its statements in order.
+        // One simple query for the three: it runs its statements in order.
         let mut statements = vec![ACTIVITY_QUERY, TOTALS_QUERY];
         if settings.activity_readable {
             statements.push(OLDEST_QUERY);
         }
-        let mut answered = queries(&conn.client, &statements, password)
-            .await?
-            .into_iter();
+        let batch = queries(&conn.client, &statements, password);
+        // pg_stat_statements apart, pipelined beside the batch (the same round trip): installed
+        // but not loaded (shared_preload_libraries) or refused, it fails alone and the target
+        // stays up; tried again on every scrape.
+        let statements = async {
+            match settings.statements_query {
+                Some(sql) => Some(query(sql).await),
+                None => None,
+            }
+        };
+        let (answered, statements) = futures_util::future::join(batch, statements).await;
+        let mut answered = answered?.into_iter();
         let (activity, totals) = (answered.next(), answered.next());
         let oldest = answered.next();
         let (Some(activity), Some(totals)) = (activity, totals) else {
             return Err("fewer answers than statements".to_string());
-        };
-        // Installed but not loaded (shared_preload_libraries) or refused: the target stays up;
-        // tried again on every scrape.
-        let statements = match settings.statements_query {
-            Some(sql) => Some(query(sql).await),
-            None => None,
         };
         Ok(Answers {
             slow,
