@@ -478,11 +478,13 @@ fn fetch_stub_status(url: &StubStatusUrl, deadline: Instant) -> anyhow::Result<S
         .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", url.host))?;
     let mut stream = TcpStream::connect_timeout(&address, time_left(end)?)?;
     stream.set_write_timeout(Some(time_left(end)?))?;
-    write!(
-        stream,
+    // One write, one segment: `write!` on the stream itself sends each piece of the format as a
+    // segment of its own, each a wake-up of nginx.
+    let request = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: stack_exporter\r\nConnection: close\r\n\r\n",
         url.path, url.host
-    )?;
+    );
+    stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
     while raw.len() < 64 * 1024 {
