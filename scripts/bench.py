@@ -110,7 +110,7 @@ def print_table(rows):
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['name']:<22}{r['rss_mb']:>9.1f}{r['cpu_ms']:>15.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['bytes']:>9}{r['samples']:>9}")
+        print(f"{r['name']:<22}{r['rss_mb']:>9.2f}{r['cpu_ms']:>15.2f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['bytes']:>9}{r['samples']:>9}")
 
 
 # A child that opens `count` connections to a port and holds them until its stdin closes. A process
@@ -493,8 +493,14 @@ def side_scenario(args, tmp, children):
     sleepers = busy_host(args.side_processes)
     started = time.monotonic()
     children.extend(sleepers)
+    exporters = side_exporters(args.binary, config, tmp, args.pss_max_age)
+    if args.baseline:
+        # The older build right after this one, on the same config: a before/after in one run.
+        exporters.insert(1, ("baseline", {}, lambda p: [
+            args.baseline, f"--web.listen-address=127.0.0.1:{p}", "--log.level=warn",
+            f"--config.file={config}", f"--collector.services.pss-max-age={args.pss_max_age}"]))
     running = []
-    for name, env, argv in side_exporters(args.binary, config, tmp, args.pss_max_age):
+    for name, env, argv in exporters:
         port = free_port()
         child = subprocess.Popen(argv(port), env={**os.environ, **env},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -512,7 +518,8 @@ def side_scenario(args, tmp, children):
     failed = re.findall(r'^stack_scrape_collector_success\{collector="([^"]+)"\} 0$', body, re.M)
     if failed:
         print(f"  warning: stack_exporter collectors failing: {', '.join(failed)}")
-    stack, peers_rows = rows[0], rows[1:]
+    stack = rows[0]
+    peers_rows = [r for r in rows[1:] if r["name"] != "baseline"]
     total = {"name": "five peers", "rss_mb": sum(r["rss_mb"] for r in peers_rows),
              "cpu_ms": sum(r["cpu_ms"] for r in peers_rows), "p50_ms": float("nan"),
              "p99_ms": sum(r["p99_ms"] for r in peers_rows), "bytes": sum(r["bytes"] for r in peers_rows),
