@@ -27,7 +27,7 @@ fn scrape_like_set() -> MetricSet {
             set.gauge(
                 Box::leak(name.clone().into_boxed_str()),
                 "A per-service figure.",
-                vec![("service", service.to_string())],
+                vec![("service", service.to_string().into())],
                 1_234_567.0 * f64::from(family),
             );
         }
@@ -38,7 +38,7 @@ fn scrape_like_set() -> MetricSet {
         set.counter(
             "stack_host_cpu_seconds_total",
             "CPU time by mode.",
-            vec![("mode", mode.to_string())],
+            vec![("mode", mode.to_string().into())],
             98_765.25,
         );
     }
@@ -47,14 +47,17 @@ fn scrape_like_set() -> MetricSet {
             set.counter(
                 "stack_nginx_http_requests_total",
                 "Requests by route and status class.",
-                vec![("route", route.to_string()), ("status", class.to_string())],
+                vec![
+                    ("route", route.to_string().into()),
+                    ("status", class.to_string().into()),
+                ],
                 4242.0,
             );
         }
         set.histogram(
             "stack_nginx_http_request_duration_seconds",
             "Request time by route.",
-            vec![("route", route.to_string())],
+            vec![("route", route.to_string().into())],
             Histogram {
                 sum: 123.4,
                 count: 1000,

@@ -32,7 +32,7 @@ fn host_before(procfs: &ProcFs, ticks: f64) -> MetricSet {
     let mut out = MetricSet::default();
     let stat = proc::parse_stat(&procfs.read("stat").unwrap());
     for (mode, t) in proc::CPU_MODES.iter().zip(stat.cpu_ticks) {
-        let labels = vec![("mode", mode.to_string())];
+        let labels = vec![("mode", mode.to_string().into())];
         out.counter(
             "stack_host_cpu_seconds_total",
             "h",

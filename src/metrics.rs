@@ -5,12 +5,16 @@
 //! text formats: the classic 0.0.4 that scrapers and `promtool check metrics` expect unless they ask
 //! for OpenMetrics, or OpenMetrics 1.0.0.
 
+use std::borrow::Cow;
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-pub type Labels = Vec<(&'static str, String)>;
+/// A sample's labels. A value known when the exporter is built is borrowed, not copied: most
+/// of a scrape's samples have one.
+pub type Labels = Vec<(&'static str, Cow<'static, str>)>;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {

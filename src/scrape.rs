@@ -188,7 +188,7 @@ impl Shared {
         result: anyhow::Result<MetricSet>,
         figures: &mut MetricSet,
     ) -> MetricSet {
-        let labels = || vec![("collector", name.to_string())];
+        let labels = || vec![("collector", name.into())];
         figures.gauge(
             "stack_scrape_collector_duration_seconds",
             "How long the collector took in this scrape.",
@@ -219,7 +219,7 @@ impl Shared {
             out.gauge(
                 "stack_scrape_collector_success",
                 SUCCESS_HELP,
-                vec![("collector", collector.name().to_string())],
+                vec![("collector", collector.name().into())],
                 0.0,
             );
         }

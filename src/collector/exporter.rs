@@ -76,14 +76,14 @@ pub fn build_info(out: &mut MetricSet) {
         "stack_exporter_build_info",
         "1; the version and build of stack_exporter.",
         vec![
-            ("version", VERSION.to_string()),
+            ("version", VERSION.into()),
             (
                 "revision",
                 option_env!("STACK_EXPORTER_REVISION")
                     .unwrap_or("unknown")
-                    .to_string(),
+                    .into(),
             ),
-            ("rustversion", env!("STACK_EXPORTER_RUSTC").to_string()),
+            ("rustversion", env!("STACK_EXPORTER_RUSTC").into()),
         ],
         1.0,
     );

@@ -112,9 +112,9 @@ impl Filesystem {
         let mut out = MetricSet::default();
         for (mount, size) in mounts.iter().zip(sizes) {
             let labels = vec![
-                ("mountpoint", mount.mountpoint.clone()),
-                ("device", mount.device.clone()),
-                ("fstype", mount.fstype.clone()),
+                ("mountpoint", mount.mountpoint.clone().into()),
+                ("device", mount.device.clone().into()),
+                ("fstype", mount.fstype.clone().into()),
             ];
             out.gauge(
                 "stack_host_filesystem_stuck",

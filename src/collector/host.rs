@@ -135,7 +135,7 @@ impl Host {
             out.counter(
                 "stack_host_cpu_seconds_total",
                 "CPU time of all cores together, by mode.",
-                vec![("mode", mode.to_string())],
+                vec![("mode", (*mode).into())],
                 ticks as f64 / self.ticks_per_second,
             );
         }
@@ -149,7 +149,10 @@ impl Host {
                     "CPU time of each core in the modes where it did no work (idle, iowait): 1 \
                      minus their rate is the core's busy share. All modes, summed over the cores, \
                      are in stack_host_cpu_seconds_total.",
-                    vec![("core", core.core.to_string()), ("mode", mode.to_string())],
+                    vec![
+                        ("core", core.core.to_string().into()),
+                        ("mode", mode.into()),
+                    ],
                     ticks as f64 / self.ticks_per_second,
                 );
             }
@@ -269,10 +272,7 @@ impl Host {
                     "Time during which tasks stalled waiting for the resource (PSI total): kind \
                      some = at least one task, full = every non-idle task at once (not for cpu). \
                      Its rate is the share of wall-clock time stalled.",
-                    vec![
-                        ("resource", resource.to_string()),
-                        ("kind", kind.to_string()),
-                    ],
+                    vec![("resource", resource.into()), ("kind", kind.into())],
                     micros as f64 / 1e6,
                 );
             }
@@ -323,7 +323,12 @@ impl Host {
                 ),
             ];
             for (name, help, value) in counters {
-                out.counter(name, help, vec![("device", disk.device.clone())], value);
+                out.counter(
+                    name,
+                    help,
+                    vec![("device", disk.device.clone().into())],
+                    value,
+                );
             }
         }
     }
@@ -382,7 +387,7 @@ impl Host {
                 out.counter(
                     name,
                     help,
-                    vec![("interface", interface.interface.clone())],
+                    vec![("interface", interface.interface.clone().into())],
                     value as f64,
                 );
             }

@@ -326,7 +326,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     for row in &answers.activity {
         if let (Some(state), Some(n)) = (text(row, 0), number(row, 1, "backends")) {
             let mut l = labels();
-            l.push(("state", state));
+            l.push(("state", state.into()));
             set.gauge(
                 "stack_postgres_connections",
                 "Client backends by state (the exporter's own is one of the active; other \
@@ -426,7 +426,7 @@ fn size_figures(target: &str, sizes: &Rows, out: &mut Figures) {
         };
         let bytes = number(row, 1, "pg_database_size");
         let mut l = target_label(target);
-        l.push(("database", database.clone()));
+        l.push(("database", database.clone().into()));
         match bytes {
             Some(bytes) => out.set.gauge(
                 "stack_postgres_database_size_bytes",

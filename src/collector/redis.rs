@@ -388,7 +388,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     }
     if let Some(policy) = info.fields.get("maxmemory_policy") {
         let mut l = labels();
-        l.push(("policy", policy.trim().to_string()));
+        l.push(("policy", policy.trim().to_string().into()));
         set.gauge(
             "stack_redis_maxmemory_policy_info",
             "1; the eviction policy (maxmemory-policy).",
@@ -398,7 +398,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     }
     for (db, keys) in &info.keyspace {
         let mut l = labels();
-        l.push(("db", db.trim_start_matches("db").to_string()));
+        l.push(("db", db.trim_start_matches("db").to_string().into()));
         set.gauge(
             "stack_redis_db_keys",
             "Keys in each database that has any.",
@@ -442,7 +442,7 @@ fn queue_figures(target: &str, queues: &[(String, Result<u64, String>)], out: &m
     let mut unreadable = Vec::new();
     for (queue, length) in queues {
         let mut labels = target_label(target);
-        labels.push(("queue", printable(queue)));
+        labels.push(("queue", printable(queue).into()));
         match length {
             Ok(n) => out.set.gauge(
                 "stack_redis_queue_length",

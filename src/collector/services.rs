@@ -225,7 +225,7 @@ impl Services {
                     "Processes the OOM killer killed in the service's own memory cgroups (cgroup \
                      v2 memory.events, v1 memory.oom_control); left out where the service has no \
                      cgroup of its own (the root cgroup, or one shared with another service).",
-                    vec![("service", service.name.clone())],
+                    vec![("service", service.name.clone().into())],
                     kills as f64,
                 );
             }
@@ -361,7 +361,7 @@ pub fn emit_service(
     ticks_per_second: f64,
     memory: Memory,
 ) {
-    let labels = || vec![("service", service.name.clone())];
+    let labels = || vec![("service", service.name.clone().into())];
     let measured: [(&str, &'static str, f64); 9] = [
         ("stack_service_up", "1 if at least one process of the service runs.", f64::from(usage.processes > 0)),
         ("stack_service_processes", "Processes of the service.", usage.processes as f64),
@@ -420,7 +420,7 @@ pub fn emit_plan(out: &mut MetricSet, profile: &str, plan: &PlanConfig, system_m
     out.gauge(
         "stack_plan_info",
         "The active plan profile.",
-        vec![("profile", profile.to_string())],
+        vec![("profile", profile.to_string().into())],
         1.0,
     );
     let figures: [(&str, &'static str, Option<f64>); 6] = [

@@ -474,9 +474,9 @@ fn listen_info(out: &mut MetricSet, service: &str, port: &str, class: &str) {
         "stack_service_listen_info",
         LISTEN_INFO_HELP,
         vec![
-            ("service", service.to_string()),
-            ("port", port.to_string()),
-            ("address_class", class.to_string()),
+            ("service", service.to_string().into()),
+            ("port", port.to_string().into()),
+            ("address_class", class.to_string().into()),
         ],
         1.0,
     );
@@ -486,7 +486,7 @@ fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
     if found.connections.is_empty() {
         return; // not running
     }
-    let labels = || vec![("service", name.to_string())];
+    let labels = || vec![("service", name.to_string().into())];
     out.gauge(
         "stack_sockets_unreadable_processes",
         UNREADABLE_HELP,
@@ -512,7 +512,12 @@ fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
         found.connections.iter().copied().max().unwrap_or(0) as f64,
     );
     for (port, listener) in &found.listeners {
-        let port_labels = || vec![("service", name.to_string()), ("port", port.clone())];
+        let port_labels = || {
+            vec![
+                ("service", name.to_string().into()),
+                ("port", port.clone().into()),
+            ]
+        };
         if let Some(length) = listener.length {
             out.gauge(
                 "stack_service_listen_queue_length",

@@ -297,7 +297,7 @@ impl Storage {
 }
 
 fn emit(out: &mut MetricSet, name: &str, usage: &DirectoryUsage) {
-    let labels = || vec![("directory", name.to_string())];
+    let labels = || vec![("directory", name.to_string().into())];
     out.gauge(
         "stack_directory_present",
         "1 if the configured directory exists.",

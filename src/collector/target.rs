@@ -74,7 +74,7 @@ pub type Rows = Vec<Vec<Option<String>>>;
 
 /// The `target` label.
 pub fn target_label(name: &str) -> crate::metrics::Labels {
-    vec![("target", name.to_string())]
+    vec![("target", name.to_string().into())]
 }
 
 /// Like [`describe`], with the error's causes after it (tokio-postgres says only "db error" at the

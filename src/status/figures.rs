@@ -85,7 +85,7 @@ impl Figures {
             for (labels, value) in set.numbers(name) {
                 let labels = labels
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
                 figures.push(name, Sample { labels, value });
             }
@@ -205,17 +205,16 @@ impl Counters {
 
     /// Cheap enough for every scrape: two families of the collection, nothing else copied.
     pub fn from_set(set: &MetricSet, at: Instant) -> Counters {
-        let label = |labels: &crate::metrics::Labels, name: &str| {
+        fn label<'a>(labels: &'a crate::metrics::Labels, name: &str) -> &'a str {
             labels
                 .iter()
                 .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+                .map_or("", |(_, v)| v)
+        }
         let (mut host_total, mut host_idle) = (0.0, 0.0);
         for (labels, value) in set.numbers("stack_host_cpu_seconds_total") {
             host_total += value;
-            if matches!(label(labels, "mode").as_str(), "idle" | "iowait") {
+            if matches!(label(labels, "mode"), "idle" | "iowait") {
                 host_idle += value;
             }
         }
@@ -225,7 +224,7 @@ impl Counters {
             host_idle,
             services: set
                 .numbers("stack_service_cpu_seconds_total")
-                .map(|(labels, value)| (label(labels, "service"), value))
+                .map(|(labels, value)| (label(labels, "service").to_string(), value))
                 .collect(),
         }
     }

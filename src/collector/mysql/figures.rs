@@ -305,8 +305,8 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     }
     for (command, state, n) in processlist_series(&answers.processlist) {
         let mut l = labels();
-        l.push(("command", command));
-        l.push(("state", state));
+        l.push(("command", command.into()));
+        l.push(("state", state.into()));
         set.gauge(
             "stack_mysql_processlist_threads",
             "Threads by command and state (SHOW PROCESSLIST; empty is none).",
@@ -449,7 +449,7 @@ fn size_figures(target: &str, slow: &SlowAnswers, out: &mut Figures) {
     let mut unreadable = Vec::new();
     for (database, bytes) in &sizes {
         let mut l = target_label(target);
-        l.push(("database", database.clone()));
+        l.push(("database", database.clone().into()));
         if let Some(bytes) = bytes {
             out.set.gauge(
                 "stack_mysql_database_size_bytes",

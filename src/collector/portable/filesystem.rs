@@ -37,10 +37,13 @@ impl Filesystem {
             let labels = vec![
                 (
                     "mountpoint",
-                    disk.mount_point().to_string_lossy().into_owned(),
+                    disk.mount_point().to_string_lossy().into_owned().into(),
                 ),
-                ("device", disk.name().to_string_lossy().into_owned()),
-                ("fstype", disk.file_system().to_string_lossy().into_owned()),
+                ("device", disk.name().to_string_lossy().into_owned().into()),
+                (
+                    "fstype",
+                    disk.file_system().to_string_lossy().into_owned().into(),
+                ),
             ];
             out.gauge(
                 "stack_host_filesystem_readonly",

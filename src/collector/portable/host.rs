@@ -53,7 +53,7 @@ impl Host {
             out.counter(
                 "stack_host_cpu_seconds_total",
                 "CPU time of all cores together, by mode (sysinfo backend: idle and busy only).",
-                vec![("mode", mode.to_string())],
+                vec![("mode", mode.to_string().into())],
                 seconds,
             );
         }

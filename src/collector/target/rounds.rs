@@ -94,9 +94,9 @@ pub fn series<S: Server>(target: &str, figures: Option<MetricSet>) -> MetricSet 
 pub fn target_info(target: &Target, tls: &str) -> MetricSet {
     let mut set = MetricSet::default();
     let mut labels = target_label(&target.name);
-    labels.push(("service", target.kind.service().to_string()));
-    labels.push(("managed", target.managed.to_string()));
-    labels.push(("tls", tls.to_string()));
+    labels.push(("service", target.kind.service().into()));
+    labels.push(("managed", target.managed.to_string().into()));
+    labels.push(("tls", tls.to_string().into()));
     set.gauge(
         "stack_database_target_info",
         "1 for each database or Redis target: its service (as in stack_service_up), whether it \
