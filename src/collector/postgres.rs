@@ -126,12 +126,13 @@ const CONNECT_SIZES_QUERY: &str =
     "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') \
      THEN pg_database_size(oid) END FROM pg_database \
      WHERE datallowconn AND NOT datistemplate ORDER BY datname";
-const ACTIVITY_QUERY: &str = "SELECT coalesce(state, 'none'), count(*) FROM pg_stat_activity \
-     WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 1";
-const OLDEST_QUERY: &str =
-    "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) \
-     FROM pg_stat_activity WHERE xact_start IS NOT NULL \
-     AND backend_type = 'client backend' AND pid <> pg_backend_pid()";
+/// Client backends by state, and per state the oldest open transaction of any client backend but
+/// the exporter's own: one scan of pg_stat_activity for both (each scan copies every backend's
+/// status and is planned anew).
+const ACTIVITY_QUERY: &str = "SELECT coalesce(state, 'none'), count(*), \
+     coalesce(extract(epoch FROM max(clock_timestamp() - xact_start) \
+     FILTER (WHERE pid <> pg_backend_pid())), 0) \
+     FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 1";
 /// The counters of [`TOTALS`], then the postmaster's start time (a restart between two scrapes
 /// shows as a new one: PostgreSQL has no uptime counter).
 const TOTALS_QUERY: &str = "SELECT sum(xact_commit), sum(xact_rollback), sum(deadlocks), \
@@ -213,12 +214,8 @@ impl Server for Session {
         let query = |sql: &'static str| query(&conn.client, sql, password);
         let slow = self.slow_answers(target, &query).await?;
         let settings = Settings::read(&slow);
-        // One simple query for the three: it runs its statements in order.
-        let mut statements = vec![ACTIVITY_QUERY, TOTALS_QUERY];
-        if settings.activity_readable {
-            statements.push(OLDEST_QUERY);
-        }
-        let batch = queries(&conn.client, &statements, password);
+        // One simple query for both: it runs its statements in order.
+        let batch = queries(&conn.client, &[ACTIVITY_QUERY, TOTALS_QUERY], password);
         // pg_stat_statements apart, pipelined beside the batch (the same round trip): installed
         // but not loaded (shared_preload_libraries) or refused, it fails alone and the target
         // stays up; tried again on every scrape.
@@ -230,11 +227,13 @@ impl Server for Session {
         };
         let (answered, statements) = futures_util::future::join(batch, statements).await;
         let mut answered = answered?.into_iter();
-        let (activity, totals) = (answered.next(), answered.next());
-        let oldest = answered.next();
-        let (Some(activity), Some(totals)) = (activity, totals) else {
+        let (Some(activity), Some(totals)) = (answered.next(), answered.next()) else {
             return Err("fewer answers than statements".to_string());
         };
+        // Where other roles' sessions are hidden, so are their transactions: no age then.
+        let oldest = settings
+            .activity_readable
+            .then(|| oldest_transaction(&activity));
         Ok(Answers {
             slow,
             activity,
@@ -263,6 +262,15 @@ where
             log::debug!("postgres connection ended: {e}");
         }
     })
+}
+
+/// The oldest transaction's age among [`ACTIVITY_QUERY`]'s states, as a one-row answer.
+fn oldest_transaction(activity: &Rows) -> Rows {
+    let age = activity
+        .iter()
+        .filter_map(|row| number(row, 2, "transaction age"))
+        .fold(0.0, f64::max);
+    vec![vec![Some(age.to_string())]]
 }
 
 /// A simple query's rows (the simple protocol: no prepare round trip).

@@ -13,7 +13,6 @@
 //! length that just vanishes.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo};
@@ -134,7 +133,9 @@ const STATUSES: &[(&str, &str, &str)] = &[
 /// owned where CONFIG GET added them.
 #[derive(Debug, Default, PartialEq)]
 pub struct Info<'a> {
-    pub fields: HashMap<Cow<'a, str>, Cow<'a, str>>,
+    /// foldhash, not SipHash: the keys are the server's own field names, hashed 150 times a
+    /// scrape.
+    pub fields: foldhash::HashMap<Cow<'a, str>, Cow<'a, str>>,
     /// `dbN` and its key count.
     pub keyspace: Vec<(&'a str, u64)>,
 }
@@ -149,6 +150,8 @@ impl Info<'_> {
 /// `db0:keys=12,expires=3,avg_ttl=0`.
 pub fn parse_info(text: &str) -> Info<'_> {
     let mut info = Info::default();
+    // A field takes 20 to 40 bytes of the text: the table is sized once, not regrown.
+    info.fields.reserve(text.len() / 24);
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() || line.starts_with('#') {
