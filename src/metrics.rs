@@ -84,7 +84,7 @@ impl MetricSet {
 
     pub fn extend(&mut self, other: MetricSet) {
         for family in other.families {
-            match self.families.iter().rposition(|f| f.name == family.name) {
+            match self.position(&family.name) {
                 Some(index) => self.families[index].samples.extend(family.samples),
                 // Moved whole, its name and samples not copied.
                 None => self.families.push(family),
@@ -131,9 +131,14 @@ impl MetricSet {
             .push(Sample { labels, value });
     }
 
+    /// Where the family `name` is. Collectors add a family's samples together, so the last
+    /// family is the usual hit: the search runs from the end.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.families.iter().rposition(|f| f.name == name)
+    }
+
     fn family(&mut self, name: &str, help: &'static str, kind: Kind) -> &mut Family {
-        // Collectors add a family's samples together, so the last family is the usual hit.
-        let index = match self.families.iter().rposition(|f| f.name == name) {
+        let index = match self.position(name) {
             Some(i) => i,
             None => {
                 self.families.push(Family {
