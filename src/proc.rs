@@ -316,17 +316,17 @@ pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let comm = Arc::from(text.get(open + 1..close)?);
-    // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3]. Fields past 49 are not read:
-    // an array on the stack, not a Vec per read (a scrape reads hundreds of these).
-    let mut rest = [""; 47];
-    let mut words = text.get(close + 1..)?.split_whitespace();
-    for (slot, word) in rest.iter_mut().zip(&mut words) {
+    // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3]. Fields past the last one read
+    // are not kept: an array on the stack, not a Vec per read (a scrape reads hundreds of these).
+    const LAST_FIELD: usize = 49;
+    let mut rest = [""; LAST_FIELD - 2];
+    for (slot, word) in rest
+        .iter_mut()
+        .zip(text.get(close + 1..)?.split_whitespace())
+    {
         *slot = word;
     }
-    let field = |n: usize| -> Option<u64> {
-        let word = *rest.get(n.checked_sub(3)?)?;
-        word.parse().ok()
-    };
+    let field = |n: usize| -> Option<u64> { rest.get(n.checked_sub(3)?)?.parse().ok() };
     const PF_KTHREAD: u64 = 0x0020_0000;
     let cpu_ticks = [field(14)?, field(15)?, field(16)?, field(17)?]
         .into_iter()
