@@ -110,8 +110,10 @@ fn mysql_collector_against_a_real_server() {
         "performance_schema holds {own}, the exporter says {seen}"
     );
 
-    // N more sessions: N more connections, seen sleeping in the process list.
-    let before = must(&text, "stack_mysql_connections", &[("target", "main")]);
+    // N more sessions: N more connections, seen sleeping in the process list. The server counts
+    // a connection from its handshake on, so the `badpass` target, refused in the same scrape,
+    // may add one to Threads_connected: the figures below allow for it rather than race it.
+    let before = status(&db, "Threads_connected") - 1.0; // less the client asking
     let mut sessions: Vec<Child> = (0..4).map(|_| session(&db)).collect();
     let mut text = String::new();
     // A new session shows as Sleep once its first statement is over.
@@ -125,13 +127,15 @@ fn mysql_collector_against_a_real_server() {
                 "stack_mysql_processlist_threads",
                 &[("target", "main"), ("command", "Sleep"), ("state", "none")],
             );
-            must(&text, "stack_mysql_connections", &[("target", "main")]) == before + 4.0
+            must(&text, "stack_mysql_connections", &[("target", "main")]) >= before + 4.0
                 && sleeping >= Some(4.0)
         },
     );
-    assert_eq!(
-        must(&text, "stack_mysql_connections", &[("target", "main")]),
-        status(&db, "Threads_connected") - 1.0, // less the client asking
+    let server = status(&db, "Threads_connected") - 1.0;
+    let seen = must(&text, "stack_mysql_connections", &[("target", "main")]);
+    assert!(
+        seen == server || seen == server + 1.0,
+        "the exporter says {seen} connections, the server {server} (+1 while `badpass` is refused)"
     );
     assert!(
         must(
