@@ -111,6 +111,8 @@ events {{ worker_connections 256; }}
 http {{
     log_format stack '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time urt="$upstream_response_time" upgrade="$http_upgrade"';
     access_log {d}/access.log stack;
+    keepalive_requests 3;
+    keepalive_timeout 2s;
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
@@ -377,6 +379,22 @@ fn nginx_access_log_counts_routes_and_latency_and_survives_rotation() {
         1.0
     );
     assert_eq!(must(&text, "stack_nginx_log_parse_errors_total", &[]), 2.0);
+
+    // stub_status over a kept connection: nginx (keepalive_requests 3) accepts one for every
+    // three scrapes, not one per scrape, and closes it after three; each scrape has the page.
+    let accepted = |text: &str| must(text, "stack_nginx_connections_accepted_total", &[]);
+    let before = accepted(&exporter.scrape());
+    let mut text = String::new();
+    for _ in 0..6 {
+        text = exporter.scrape();
+        assert_eq!(must(&text, "stack_nginx_stub_status_up", &[]), 1.0);
+    }
+    assert_eq!(accepted(&text) - before, 2.0, "6 scrapes, 2 new connections");
+    // Idle past keepalive_timeout (2 s): nginx closes the kept connection, the next scrape
+    // finds it closed and asks on a new one.
+    std::thread::sleep(Duration::from_millis(2500));
+    let text = exporter.scrape();
+    assert_eq!(must(&text, "stack_nginx_stub_status_up", &[]), 1.0);
 }
 
 #[test]

@@ -9,8 +9,6 @@
 //! A path that cannot be followed is a series and one log line, never an error that hides the
 //! counts. See docs/traffic.md.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,10 +22,11 @@ use crate::logging::Condition;
 use crate::metrics::{Histogram, MetricSet};
 use crate::values::check_path;
 
+mod stub_status;
+use stub_status::StubStatusPage;
+
 /// The environment variable that names the access log when the config does not.
 pub const ACCESS_LOG_ENV: &str = "STACK_NGINX_ACCESS_LOG";
-
-const STUB_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `[nginx]` in the config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -151,7 +150,7 @@ pub struct Nginx {
     log: Option<Arc<Mutex<AccessLog>>>,
     /// The access log's path, also outside the lock (held while the log is read).
     log_path: Option<PathBuf>,
-    stub_status: Option<StubStatusUrl>,
+    stub_status: Option<StubStatusPage>,
 }
 
 #[derive(Debug)]
@@ -206,7 +205,7 @@ impl Nginx {
         Some(Nginx {
             log,
             log_path: path,
-            stub_status: config.stub_status_url.clone(),
+            stub_status: config.stub_status_url.clone().map(StubStatusPage::new),
         })
     }
 
@@ -218,6 +217,7 @@ impl Nginx {
         let stub = self
             .stub_status
             .as_ref()
+            .map(|page| &page.url)
             .map(|u| format!("stub_status http://{}:{}{}", u.host, u.port, u.path));
         [log, stub]
             .into_iter()
@@ -240,8 +240,8 @@ impl Nginx {
             log.poll();
             log.emit(&mut out);
         }
-        if let Some(url) = &self.stub_status {
-            emit_stub_status(&mut out, url, deadline);
+        if let Some(page) = &self.stub_status {
+            emit_stub_status(&mut out, page, deadline);
         }
         Ok(out)
     }
@@ -411,102 +411,9 @@ fn histogram(latency: &Latency) -> Histogram {
     }
 }
 
-/// The figures of Nginx's stub_status page.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct StubStatus {
-    pub active: u64,
-    pub accepted: u64,
-    pub handled: u64,
-    pub requests: u64,
-    pub reading: u64,
-    pub writing: u64,
-    pub waiting: u64,
-}
-
-/// Parses
-/// ```text
-/// Active connections: 291
-/// server accepts handled requests
-///  16630948 16630948 31070465
-/// Reading: 6 Writing: 179 Waiting: 106
-/// ```
-pub fn parse_stub_status(text: &str) -> Option<StubStatus> {
-    let mut lines = text.lines();
-    let active = lines
-        .next()?
-        .strip_prefix("Active connections:")?
-        .trim()
-        .parse()
-        .ok()?;
-    lines.next()?.starts_with("server").then_some(())?;
-    let totals: Vec<u64> = lines
-        .next()?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let words: Vec<&str> = lines.next()?.split_whitespace().collect();
-    let field = |name: &str| -> Option<u64> {
-        let at = words.iter().position(|w| *w == name)?;
-        words.get(at + 1)?.parse().ok()
-    };
-    Some(StubStatus {
-        active,
-        accepted: *totals.first()?,
-        handled: *totals.get(1)?,
-        requests: *totals.get(2)?,
-        reading: field("Reading:")?,
-        writing: field("Writing:")?,
-        waiting: field("Waiting:")?,
-    })
-}
-
-/// The time left before `end`, or an error once it has passed.
-fn time_left(end: Instant) -> anyhow::Result<Duration> {
-    let left = end.saturating_duration_since(Instant::now());
-    anyhow::ensure!(!left.is_zero(), "no answer within {STUB_STATUS_TIMEOUT:?}");
-    Ok(left)
-}
-
-fn fetch_stub_status(url: &StubStatusUrl, deadline: Instant) -> anyhow::Result<StubStatus> {
-    // One bound for the whole round trip: a server that drips one byte a second cannot stretch
-    // it by resetting a per-read timeout.
-    let end = deadline.min(Instant::now() + STUB_STATUS_TIMEOUT);
-    let address = (url.host.as_str(), url.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{} resolves to no address", url.host))?;
-    let mut stream = TcpStream::connect_timeout(&address, time_left(end)?)?;
-    stream.set_write_timeout(Some(time_left(end)?))?;
-    // One write, one segment: `write!` on the stream itself sends each piece of the format as a
-    // segment of its own, each a wake-up of nginx.
-    let request = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: stack_exporter\r\nConnection: close\r\n\r\n",
-        url.path, url.host
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while raw.len() < 64 * 1024 {
-        stream.set_read_timeout(Some(time_left(end)?))?;
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| anyhow::anyhow!("not an HTTP response"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    anyhow::ensure!(status == "200", "stub_status answered {status}");
-    parse_stub_status(body).ok_or_else(|| anyhow::anyhow!("not a stub_status page: {body:.80}"))
-}
-
-fn emit_stub_status(out: &mut MetricSet, url: &StubStatusUrl, deadline: Instant) {
-    let status = match fetch_stub_status(url, deadline) {
+fn emit_stub_status(out: &mut MetricSet, page: &StubStatusPage, deadline: Instant) {
+    let url = &page.url;
+    let status = match page.fetch(deadline) {
         Ok(status) => Some(status),
         Err(e) => {
             crate::warn_throttled!(
@@ -558,24 +465,6 @@ fn emit_stub_status(out: &mut MetricSet, url: &StubStatusUrl, deadline: Instant)
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stub_status_page_parses() {
-        let page = "Active connections: 291 \nserver accepts handled requests\n 16630948 16630947 31070465 \nReading: 6 Writing: 179 Waiting: 106 \n";
-        assert_eq!(
-            parse_stub_status(page),
-            Some(StubStatus {
-                active: 291,
-                accepted: 16_630_948,
-                handled: 16_630_947,
-                requests: 31_070_465,
-                reading: 6,
-                writing: 179,
-                waiting: 106,
-            })
-        );
-        assert_eq!(parse_stub_status("<html>"), None);
-    }
 
     #[test]
     fn stub_status_urls() {
