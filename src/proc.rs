@@ -2,30 +2,58 @@
 //! that reads them under a configurable root (`--path.procfs`), so the exporter can run in a
 //! container with the host's /proc mounted elsewhere.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub mod pids;
 
 #[derive(Debug, Clone)]
 pub struct ProcFs {
     root: PathBuf,
+    /// The files [`ProcFs::read`] keeps open, by path under the root; shared by the clones.
+    kept: Arc<Mutex<HashMap<String, std::fs::File>>>,
 }
 
 impl ProcFs {
     pub fn new(root: impl Into<PathBuf>) -> ProcFs {
-        ProcFs { root: root.into() }
+        ProcFs {
+            root: root.into(),
+            kept: Arc::default(),
+        }
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
 
-    /// Reads a file under the root; the error names the file.
+    /// Reads a file under the root; the error names the file. Callers name a fixed few files
+    /// (meminfo, stat, loadavg, …), read every scrape: one on procfs is kept open and read again
+    /// from its start next time (a seq_file then shows that moment's content), which spares the
+    /// open's walk through /proc and the close. A file elsewhere (a `--path.procfs` copy of
+    /// regular files, which may be replaced by a rename) is opened for each read.
     pub fn read(&self, relative: &str) -> io::Result<String> {
+        let kept = self.kept_files().remove(relative);
+        // Taken out of the map while it is read: no lock is held across a read.
+        if let Some(mut file) = kept {
+            if let Ok(text) = read_again(&mut file) {
+                self.kept_files().insert(relative.to_string(), file);
+                return Ok(text);
+            }
+        }
         let path = self.path(relative);
-        read_file(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+        let mut file = std::fs::File::open(&path).map_err(named)?;
+        let text = read_to_end(&mut file).map_err(named)?;
+        if kernel::is_procfs(&file) {
+            self.kept_files().insert(relative.to_string(), file);
+        }
+        Ok(text)
+    }
+
+    fn kept_files(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::fs::File>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The numeric entries of /proc: one per process (thread group), never per thread.
@@ -609,6 +637,22 @@ mod kernel {
         u64::try_from(value).ok().filter(|v| *v > 0)
     }
 
+    /// Whether `file` is on procfs (a file of a fake /proc under `--path.procfs` is not).
+    #[cfg(target_os = "linux")]
+    pub fn is_procfs(file: &std::fs::File) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zeroed statfs is a valid out-parameter; the descriptor is open.
+        let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+        let known = unsafe { libc::fstatfs(file.as_raw_fd(), &mut stat) } == 0;
+        // Both are c_long, c_uint or u32 by target: compared as u64.
+        known && stat.f_type as u64 == libc::PROC_SUPER_MAGIC as u64
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn is_procfs(_file: &std::fs::File) -> bool {
+        false
+    }
+
     /// The soft limit on this process's open files, where the kernel says one.
     pub fn open_files_limit() -> Option<u64> {
         let mut limit = libc::rlimit {
@@ -660,6 +704,10 @@ mod kernel {
 
     pub fn open_files_limit() -> Option<u64> {
         None
+    }
+
+    pub fn is_procfs(_file: &std::fs::File) -> bool {
+        false
     }
 
     pub fn page_size() -> u64 {
@@ -941,6 +989,38 @@ mod tests {
         let swapped = parse_smaps_rollup("Pss: 12 kB\nSwap: 40 kB\nSwapPss: 20 kB\n").unwrap();
         assert_eq!(swapped.swap, 20 * 1024);
         assert_eq!(parse_smaps_rollup(""), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_kept_proc_file_reads_this_moments_content() {
+        let procfs = ProcFs::new("/proc");
+        let uptime = || parse_uptime(&procfs.read("uptime").unwrap()).unwrap();
+        let first = uptime();
+        assert!(procfs.kept_files().contains_key("uptime"), "kept open");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(
+            uptime() > first,
+            "read again from its start, not the first read's text"
+        );
+        // One that cannot be read is an error naming the file, and is not kept.
+        let err = procfs.read("no-such-file").unwrap_err();
+        assert!(err.to_string().contains("/proc/no-such-file"), "{err}");
+        assert!(!procfs.kept_files().contains_key("no-such-file"));
+    }
+
+    #[test]
+    fn a_file_outside_procfs_is_opened_for_each_read() {
+        // A copy of /proc under --path.procfs may be replaced by a rename: a kept descriptor
+        // would go on reading the replaced file.
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs::new(dir.path());
+        std::fs::write(dir.path().join("loadavg"), "0.1 0.2 0.3 1/100 1000\n").unwrap();
+        assert_eq!(procfs.read("loadavg").unwrap(), "0.1 0.2 0.3 1/100 1000\n");
+        std::fs::write(dir.path().join("new"), "0.5 0.2 0.3 1/100 1001\n").unwrap();
+        std::fs::rename(dir.path().join("new"), dir.path().join("loadavg")).unwrap();
+        assert_eq!(procfs.read("loadavg").unwrap(), "0.5 0.2 0.3 1/100 1001\n");
+        assert!(procfs.kept_files().is_empty());
     }
 
     #[test]

@@ -389,7 +389,11 @@ fn nginx_access_log_counts_routes_and_latency_and_survives_rotation() {
         text = exporter.scrape();
         assert_eq!(must(&text, "stack_nginx_stub_status_up", &[]), 1.0);
     }
-    assert_eq!(accepted(&text) - before, 2.0, "6 scrapes, 2 new connections");
+    assert_eq!(
+        accepted(&text) - before,
+        2.0,
+        "6 scrapes, 2 new connections"
+    );
     // Idle past keepalive_timeout (2 s): nginx closes the kept connection, the next scrape
     // finds it closed and asks on a new one.
     std::thread::sleep(Duration::from_millis(2500));
