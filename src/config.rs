@@ -247,7 +247,7 @@ fn resolve_service(
             _ => None,
         });
     Ok(Service {
-        name,
+        name: name.into(),
         matchers,
         budget: Budget {
             memory,
@@ -364,7 +364,7 @@ mod tests {
     }
 
     fn service<'a>(config: &'a Config, name: &str) -> &'a Service {
-        config.services.iter().find(|s| s.name == name).unwrap()
+        config.services.iter().find(|s| *s.name == *name).unwrap()
     }
 
     #[test]
@@ -439,7 +439,7 @@ mod tests {
             "[services.flower]\nmatch = [{ cmdline = 'celery .*flower' }]\ninstances = 1\n",
         )
         .unwrap();
-        assert_eq!(config.services.last().unwrap().name, "flower");
+        assert_eq!(&*config.services.last().unwrap().name, "flower");
     }
 
     #[test]

@@ -5,16 +5,83 @@
 //! text formats: the classic 0.0.4 that scrapers and `promtool check metrics` expect unless they ask
 //! for OpenMetrics, or OpenMetrics 1.0.0.
 
-use std::borrow::Cow;
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelValue, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-/// A sample's labels. A value known when the exporter is built is borrowed, not copied: most
-/// of a scrape's samples have one.
-pub type Labels = Vec<(&'static str, Cow<'static, str>)>;
+/// A sample's labels.
+pub type Labels = Vec<(&'static str, LabelValue)>;
+
+/// A label's value, copied into no new text when it can be helped: one known when the exporter
+/// is built (a CPU mode, a collector's name) is borrowed, and a name the exporter holds for its
+/// life (a service's, a target's) is shared; only one made for the sample (a core's number, a
+/// port) is owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelValue {
+    Static(&'static str),
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl std::ops::Deref for LabelValue {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            LabelValue::Static(s) => s,
+            LabelValue::Shared(s) => s,
+            LabelValue::Owned(s) => s,
+        }
+    }
+}
+
+impl From<&'static str> for LabelValue {
+    fn from(s: &'static str) -> LabelValue {
+        LabelValue::Static(s)
+    }
+}
+
+impl From<String> for LabelValue {
+    fn from(s: String) -> LabelValue {
+        LabelValue::Owned(s)
+    }
+}
+
+impl From<Arc<str>> for LabelValue {
+    fn from(s: Arc<str>) -> LabelValue {
+        LabelValue::Shared(s)
+    }
+}
+
+impl From<&Arc<str>> for LabelValue {
+    fn from(s: &Arc<str>) -> LabelValue {
+        LabelValue::Shared(s.clone())
+    }
+}
+
+impl PartialEq<str> for LabelValue {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for LabelValue {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl EncodeLabelValue for LabelValue {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        encoder.write_str(self)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {

@@ -307,7 +307,10 @@ fn performance_schema_on(slow: &SlowAnswers) -> bool {
 
 fn variables_say_performance_schema_on(variables: &Rows) -> bool {
     let variables = name_values(variables);
-    number("performance_schema", variables.get("performance_schema")) == Some(1.0)
+    number(
+        "performance_schema",
+        variables.get("performance_schema").copied(),
+    ) == Some(1.0)
 }
 
 impl Session {

@@ -73,6 +73,9 @@ pub struct Services {
 /// A PID alone is reused; with its start time it names one process.
 pub type ProcessKey = (u32, u64);
 
+/// A service's name and its processes grouped by instance.
+pub type ServiceInstances = (Arc<str>, Vec<Vec<ProcessKey>>);
+
 /// A map looked up once or more per host process per scrape: hashed with foldhash, several
 /// times cheaper than SipHash, whose resistance to chosen keys PIDs do not need.
 pub(super) type PidMap<K, V> = foldhash::HashMap<K, V>;
@@ -248,10 +251,7 @@ impl Services {
     /// Each service's name and its processes (PID and start time) grouped by instance, in the
     /// services' order, by the same matching and instance assignment as [`Services::collect`];
     /// for collectors that attribute something else to services (the sockets collector).
-    pub fn instance_pids(
-        &self,
-        scrape: ScrapeKey,
-    ) -> anyhow::Result<Vec<(String, Vec<Vec<ProcessKey>>)>> {
+    pub fn instance_pids(&self, scrape: ScrapeKey) -> anyhow::Result<Vec<ServiceInstances>> {
         let snapshot = self.snapshot(scrape)?;
         let (processes, owners) = (&snapshot.processes, &snapshot.owners);
         let mut grouped: Vec<std::collections::BTreeMap<usize, Vec<ProcessKey>>> =

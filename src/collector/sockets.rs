@@ -53,7 +53,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::collector::services::{later, spread, ProcessKey, ScrapeKey, Services, MATCH_MAX_AGE};
+use crate::collector::services::{
+    later, spread, ProcessKey, ScrapeKey, ServiceInstances, Services, MATCH_MAX_AGE,
+};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
@@ -260,11 +262,7 @@ impl Sockets {
 
     /// The services' processes with their network namespaces, each namespace's listeners read
     /// once; the processes whose namespace is refused counted as unreadable.
-    fn processes(
-        &self,
-        groups: &[(String, Vec<Vec<ProcessKey>>)],
-        own_ns: Option<&PathBuf>,
-    ) -> Processes {
+    fn processes(&self, groups: &[ServiceInstances], own_ns: Option<&PathBuf>) -> Processes {
         let mut found = Processes {
             unreadable: vec![0; groups.len()],
             ..Processes::default()
@@ -326,7 +324,7 @@ impl Sockets {
     /// (or a costly count kept from an earlier scrape: see [`kept`]).
     fn attribute(
         &self,
-        groups: &[(String, Vec<Vec<ProcessKey>>)],
+        groups: &[ServiceInstances],
         processes: &mut Processes,
         owners: &HashMap<u64, Owner>,
     ) -> Vec<ServiceSockets> {
@@ -390,12 +388,12 @@ impl Sockets {
     }
 
     /// One line when some services' processes start being unreadable, one when all are readable.
-    fn log_unreadable(&self, groups: &[(String, Vec<Vec<ProcessKey>>)], unreadable: &[u64]) {
+    fn log_unreadable(&self, groups: &[ServiceInstances], unreadable: &[u64]) {
         let refused: Vec<&str> = groups
             .iter()
             .zip(unreadable)
             .filter(|(_, &count)| count > 0)
-            .map(|((name, _), _)| name.as_str())
+            .map(|((name, _), _)| &**name)
             .collect();
         let why = (!refused.is_empty()).then(|| {
             format!(
@@ -482,11 +480,11 @@ fn listen_info(out: &mut MetricSet, service: &str, port: &str, class: &str) {
     );
 }
 
-fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
+fn emit_service(out: &mut MetricSet, name: &Arc<str>, found: &ServiceSockets) {
     if found.connections.is_empty() {
         return; // not running
     }
-    let labels = || vec![("service", name.to_string().into())];
+    let labels = || vec![("service", name.into())];
     out.gauge(
         "stack_sockets_unreadable_processes",
         UNREADABLE_HELP,
@@ -512,12 +510,7 @@ fn emit_service(out: &mut MetricSet, name: &str, found: &ServiceSockets) {
         found.connections.iter().copied().max().unwrap_or(0) as f64,
     );
     for (port, listener) in &found.listeners {
-        let port_labels = || {
-            vec![
-                ("service", name.to_string().into()),
-                ("port", port.clone().into()),
-            ]
-        };
+        let port_labels = || vec![("service", name.into()), ("port", port.clone().into())];
         if let Some(length) = listener.length {
             out.gauge(
                 "stack_service_listen_queue_length",

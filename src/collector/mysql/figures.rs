@@ -143,20 +143,27 @@ const STATUS: &[Status] = &[
     ),
 ];
 
-/// `Variable_name`, `Value` rows as a map.
-pub(super) fn name_values(rows: &[Vec<Option<String>>]) -> HashMap<String, String> {
+/// `Variable_name`, `Value` rows as a map, borrowed from the rows (no copy of each).
+pub(super) fn name_values(rows: &[Vec<Option<String>>]) -> HashMap<&str, &str> {
     rows.iter()
-        .filter_map(|r| Some((r.first()?.clone()?, r.get(1)?.clone().unwrap_or_default())))
+        .filter_map(|r| {
+            Some((
+                r.first()?.as_deref()?,
+                r.get(1)?.as_deref().unwrap_or_default(),
+            ))
+        })
         .collect()
 }
 
 /// A variable's or a cell's value as a number: `ON`/`OFF` as 1/0, otherwise a finite number ≥ 0.
-pub(super) fn number(field: &str, text: Option<&String>) -> Option<f64> {
+pub(super) fn number(field: &str, text: Option<&str>) -> Option<f64> {
     let text = text?.trim();
-    match text.to_ascii_uppercase().as_str() {
-        "ON" => Some(1.0),
-        "OFF" => Some(0.0),
-        _ => server_number(field, text),
+    if text.eq_ignore_ascii_case("ON") {
+        Some(1.0)
+    } else if text.eq_ignore_ascii_case("OFF") {
+        Some(0.0)
+    } else {
+        server_number(field, text)
     }
 }
 
@@ -284,7 +291,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     let labels = || target_label(target);
     let set = &mut out.set;
     let variables = name_values(&answers.slow.variables);
-    if let Some(v) = number("max_connections", variables.get("max_connections")) {
+    if let Some(v) = number("max_connections", variables.get("max_connections").copied()) {
         set.gauge(
             "stack_mysql_max_connections",
             "The max_connections setting.",
@@ -294,7 +301,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
     }
     if let Some(v) = number(
         "innodb_buffer_pool_size",
-        variables.get("innodb_buffer_pool_size"),
+        variables.get("innodb_buffer_pool_size").copied(),
     ) {
         set.gauge(
             "stack_mysql_innodb_buffer_pool_size_bytes",
@@ -324,7 +331,7 @@ pub fn figures(target: &str, answers: &Answers) -> Figures {
 fn status_figures(target: &str, rows: &Rows, out: &mut Figures) {
     let status = name_values(rows);
     for served in STATUS {
-        let Some(v) = number(served.variable, status.get(served.variable)) else {
+        let Some(v) = number(served.variable, status.get(served.variable).copied()) else {
             continue;
         };
         let labels = target_label(target);
@@ -353,14 +360,14 @@ fn status_figures(target: &str, rows: &Rows, out: &mut Figures) {
 fn memory_figures(
     target: &str,
     slow: &SlowAnswers,
-    variables: &HashMap<String, String>,
+    variables: &HashMap<&str, &str>,
     out: &mut Figures,
 ) {
     let labels = || target_label(target);
     let sum = |names: &[&str]| -> Option<f64> {
         let present: Vec<f64> = names
             .iter()
-            .filter_map(|name| number(name, variables.get(*name)))
+            .filter_map(|name| number(name, variables.get(*name).copied()))
             .collect();
         (!present.is_empty()).then(|| present.iter().sum())
     };
@@ -387,7 +394,7 @@ fn memory_figures(
         None => (Some(0.0), None),
         Some(Ok(rows)) => (
             rows.first()
-                .and_then(|r| number("performance_schema memory", r.first()?.as_ref())),
+                .and_then(|r| number("performance_schema memory", r.first()?.as_deref())),
             None,
         ),
         Some(Err(reason)) => (
@@ -423,8 +430,8 @@ fn size_figures(target: &str, slow: &SlowAnswers, out: &mut Figures) {
     for row in &slow.schemas {
         let read = || {
             let schema = row.first()?.clone()?;
-            let bytes = number("schema size", row.get(1)?.as_ref())?;
-            let innodb = number("schema tables", row.get(2)?.as_ref())?;
+            let bytes = number("schema size", row.get(1)?.as_deref())?;
+            let innodb = number("schema tables", row.get(2)?.as_deref())?;
             Some((schema, bytes, innodb as usize))
         };
         let Some((schema, bytes, innodb)) = read() else {
@@ -504,7 +511,7 @@ fn statement_figures(target: &str, statements: Option<&Result<Rows, String>>, ou
         )),
         Some(Ok(rows)) => {
             let row = rows.first();
-            if let Some(n) = row.and_then(|r| number("COUNT_STAR", r.first()?.as_ref())) {
+            if let Some(n) = row.and_then(|r| number("COUNT_STAR", r.first()?.as_deref())) {
                 out.set.counter(
                     "stack_mysql_statements_total",
                     "Statements counted by performance_schema.",
@@ -513,7 +520,7 @@ fn statement_figures(target: &str, statements: Option<&Result<Rows, String>>, ou
                 );
             }
             // SUM_TIMER_WAIT is in picoseconds.
-            if let Some(ps) = row.and_then(|r| number("SUM_TIMER_WAIT", r.get(1)?.as_ref())) {
+            if let Some(ps) = row.and_then(|r| number("SUM_TIMER_WAIT", r.get(1)?.as_deref())) {
                 out.set.counter(
                     "stack_mysql_statement_latency_seconds_total",
                     "Total latency of the statements counted by performance_schema.",
@@ -583,13 +590,10 @@ mod tests {
 
     #[test]
     fn switches_and_numbers_parse() {
-        assert_eq!(number("x", Some(&"ON".to_string())), Some(1.0));
-        assert_eq!(
-            number("x", Some(&"134217728".to_string())),
-            Some(134_217_728.0)
-        );
-        assert_eq!(number("x", Some(&"-5".to_string())), None);
-        assert_eq!(number("x", Some(&"1e400".to_string())), None);
+        assert_eq!(number("x", Some("ON")), Some(1.0));
+        assert_eq!(number("x", Some("134217728")), Some(134_217_728.0));
+        assert_eq!(number("x", Some("-5")), None);
+        assert_eq!(number("x", Some("1e400")), None);
         assert_eq!(number("x", None), None);
     }
 

@@ -52,7 +52,7 @@ fn start_trees(marker: &str) -> Trees {
 
 fn service(marker: &str) -> Service {
     Service {
-        name: "marked".to_string(),
+        name: "marked".into(),
         matchers: vec![Matcher {
             cmdline: Some(Pattern(regex::Regex::new(&regex::escape(marker)).unwrap())),
             ..Matcher::default()

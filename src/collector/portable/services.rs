@@ -218,7 +218,7 @@ mod tests {
         let config = crate::config::load_str(Some(("dev.toml", "profile = \"dev\"\n"))).unwrap();
         let services = Services::new(config.profile, config.plan, config.services);
         let index = services.service_for(strip_exe(name), cmdline, None)?;
-        Some(services.services[index].name.clone())
+        Some(services.services[index].name.to_string())
     }
 
     #[test]

@@ -335,7 +335,7 @@ mod tests {
     fn service_of_40(services: &Services) -> Option<String> {
         let processes = services.read_processes().unwrap();
         let own = services.own_services(&processes);
-        own[0].map(|i| services.services[i].name.clone())
+        own[0].map(|i| services.services[i].name.to_string())
     }
 
     #[test]
@@ -385,7 +385,7 @@ mod tests {
             fake_process(dir.path(), title);
             let processes = services.read_processes().unwrap();
             let own = services.matching_service(&processes[0]);
-            let name = own.map(|i| services.services[i].name.as_str());
+            let name = own.map(|i| &*services.services[i].name);
             assert_eq!(name, Some(service), "{title}");
         }
     }
@@ -418,7 +418,7 @@ mod tests {
         let service = |services: &Services| {
             let processes = services.read_processes().unwrap();
             let own = services.matching_service(&processes[0]);
-            own.map(|i| services.services[i].name.clone())
+            own.map(|i| services.services[i].name.to_string())
         };
         assert_eq!(
             service(&services).as_deref(),

@@ -89,7 +89,7 @@ impl Services {
             .iter()
             .zip(usage)
             .filter(|(_, u)| u.pss_fallbacks > 0)
-            .map(|(s, _)| s.name.as_str())
+            .map(|(s, _)| &*s.name)
             .collect();
         let why = (!refused.is_empty()).then(|| {
             format!(

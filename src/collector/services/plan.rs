@@ -13,7 +13,8 @@ use crate::values::{
 /// A watched service with its matchers and, if the profile plans it, its budget.
 #[derive(Debug, Clone)]
 pub struct Service {
-    pub name: String,
+    /// Shared with every sample it labels (`stack_service_*{service}`), not copied into each.
+    pub name: std::sync::Arc<str>,
     pub matchers: Vec<Matcher>,
     pub budget: Budget,
 }
