@@ -123,20 +123,17 @@ pub fn read_again(file: &mut std::fs::File) -> io::Result<String> {
 
 fn read_to_end(file: &mut std::fs::File) -> io::Result<String> {
     use std::io::Read;
-    let mut buf = vec![0u8; 4096];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(len * 2, 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+    /// A file that only reads: std's `read_to_end` for `File` itself first asks the file's size
+    /// and position (a statx and an lseek), which a /proc file answers with 0.
+    struct Plain<'a>(&'a mut std::fs::File);
+    impl Read for Plain<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
         }
     }
-    buf.truncate(len);
+    // Read into the spare capacity as it is (std tracks what is written), not zeroed first.
+    let mut buf = Vec::with_capacity(4096);
+    Plain(file).read_to_end(&mut buf)?;
     // A process may name itself, or a socket, in any bytes: keep the rest of the file readable.
     Ok(match String::from_utf8(buf) {
         Ok(text) => text,
@@ -340,17 +337,29 @@ pub struct PidStat {
 }
 
 pub fn parse_pid_stat(text: &str) -> Option<PidStat> {
+    parse_pid_stat_reusing(text, None)
+}
+
+/// [`parse_pid_stat`], sharing `last_comm` (the process's name at its last read) when the name
+/// is the same, as it nearly always is: no new allocation per read.
+pub fn parse_pid_stat_reusing(text: &str, last_comm: Option<&Arc<str>>) -> Option<PidStat> {
     // comm may contain spaces and parentheses: it runs from the first '(' to the last ')'.
     let open = text.find('(')?;
     let close = text.rfind(')')?;
-    let comm = Arc::from(text.get(open + 1..close)?);
+    let name = text.get(open + 1..close)?;
+    let comm = match last_comm {
+        Some(last) if **last == *name => last.clone(),
+        _ => Arc::from(name),
+    };
     // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3]. Fields past the last one read
     // are not kept: an array on the stack, not a Vec per read (a scrape reads hundreds of these).
+    // The kernel separates them with single ASCII spaces: split byte by byte, not by Unicode
+    // whitespace.
     const LAST_FIELD: usize = 49;
     let mut rest = [""; LAST_FIELD - 2];
     for (slot, word) in rest
         .iter_mut()
-        .zip(text.get(close + 1..)?.split_whitespace())
+        .zip(text.get(close + 1..)?.split_ascii_whitespace())
     {
         *slot = word;
     }
@@ -953,6 +962,18 @@ mod tests {
             .iter()
             .any(|m| m.mountpoint == "/" && m.fstype == "ext4"));
         assert!(mounts.iter().any(|m| m.mountpoint == "/mnt/my disk"));
+    }
+
+    #[test]
+    fn pid_stat_shares_the_last_name_when_it_is_the_same() {
+        let text = fixture("pid_stat");
+        let first = parse_pid_stat(&text).unwrap();
+        let again = parse_pid_stat_reusing(&text, Some(&first.comm)).unwrap();
+        assert!(Arc::ptr_eq(&first.comm, &again.comm), "no new copy of the name");
+        assert_eq!(again, first);
+        let renamed: Arc<str> = Arc::from("python3");
+        let fresh = parse_pid_stat_reusing(&text, Some(&renamed)).unwrap();
+        assert_eq!(&*fresh.comm, "gunicorn: (x) y", "an exec's new name is read");
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Services {
             let last = previous.remove(&pid).filter(|last| last.inode == inode);
             let entry = match last {
                 Some(last) if self.settled(pid, &last, now, uptime_ticks, &matches) => Some(last),
-                last => self.read_known(pid, inode, now, last.and_then(|l| l.file)),
+                last => self.read_known(pid, inode, now, last),
             };
             let Some(entry) = entry else {
                 continue; // exited between the listing and the read
@@ -167,8 +167,12 @@ impl Services {
         Ok((pids, true))
     }
 
-    /// A new read of `pid`'s stat, through `file` when it was kept open.
-    fn read_known(&self, pid: u32, inode: u64, now: Instant, file: Option<File>) -> Option<Known> {
+    /// A new read of `pid`'s stat, through the `last` read's file when it was kept open.
+    fn read_known(&self, pid: u32, inode: u64, now: Instant, last: Option<Known>) -> Option<Known> {
+        let (file, last_comm) = match last {
+            Some(last) => (last.file, Some(last.stat.comm)),
+            None => (None, None),
+        };
         let mut file = match file {
             Some(file) => file,
             None => File::open(self.procfs.pid_dir(pid).join("stat")).ok()?,
@@ -176,7 +180,7 @@ impl Services {
         let text = proc::read_again(&mut file).ok()?;
         Some(Known {
             inode,
-            stat: proc::parse_pid_stat(&text)?,
+            stat: proc::parse_pid_stat_reusing(&text, last_comm.as_ref())?,
             watched: false,
             reread_at: later(now, spread(self.match_max_age, pid)),
             file: Some(file),
