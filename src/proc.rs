@@ -969,11 +969,17 @@ mod tests {
         let text = fixture("pid_stat");
         let first = parse_pid_stat(&text).unwrap();
         let again = parse_pid_stat_reusing(&text, Some(&first.comm)).unwrap();
-        assert!(Arc::ptr_eq(&first.comm, &again.comm), "no new copy of the name");
+        assert!(
+            Arc::ptr_eq(&first.comm, &again.comm),
+            "no new copy of the name"
+        );
         assert_eq!(again, first);
         let renamed: Arc<str> = Arc::from("python3");
         let fresh = parse_pid_stat_reusing(&text, Some(&renamed)).unwrap();
-        assert_eq!(&*fresh.comm, "gunicorn: (x) y", "an exec's new name is read");
+        assert_eq!(
+            &*fresh.comm, "gunicorn: (x) y",
+            "an exec's new name is read"
+        );
     }
 
     #[test]

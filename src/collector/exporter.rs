@@ -104,10 +104,10 @@ fn boot_time() -> Option<u64> {
 /// process_* metrics of this process, from /proc/self (always this process's own /proc, whatever
 /// `--path.procfs` says).
 pub fn process_metrics(out: &mut MetricSet) {
-    let Some(stat) = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|t| parse_self_stat(&t))
-    else {
+    // Kept open from scrape to scrape, as the collectors' /proc files are (proc::ProcFs::read).
+    static OWN: std::sync::OnceLock<proc::ProcFs> = std::sync::OnceLock::new();
+    let own = OWN.get_or_init(|| proc::ProcFs::new("/proc/self"));
+    let Some(stat) = own.read("stat").ok().and_then(|t| parse_self_stat(&t)) else {
         return;
     };
     let ticks = proc::clock_ticks_per_second();
@@ -145,7 +145,8 @@ pub fn process_metrics(out: &mut MetricSet) {
             fds.count() as f64,
         );
     }
-    if let Some(max) = max_fds() {
+    // The soft limit, as /proc/self/limits' "Max open files" says it.
+    if let Some(max) = proc::open_files_limit() {
         out.gauge(
             "process_max_fds",
             "Maximum number of open file descriptors.",
@@ -275,12 +276,6 @@ fn parse_self_stat(text: &str) -> Option<SelfStat> {
     })
 }
 
-fn max_fds() -> Option<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +317,22 @@ mod tests {
             .unwrap()
             .as_secs_f64();
         assert!(start <= now + 1.0 && start > now - 86_400.0 * 365.0);
+        // The soft limit, as client_golang reads it from /proc/self/limits.
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+        let soft: f64 = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+            .unwrap();
+        assert_eq!(out.value("process_max_fds", &[]), Some(soft));
+        // The CPU counter moves on a second read through the kept file.
+        let cpu = out.value("process_cpu_seconds_total", &[]).unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(spin.elapsed());
+        }
+        let mut again = MetricSet::default();
+        process_metrics(&mut again);
+        assert!(again.value("process_cpu_seconds_total", &[]).unwrap() > cpu);
     }
 }
