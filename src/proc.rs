@@ -13,7 +13,7 @@ pub mod pids;
 pub struct ProcFs {
     root: PathBuf,
     /// The files [`ProcFs::read`] keeps open, by path under the root; shared by the clones.
-    kept: Arc<Mutex<HashMap<String, std::fs::File>>>,
+    kept: Arc<Mutex<HashMap<String, Option<std::fs::File>>>>,
 }
 
 impl ProcFs {
@@ -34,11 +34,11 @@ impl ProcFs {
     /// open's walk through /proc and the close. A file elsewhere (a `--path.procfs` copy of
     /// regular files, which may be replaced by a rename) is opened for each read.
     pub fn read(&self, relative: &str) -> io::Result<String> {
-        let kept = self.kept_files().remove(relative);
-        // Taken out of the map while it is read: no lock is held across a read.
+        // Taken out of its slot while it is read: no lock is held across a read.
+        let kept = self.kept_files().get_mut(relative).and_then(Option::take);
         if let Some(mut file) = kept {
             if let Ok(text) = read_again(&mut file) {
-                self.kept_files().insert(relative.to_string(), file);
+                self.keep(relative, file);
                 return Ok(text);
             }
         }
@@ -47,12 +47,23 @@ impl ProcFs {
         let mut file = std::fs::File::open(&path).map_err(named)?;
         let text = read_to_end(&mut file).map_err(named)?;
         if kernel::is_procfs(&file) {
-            self.kept_files().insert(relative.to_string(), file);
+            self.keep(relative, file);
         }
         Ok(text)
     }
 
-    fn kept_files(&self) -> std::sync::MutexGuard<'_, HashMap<String, std::fs::File>> {
+    /// Puts `file` back in its slot (a new slot only on the first read of the path).
+    fn keep(&self, relative: &str, file: std::fs::File) {
+        let mut kept = self.kept_files();
+        match kept.get_mut(relative) {
+            Some(slot) => *slot = Some(file),
+            None => {
+                kept.insert(relative.to_string(), Some(file));
+            }
+        }
+    }
+
+    fn kept_files(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<std::fs::File>>> {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -1024,7 +1035,7 @@ mod tests {
         let procfs = ProcFs::new("/proc");
         let uptime = || parse_uptime(&procfs.read("uptime").unwrap()).unwrap();
         let first = uptime();
-        assert!(procfs.kept_files().contains_key("uptime"), "kept open");
+        assert!(procfs.kept_files()["uptime"].is_some(), "kept open");
         std::thread::sleep(std::time::Duration::from_millis(30));
         assert!(
             uptime() > first,
