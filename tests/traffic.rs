@@ -112,7 +112,7 @@ http {{
     log_format stack '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" rt=$request_time urt="$upstream_response_time" upgrade="$http_upgrade"';
     access_log {d}/access.log stack;
     keepalive_requests 3;
-    keepalive_timeout 2s;
+    keepalive_timeout 5s;
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
@@ -394,9 +394,9 @@ fn nginx_access_log_counts_routes_and_latency_and_survives_rotation() {
         2.0,
         "6 scrapes, 2 new connections"
     );
-    // Idle past keepalive_timeout (2 s): nginx closes the kept connection, the next scrape
+    // Idle past keepalive_timeout (5 s): nginx closes the kept connection, the next scrape
     // finds it closed and asks on a new one.
-    std::thread::sleep(Duration::from_millis(2500));
+    std::thread::sleep(Duration::from_millis(5500));
     let text = exporter.scrape();
     assert_eq!(must(&text, "stack_nginx_stub_status_up", &[]), 1.0);
 }
