@@ -282,8 +282,8 @@ mod tests {
 
     const PAGE: &str = "Active connections: 1 \nserver accepts handled requests\n 5 5 9 \nReading: 0 Writing: 1 Waiting: 0 \n";
 
-    /// A server that answers each request on `conns` connections with `answer(n)` (n counts
-    /// the requests on that connection), then closes the connection if `close_after` says so.
+    /// A server that accepts one connection per entry of `answers`, writes that entry's answers
+    /// one per request, then closes the connection; it returns how many it accepted.
     fn server(answers: Vec<Vec<String>>) -> (u16, std::thread::JoinHandle<usize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
