@@ -64,12 +64,6 @@ impl From<&Arc<str>> for LabelValue {
     }
 }
 
-impl PartialEq<str> for LabelValue {
-    fn eq(&self, other: &str) -> bool {
-        **self == *other
-    }
-}
-
 impl PartialEq<&str> for LabelValue {
     fn eq(&self, other: &&str) -> bool {
         **self == **other
