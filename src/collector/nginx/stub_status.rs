@@ -195,7 +195,8 @@ impl StubStatusPage {
             && length.is_some();
         // The body: as long as Content-Length says on a kept connection, else to the end.
         let body_end = |raw: &Vec<u8>| match length {
-            Some(n) if keep_alive => raw.len() >= head_end + n,
+            // Saturating: a Content-Length near usize::MAX is an answer read to its end.
+            Some(n) if keep_alive => raw.len() >= head_end.saturating_add(n),
             _ => false,
         };
         while !body_end(&raw) {
@@ -356,6 +357,23 @@ mod tests {
         assert_eq!(page.fetch(deadline()).unwrap().active, 1);
         drop(page);
         assert_eq!(server.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_hostile_content_length_neither_panics_nor_keeps_the_connection() {
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{PAGE}",
+            usize::MAX
+        );
+        let (port, _server) = server(vec![vec![huge]]);
+        let page = page(port);
+        // Read to its end (the server closes after its answer), within the deadline.
+        let status = page.fetch(Instant::now() + Duration::from_secs(5)).unwrap();
+        assert_eq!(status.requests, 9);
+        assert!(
+            page.kept.lock().unwrap().is_none(),
+            "a body shorter than it said"
+        );
     }
 
     #[test]
