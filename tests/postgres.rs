@@ -209,6 +209,19 @@ fn postgres_collector_against_a_real_server() {
         exporter.scrape();
     }
     assert_eq!(backends(), 2.0, "main and default: one backend each");
+    // Each scrape runs statements prepared once per connection (after the restart above, on the
+    // new one): its sessions' last query is an EXECUTE, not the query text.
+    let last_queries = pg.psql(
+        "postgres",
+        "SELECT string_agg(query, '|') FROM pg_stat_activity \
+         WHERE application_name = 'stack_exporter'",
+    );
+    assert!(
+        last_queries
+            .split('|')
+            .all(|q| q.starts_with("EXECUTE stack_")),
+        "{last_queries}"
+    );
 
     scenario.check_log("password");
 }
