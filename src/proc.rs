@@ -36,16 +36,17 @@ impl ProcFs {
     pub fn read(&self, relative: &str) -> io::Result<String> {
         // Taken out of its slot while it is read: no lock is held across a read.
         let kept = self.kept_files().get_mut(relative).and_then(Option::take);
-        if let Some(mut file) = kept {
-            if let Ok(text) = read_again(&mut file) {
+        let one_record = is_one_record(relative);
+        if let Some(file) = kept {
+            if let Ok(text) = read_whole(&file, one_record) {
                 self.keep(relative, file);
                 return Ok(text);
             }
         }
         let path = self.path(relative);
         let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-        let mut file = std::fs::File::open(&path).map_err(named)?;
-        let text = read_to_end(&mut file).map_err(named)?;
+        let file = std::fs::File::open(&path).map_err(named)?;
+        let text = read_whole(&file, one_record).map_err(named)?;
         if kernel::is_procfs(&file) {
             self.keep(relative, file);
         }
@@ -120,31 +121,43 @@ pub fn parse_last_pid(loadavg: &str) -> Option<u32> {
 /// and then reads it in small growing steps; a page-sized first read takes most of them whole,
 /// which halves the system calls of a scrape.
 pub fn read_file(path: &Path) -> io::Result<String> {
-    read_to_end(&mut std::fs::File::open(path)?)
+    read_whole(&std::fs::File::open(path)?, false)
 }
 
-/// Reads a /proc file kept open, from its start: a seq_file starts again at offset 0, so the same
-/// descriptor gives this moment's content each time, without an open's walk through /proc. A
-/// process reaped since the open gives ESRCH.
-pub fn read_again(file: &mut std::fs::File) -> io::Result<String> {
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(0))?;
-    read_to_end(file)
+/// Reads /proc/PID/stat kept open, from its start: a seq_file starts again at offset 0, so the
+/// same descriptor gives this moment's content each time, without an open's walk through /proc.
+/// A process reaped since the open gives ESRCH.
+pub fn read_again(file: &std::fs::File) -> io::Result<String> {
+    read_whole(file, true)
 }
 
-fn read_to_end(file: &mut std::fs::File) -> io::Result<String> {
-    use std::io::Read;
-    /// A file that only reads: std's `read_to_end` for `File` itself first asks the file's size
-    /// and position (a statx and an lseek), which a /proc file answers with 0.
-    struct Plain<'a>(&'a mut std::fs::File);
-    impl Read for Plain<'_> {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.0.read(buf)
+/// Whether the /proc file `relative` is one seq_file record, which every read shows whole or up
+/// to the buffer's end (the kernel's `single_open` files): a read that leaves room in the buffer
+/// has then reached the end. Files of a record per item (vmstat, diskstats, net/dev, mounts) come
+/// in page-sized pieces, any of them short, and are read until a read returns nothing.
+fn is_one_record(relative: &str) -> bool {
+    let name = relative.rsplit('/').next().unwrap_or(relative);
+    matches!(
+        name,
+        "stat" | "meminfo" | "loadavg" | "uptime" | "status" | "snmp" | "netstat" | "sockstat"
+    ) || relative.starts_with("pressure/")
+}
+
+/// Reads a file from offset 0 (pread: no seek first, and a file kept open is read from its start,
+/// where a seq_file shows this moment's content). A `one_record` file's read that leaves room in
+/// the buffer is its last (see [`is_one_record`]): no second read to see the end.
+fn read_whole(file: &std::fs::File, one_record: bool) -> io::Result<String> {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let room = buf.capacity() - buf.len();
+        let n = kernel::read_at_end_of(file, &mut buf)?;
+        if n == 0 || (one_record && n < room) {
+            break;
         }
     }
-    // Read into the spare capacity as it is (std tracks what is written), not zeroed first.
-    let mut buf = Vec::with_capacity(4096);
-    Plain(file).read_to_end(&mut buf)?;
     // A process may name itself, or a socket, in any bytes: keep the rest of the file readable.
     Ok(match String::from_utf8(buf) {
         Ok(text) => text,
@@ -657,6 +670,40 @@ mod kernel {
         u64::try_from(value).ok().filter(|v| *v > 0)
     }
 
+    /// Reads `file` at offset `buf.len()` into `buf`'s spare capacity (not zeroed first); the
+    /// bytes read, 0 at the end.
+    pub fn read_at_end_of(file: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let offset = libc::off_t::try_from(buf.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "file too large"))?;
+        let spare = buf.spare_capacity_mut();
+        loop {
+            // SAFETY: the kernel writes at most `spare.len()` bytes into the spare capacity, and
+            // only the `n` it reports written are counted in the length below.
+            let n = unsafe {
+                libc::pread(
+                    file.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    offset,
+                )
+            };
+            match usize::try_from(n) {
+                Ok(n) => {
+                    // SAFETY: `n` ≤ spare.len() bytes after the length were just written.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    return Ok(n);
+                }
+                Err(_) => {
+                    let error = io::Error::last_os_error();
+                    if error.kind() != io::ErrorKind::Interrupted {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether `file` is on procfs (a file of a fake /proc under `--path.procfs` is not).
     #[cfg(target_os = "linux")]
     pub fn is_procfs(file: &std::fs::File) -> bool {
@@ -730,6 +777,16 @@ mod kernel {
         false
     }
 
+    /// Reads `file` at offset `buf.len()` to the end of `buf`'s capacity; 0 at the end.
+    pub fn read_at_end_of(file: &std::fs::File, buf: &mut Vec<u8>) -> io::Result<usize> {
+        use std::os::windows::fs::FileExt;
+        let start = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let read = file.seek_read(&mut buf[start..], start as u64);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
     pub fn page_size() -> u64 {
         4096
     }
@@ -762,15 +819,15 @@ mod tests {
             .spawn()
             .unwrap();
         let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
-        let mut file = std::fs::File::open(&path).unwrap();
-        let first = parse_pid_stat(&read_again(&mut file).unwrap()).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let first = parse_pid_stat(&read_again(&file).unwrap()).unwrap();
         assert!(!first.is_zombie);
         child.kill().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let killed = parse_pid_stat(&read_again(&mut file).unwrap()).unwrap();
+        let killed = parse_pid_stat(&read_again(&file).unwrap()).unwrap();
         assert!(killed.is_zombie, "not reaped yet: a zombie, read anew");
         child.wait().unwrap();
-        let error = read_again(&mut file).unwrap_err();
+        let error = read_again(&file).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ESRCH), "{error}");
     }
 
@@ -1047,6 +1104,34 @@ mod tests {
         assert!(!procfs.kept_files().contains_key("no-such-file"));
     }
 
+    /// On the real kernel: /proc files are read whole, one read for a one-record file that fits
+    /// the buffer. net/netstat is one record, zoneinfo a record per zone, both more than a page
+    /// on Linux 6.x: each gives every line std's reader gives, first read and kept.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn proc_files_of_either_kind_are_read_whole() {
+        let procfs = ProcFs::new("/proc");
+        let keys = |text: &str| -> Vec<String> {
+            let first = |line: &str| line.split_whitespace().next().unwrap_or("").to_string();
+            text.lines().map(first).collect()
+        };
+        for name in [
+            "net/netstat",
+            "zoneinfo",
+            "self/status",
+            "stat",
+            "vmstat",
+            "loadavg",
+        ] {
+            let whole = std::fs::read_to_string(Path::new("/proc").join(name)).unwrap();
+            for _ in 0..2 {
+                let ours = procfs.read(name).unwrap();
+                assert_eq!(keys(&ours), keys(&whole), "{name}");
+                assert!(ours.ends_with('\n'), "{name}");
+            }
+        }
+    }
+
     #[test]
     fn a_file_outside_procfs_is_opened_for_each_read() {
         // A copy of /proc under --path.procfs may be replaced by a rename: a kept descriptor
@@ -1068,6 +1153,12 @@ mod tests {
         let text = "x".repeat(10_000) + "\n";
         std::fs::write(&path, &text).unwrap();
         assert_eq!(read_file(&path).unwrap(), text);
+        let file = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            read_whole(&file, true).unwrap(),
+            text,
+            "reads that fill the buffer go on"
+        );
         assert_eq!(
             read_file(Path::new("/proc/self/stat"))
                 .unwrap()

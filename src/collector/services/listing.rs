@@ -173,11 +173,11 @@ impl Services {
             Some(last) => (last.file, Some(last.stat.comm)),
             None => (None, None),
         };
-        let mut file = match file {
+        let file = match file {
             Some(file) => file,
             None => File::open(self.procfs.pid_dir(pid).join("stat")).ok()?,
         };
-        let text = proc::read_again(&mut file).ok()?;
+        let text = proc::read_again(&file).ok()?;
         Some(Known {
             inode,
             stat: proc::parse_pid_stat_reusing(&text, last_comm.as_ref())?,
