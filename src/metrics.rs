@@ -108,7 +108,7 @@ struct Sample {
 #[derive(Debug, Clone)]
 struct Family {
     /// The name as exposed, including `_total` for counters.
-    name: String,
+    name: &'static str,
     help: &'static str,
     kind: Kind,
     samples: Vec<Sample>,
@@ -118,15 +118,22 @@ struct Family {
 #[derive(Debug, Default, Clone)]
 pub struct MetricSet {
     families: Vec<Family>,
+    /// Where each family is, once the set has [`INDEXED_FROM`] families (a scrape's whole set):
+    /// each new family was a search of every name before it.
+    index: Option<foldhash::HashMap<&'static str, usize>>,
 }
 
+/// Families a set holds before it keeps an index of their names: a collector's own set adds to
+/// its last family nearly every time, which a search from the end finds at once.
+const INDEXED_FROM: usize = 32;
+
 impl MetricSet {
-    pub fn gauge(&mut self, name: &str, help: &'static str, labels: Labels, value: f64) {
+    pub fn gauge(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
         self.push(name, help, Kind::Gauge, labels, Value::Number(value));
     }
 
     /// `name` ends in `_total`, as it is exposed.
-    pub fn counter(&mut self, name: &str, help: &'static str, labels: Labels, value: f64) {
+    pub fn counter(&mut self, name: &'static str, help: &'static str, labels: Labels, value: f64) {
         debug_assert!(
             name.ends_with("_total"),
             "counter {name} must end in _total"
@@ -134,21 +141,29 @@ impl MetricSet {
         self.push(name, help, Kind::Counter, labels, Value::Number(value));
     }
 
-    pub fn histogram(&mut self, name: &str, help: &'static str, labels: Labels, h: Histogram) {
+    pub fn histogram(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        labels: Labels,
+        h: Histogram,
+    ) {
         self.push(name, help, Kind::Histogram, labels, Value::Histogram(h));
     }
 
     /// Declares a family with no samples yet, so that its HELP and TYPE appear even when empty.
-    pub fn declare_gauge(&mut self, name: &str, help: &'static str) {
+    pub fn declare_gauge(&mut self, name: &'static str, help: &'static str) {
         self.family(name, help, Kind::Gauge);
     }
 
     pub fn extend(&mut self, other: MetricSet) {
         for family in other.families {
-            match self.position(&family.name) {
+            match self.position(family.name) {
                 Some(index) => self.families[index].samples.extend(family.samples),
-                // Moved whole, its name and samples not copied.
-                None => self.families.push(family),
+                // Moved whole, its samples not copied.
+                None => {
+                    self.add(family);
+                }
             }
         }
     }
@@ -168,7 +183,7 @@ impl MetricSet {
 
     /// The names of the families, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.families.iter().map(|f| f.name.as_str())
+        self.families.iter().map(|f| f.name)
     }
 
     /// The value of the first sample of `name` whose labels include all of `want`.
@@ -186,7 +201,14 @@ impl MetricSet {
         })
     }
 
-    fn push(&mut self, name: &str, help: &'static str, kind: Kind, labels: Labels, value: Value) {
+    fn push(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        labels: Labels,
+        value: Value,
+    ) {
         self.family(name, help, kind)
             .samples
             .push(Sample { labels, value });
@@ -195,21 +217,38 @@ impl MetricSet {
     /// Where the family `name` is. Collectors add a family's samples together, so the last
     /// family is the usual hit: the search runs from the end.
     fn position(&self, name: &str) -> Option<usize> {
-        self.families.iter().rposition(|f| f.name == name)
+        match &self.index {
+            Some(index) => index.get(name).copied(),
+            None => self.families.iter().rposition(|f| f.name == name),
+        }
     }
 
-    fn family(&mut self, name: &str, help: &'static str, kind: Kind) -> &mut Family {
+    /// Adds a family of a name the set does not have; where it is.
+    fn add(&mut self, family: Family) -> usize {
+        let at = self.families.len();
+        match &mut self.index {
+            Some(index) => {
+                index.insert(family.name, at);
+            }
+            None if at + 1 >= INDEXED_FROM => {
+                let names = self.families.iter().chain([&family]).map(|f| f.name);
+                self.index = Some(names.zip(0..).collect());
+            }
+            None => {}
+        }
+        self.families.push(family);
+        at
+    }
+
+    fn family(&mut self, name: &'static str, help: &'static str, kind: Kind) -> &mut Family {
         let index = match self.position(name) {
             Some(i) => i,
-            None => {
-                self.families.push(Family {
-                    name: name.to_string(),
-                    help,
-                    kind,
-                    samples: Vec::new(),
-                });
-                self.families.len() - 1
-            }
+            None => self.add(Family {
+                name,
+                help,
+                kind,
+                samples: Vec::new(),
+            }),
         };
         &mut self.families[index]
     }
@@ -219,10 +258,10 @@ impl Collector for MetricSet {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for family in &self.families {
             let (name, metric_type) = match family.kind {
-                Kind::Gauge => (family.name.as_str(), MetricType::Gauge),
+                Kind::Gauge => (family.name, MetricType::Gauge),
                 // prometheus-client appends `_total` to counter samples itself.
                 Kind::Counter => (family.name.trim_end_matches("_total"), MetricType::Counter),
-                Kind::Histogram => (family.name.as_str(), MetricType::Histogram),
+                Kind::Histogram => (family.name, MetricType::Histogram),
             };
             let mut metric = encoder.encode_descriptor(name, family.help, None, metric_type)?;
             for sample in &family.samples {
@@ -372,6 +411,34 @@ mod tests {
         );
         assert!(text.contains("stack_x_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("stack_x_seconds_count 3\n"), "{text}");
+    }
+
+    /// A set of more families than [`INDEXED_FROM`] finds them by its index: samples and merged
+    /// sets join the family of their name, early or late, and the order stays as first added.
+    #[test]
+    fn a_large_set_adds_to_the_family_of_the_name() {
+        let names: Vec<&'static str> = (0..3 * INDEXED_FROM)
+            .map(|i| &*Box::leak(format!("stack_f{i}").into_boxed_str()))
+            .collect();
+        let mut set = MetricSet::default();
+        let mut other = MetricSet::default();
+        for (i, name) in names.iter().enumerate() {
+            set.gauge(name, "h", vec![], i as f64);
+            other.gauge(name, "h", vec![("from", "other".into())], 1.0);
+        }
+        assert!(set.index.is_some());
+        set.gauge(names[0], "h", vec![("again", "yes".into())], 7.0);
+        set.extend(other);
+        let mut late = MetricSet::default();
+        late.gauge("stack_late", "h", vec![], 2.0);
+        set.extend(late);
+        assert_eq!(set.names().count(), names.len() + 1);
+        assert!(set.names().zip(&names).all(|(a, b)| a == *b));
+        assert_eq!(set.names().last(), Some("stack_late"));
+        assert_eq!(set.value(names[0], &[("again", "yes")]), Some(7.0));
+        assert_eq!(set.value(names[5], &[("from", "other")]), Some(1.0));
+        assert_eq!(set.numbers(names[5]).count(), 2);
+        assert_eq!(set.value("stack_late", &[]), Some(2.0));
     }
 
     #[test]
