@@ -15,12 +15,17 @@
 //! a container, [`SockDiag::open`] creates it inside the service's namespace: a short-lived thread
 //! enters the namespace with setns(2) (needs CAP_SYS_ADMIN, i.e. root) and creates the socket
 //! there; the socket stays bound to that namespace after the thread ends.
+//!
+//! The exporter's own namespace's socket and buffer are kept for the next scrape once their
+//! last dump has ended cleanly ([`KEPT`]): a scrape then creates no socket and zeroes no buffer.
+//! Another namespace's are not: a socket holds its namespace alive after its last process.
 
 use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// Queue figures of one listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,37 +102,67 @@ impl Family {
 /// A sock_diag netlink socket of one network namespace, and the buffer its answers arrive in.
 #[derive(Debug)]
 pub struct SockDiag {
-    socket: OwnedFd,
+    /// `None` only once dropped into its [`Kept`].
+    socket: Option<OwnedFd>,
     buffer: Vec<u8>,
+    /// Where it goes back when dropped (the exporter's own namespace's).
+    kept_in: Option<&'static Kept>,
+    /// No dump under way or cut short: nothing of an earlier answer is left to read.
+    clean: bool,
+}
+
+/// A socket and its buffer between two uses.
+type Kept = Mutex<Option<(OwnedFd, Vec<u8>)>>;
+
+/// The exporter's own namespace's.
+static KEPT: Kept = Mutex::new(None);
+
+fn lock(kept: &Kept) -> std::sync::MutexGuard<'_, Option<(OwnedFd, Vec<u8>)>> {
+    kept.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl SockDiag {
     /// A socket in the network namespace of `netns` (a `/proc/PID/ns/net` path), or in this
-    /// process's when `None`.
+    /// process's when `None` (the one kept from the last use, if any).
     pub fn open(netns: Option<&Path>) -> io::Result<SockDiag> {
-        let socket = match netns {
-            None => netlink_socket()?,
-            Some(path) => {
-                let path = path.to_path_buf();
-                std::thread::scope(|s| s.spawn(move || socket_in_namespace(&path)).join())
-                    .map_err(|_| io::Error::other("namespace thread panicked"))??
-            }
+        let Some(path) = netns else {
+            return SockDiag::reusing(&KEPT);
         };
-        Ok(SockDiag {
-            socket,
-            buffer: vec![0u8; 32 * 1024],
-        })
+        let path = path.to_path_buf();
+        let socket = std::thread::scope(|s| s.spawn(move || socket_in_namespace(&path)).join())
+            .map_err(|_| io::Error::other("namespace thread panicked"))??;
+        Ok(SockDiag::new(socket, vec![0u8; 32 * 1024], None))
     }
 
-    /// Every listening TCP socket, IPv4 and IPv6, with its accept queue.
+    /// A socket of the exporter's namespace: the one in `kept` if any, which it goes back to.
+    fn reusing(kept: &'static Kept) -> io::Result<SockDiag> {
+        let (socket, buffer) = match lock(kept).take() {
+            Some(last) => last,
+            None => (netlink_socket()?, vec![0u8; 32 * 1024]),
+        };
+        Ok(SockDiag::new(socket, buffer, Some(kept)))
+    }
+
+    fn new(socket: OwnedFd, buffer: Vec<u8>, kept_in: Option<&'static Kept>) -> SockDiag {
+        SockDiag {
+            socket: Some(socket),
+            buffer,
+            kept_in,
+            clean: true,
+        }
+    }
+
+    fn fd(&self) -> i32 {
+        self.socket.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// Every listening TCP socket, IPv4 and IPv6 in one dump, with its accept queue.
     pub fn tcp_listeners(&mut self) -> io::Result<Vec<TcpSocket>> {
         let mut found = Vec::new();
-        for family in [Family::V4, Family::V6] {
-            let request = inet_request(family, TCP_LISTEN, &[]);
-            self.dump(SOCK_DIAG_BY_FAMILY, &request, |msg| {
-                found.extend(parse_inet_diag(msg))
-            })?;
-        }
+        let request = any_family_request(TCP_LISTEN, &[]);
+        self.dump(TCPDIAG_GETSOCK, &request, |msg| {
+            found.extend(parse_inet_diag(msg))
+        })?;
         Ok(found)
     }
 
@@ -194,17 +229,22 @@ impl SockDiag {
     }
 
     /// Sends one dump request of netlink type `kind` and hands each answer's payload to `each`.
-    fn dump(&mut self, kind: u16, payload: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    fn dump(&mut self, kind: u16, payload: &[u8], each: impl FnMut(&[u8])) -> io::Result<()> {
+        self.clean = false;
+        self.dump_to_end(kind, payload, each)?;
+        self.clean = true;
+        Ok(())
+    }
+
+    fn dump_to_end(
+        &mut self,
+        kind: u16,
+        payload: &[u8],
+        mut each: impl FnMut(&[u8]),
+    ) -> io::Result<()> {
         let message = netlink_message(kind, payload);
         // SAFETY: the buffer is valid for its length; a netlink socket needs no address for send.
-        let sent = unsafe {
-            libc::send(
-                self.socket.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                0,
-            )
-        };
+        let sent = unsafe { libc::send(self.fd(), message.as_ptr().cast(), message.len(), 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -212,7 +252,7 @@ impl SockDiag {
             // SAFETY: the buffer is valid for its length.
             let n = unsafe {
                 libc::recv(
-                    self.socket.as_raw_fd(),
+                    self.fd(),
                     self.buffer.as_mut_ptr().cast(),
                     self.buffer.len(),
                     0,
@@ -238,6 +278,23 @@ impl SockDiag {
                     }
                 }
             }
+        }
+    }
+}
+
+impl Drop for SockDiag {
+    /// Keeps the own namespace's socket for the next use when its last dump ended (an answer cut
+    /// short by an error or a timeout may still have messages queued: that socket is closed).
+    fn drop(&mut self) {
+        let (Some(kept), true) = (self.kept_in, self.clean) else {
+            return;
+        };
+        let mut kept = lock(kept);
+        if kept.is_none() {
+            *kept = self
+                .socket
+                .take()
+                .map(|socket| (socket, std::mem::take(&mut self.buffer)));
         }
     }
 }
@@ -520,6 +577,39 @@ mod tests {
         assert_eq!(socket.state, TCP_LISTEN);
         assert_eq!(socket.queue.length, 2);
         assert!(socket.queue.limit > 0);
+        // IPv6 listeners come in the same dump.
+        let v6 = std::net::TcpListener::bind(("::1", 0))
+            .expect("this test needs IPv6 on the loopback interface (::1)");
+        let listeners = SockDiag::open(None).unwrap().tcp_listeners().unwrap();
+        let inode = inode_of(v6.as_raw_fd());
+        let socket = listeners.iter().find(|s| s.inode == inode).unwrap();
+        assert_eq!(socket.local, v6.local_addr().unwrap().ip());
+    }
+
+    /// A socket of the exporter's namespace goes back to be used again after a dump that ended,
+    /// not after one cut short (its answer's rest could still be queued), nor another
+    /// namespace's (it would hold that namespace alive).
+    #[test]
+    fn the_own_namespace_socket_is_used_again_after_a_whole_dump() {
+        static OWN: Kept = Mutex::new(None);
+        let mut diag = SockDiag::reusing(&OWN).unwrap();
+        diag.tcp_listeners().unwrap();
+        let first = inode_of(diag.fd());
+        drop(diag);
+        let mut diag = SockDiag::reusing(&OWN).unwrap();
+        assert_eq!(inode_of(diag.fd()), first, "the same socket");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listed = diag.tcp_listeners().unwrap();
+        assert!(listed
+            .iter()
+            .any(|s| s.inode == inode_of(listener.as_raw_fd())));
+        // A request the kernel refuses (no family): the dump fails, the socket is closed.
+        assert!(diag.dump(SOCK_DIAG_BY_FAMILY, &[0; 4], |_| {}).is_err());
+        drop(diag);
+        assert!(lock(&OWN).is_none(), "not kept");
+        let other = SockDiag::new(netlink_socket().unwrap(), Vec::new(), None);
+        drop(other);
+        assert!(lock(&OWN).is_none());
     }
 
     #[test]
