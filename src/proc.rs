@@ -377,16 +377,9 @@ pub fn parse_pid_stat_reusing(text: &str, last_comm: Option<&Arc<str>>) -> Optio
     };
     // rest[0] is field 3 (state); field N of proc(5) is rest[N - 3]. Fields past the last one read
     // are not kept: an array on the stack, not a Vec per read (a scrape reads hundreds of these).
-    // The kernel separates them with single ASCII spaces: split byte by byte, not by Unicode
-    // whitespace.
     const LAST_FIELD: usize = 49;
     let mut rest = [""; LAST_FIELD - 2];
-    for (slot, word) in rest
-        .iter_mut()
-        .zip(text.get(close + 1..)?.split_ascii_whitespace())
-    {
-        *slot = word;
-    }
+    split_fields(text.get(close + 1..)?, &mut rest);
     let field = |n: usize| -> Option<u64> { rest.get(n.checked_sub(3)?)?.parse().ok() };
     const PF_KTHREAD: u64 = 0x0020_0000;
     let cpu_ticks = [field(14)?, field(15)?, field(16)?, field(17)?]
@@ -403,6 +396,31 @@ pub fn parse_pid_stat_reusing(text: &str, last_comm: Option<&Arc<str>>) -> Optio
         is_kernel_thread: field(9)? & PF_KTHREAD != 0,
         is_zombie: matches!(rest[0], "Z" | "X"),
     })
+}
+
+/// Fills `slots` with the words of `text` separated by ASCII spaces or line ends, in order, as
+/// far as either goes. The kernel writes /proc/PID/stat's fields with single spaces: one pass
+/// over the bytes, not a search per word.
+fn split_fields<'a>(text: &'a str, slots: &mut [&'a str]) {
+    let mut filled = 0;
+    let mut start = 0;
+    for (at, &byte) in text.as_bytes().iter().enumerate() {
+        if !matches!(byte, b' ' | b'\n' | b'\t' | b'\r') {
+            continue;
+        }
+        if at > start {
+            let Some(slot) = slots.get_mut(filled) else {
+                return;
+            };
+            // Both ends are at ASCII bytes: always a char boundary.
+            *slot = &text[start..at];
+            filled += 1;
+        }
+        start = at + 1;
+    }
+    if let (Some(slot), true) = (slots.get_mut(filled), start < text.len()) {
+        *slot = &text[start..];
+    }
 }
 
 /// A process's proportional set size from /proc/PID/smaps_rollup, in bytes.
@@ -829,6 +847,26 @@ mod tests {
         child.wait().unwrap();
         let error = read_again(&file).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ESRCH), "{error}");
+    }
+
+    #[test]
+    fn fields_split_on_ascii_spaces_and_line_ends() {
+        let mut slots = [""; 4];
+        split_fields(" S 1  2\t3\n", &mut slots);
+        assert_eq!(slots, ["S", "1", "2", "3"]);
+        let mut slots = [""; 3];
+        split_fields("a b c d e", &mut slots);
+        assert_eq!(slots, ["a", "b", "c"], "as many as there are slots");
+        let mut slots = [""; 3];
+        split_fields("a b", &mut slots);
+        assert_eq!(slots, ["a", "b", ""], "the last word without a line end");
+        let mut slots = [""; 2];
+        split_fields("", &mut slots);
+        assert_eq!(slots, ["", ""]);
+        // Multi-byte text between the separators stays whole.
+        let mut slots = [""; 2];
+        split_fields("é ü", &mut slots);
+        assert_eq!(slots, ["é", "ü"]);
     }
 
     #[test]
