@@ -9,8 +9,9 @@
 //! and carry a server-side `statement_timeout` equal to the target's timeout. The statements of
 //! every scrape are prepared once per connection (SQL `PREPARE`) and run with `EXECUTE`: these
 //! queries of views cost PostgreSQL about 0.2 ms of CPU each to parse, rewrite and plan, several
-//! times what running them costs (docs/performance.md). `max_connections`, database sizes and whether `pg_stat_statements` is there are
-//! fetched every `slow_interval` (60 s unless configured); everything else on every scrape.
+//! times what running them costs (docs/performance.md). `max_connections`, database sizes and
+//! whether `pg_stat_statements` is there are fetched every `slow_interval` (60 s unless
+//! configured); everything else on every scrape.
 //!
 //! The session is `application_name=stack_exporter` unless the URL names one. What the role may
 //! not read is a `…_readable 0` series and one log line, never a smaller number: a database it may
