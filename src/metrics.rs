@@ -171,8 +171,7 @@ impl MetricSet {
     /// The plain-number samples of the family `name` (none for a histogram), for readers of a
     /// collection such as the status page.
     pub fn numbers<'a>(&'a self, name: &str) -> impl Iterator<Item = (&'a Labels, f64)> + 'a {
-        let family = self.families.iter().find(|f| f.name == name);
-        family
+        self.named(name)
             .into_iter()
             .flat_map(|f| f.samples.iter())
             .filter_map(|s| match &s.value {
@@ -189,7 +188,7 @@ impl MetricSet {
     /// The value of the first sample of `name` whose labels include all of `want`.
     #[cfg(test)]
     pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-        let family = self.families.iter().find(|f| f.name == name)?;
+        let family = self.named(name)?;
         family.samples.iter().find_map(|s| {
             let matches = want
                 .iter()
@@ -221,6 +220,10 @@ impl MetricSet {
             Some(index) => index.get(name).copied(),
             None => self.families.iter().rposition(|f| f.name == name),
         }
+    }
+
+    fn named(&self, name: &str) -> Option<&Family> {
+        self.position(name).map(|at| &self.families[at])
     }
 
     /// Adds a family of a name the set does not have; where it is.
