@@ -183,7 +183,12 @@ impl Meminfo {
 pub fn parse_meminfo(text: &str) -> Meminfo {
     let mut info = Meminfo::default();
     let (mut free, mut buffers, mut cached, mut has_available) = (0, 0, 0, false);
+    // The keys wanted are the file's first 16 or so of 50-odd lines: read until all 7 are seen.
+    let mut wanted = 7;
     for line in text.lines() {
+        if wanted == 0 {
+            break;
+        }
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
@@ -204,8 +209,9 @@ pub fn parse_meminfo(text: &str) -> Meminfo {
             "Cached" => cached = bytes,
             "SwapTotal" => info.swap_total = bytes,
             "SwapFree" => info.swap_free = bytes,
-            _ => {}
+            _ => continue,
         }
+        wanted -= 1;
     }
     // Kernels before 3.14 have no MemAvailable; this is the usual estimate.
     if !has_available {

@@ -17,7 +17,7 @@
 //! `services/capabilities.rs` warns at start-up when other users' processes cannot be read, and
 //! `services/plan.rs` holds the `[plan]` and `[services]` config types.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -512,35 +512,35 @@ mod tests {
     fn cpu_counter_keeps_the_time_of_exited_roots_not_of_reaped_workers() {
         let mut history = History::default();
         // Master (root) 100 ticks with a worker at 50; a second instance's root at 30.
-        let seen = HashMap::from([
+        let seen = HashMap::from_iter([
             ((10, 1), (0, true, 100)),
             ((11, 2), (0, false, 50)),
             ((20, 3), (0, true, 30)),
         ]);
         assert_eq!(history.totals(1, seen), vec![(180, 0)]);
         // The worker exits and its master reaps it: the master's cutime takes its 50 (+5 new).
-        let seen = HashMap::from([((10, 1), (0, true, 155)), ((20, 3), (0, true, 30))]);
+        let seen = HashMap::from_iter([((10, 1), (0, true, 155)), ((20, 3), (0, true, 30))]);
         assert_eq!(history.totals(1, seen), vec![(185, 0)]);
         // The second instance restarts under a new PID: its old root's 30 is kept, and the new
         // root counts as a start.
-        let seen = HashMap::from([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
+        let seen = HashMap::from_iter([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
         assert_eq!(history.totals(1, seen), vec![(187, 1)]);
     }
     #[test]
     fn a_new_root_is_a_start_a_new_worker_is_not() {
         let mut history = History::default();
         // Two services; at the first scrape nothing counts as started.
-        let seen = HashMap::from([((10, 1), (0, true, 0)), ((30, 1), (1, true, 0))]);
+        let seen = HashMap::from_iter([((10, 1), (0, true, 0)), ((30, 1), (1, true, 0))]);
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 0)]);
         // A recycled worker (new non-root) of service 0; service 1 restarted twice, seen once.
-        let seen = HashMap::from([
+        let seen = HashMap::from_iter([
             ((10, 1), (0, true, 0)),
             ((12, 5), (0, false, 0)),
             ((31, 7), (1, true, 0)),
         ]);
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 1)]);
         // PID reuse with a new start time is a new process.
-        let seen = HashMap::from([((10, 1), (0, true, 0)), ((31, 8), (1, true, 0))]);
+        let seen = HashMap::from_iter([((10, 1), (0, true, 0)), ((31, 8), (1, true, 0))]);
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 2)]);
     }
 

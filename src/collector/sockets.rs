@@ -47,7 +47,9 @@ mod holders;
 mod kept;
 mod namespace;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -572,16 +574,16 @@ mod tests {
         ];
         let owners = HashMap::new();
         assert_eq!(
-            unowned_listeners(&all, &owners, &HashSet::from([106])),
+            unowned_listeners(&all, &owners, &HashSet::from_iter([106])),
             BTreeSet::from([
                 (6379, "loopback", UNREADABLE_SERVICE),
                 (8000, "any", UNKNOWN_SERVICE)
             ])
         );
         // Owned by a watched process that was read: not published here at all.
-        let owners = HashMap::from([(20117, (0, 0))]);
+        let owners = HashMap::from_iter([(20117, (0, 0))]);
         assert_eq!(
-            unowned_listeners(&all, &owners, &HashSet::new()),
+            unowned_listeners(&all, &owners, &HashSet::default()),
             BTreeSet::from([(8000, "any", UNKNOWN_SERVICE)])
         );
     }

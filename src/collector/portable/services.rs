@@ -127,7 +127,7 @@ impl Services {
 
         let mut usage = vec![ServiceUsage::default(); self.services.len()];
         let mut instances: HashMap<(usize, usize), u64> = HashMap::new();
-        let mut cpu_seen = HashMap::new();
+        let mut cpu_seen = foldhash::HashMap::default();
         for (index, (&(pid, process), owner)) in processes.iter().zip(&owners).enumerate() {
             let Some((service, root)) = *owner else {
                 continue;

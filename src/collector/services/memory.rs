@@ -1,7 +1,9 @@
 //! Memory the services' figures need beyond RSS: each process's PSS (kept for `pss_max_age`, since
 //! reading it walks page tables), and the OOM kills of the memory cgroups the services run in.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt};
 use std::path::Path;
 use std::time::Instant;
 

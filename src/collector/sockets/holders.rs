@@ -15,10 +15,12 @@
 //! another port by `CONFIG SET`) waits up to a minute to be seen holding it. Each scrape checks that every known
 //! holder still holds its listener at the same fd: one readlink per listener per holder.
 
-use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use super::namespace::{Namespace, Owner};
 use crate::proc::ProcFs;
@@ -39,6 +41,11 @@ pub struct Member {
 struct Held {
     ns: PathBuf,
     fds: Vec<(u32, u64)>,
+    /// The process's fd directory, kept open while it holds listeners: each scrape's check reads
+    /// a link relative to it, not a path of four components the kernel looks up one by one.
+    /// It stays the directory of that process: once the process exits, its links are gone, even if
+    /// its PID is used again.
+    fd_dir: Option<File>,
 }
 
 /// How often, at most, every service process of a namespace is read again for listeners that
@@ -86,7 +93,7 @@ impl Holders {
         let mut refused = Vec::new();
         let mut read = vec![false; members.len()];
         for (i, m) in members.iter().enumerate() {
-            if !self.still_holds(procfs, m, &listening[m.ns]) {
+            if !self.still_holds(m, &listening[m.ns]) {
                 self.read(procfs, m, namespaces, &listening[m.ns], &mut refused, i);
                 read[i] = true;
             }
@@ -160,15 +167,18 @@ impl Holders {
 
     /// Whether the member was read before and still holds, at the same fds, the listeners it
     /// held then (those since closed forgotten).
-    fn still_holds(&mut self, procfs: &ProcFs, m: &Member, listening: &HashSet<u64>) -> bool {
+    fn still_holds(&mut self, m: &Member, listening: &HashSet<u64>) -> bool {
         let Some(held) = self.processes.get_mut(&m.pid) else {
             return false;
         };
         held.fds.retain(|(_, inode)| listening.contains(inode));
-        let dir = procfs.pid_dir(m.pid).join("fd");
-        held.fds
-            .iter()
-            .all(|&(fd, inode)| socket_inode(&dir.join(fd.to_string())) == Some(inode))
+        match &held.fd_dir {
+            Some(dir) => held
+                .fds
+                .iter()
+                .all(|&(fd, inode)| socket_inode_at(dir, fd) == Some(inode)),
+            None => held.fds.is_empty(),
+        }
     }
 
     /// Reads the member's fd table anew.
@@ -182,10 +192,16 @@ impl Holders {
         index: usize,
     ) {
         self.processes.remove(&m.pid);
-        match held_listeners(&procfs.pid_dir(m.pid), listening) {
+        let fd_dir = procfs.pid_dir(m.pid).join("fd");
+        match held_listeners(&fd_dir, listening) {
             Ok(fds) => {
                 let ns = namespaces[m.ns].link.clone();
-                self.processes.insert(m.pid, Held { ns, fds });
+                // Not kept for a process that holds no listener: it is never checked.
+                let fd_dir = match fds.is_empty() {
+                    true => None,
+                    false => File::open(&fd_dir).ok(),
+                };
+                self.processes.insert(m.pid, Held { ns, fds, fd_dir });
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused.push(index),
             Err(_) => {} // gone since the listing
@@ -201,19 +217,46 @@ fn small_fd_table(procfs: &ProcFs, pid: u32) -> bool {
 
 /// The socket inode an fd link points to (`socket:[inode]`), if it is a socket.
 fn socket_inode(fd_link: &Path) -> Option<u64> {
-    let target = std::fs::read_link(fd_link).ok()?;
-    target
-        .to_str()?
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
+    use std::os::unix::ffi::OsStrExt;
+    parse_socket_link(std::fs::read_link(fd_link).ok()?.as_os_str().as_bytes())
 }
 
-/// The listeners of `listening` among a process's open files, as (fd, inode).
-fn held_listeners(pid_dir: &Path, listening: &HashSet<u64>) -> io::Result<Vec<(u32, u64)>> {
+/// The socket inode the link `fd` in the fd directory `dir` points to, if it is a socket.
+fn socket_inode_at(dir: &File, fd: u32) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    // The fd's number, NUL-terminated, written without an allocation.
+    let mut name = [0u8; 11];
+    let digits = fd.checked_ilog10().unwrap_or(0) as usize + 1;
+    let mut rest = fd;
+    for place in name[..digits].iter_mut().rev() {
+        *place = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    let mut target = [0u8; 64];
+    // SAFETY: `name` is NUL-terminated (u32 has at most 10 digits); `target` is writable for its
+    // length, which readlinkat does not exceed.
+    let length = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr().cast(),
+            target.as_mut_ptr().cast(),
+            target.len(),
+        )
+    };
+    parse_socket_link(target.get(..usize::try_from(length).ok()?)?)
+}
+
+/// The inode of a `socket:[inode]` link target.
+fn parse_socket_link(target: &[u8]) -> Option<u64> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The listeners of `listening` among a process's open files (`fd_dir`, its /proc/PID/fd), as
+/// (fd, inode).
+fn held_listeners(fd_dir: &Path, listening: &HashSet<u64>) -> io::Result<Vec<(u32, u64)>> {
     let mut held = Vec::new();
-    for entry in std::fs::read_dir(pid_dir.join("fd"))?.flatten() {
+    for entry in std::fs::read_dir(fd_dir)?.flatten() {
         let Some(inode) = socket_inode(&entry.path()) else {
             continue;
         };
@@ -269,6 +312,27 @@ mod tests {
     }
 
     #[test]
+    fn a_socket_is_read_through_the_kept_fd_directory() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inode = File::from(std::os::fd::OwnedFd::from(listener.try_clone().unwrap()))
+            .metadata()
+            .unwrap()
+            .ino();
+        let fd = listener.as_raw_fd() as u32;
+        let dir = File::open("/proc/self/fd").unwrap();
+        assert_eq!(socket_inode_at(&dir, fd), Some(inode));
+        let path = Path::new("/proc/self/fd").join(fd.to_string());
+        assert_eq!(socket_inode(&path), Some(inode));
+        // Not a socket (the directory's own fd), and an fd not open.
+        assert_eq!(socket_inode_at(&dir, dir.as_raw_fd() as u32), None);
+        assert_eq!(socket_inode_at(&dir, u32::MAX), None);
+        drop(listener);
+        assert_eq!(socket_inode_at(&dir, fd), None);
+    }
+
+    #[test]
     fn listeners_are_found_once_and_followed() {
         let proc = FakeProc::new();
         proc.process(100, "net:[1]");
@@ -280,7 +344,10 @@ mod tests {
         let members = [member(0, 0, 100)];
         let ns = |inodes: &[u64]| [Namespace::with_listeners("net:[1]", inodes)];
         holders.update(&proc.procfs(), &members, &ns(&[500]), start);
-        assert_eq!(holders.owners(&members), HashMap::from([(500, (0, 0))]));
+        assert_eq!(
+            holders.owners(&members),
+            HashMap::from_iter([(500, (0, 0))])
+        );
         assert_eq!(holders.processes[&100].fds, [(3, 500)]);
 
         // A listener opened by a running process: unknown, so the namespace is read again.

@@ -2,7 +2,7 @@
 //! services' listeners. From sock_diag netlink, asked inside the namespace; where netlink is
 //! refused, from the namespace's /proc/PID/net/tcp{,6} and /proc/PID/net/unix, read whole.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -525,7 +525,7 @@ mod tests {
     fn connections_belong_to_the_listener_that_accepted_them() {
         let mut ns = from_tables(TCP, UNIX);
         // 0.0.0.0:8000 and /run/gunicorn.sock are service 0's second instance; 6379 nobody's.
-        let owners = HashMap::from([(30001, (0, 1)), (50001, (0, 1))]);
+        let owners = HashMap::from_iter([(30001, (0, 1)), (50001, (0, 1))]);
         let mut counts = ns.connections(&owners, |_| true);
         counts.sort_unstable();
         assert_eq!(counts, [((0, 1), 1), ((0, 1), 1)]);
@@ -594,7 +594,7 @@ mod tests {
             listener(3, "10.0.0.5", 6379),
             listener(4, "127.0.0.1", 6380),
         ];
-        let tcp = TcpListeners::owned(&listeners, &HashMap::from([(1, (0, 0))]));
+        let tcp = TcpListeners::owned(&listeners, &HashMap::from_iter([(1, (0, 0))]));
         assert_eq!(tcp.ports, [6379]);
         assert_eq!(tcp.families, [Family::V4]);
         let ports: Vec<u16> = tcp.candidates.iter().map(|c| c.port).collect();
