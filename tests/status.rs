@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::pki::Pki;
 use common::servers::{start_gunicorn, RedisServer};
-use common::{exporter_binary, must, require, temp_dir, wait_for, write, Exporter};
+use common::{exporter_binary, must, require, temp_dir, wait_for, write, Exporter, Guard};
 
 const CHROMIUM: &str = "apt-get install chromium";
 
@@ -19,9 +19,42 @@ const CHROMIUM: &str = "apt-get install chromium";
 /// not planned, so their absence is no alert and only the test's own Gunicorn and Redis count.
 const NOT_RUN: &[&str] = &["nginx", "celery_worker", "celery_beat", "mysql"];
 
-/// A Redis configured as the plan says (C1): `maxmemory 512mb` with `allkeys-lru` eviction.
-fn planned_redis() -> RedisServer {
-    RedisServer::start_with(&["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"])
+/// The test's planned services in a temp dir: a Gunicorn with 2 workers, its command line
+/// carrying a unique marker, and a Redis configured as the plan says (C1: `maxmemory 512mb` with
+/// `allkeys-lru` eviction). Both are stopped when it is dropped, then the dir removed.
+struct Planned {
+    _gunicorn: Guard,
+    redis: RedisServer,
+    gunicorn: String,
+    dir: tempfile::TempDir,
+}
+
+impl Planned {
+    fn start(marker: &str) -> Planned {
+        let dir = temp_dir();
+        let redis =
+            RedisServer::start_with(&["--maxmemory", "512mb", "--maxmemory-policy", "allkeys-lru"]);
+        let gunicorn = common::unique_marker(marker);
+        let (guard, _) = start_gunicorn(dir.path(), 2, &gunicorn);
+        Planned {
+            _gunicorn: guard,
+            redis,
+            gunicorn,
+            dir,
+        }
+    }
+
+    /// A config planning only these (see [`config`]), `extra` in the wsgi service's section.
+    fn config(&self, extra: &str) -> PathBuf {
+        config(self.dir.path(), &self.gunicorn, self.redis.port, extra)
+    }
+
+    /// The exporter watching them, once it sees all of them.
+    fn watched(&self) -> Exporter {
+        let exporter = start_exporter(&self.config(""), &[]);
+        wait_for_services(&exporter);
+        exporter
+    }
 }
 
 /// A config planning only the test's Gunicorn (by its unique name) and Redis (by its port), with
@@ -180,12 +213,9 @@ fn screenshot_dir() -> PathBuf {
 
 #[test]
 fn the_page_in_a_real_browser_shows_each_planned_service_against_metrics() {
-    let dir = temp_dir();
-    let redis = planned_redis();
-    let name = common::unique_marker("status-wsgi");
-    let (_gunicorn, _) = start_gunicorn(dir.path(), 2, &name);
-    let exporter = start_exporter(&config(dir.path(), &name, redis.port, ""), &[]);
-    wait_for_services(&exporter);
+    let planned = Planned::start("status-wsgi");
+    let dir = &planned.dir;
+    let exporter = planned.watched();
     let url = format!("http://127.0.0.1:{}/", exporter.port);
 
     let dom = chromium(dir.path(), &["--dump-dom"], &url);
@@ -292,12 +322,8 @@ fn host_findings_only(json: &serde_json::Value) -> bool {
 
 #[test]
 fn the_cli_matches_metrics_in_text_and_json_and_its_exit_code_follows_the_budget() {
-    let dir = temp_dir();
-    let redis = planned_redis();
-    let name = common::unique_marker("status-cli");
-    let (_gunicorn, _) = start_gunicorn(dir.path(), 2, &name);
-    let exporter = start_exporter(&config(dir.path(), &name, redis.port, ""), &[]);
-    wait_for_services(&exporter);
+    let planned = Planned::start("status-cli");
+    let exporter = planned.watched();
     let address = format!("--web.listen-address=127.0.0.1:{}", exporter.port);
 
     // Piped, and with NO_COLOR: plain text, no escape code.
@@ -370,7 +396,7 @@ fn the_cli_matches_metrics_in_text_and_json_and_its_exit_code_follows_the_budget
     }
 
     // A budget override puts WSGI over its budget: the exit code says so.
-    let tight = config(dir.path(), &name, redis.port, "memory_budget = \"1MiB\"\n");
+    let tight = planned.config("memory_budget = \"1MiB\"\n");
     let over = start_exporter(&tight, &[]);
     wait_for_services(&over);
     let over_address = format!("--web.listen-address=127.0.0.1:{}", over.port);
@@ -395,11 +421,8 @@ fn the_cli_matches_metrics_in_text_and_json_and_its_exit_code_follows_the_budget
 
 #[test]
 fn with_no_exporter_it_collects_itself() {
-    let dir = temp_dir();
-    let redis = planned_redis();
-    let name = common::unique_marker("status-local");
-    let (_gunicorn, _) = start_gunicorn(dir.path(), 2, &name);
-    let config = config(dir.path(), &name, redis.port, "");
+    let planned = Planned::start("status-local");
+    let config = planned.config("");
     // Nothing listens on a port just freed.
     let port = common::free_port();
     let mut processes = None;
