@@ -17,10 +17,11 @@
 //! `services/capabilities.rs` warns at start-up when other users' processes cannot be read, and
 //! `services/plan.rs` holds the `[plan]` and `[services]` config types.
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use crate::logging::Condition;
 use crate::metrics::MetricSet;

@@ -48,12 +48,12 @@ mod kept;
 mod namespace;
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use foldhash::{HashMap, HashMapExt, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use crate::collector::services::{
     later, spread, ProcessKey, ScrapeKey, ServiceInstances, Services, MATCH_MAX_AGE,

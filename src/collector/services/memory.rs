@@ -2,10 +2,10 @@
 //! reading it walks page tables), and the OOM kills of the memory cgroups the services run in.
 
 use std::collections::BTreeSet;
-
-use foldhash::{HashMap, HashMapExt};
 use std::path::Path;
 use std::time::Instant;
+
+use foldhash::{HashMap, HashMapExt};
 
 use super::{later, spread, Owner, ProcessKey, ServiceUsage, Services, Snapshot};
 use crate::proc;

@@ -2,10 +2,11 @@
 //! services' listeners. From sock_diag netlink, asked inside the namespace; where netlink is
 //! refused, from the namespace's /proc/PID/net/tcp{,6} and /proc/PID/net/unix, read whole.
 
-use foldhash::{HashMap, HashMapExt};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::sockdiag::{self, Family, Queue, SockDiag, TcpSocket};
 
