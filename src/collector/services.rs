@@ -21,8 +21,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::{self, PidStat, ProcFs};
@@ -52,9 +50,9 @@ pub struct Services {
     plan: PlanConfig,
     services: Vec<Service>,
     pss_max_age: Duration,
-    pss_cache: Mutex<HashMap<ProcessKey, PssReading>>,
+    pss_cache: Mutex<PidMap<ProcessKey, PssReading>>,
     /// The instance roots' memory cgroups (OOM kills), kept from scrape to scrape.
-    cgroups: Mutex<HashMap<ProcessKey, CgroupReading>>,
+    cgroups: Mutex<PidMap<ProcessKey, CgroupReading>>,
     match_cache: Mutex<PidMap<ProcessKey, CachedMatch>>,
     match_max_age: Duration,
     /// What the last scrapes read of each listed PID, so settled processes are not read again.
@@ -105,7 +103,7 @@ struct Snapshot {
 #[derive(Debug, Default)]
 pub struct History {
     /// Per live process: its service, whether it is an instance root, its CPU ticks when last seen.
-    last_seen: HashMap<ProcessKey, (usize, bool, u64)>,
+    last_seen: PidMap<ProcessKey, (usize, bool, u64)>,
     /// Per service: the ticks of instance roots that have exited.
     departed: Vec<u64>,
     /// Per service: instance roots seen starting.
@@ -120,7 +118,7 @@ impl History {
     pub fn totals(
         &mut self,
         services: usize,
-        seen: HashMap<ProcessKey, (usize, bool, u64)>,
+        seen: PidMap<ProcessKey, (usize, bool, u64)>,
     ) -> Vec<(u64, u64)> {
         self.departed.resize(services, 0);
         self.starts.resize(services, 0);
@@ -197,8 +195,8 @@ impl Services {
             plan,
             services,
             pss_max_age,
-            pss_cache: Mutex::new(HashMap::new()),
-            cgroups: Mutex::new(HashMap::new()),
+            pss_cache: Mutex::new(PidMap::default()),
+            cgroups: Mutex::new(PidMap::default()),
             match_cache: Mutex::default(),
             match_max_age: MATCH_MAX_AGE,
             known: Mutex::default(),
@@ -290,11 +288,11 @@ impl Services {
 
     fn add_up(&self, processes: &[Process], owners: &[Option<Owner>]) -> Vec<ServiceUsage> {
         let mut usage = vec![ServiceUsage::default(); self.services.len()];
-        let mut instance_pss: HashMap<(usize, usize), u64> = HashMap::new();
+        let mut instance_pss: PidMap<(usize, usize), u64> = PidMap::default();
         let mut cache = self.pss_cache.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let mut alive = HashSet::new();
-        let mut cpu_seen = HashMap::new();
+        let mut alive = foldhash::HashSet::default();
+        let mut cpu_seen = PidMap::default();
         for (index, (process, owner)) in processes.iter().zip(owners).enumerate() {
             let Some(Owner { service, root }) = *owner else {
                 continue;
@@ -513,35 +511,35 @@ mod tests {
     fn cpu_counter_keeps_the_time_of_exited_roots_not_of_reaped_workers() {
         let mut history = History::default();
         // Master (root) 100 ticks with a worker at 50; a second instance's root at 30.
-        let seen = HashMap::from_iter([
+        let seen = PidMap::from_iter([
             ((10, 1), (0, true, 100)),
             ((11, 2), (0, false, 50)),
             ((20, 3), (0, true, 30)),
         ]);
         assert_eq!(history.totals(1, seen), vec![(180, 0)]);
         // The worker exits and its master reaps it: the master's cutime takes its 50 (+5 new).
-        let seen = HashMap::from_iter([((10, 1), (0, true, 155)), ((20, 3), (0, true, 30))]);
+        let seen = PidMap::from_iter([((10, 1), (0, true, 155)), ((20, 3), (0, true, 30))]);
         assert_eq!(history.totals(1, seen), vec![(185, 0)]);
         // The second instance restarts under a new PID: its old root's 30 is kept, and the new
         // root counts as a start.
-        let seen = HashMap::from_iter([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
+        let seen = PidMap::from_iter([((10, 1), (0, true, 155)), ((21, 9), (0, true, 2))]);
         assert_eq!(history.totals(1, seen), vec![(187, 1)]);
     }
     #[test]
     fn a_new_root_is_a_start_a_new_worker_is_not() {
         let mut history = History::default();
         // Two services; at the first scrape nothing counts as started.
-        let seen = HashMap::from_iter([((10, 1), (0, true, 0)), ((30, 1), (1, true, 0))]);
+        let seen = PidMap::from_iter([((10, 1), (0, true, 0)), ((30, 1), (1, true, 0))]);
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 0)]);
         // A recycled worker (new non-root) of service 0; service 1 restarted twice, seen once.
-        let seen = HashMap::from_iter([
+        let seen = PidMap::from_iter([
             ((10, 1), (0, true, 0)),
             ((12, 5), (0, false, 0)),
             ((31, 7), (1, true, 0)),
         ]);
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 1)]);
         // PID reuse with a new start time is a new process.
-        let seen = HashMap::from_iter([((10, 1), (0, true, 0)), ((31, 8), (1, true, 0))]);
+        let seen = PidMap::from_iter([((10, 1), (0, true, 0)), ((31, 8), (1, true, 0))]);
         assert_eq!(history.totals(2, seen), vec![(0, 0), (0, 2)]);
     }
 

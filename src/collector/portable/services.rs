@@ -20,8 +20,8 @@ use std::sync::Mutex;
 use sysinfo::{Pid, Process, ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
 use crate::collector::services::{
-    assign_instances, emit_plan, emit_service, History, Matcher, Memory, PlanConfig, Service,
-    ServiceUsage,
+    assign_instances, emit_plan, emit_service, History, Matcher, Memory, PidMap, PlanConfig,
+    Service, ServiceUsage,
 };
 use crate::metrics::MetricSet;
 
@@ -127,7 +127,7 @@ impl Services {
 
         let mut usage = vec![ServiceUsage::default(); self.services.len()];
         let mut instances: HashMap<(usize, usize), u64> = HashMap::new();
-        let mut cpu_seen = foldhash::HashMap::default();
+        let mut cpu_seen = PidMap::default();
         for (index, (&(pid, process), owner)) in processes.iter().zip(&owners).enumerate() {
             let Some((service, root)) = *owner else {
                 continue;

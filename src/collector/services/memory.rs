@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
-use foldhash::{HashMap, HashMapExt};
-
-use super::{later, spread, Owner, ProcessKey, ServiceUsage, Services, Snapshot};
+use super::{later, spread, Owner, PidMap, ProcessKey, ServiceUsage, Services, Snapshot};
 use crate::proc;
 
 /// An instance root's memory cgroup, read again (a process can be moved, rarely) with its match.
@@ -58,7 +56,7 @@ impl Services {
             kept.insert(key, reading);
         }
         drop(kept);
-        let mut owners: HashMap<&MemoryCgroup, usize> = HashMap::new();
+        let mut owners: PidMap<&MemoryCgroup, usize> = PidMap::default();
         for cgroups in &cgroups_of {
             for cgroup in cgroups {
                 *owners.entry(cgroup).or_default() += 1;
@@ -106,7 +104,7 @@ impl Services {
 
     pub(super) fn pss(
         &self,
-        cache: &mut HashMap<ProcessKey, PssReading>,
+        cache: &mut PidMap<ProcessKey, PssReading>,
         key: ProcessKey,
         now: Instant,
     ) -> Option<proc::Pss> {
