@@ -192,15 +192,11 @@ impl Holders {
         index: usize,
     ) {
         self.processes.remove(&m.pid);
-        let fd_dir = procfs.pid_dir(m.pid).join("fd");
-        match held_listeners(&fd_dir, listening) {
-            Ok(fds) => {
+        match held_listeners(&procfs.pid_dir(m.pid).join("fd"), listening) {
+            Ok((fds, fd_dir)) => {
                 let ns = namespaces[m.ns].link.clone();
                 // Not kept for a process that holds no listener: it is never checked.
-                let fd_dir = match fds.is_empty() {
-                    true => None,
-                    false => File::open(&fd_dir).ok(),
-                };
+                let fd_dir = (!fds.is_empty()).then_some(fd_dir);
                 self.processes.insert(m.pid, Held { ns, fds, fd_dir });
             }
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => refused.push(index),
@@ -213,12 +209,6 @@ impl Holders {
 /// /proc/PID/fd is its number of open files since Linux 6.2 (0 before: every table is small).
 fn small_fd_table(procfs: &ProcFs, pid: u32) -> bool {
     std::fs::metadata(procfs.pid_dir(pid).join("fd")).map_or(true, |m| m.len() <= SMALL_FD_TABLE)
-}
-
-/// The socket inode an fd link points to (`socket:[inode]`), if it is a socket.
-fn socket_inode(fd_link: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    parse_socket_link(std::fs::read_link(fd_link).ok()?.as_os_str().as_bytes())
 }
 
 /// The socket inode the link `fd` in the fd directory `dir` points to, if it is a socket.
@@ -253,19 +243,20 @@ fn parse_socket_link(target: &[u8]) -> Option<u64> {
 }
 
 /// The listeners of `listening` among a process's open files (`fd_dir`, its /proc/PID/fd), as
-/// (fd, inode).
-fn held_listeners(fd_dir: &Path, listening: &HashSet<u64>) -> io::Result<Vec<(u32, u64)>> {
+/// (fd, inode), and the directory opened, each link read relative to it as the checks read them.
+fn held_listeners(fd_dir: &Path, listening: &HashSet<u64>) -> io::Result<(Vec<(u32, u64)>, File)> {
+    let dir = File::open(fd_dir)?;
     let mut held = Vec::new();
     for entry in std::fs::read_dir(fd_dir)?.flatten() {
-        let Some(inode) = socket_inode(&entry.path()) else {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
             continue;
         };
-        let fd = entry.file_name().to_str().and_then(|n| n.parse().ok());
-        if let (true, Some(fd)) = (listening.contains(&inode), fd) {
-            held.push((fd, inode));
+        match socket_inode_at(&dir, fd) {
+            Some(inode) if listening.contains(&inode) => held.push((fd, inode)),
+            _ => {}
         }
     }
-    Ok(held)
+    Ok((held, dir))
 }
 
 #[cfg(test)]
@@ -323,8 +314,9 @@ mod tests {
         let fd = listener.as_raw_fd() as u32;
         let dir = File::open("/proc/self/fd").unwrap();
         assert_eq!(socket_inode_at(&dir, fd), Some(inode));
-        let path = Path::new("/proc/self/fd").join(fd.to_string());
-        assert_eq!(socket_inode(&path), Some(inode));
+        let (held, _) =
+            held_listeners(Path::new("/proc/self/fd"), &HashSet::from_iter([inode])).unwrap();
+        assert_eq!(held, [(fd, inode)], "found among the open files");
         // Not a socket (the directory's own fd), and an fd not open.
         assert_eq!(socket_inode_at(&dir, dir.as_raw_fd() as u32), None);
         assert_eq!(socket_inode_at(&dir, u32::MAX), None);
