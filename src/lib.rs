@@ -10,6 +10,7 @@ pub mod lane;
 pub mod logging;
 pub mod metrics;
 pub mod proc;
+pub mod refresh;
 pub mod scrape;
 /// sock_diag netlink exists only on Linux: the sockets collector is off elsewhere, with a start-up
 /// line (collector/platform/).

@@ -849,3 +849,24 @@ fn innodb_locks_and_temporary_tables_against_a_real_server() {
     );
     assert!(read_requests <= status(&db, "Innodb_buffer_pool_read_requests"));
 }
+
+/// Schema sizes and server variables, fetched every `slow_interval`, are fetched again after the
+/// round that finds them due: no scrape waits for the walk of information_schema.
+#[test]
+fn mysql_slow_answers_are_fetched_after_the_round_that_finds_them_due() {
+    let db = MariadbServer::start();
+    db.create_monitoring_users();
+    common::servers::slow_answers_are_fetched_after_the_round_that_finds_them_due(
+        &db,
+        "shop",
+        || {
+            db.sql(
+                "SET SESSION max_recursive_iterations = 100000; \
+             CREATE TABLE shop.grown (id INT PRIMARY KEY, body VARCHAR(255)) ENGINE=InnoDB; \
+             INSERT INTO shop.grown WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 \
+             FROM s WHERE n < 20000) SELECT n, REPEAT('x', 200) FROM s; \
+             ANALYZE TABLE shop.grown;",
+            );
+        },
+    );
+}

@@ -392,3 +392,22 @@ fn unreadable_figures_are_series_and_sessions_are_named() {
     let _ = open.kill();
     let _ = open.wait();
 }
+
+/// Database sizes and settings, fetched every `slow_interval`, are fetched again after the round
+/// that finds them due: no scrape waits for them.
+#[test]
+fn postgres_slow_answers_are_fetched_after_the_round_that_finds_them_due() {
+    let pg = PostgresServer::start();
+    pg.create_monitoring_roles();
+    common::servers::slow_answers_are_fetched_after_the_round_that_finds_them_due(
+        &pg,
+        "postgres",
+        || {
+            pg.psql(
+                "postgres",
+                "CREATE TABLE grown AS SELECT g AS id, repeat('x', 200) AS body \
+                 FROM generate_series(1, 20000) g",
+            );
+        },
+    );
+}

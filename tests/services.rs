@@ -660,3 +660,88 @@ fn an_oom_kill_in_a_services_cgroup_is_counted_for_that_service() {
     assert_eq!(must(&text, "stack_service_oom_kills_total", &worker), 1.0);
     assert_eq!(must(&text, "stack_service_up", &worker), 1.0);
 }
+
+/// A process's PSS is kept for `--collector.services.pss-max-age` (6 s here, spread by PID over
+/// 3-6 s). The scrape that finds it older still publishes the kept figure and leaves reading it
+/// again to a refresh off the scrape's path; a later scrape has the new one. The process grows by
+/// 64 MB right after its first reading, so a stale figure and a fresh one are far apart.
+#[test]
+fn a_kept_pss_is_read_again_after_the_scrape_that_finds_it_due() {
+    const MAX_AGE: f64 = 6.0;
+    const GROWTH: f64 = (64 << 20) as f64;
+    let python = require("python3", "apt-get install python3");
+    let dir = temp_dir();
+    let marker = common::unique_marker("pss-grower");
+    let script = dir.path().join(format!("{marker}.py"));
+    let ready = dir.path().join("ready");
+    write(
+        &script,
+        "import signal, sys, time\nheld = []\n\
+         signal.signal(signal.SIGUSR1, lambda *_: held.append(b'x' * (64 << 20)))\n\
+         open(sys.argv[1], 'w').close()\n\
+         while True:\n    time.sleep(1)\n",
+    );
+    let grower = Guard::spawn(Command::new(python).arg(&script).arg(&ready));
+    wait_for("the grower ready", Duration::from_secs(10), || {
+        ready.exists()
+    });
+    let config = dir.path().join("stack.toml");
+    write(
+        &config,
+        &format!("[services.grower]\nmatch = [{{ cmdline = '{marker}' }}]\n"),
+    );
+    let exporter = Exporter::start(&[
+        &format!("--config.file={}", config.display()),
+        &format!("--collector.services.pss-max-age={MAX_AGE}s"),
+    ]);
+    let grower_label = [("service", "grower")];
+    let pss = |text: &str| {
+        must(
+            text,
+            "stack_service_proportional_memory_bytes",
+            &grower_label,
+        )
+    };
+    let mut text = String::new();
+    wait_for("the grower seen", Duration::from_secs(20), || {
+        text = exporter.scrape();
+        common::metric(&text, "stack_service_processes", &grower_label) == Some(1.0)
+    });
+    let first_read = std::time::Instant::now(); // the reading was made before this
+    let before = pss(&text);
+
+    let pid = grower.pid();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+    wait_for("the grower grown", Duration::from_secs(10), || {
+        kernel_rss(pid) > before + GROWTH * 0.9
+    });
+    assert!(
+        first_read.elapsed().as_secs_f64() < MAX_AGE / 2.0,
+        "too slow a machine"
+    );
+    assert_eq!(
+        pss(&exporter.scrape()),
+        before,
+        "kept while younger than its max age"
+    );
+
+    // The same spread as the exporter's (services.rs `spread`): when this process's reading
+    // falls due.
+    let due_after = MAX_AGE * (0.5 + f64::from(pid % 64) / 128.0);
+    // Surely due, and no scrape in between: this one finds it due, publishes it once more and
+    // has it read after it.
+    let due = Duration::from_secs_f64(due_after + 0.2);
+    std::thread::sleep(due.saturating_sub(first_read.elapsed()));
+    assert_eq!(
+        pss(&exporter.scrape()),
+        before,
+        "the scrape that finds it due publishes the kept figure"
+    );
+    let mut now = before;
+    wait_for("the PSS read again", Duration::from_secs(30), || {
+        now = pss(&exporter.scrape());
+        now != before
+    });
+    assert!(now > before + GROWTH * 0.9, "{before} -> {now}");
+}

@@ -23,10 +23,9 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Row, Value};
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use super::target::{
-    describe_chain, mysql_ssl_opts, Figures, Rows, Server, Target, Targets, TlsMode,
+    describe_chain, mysql_ssl_opts, Figures, Rows, Server, SlowCache, Target, Targets, TlsMode,
 };
 use crate::logging::Condition;
 
@@ -71,7 +70,7 @@ pub type Mysql = Targets<Session>;
 /// A MySQL target's own state: its slow answers and when they were fetched, and whether its
 /// session could be kept out of the slow log.
 pub struct Session {
-    slow: std::sync::Mutex<Option<(Instant, SlowAnswers)>>,
+    slow: SlowCache<SlowAnswers>,
     /// The session could not raise its long_query_time: its queries may reach the slow log.
     loud_session: Condition,
 }
@@ -154,7 +153,7 @@ impl Server for Session {
 
     fn new(_: &Target) -> Session {
         Session {
-            slow: std::sync::Mutex::new(None),
+            slow: SlowCache::default(),
             loud_session: Condition::default(),
         }
     }
@@ -230,7 +229,21 @@ impl Server for Session {
     }
 
     fn forget(&self) {
-        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.slow.forget();
+    }
+
+    fn refresh_due(&self, target: &Target) -> bool {
+        self.slow.due(target.slow_interval)
+    }
+
+    async fn refresh(
+        &self,
+        _: &Target,
+        conn: &mut Conn,
+        password: Option<&str>,
+    ) -> Result<(), String> {
+        let fail = |e: mysql_async::Error| describe_chain(&e, password);
+        self.fetch_slow_answers(conn, &fail).await.map(|_| ())
     }
 }
 
@@ -314,17 +327,26 @@ fn variables_say_performance_schema_on(variables: &Rows) -> bool {
 }
 
 impl Session {
-    /// The slow answers: fetched again when older than `slow_interval`.
+    /// The slow answers: the kept ones (fetched again after the round once `slow_interval`
+    /// old), or fetched now where there are none.
     async fn slow_answers(
         &self,
         target: &Target,
         conn: &mut Conn,
         fail: &(impl Fn(mysql_async::Error) -> String + Sync),
     ) -> Result<SlowAnswers, String> {
-        let cached = self.slow.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((_, slow)) = cached.filter(|(at, _)| at.elapsed() < target.slow_interval) {
-            return Ok(slow);
+        match self.slow.get(target.slow_interval) {
+            Some(slow) => Ok(slow),
+            None => self.fetch_slow_answers(conn, fail).await,
         }
+    }
+
+    /// Asks the server the slow queries, and keeps the answers.
+    async fn fetch_slow_answers(
+        &self,
+        conn: &mut Conn,
+        fail: &(impl Fn(mysql_async::Error) -> String + Sync),
+    ) -> Result<SlowAnswers, String> {
         let variables = query(conn, VARIABLES_QUERY).await.map_err(fail)?;
         let performance_schema_memory = if variables_say_performance_schema_on(&variables) {
             match query(conn, PERFORMANCE_SCHEMA_MEMORY_QUERY).await {
@@ -341,7 +363,7 @@ impl Session {
             innodb_tables: innodb_tables(conn, fail).await?,
             performance_schema_memory,
         };
-        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), slow.clone()));
+        self.slow.store(slow.clone());
         Ok(slow)
     }
 

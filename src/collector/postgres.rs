@@ -20,13 +20,12 @@
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use super::target::{
-    describe_chain, printable, server_number, target_label, Figures, PgTls, Rows, Server, Target,
-    Targets, TlsMode,
+    describe_chain, printable, server_number, target_label, Figures, PgTls, Rows, Server,
+    SlowCache, Target, Targets, TlsMode,
 };
 
 /// The `application_name` of the exporter's sessions, unless the URL gives one.
@@ -47,7 +46,7 @@ pub type Postgres = Targets<Session>;
 
 /// A PostgreSQL target's own state: its slow answers and when they were fetched.
 pub struct Session {
-    slow: std::sync::Mutex<Option<(Instant, SlowAnswers)>>,
+    slow: SlowCache<SlowAnswers>,
 }
 
 /// A client and the task that drives its socket; the task ends with the client.
@@ -182,7 +181,7 @@ impl Server for Session {
 
     fn new(_: &Target) -> Session {
         Session {
-            slow: std::sync::Mutex::new(None),
+            slow: SlowCache::default(),
         }
     }
 
@@ -292,7 +291,21 @@ impl Server for Session {
     }
 
     fn forget(&self) {
-        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.slow.forget();
+    }
+
+    fn refresh_due(&self, target: &Target) -> bool {
+        self.slow.due(target.slow_interval)
+    }
+
+    async fn refresh(
+        &self,
+        _: &Target,
+        conn: &mut PgConn,
+        password: Option<&str>,
+    ) -> Result<(), String> {
+        let query = |sql| query(&conn.client, sql, password);
+        self.fetch_slow_answers(&query).await.map(|_| ())
     }
 }
 
@@ -341,16 +354,25 @@ async fn queries(
 }
 
 impl Session {
-    /// The slow answers: fetched again when older than `slow_interval`.
+    /// The slow answers: the kept ones (fetched again after the round once `slow_interval`
+    /// old), or fetched now where there are none.
     async fn slow_answers<F, Fut>(&self, target: &Target, query: &F) -> Result<SlowAnswers, String>
     where
         F: Fn(&'static str) -> Fut,
         Fut: std::future::Future<Output = Result<Rows, String>>,
     {
-        let cached = self.slow.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Some((_, slow)) = cached.filter(|(at, _)| at.elapsed() < target.slow_interval) {
-            return Ok(slow);
+        match self.slow.get(target.slow_interval) {
+            Some(slow) => Ok(slow),
+            None => self.fetch_slow_answers(query).await,
         }
+    }
+
+    /// Asks the server the slow queries, and keeps the answers.
+    async fn fetch_slow_answers<F, Fut>(&self, query: &F) -> Result<SlowAnswers, String>
+    where
+        F: Fn(&'static str) -> Fut,
+        Fut: std::future::Future<Output = Result<Rows, String>>,
+    {
         let settings = query(SETTINGS_QUERY).await?;
         if settings.is_empty() {
             return Err("no answer to SHOW max_connections".to_string());
@@ -364,7 +386,7 @@ impl Session {
             false => CONNECT_SIZES_QUERY,
         })
         .await?;
-        *self.slow.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), slow.clone()));
+        self.slow.store(slow.clone());
         Ok(slow)
     }
 }

@@ -10,7 +10,9 @@
 //! scrape; each match is also checked again after [`MATCH_MAX_AGE`] (spread over the processes), which
 //! catches a command line rewritten in place (setproctitle) or a process moved to another cgroup.
 //! PSS costs a walk of the process's page tables in the kernel (about 0.25 ms a process, more for a
-//! big database), so each process's PSS is kept for up to `pss_max_age`.
+//! big database), so each process's PSS is kept for up to `pss_max_age`; the scrape that finds it
+//! older publishes it once more and leaves reading it again to a refresh (`crate::refresh`), off
+//! the scrape's path. A process seen for the first time is read at once.
 //!
 //! This file runs the pass and publishes the figures; `services/matching.rs` gives each process its
 //! service and instance, `services/memory.rs` reads PSS and the cgroups' OOM kills,
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::{self, PidStat, ProcFs};
+use crate::refresh::Refresh;
 
 mod capabilities;
 mod listing;
@@ -50,7 +53,9 @@ pub struct Services {
     plan: PlanConfig,
     services: Vec<Service>,
     pss_max_age: Duration,
-    pss_cache: Mutex<PidMap<ProcessKey, PssReading>>,
+    pss_cache: Arc<Mutex<PidMap<ProcessKey, PssReading>>>,
+    /// Reads the PSS that came due again, after the scrape that found it due.
+    pss_refresh: Refresh,
     /// The instance roots' memory cgroups (OOM kills), kept from scrape to scrape.
     cgroups: Mutex<PidMap<ProcessKey, CgroupReading>>,
     match_cache: Mutex<PidMap<ProcessKey, CachedMatch>>,
@@ -195,7 +200,8 @@ impl Services {
             plan,
             services,
             pss_max_age,
-            pss_cache: Mutex::new(PidMap::default()),
+            pss_cache: Arc::default(),
+            pss_refresh: Refresh::default(),
             cgroups: Mutex::new(PidMap::default()),
             match_cache: Mutex::default(),
             match_max_age: MATCH_MAX_AGE,
@@ -293,6 +299,7 @@ impl Services {
         let now = Instant::now();
         let mut alive = foldhash::HashSet::default();
         let mut cpu_seen = PidMap::default();
+        let mut due = Vec::new();
         for (index, (process, owner)) in processes.iter().zip(owners).enumerate() {
             let Some(Owner { service, root }) = *owner else {
                 continue;
@@ -301,7 +308,7 @@ impl Services {
             alive.insert(key);
             cpu_seen.insert(key, (service, root == index, process.stat.cpu_ticks));
             let rss = process.stat.rss_pages.saturating_mul(self.page_size);
-            let pss = self.pss(&mut cache, key, now);
+            let pss = self.pss(&mut cache, key, now, &mut due);
             let Some(u) = usage.get_mut(service) else {
                 continue;
             };
@@ -324,6 +331,8 @@ impl Services {
             *instance = instance.saturating_add(counted);
         }
         cache.retain(|key, _| alive.contains(key));
+        drop(cache);
+        self.refresh_pss(due);
         let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
         for (u, (ticks, starts)) in usage
             .iter_mut()

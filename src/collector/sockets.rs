@@ -61,8 +61,9 @@ use crate::collector::services::{
 use crate::logging::Condition;
 use crate::metrics::MetricSet;
 use crate::proc::ProcFs;
+use crate::refresh::Refresh;
 use holders::{Holders, Member};
-use kept::KeptCounts;
+use kept::{Kept, KeptCounts};
 use kept::{COSTLY, COSTLY_HOST_SOCKETS};
 pub use namespace::{parse_tcp_table, parse_unix_table, UnixSocket};
 use namespace::{Address, ListenSocket, Namespace, Owner};
@@ -96,7 +97,9 @@ pub struct Sockets {
     /// Which processes hold which listeners, from the previous scrapes.
     holders: Mutex<Holders>,
     /// Costly connection counts, kept for up to `connections_max_age`.
-    kept: Mutex<KeptCounts>,
+    kept: Arc<Mutex<KeptCounts>>,
+    /// Makes the costly counts that came due again, after the scrape that found them due.
+    recount: Refresh,
     connections_max_age: Duration,
     /// Each service process's network namespace, read again with its match (a process can
     /// enter another one, rarely): not a readlink per process per scrape.
@@ -131,6 +134,11 @@ fn is_control_socket(path: &str) -> bool {
         .file_name()
         .and_then(|name| name.to_str())
         .is_some_and(|name| CONTROL_SOCKET_NAMES.contains(&name))
+}
+
+/// Whether the connections of a Unix listener with this path count: not a control socket's.
+fn counted(path: &str) -> bool {
+    !is_control_socket(path)
 }
 
 /// Whether an error says the exporter may not read the process (rather than that it is gone).
@@ -209,7 +217,8 @@ impl Sockets {
             unreadable: Condition::default(),
             kept_counts: Condition::default(),
             holders: Mutex::new(Holders::default()),
-            kept: Mutex::new(KeptCounts::default()),
+            kept: Arc::default(),
+            recount: Refresh::default(),
             connections_max_age,
             net_namespaces: Mutex::default(),
         }
@@ -340,8 +349,9 @@ impl Sockets {
             })
             .collect();
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let now_and_max_age = (Instant::now(), self.connections_max_age);
+        let now = Instant::now();
         let host_sockets = self.host_tcp_sockets();
+        let mut due = Vec::new();
         for namespace in &mut processes.namespaces {
             let mut owned = Vec::new();
             for listener in &namespace.listeners {
@@ -351,10 +361,25 @@ impl Sockets {
                 }
             }
             owned.sort_unstable();
-            let link = namespace.link.clone();
-            let counted = |path: &str| !is_control_socket(path);
-            let count = || namespace.connections(owners, counted);
-            let (connections, age) = kept.get(&link, owned, now_and_max_age, host_sockets, count);
+            let (connections, age) =
+                match kept.kept(&namespace.link, &owned, (now, self.connections_max_age)) {
+                    Some(Kept {
+                        found,
+                        age,
+                        due: recount,
+                    }) => {
+                        if recount {
+                            due.push((namespace.take_for_count(), owned));
+                        }
+                        (found, age)
+                    }
+                    None => {
+                        let connections = namespace.connections(owners, counted);
+                        let link = namespace.link.clone();
+                        kept.record(link, owned, connections.clone(), now, host_sockets);
+                        (connections, Duration::ZERO)
+                    }
+                };
             for ((service, instance), n) in connections {
                 found[service].connections[instance] += n;
                 found[service].connections_age = found[service].connections_age.max(age);
@@ -363,7 +388,28 @@ impl Sockets {
         let namespaces = &processes.namespaces;
         kept.retain(|link| namespaces.iter().any(|ns| &ns.link == link));
         self.log_kept(kept.any_costly());
+        drop(kept);
+        self.recount_later(due, owners.clone());
         found
+    }
+
+    /// Makes the `due` namespaces' counts again, off the scrape's path; the next scrape
+    /// publishes them.
+    fn recount_later(&self, due: Vec<(Namespace, Vec<(u64, Owner)>)>, owners: HashMap<u64, Owner>) {
+        if due.is_empty() {
+            return;
+        }
+        let (kept, host_sockets) = (self.kept.clone(), self.host_tcp_sockets());
+        self.recount
+            .start("sockets collector: connection recount", move || {
+                for (mut namespace, listeners) in due {
+                    let at = Instant::now();
+                    let connections = namespace.connections(&owners, counted);
+                    let link = namespace.link.clone();
+                    let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                    kept.record(link, listeners, connections, at, host_sockets);
+                }
+            });
     }
 
     /// The host's TCP sockets, which every connection count walks (see [`kept`]); None when

@@ -21,7 +21,7 @@ pub use config::{
     TargetLists, TargetName, TargetTimeout, DEADLINE_MARGIN, DEFAULT_SLOW_INTERVAL,
     DEFAULT_TIMEOUT, MAX_TIMEOUT,
 };
-pub use rounds::{series, Figures, Health, Server, Targets};
+pub use rounds::{series, Figures, Health, Server, SlowCache, Targets};
 pub use tls::{mysql_ssl_opts, redis_certificates, PgTls, Roots, TlsMode, TlsOptions};
 
 /// The collector of one kind's targets (`S` is the kind's session: `mysql::Session`, …), or

@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{free_port, require, wait_for, wait_for_port, Guard};
 
@@ -945,4 +945,60 @@ pub fn fires(prom_port: u16, alert: &str, want: &[(&str, &str)]) -> bool {
     firing_alerts(prom_port)
         .iter()
         .any(|(name, labels)| name == alert && want.iter().all(|(k, v)| labels[*k] == *v))
+}
+
+/// The slow answers (database sizes) of `server` are kept for `slow_interval` (4 s here). The
+/// round that finds them that old still publishes the kept ones, and fetches them again after it
+/// in a task of its own; a later scrape has them. `grow` makes `database` bigger right after the
+/// first scrape, so kept and fetched sizes differ.
+pub fn slow_answers_are_fetched_after_the_round_that_finds_them_due<S: DbServer>(
+    server: &S,
+    database: &str,
+    grow: impl FnOnce(),
+) {
+    const INTERVAL: f64 = 4.0;
+    let dir = super::temp_dir();
+    let secret = password_file(dir.path(), GOOD_PASSWORD);
+    let (kind, port) = (S::KIND, server.port());
+    let config = dir.path().join("stack.toml");
+    super::write(
+        &config,
+        &format!(
+            "[[{kind}]]\nname = \"main\"\nurl = \"{url}\"\npassword_file = {secret:?}\n\
+             slow_interval = \"{INTERVAL}s\"\n",
+            url = S::url("monitor", None, port),
+        ),
+    );
+    let exporter = super::Exporter::start(&[&format!("--config.file={}", config.display())]);
+    let name = format!("stack_{kind}_database_size_bytes");
+    let labels = [("target", "main"), ("database", database)];
+    let size = |text: &str| super::must(text, &name, &labels);
+    let text = exporter.scrape();
+    let fetched = Instant::now(); // the sizes were fetched before this
+    let before = size(&text);
+    grow();
+    assert!(
+        fetched.elapsed().as_secs_f64() < INTERVAL / 2.0,
+        "too slow a machine"
+    );
+    assert_eq!(
+        size(&exporter.scrape()),
+        before,
+        "kept while younger than slow_interval"
+    );
+
+    // Surely due (they were fetched before `fetched`), and no scrape in between: this one finds
+    // them due, publishes them once more and has them fetched after it.
+    std::thread::sleep(Duration::from_secs_f64(INTERVAL + 0.2).saturating_sub(fetched.elapsed()));
+    assert_eq!(
+        size(&exporter.scrape()),
+        before,
+        "the round that finds them due publishes the kept ones"
+    );
+    let mut now = before;
+    super::wait_for("the sizes fetched again", Duration::from_secs(30), || {
+        now = size(&exporter.scrape());
+        now != before
+    });
+    assert!(now > before, "{database}: {before} -> {now}");
 }

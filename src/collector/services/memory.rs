@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::{later, spread, Owner, PidMap, ProcessKey, ServiceUsage, Services, Snapshot};
-use crate::proc;
+use crate::proc::{self, ProcFs};
 
 /// An instance root's memory cgroup, read again (a process can be moved, rarely) with its match.
 #[derive(Debug)]
@@ -102,23 +102,62 @@ impl Services {
         self.pss_fallback.set("services collector: PSS", why);
     }
 
+    /// A process's PSS: the kept reading while it is younger than `pss_max_age`. An older one
+    /// is returned once more and its key put in `due`, for [`Services::refresh_pss`] (never with
+    /// a max age of 0, which asks for a reading on every scrape); a process without one is read
+    /// now.
     pub(super) fn pss(
         &self,
         cache: &mut PidMap<ProcessKey, PssReading>,
         key: ProcessKey,
         now: Instant,
+        due: &mut Vec<ProcessKey>,
     ) -> Option<proc::Pss> {
-        if let Some(reading) = cache.get(&key).filter(|r| r.expires > now) {
-            return reading.pss;
+        match cache.get(&key) {
+            Some(reading) if reading.expires > now => return reading.pss,
+            Some(reading) if !self.pss_max_age.is_zero() => {
+                due.push(key);
+                return reading.pss;
+            }
+            _ => {}
         }
-        let path = self.procfs.pid_dir(key.0).join("smaps_rollup");
-        let pss = proc::read_file(&path)
-            .ok()
-            .and_then(|text| proc::parse_smaps_rollup(&text));
+        let pss = read_pss(&self.procfs, key.0);
         let expires = later(now, spread(self.pss_max_age, key.0));
         cache.insert(key, PssReading { pss, expires });
         pss
     }
+
+    /// Reads the PSS of the `due` processes again, off the scrape's path; the next scrape
+    /// publishes it. A process gone meanwhile is left out (the scrape after forgets it).
+    pub(super) fn refresh_pss(&self, due: Vec<ProcessKey>) {
+        if due.is_empty() {
+            return;
+        }
+        let (cache, procfs, max_age) = (
+            self.pss_cache.clone(),
+            self.procfs.clone(),
+            self.pss_max_age,
+        );
+        self.pss_refresh
+            .start("services collector: PSS refresh", move || {
+                for key in due {
+                    let pss = read_pss(&procfs, key.0);
+                    let expires = later(Instant::now(), spread(max_age, key.0));
+                    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(reading) = cache.get_mut(&key) {
+                        *reading = PssReading { pss, expires };
+                    }
+                }
+            });
+    }
+}
+
+/// A process's PSS from its smaps_rollup; `None` where the kernel refuses it (or it is gone).
+fn read_pss(procfs: &ProcFs, pid: u32) -> Option<proc::Pss> {
+    let path = procfs.pid_dir(pid).join("smaps_rollup");
+    proc::read_file(&path)
+        .ok()
+        .and_then(|text| proc::parse_smaps_rollup(&text))
 }
 
 /// The memory cgroup a process runs in, from /proc/PID/cgroup.

@@ -8,7 +8,9 @@
 //! 5.7 ms of kernel time a scrape). Counts are made on every scrape while both are small; a
 //! count of [`COSTLY`] connections or more, or one made while the host had [`COSTLY_HOST_SOCKETS`]
 //! TCP sockets or more, is kept for up to `--collector.sockets.connections-max-age` (like PSS),
-//! and published with its age, as long as the namespace's owned listeners are the same ones.
+//! and published with its age, as long as the namespace's owned listeners are the same ones. The
+//! scrape that finds it older publishes it once more and leaves the new count to a refresh
+//! (`crate::refresh`), off the scrape's path; other listeners are counted at once.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,40 +34,61 @@ struct Count {
     found: Vec<(Owner, u64)>,
 }
 
+/// A kept count as a scrape publishes it.
+#[derive(Debug)]
+pub struct Kept {
+    pub found: Vec<(Owner, u64)>,
+    pub age: Duration,
+    /// Older than the max age: to be made again.
+    pub due: bool,
+}
+
 #[derive(Debug, Default)]
 pub struct KeptCounts {
     by_namespace: HashMap<PathBuf, Count>,
 }
 
 impl KeptCounts {
-    /// The namespace's count for these owned `listeners` (inode, owner; sorted): the kept one
-    /// while it is costly, younger than `max_age` and made for the same listeners, otherwise
-    /// `count()` made now. `host_sockets` is the host's TCP sockets now (None: unknown, taken
-    /// as few). Returns the count and its age.
-    pub fn get(
-        &mut self,
+    /// The namespace's kept count for these owned `listeners` (inode, owner; sorted), with its
+    /// age and whether it is due to be made again (`max_age` passed): `None` where a count must
+    /// be made now (none kept, a cheap one, one made for other listeners, or a max age of 0).
+    /// A due count is still the best there is until the refresh that makes it again ends.
+    pub fn kept(
+        &self,
         namespace: &PathBuf,
-        listeners: Vec<(u64, Owner)>,
+        listeners: &[(u64, Owner)],
         (now, max_age): (Instant, Duration),
-        host_sockets: Option<u64>,
-        count: impl FnOnce() -> Vec<(Owner, u64)>,
-    ) -> (Vec<(Owner, u64)>, Duration) {
-        if let Some(kept) = self.by_namespace.get(namespace) {
-            let age = now.saturating_duration_since(kept.at);
-            if kept.costly && age < max_age && kept.listeners == listeners {
-                return (kept.found.clone(), age);
-            }
+    ) -> Option<Kept> {
+        let kept = self.by_namespace.get(namespace)?;
+        if !kept.costly || max_age.is_zero() || kept.listeners != listeners {
+            return None;
         }
-        let found = count();
+        let age = now.saturating_duration_since(kept.at);
+        Some(Kept {
+            found: kept.found.clone(),
+            age,
+            due: age >= max_age,
+        })
+    }
+
+    /// Keeps the count made at `at` for these `listeners`. `host_sockets` is the host's TCP
+    /// sockets then (None: unknown, taken as few): with what was found, whether it was costly.
+    pub fn record(
+        &mut self,
+        namespace: PathBuf,
+        listeners: Vec<(u64, Owner)>,
+        found: Vec<(Owner, u64)>,
+        at: Instant,
+        host_sockets: Option<u64>,
+    ) {
         let total: u64 = found.iter().map(|&(_, n)| n).sum();
-        let kept = Count {
-            at: now,
+        let count = Count {
+            at,
             costly: total >= COSTLY || host_sockets.unwrap_or(0) >= COSTLY_HOST_SOCKETS,
             listeners,
-            found: found.clone(),
+            found,
         };
-        self.by_namespace.insert(namespace.clone(), kept);
-        (found, Duration::ZERO)
+        self.by_namespace.insert(namespace, count);
     }
 
     /// Whether some namespace's last count was costly (and so is kept while young).
@@ -86,57 +109,77 @@ mod tests {
     const MINUTE: Duration = Duration::from_secs(60);
     const QUIET: Option<u64> = Some(100);
 
+    /// `kept` then, where it says a count must be made now, `record` of `counted` at `t`: what
+    /// the collector does, with the due count made again at once.
+    fn get(
+        kept: &mut KeptCounts,
+        listeners: Vec<(u64, Owner)>,
+        (t, max_age): (Instant, Duration),
+        host_sockets: Option<u64>,
+        counted: u64,
+    ) -> (u64, Duration, bool) {
+        let ns = PathBuf::from("net:[1]");
+        if let Some(Kept { found, age, due }) = kept.kept(&ns, &listeners, (t, max_age)) {
+            return (found[0].1, age, due);
+        }
+        kept.record(ns, listeners, vec![((0, 0), counted)], t, host_sockets);
+        (counted, Duration::ZERO, false)
+    }
+
     #[test]
     fn only_costly_counts_are_kept_and_only_while_young_and_for_the_same_listeners() {
         let mut kept = KeptCounts::default();
-        let ns = PathBuf::from("net:[1]");
         let listeners = || vec![(500, (0, 0))];
         let start = Instant::now();
-        let counted = |n: u64| move || vec![((0, 0), n)];
         let at = |t: Instant| (t, MINUTE);
 
         // A small count on a quiet host is made again on every scrape.
-        let get =
-            |kept: &mut KeptCounts, t, n| kept.get(&ns, listeners(), at(t), QUIET, counted(n));
-        assert_eq!(get(&mut kept, start, 10).0[0].1, 10);
-        let (found, age) = get(&mut kept, start, 20);
-        assert_eq!((found[0].1, age), (20, Duration::ZERO));
+        assert_eq!(get(&mut kept, listeners(), at(start), QUIET, 10).0, 10);
+        let (found, age, _) = get(&mut kept, listeners(), at(start), QUIET, 20);
+        assert_eq!((found, age), (20, Duration::ZERO));
 
-        // A costly one is kept, with its age, until max_age...
-        get(&mut kept, start, COSTLY);
+        // A costly one is kept, with its age, until max_age; then it is due, and published
+        // with its age until the count made again is recorded.
+        get(&mut kept, listeners(), at(start), QUIET, COSTLY);
         let later = start + Duration::from_secs(30);
-        let (found, age) = get(&mut kept, later, 5);
-        assert_eq!((found[0].1, age), (COSTLY, Duration::from_secs(30)));
-        let (found, age) = get(&mut kept, start + MINUTE, 5);
-        assert_eq!((found[0].1, age), (5, Duration::ZERO));
-
-        // ...or until the owned listeners change, and never with a max_age of 0.
-        get(&mut kept, start, COSTLY);
-        let moved = vec![(600, (0, 0))];
-        assert_eq!(kept.get(&ns, moved, at(later), QUIET, counted(7)).0[0].1, 7);
-        let never = (start, Duration::ZERO);
-        kept.get(&ns, listeners(), never, QUIET, counted(COSTLY));
+        let kept_at = |kept: &mut KeptCounts, t| get(kept, listeners(), at(t), QUIET, 5);
         assert_eq!(
-            kept.get(&ns, listeners(), never, QUIET, counted(8)).0[0].1,
-            8
+            kept_at(&mut kept, later),
+            (COSTLY, Duration::from_secs(30), false)
         );
+        let due = start + MINUTE;
+        assert_eq!(kept_at(&mut kept, due), (COSTLY, MINUTE, true));
+        let ns = PathBuf::from("net:[1]");
+        kept.record(ns.clone(), listeners(), vec![((0, 0), 5)], due, QUIET);
+        assert_eq!(
+            get(&mut kept, listeners(), at(due), QUIET, 6),
+            (6, Duration::ZERO, false),
+            "a cheap count made again is not kept"
+        );
+
+        // Other listeners are counted at once, and nothing is kept with a max_age of 0.
+        get(&mut kept, listeners(), at(start), QUIET, COSTLY);
+        let moved = vec![(600, (0, 0))];
+        assert_eq!(get(&mut kept, moved, at(later), QUIET, 7).0, 7);
+        let never = (start, Duration::ZERO);
+        get(&mut kept, listeners(), never, QUIET, COSTLY);
+        assert_eq!(get(&mut kept, listeners(), never, QUIET, 8).0, 8);
     }
 
     #[test]
     fn a_small_count_is_kept_while_the_host_has_many_sockets() {
         let mut kept = KeptCounts::default();
-        let ns = PathBuf::from("net:[1]");
         let start = Instant::now();
         let later = (start + Duration::from_secs(30), MINUTE);
         let busy = Some(COSTLY_HOST_SOCKETS);
-        kept.get(&ns, vec![], (start, MINUTE), busy, || vec![((0, 0), 3)]);
-        let (found, age) = kept.get(&ns, vec![], later, QUIET, || vec![((0, 0), 4)]);
-        assert_eq!((found[0].1, age), (3, Duration::from_secs(30)));
+        get(&mut kept, vec![], (start, MINUTE), busy, 3);
+        let (found, age, _) = get(&mut kept, vec![], later, QUIET, 4);
+        assert_eq!((found, age), (3, Duration::from_secs(30)));
 
         // Made on a quiet host (or one whose sockstat is unreadable), it is made again.
         let mut kept = KeptCounts::default();
-        kept.get(&ns, vec![], (start, MINUTE), None, || vec![((0, 0), 3)]);
-        let (found, age) = kept.get(&ns, vec![], later, busy, || vec![((0, 0), 4)]);
-        assert_eq!((found[0].1, age), (4, Duration::ZERO));
+        get(&mut kept, vec![], (start, MINUTE), None, 3);
+        let (found, age, _) = get(&mut kept, vec![], later, busy, 4);
+        assert_eq!((found, age), (4, Duration::ZERO));
     }
 }

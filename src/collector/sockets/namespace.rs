@@ -106,6 +106,22 @@ impl Namespace {
         }
     }
 
+    /// A namespace with this one's listeners and the source its connections are counted from,
+    /// which this one gives up (its own count is then of nothing): for a count made after the
+    /// scrape, by a refresh.
+    pub fn take_for_count(&mut self) -> Namespace {
+        let nothing = Source::Proc {
+            tcp: Vec::new(),
+            unix: Vec::new(),
+        };
+        Namespace {
+            link: self.link.clone(),
+            dir: self.dir.clone(),
+            listeners: self.listeners.clone(),
+            source: std::mem::replace(&mut self.source, nothing),
+        }
+    }
+
     /// The established connections accepted on each owned listener, added up by owner.
     /// `owners` maps listener inodes to their owners; `counted` says whether the connections of
     /// a Unix listener with that path count (not a control socket's).

@@ -11,6 +11,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -55,6 +58,23 @@ pub trait Server: Send + Sync + 'static {
 
     /// Forgets what was cached, after a failed round (the server may have been replaced).
     fn forget(&self) {}
+
+    /// Whether the costly answers the kind caches (fetched every `slow_interval`) are due again:
+    /// the skeleton then has [`Server::refresh`] fetch them after the round, off the scrape's
+    /// path, while the round used the cached ones once more.
+    fn refresh_due(&self, _target: &Target) -> bool {
+        false
+    }
+
+    /// Fetches the cached costly answers again on the kept connection.
+    fn refresh(
+        &self,
+        _target: &Target,
+        _conn: &mut Self::Conn,
+        _password: Option<&str>,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// The series of one round, and the degraded modes it shows.
@@ -109,7 +129,7 @@ pub fn target_info(target: &Target, tls: &str) -> MetricSet {
 
 /// The collector of one kind: its targets, each scraped concurrently.
 pub struct Targets<S: Server> {
-    targets: Vec<Watched<S>>,
+    targets: Vec<Arc<Watched<S>>>,
 }
 
 impl<S: Server> fmt::Debug for Targets<S> {
@@ -134,9 +154,11 @@ impl<S: Server> Targets<S> {
                     .map_or("invalid", |(_, options)| options.mode.label()),
                 target,
                 kept: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
                 health: Health::default(),
                 notes: std::sync::Mutex::default(),
             })
+            .map(Arc::new)
             .collect();
         Targets { targets }
     }
@@ -169,9 +191,52 @@ struct Watched<S: Server> {
     tls: &'static str,
     server: S,
     kept: Mutex<Option<Kept<S::Conn>>>,
+    /// A refresh of the costly answers is under way or waits for the connection.
+    refreshing: AtomicBool,
     health: Health,
     /// The degraded modes of its figures, by what they say, each logged once.
     notes: std::sync::Mutex<HashMap<String, Condition>>,
+}
+
+/// A kind's costly answers for one target, fetched every `slow_interval` and kept between rounds.
+#[derive(Debug, Default)]
+pub struct SlowCache<T>(std::sync::Mutex<Option<(Instant, T)>>);
+
+impl<T: Clone> SlowCache<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, T)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The kept answers, for a round: due ones too (a refresh fetches them again after the
+    /// round); none with an interval of 0, which asks for them in every round.
+    pub fn get(&self, interval: Duration) -> Option<T> {
+        let kept = self.lock().as_ref().map(|(_, answers)| answers.clone());
+        kept.filter(|_| !interval.is_zero())
+    }
+
+    /// Whether the kept answers are `interval` old (never with an interval of 0).
+    pub fn due(&self, interval: Duration) -> bool {
+        let kept = self.lock();
+        kept.as_ref()
+            .is_some_and(|(at, _)| !interval.is_zero() && at.elapsed() >= interval)
+    }
+
+    pub fn store(&self, answers: T) {
+        *self.lock() = Some((Instant::now(), answers));
+    }
+
+    pub fn forget(&self) {
+        *self.lock() = None;
+    }
+}
+
+/// Marks its target's refresh as ended when dropped, a panicked one too.
+struct Refreshing<S: Server>(Arc<Watched<S>>);
+
+impl<S: Server> Drop for Refreshing<S> {
+    fn drop(&mut self) {
+        self.0.refreshing.store(false, Ordering::Release);
+    }
 }
 
 /// A connection and the password it was made with (from the file or the URL), kept to scrub it
@@ -182,7 +247,7 @@ struct Kept<C> {
 }
 
 impl<S: Server> Watched<S> {
-    async fn scrape(&self, deadline: Instant) -> MetricSet {
+    async fn scrape(self: &Arc<Self>, deadline: Instant) -> MetricSet {
         let figures = self.answers(deadline).await.ok().map(|answers| {
             let figures = S::figures(&self.target.name, &answers);
             self.log_notes(figures.notes);
@@ -195,7 +260,7 @@ impl<S: Server> Watched<S> {
 
     /// One round under the target's deadline. A failure is logged once per reason, and the
     /// connection dropped (closing one to a server that hangs could hang too: it is let go).
-    async fn answers(&self, deadline: Instant) -> Result<S::Answers, String> {
+    async fn answers(self: &Arc<Self>, deadline: Instant) -> Result<S::Answers, String> {
         let mut kept = self.kept.lock().await;
         let round = self.round(&mut kept);
         let answers = tokio::time::timeout_at(self.target.work_deadline(deadline), round)
@@ -203,14 +268,48 @@ impl<S: Server> Watched<S> {
             .unwrap_or_else(|_| Err("no answer within the timeout".to_string()));
         let name = &self.target.name;
         match &answers {
-            Ok(_) => self.health.succeeded(S::NAME, name),
-            Err(reason) => {
-                self.health.failed(S::NAME, name, reason);
-                *kept = None;
-                self.server.forget();
+            Ok(_) => {
+                self.health.succeeded(S::NAME, name);
+                if self.server.refresh_due(&self.target) {
+                    self.refresh_later();
+                }
             }
+            Err(reason) => self.fail(&mut kept, reason),
         }
         answers
+    }
+
+    /// A failed round or refresh: logged once per reason, the connection dropped (closing one
+    /// to a server that hangs could hang too: it is let go) and the cache forgotten.
+    fn fail(&self, kept: &mut Option<Kept<S::Conn>>, reason: &str) {
+        self.health.failed(S::NAME, &self.target.name, reason);
+        *kept = None;
+        self.server.forget();
+    }
+
+    /// Fetches the costly answers again in a task of its own, once this round has let the
+    /// connection go: a round that comes before it ends waits for it. A failure is handled as a
+    /// round's, so the next round connects again and fetches them itself (`up 0` if it fails).
+    fn refresh_later(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let refreshing = Refreshing(self.clone());
+        tokio::spawn(async move {
+            let watched = &refreshing.0;
+            let mut kept = watched.kept.lock().await;
+            if let Some(Kept { conn, password }) = kept.as_mut() {
+                let refresh = watched
+                    .server
+                    .refresh(&watched.target, conn, password.as_deref());
+                let result = tokio::time::timeout(watched.target.timeout, refresh)
+                    .await
+                    .unwrap_or_else(|_| Err("no answer within the timeout".to_string()));
+                if let Err(reason) = result {
+                    watched.fail(&mut kept, &reason);
+                }
+            }
+        });
     }
 
     async fn round(&self, slot: &mut Option<Kept<S::Conn>>) -> Result<S::Answers, String> {
