@@ -261,9 +261,16 @@ impl<S: Server> Watched<S> {
     /// One round under the target's deadline. A failure is logged once per reason, and the
     /// connection dropped (closing one to a server that hangs could hang too: it is let go).
     async fn answers(self: &Arc<Self>, deadline: Instant) -> Result<S::Answers, String> {
-        let mut kept = self.kept.lock().await;
+        let until = self.target.work_deadline(deadline);
+        // The connection may be busy with a refresh of the slow answers: waited for within
+        // the round's own time, so a server that hangs fails this target alone.
+        let Ok(mut kept) = tokio::time::timeout_at(until, self.kept.lock()).await else {
+            let reason = "no answer within the timeout (to the slow queries, still running)";
+            self.health.failed(S::NAME, &self.target.name, reason);
+            return Err(reason.to_string());
+        };
         let round = self.round(&mut kept);
-        let answers = tokio::time::timeout_at(self.target.work_deadline(deadline), round)
+        let answers = tokio::time::timeout_at(until, round)
             .await
             .unwrap_or_else(|_| Err("no answer within the timeout".to_string()));
         let name = &self.target.name;
@@ -388,6 +395,8 @@ mod tests {
         connects: AtomicUsize,
         forgotten: AtomicUsize,
         script: std::sync::Mutex<VecDeque<Step>>,
+        /// What each refresh of the slow answers does; one is due while any is left.
+        refreshes: std::sync::Mutex<VecDeque<Step>>,
         passwords: std::sync::Mutex<Vec<Option<String>>>,
     }
 
@@ -442,6 +451,19 @@ mod tests {
 
         fn forget(&self) {
             self.forgotten.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn refresh_due(&self, _: &Target) -> bool {
+            !self.refreshes.lock().unwrap().is_empty()
+        }
+
+        async fn refresh(&self, _: &Target, _: &mut usize, _: Option<&str>) -> Result<(), String> {
+            let step = self.refreshes.lock().unwrap().pop_front();
+            match step {
+                Some(Step::Answer(_)) | None => Ok(()),
+                Some(Step::Fail) => Err("refused".to_string()),
+                Some(Step::Hang) => std::future::pending().await,
+            }
         }
     }
 
@@ -527,5 +549,45 @@ mod tests {
             set.value("stack_scripted_conn", &[("target", "t")]),
             Some(2.0)
         );
+    }
+
+    /// The slow answers' refresh runs after the round that found them due, on the kept
+    /// connection. One that hangs holds the connection: the next round waits for it only within
+    /// its own time and fails alone (`up 0`), and the refresh ends at the target's timeout, the
+    /// connection dropped, so the round after connects again.
+    #[tokio::test]
+    async fn a_refresh_follows_the_round_and_one_that_hangs_fails_its_target_alone() {
+        let targets = scripted(vec![Step::Answer(1.0), Step::Answer(2.0)]);
+        let server = &targets.targets[0].server;
+        server.refreshes.lock().unwrap().push_back(Step::Hang);
+        let t = [("target", "t")];
+        let set = scrape(&targets, Duration::from_secs(10)).await;
+        assert_eq!(
+            set.value("stack_scripted_value", &t),
+            Some(1.0),
+            "not held up"
+        );
+        tokio::task::yield_now().await; // the refresh starts, and hangs
+
+        let started = Instant::now();
+        let set = scrape(&targets, Duration::from_millis(400)).await;
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(set.value("stack_scripted_up", &t), Some(0.0));
+        assert_eq!(server.script.lock().unwrap().len(), 1, "no round was asked");
+
+        tokio::time::sleep(Duration::from_secs(4)).await; // past the target's 3 s timeout
+        assert_eq!(
+            server.forgotten.load(Ordering::SeqCst),
+            1,
+            "the hung refresh failed"
+        );
+        let set = scrape(&targets, Duration::from_secs(10)).await;
+        assert_eq!(set.value("stack_scripted_value", &t), Some(2.0));
+        assert_eq!(
+            set.value("stack_scripted_conn", &t),
+            Some(2.0),
+            "connected again"
+        );
+        assert!(!targets.targets[0].refreshing.load(Ordering::SeqCst));
     }
 }
