@@ -547,7 +547,7 @@ fn emit_service(out: &mut MetricSet, name: &Arc<str>, found: &ServiceSockets) {
     );
     out.gauge(
         "stack_service_connections_age_seconds",
-        "How long ago the service's connections were counted: 0 when counted in this scrape; up to --collector.sockets.connections-max-age where a namespace holds 1000 connections or more, whose count is kept that long (counting costs the kernel about a microsecond per connection).",
+        "How long ago the service's connections were counted: 0 when counted in this scrape; up to --collector.sockets.connections-max-age where a namespace holds 1000 connections or more, whose count is kept that long (counting costs the kernel about a microsecond per connection), and then made again after the scrape that finds it that old.",
         labels(),
         found.connections_age.as_secs_f64(),
     );
