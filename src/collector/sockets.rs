@@ -351,7 +351,7 @@ impl Sockets {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let host_sockets = self.host_tcp_sockets();
-        let mut due = Vec::new();
+        let mut recounts = Vec::new();
         for namespace in &mut processes.namespaces {
             let mut owned = Vec::new();
             for listener in &namespace.listeners {
@@ -363,13 +363,9 @@ impl Sockets {
             owned.sort_unstable();
             let (connections, age) =
                 match kept.kept(&namespace.link, &owned, (now, self.connections_max_age)) {
-                    Some(Kept {
-                        found,
-                        age,
-                        due: recount,
-                    }) => {
-                        if recount {
-                            due.push((namespace.take_for_count(), owned));
+                    Some(Kept { found, age, due }) => {
+                        if due {
+                            recounts.push((namespace.take_for_count(), owned));
                         }
                         (found, age)
                     }
@@ -389,20 +385,25 @@ impl Sockets {
         kept.retain(|link| namespaces.iter().any(|ns| &ns.link == link));
         self.log_kept(kept.any_costly());
         drop(kept);
-        self.recount_later(due, owners.clone());
+        self.recount_later(recounts, owners.clone(), host_sockets);
         found
     }
 
-    /// Makes the `due` namespaces' counts again, off the scrape's path; the next scrape
-    /// publishes them.
-    fn recount_later(&self, due: Vec<(Namespace, Vec<(u64, Owner)>)>, owners: HashMap<u64, Owner>) {
-        if due.is_empty() {
+    /// Makes the namespaces' counts that came due again, off the scrape's path; the next scrape
+    /// publishes them. `host_sockets` is the scrape's (see [`KeptCounts::record`]).
+    fn recount_later(
+        &self,
+        recounts: Vec<(Namespace, Vec<(u64, Owner)>)>,
+        owners: HashMap<u64, Owner>,
+        host_sockets: Option<u64>,
+    ) {
+        if recounts.is_empty() {
             return;
         }
-        let (kept, host_sockets) = (self.kept.clone(), self.host_tcp_sockets());
+        let kept = self.kept.clone();
         self.recount
             .start("sockets collector: connection recount", move || {
-                for (mut namespace, listeners) in due {
+                for (mut namespace, listeners) in recounts {
                     let at = Instant::now();
                     let connections = namespace.connections(&owners, counted);
                     let link = namespace.link.clone();
