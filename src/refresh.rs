@@ -80,7 +80,8 @@ impl Refresh {
         }
     }
 
-    /// Whether a run is under way.
+    /// Whether a run is under way (for tests).
+    #[cfg(test)]
     pub fn running(&self) -> bool {
         lock(&self.running).is_some()
     }

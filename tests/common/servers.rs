@@ -791,23 +791,32 @@ pub fn up<S: DbServer>(text: &str, target: &str) -> f64 {
 /// How long a scrape may take although a target hangs (its timeout is 500 ms).
 const QUICK: Duration = Duration::from_millis(2500);
 
+/// The config of the target `main`: the monitoring user on `port`, its password from a file
+/// written in `dir`, and `extra` lines.
+fn main_target<S: DbServer>(port: u16, dir: &Path, extra: &str) -> String {
+    let secret = password_file(dir, GOOD_PASSWORD);
+    let url = S::url("monitor", None, port);
+    format!(
+        "[[{kind}]]\nname = \"main\"\nurl = \"{url}\"\npassword_file = {secret:?}\n{extra}\n",
+        kind = S::KIND
+    )
+}
+
 impl Scenario {
     /// Starts the exporter on `server` (already holding the monitoring users) with `main_extra`
     /// config lines for `main`, and checks the first scrape.
     pub fn start<S: DbServer>(server: &S, main_extra: &str) -> Scenario {
         let dir = super::temp_dir();
         let silent = SilentListener::start();
-        let secret = password_file(dir.path(), GOOD_PASSWORD);
         let (kind, port) = (S::KIND, server.port());
         let config = dir.path().join("stack.toml");
         super::write(
             &config,
             &format!(
-                "[[{kind}]]\nname = \"main\"\nurl = \"{main}\"\npassword_file = {secret:?}\n\
-                 {main_extra}\n\n\
+                "{main}\n\
                  [[{kind}]]\nname = \"badpass\"\nurl = \"{badpass}\"\n\n\
                  [[{kind}]]\nname = \"hang\"\nurl = \"{hang}\"\ntimeout = \"500ms\"\n",
-                main = S::url("monitor", None, port),
+                main = main_target::<S>(port, dir.path(), main_extra),
                 badpass = S::url("monitor", Some(WRONG_PASSWORD), port),
                 hang = S::url("monitor", None, silent.port),
             ),
@@ -958,16 +967,12 @@ pub fn slow_answers_are_fetched_after_the_round_that_finds_them_due<S: DbServer>
 ) {
     const INTERVAL: f64 = 4.0;
     let dir = super::temp_dir();
-    let secret = password_file(dir.path(), GOOD_PASSWORD);
-    let (kind, port) = (S::KIND, server.port());
+    let kind = S::KIND;
     let config = dir.path().join("stack.toml");
+    let extra = format!("slow_interval = \"{INTERVAL}s\"");
     super::write(
         &config,
-        &format!(
-            "[[{kind}]]\nname = \"main\"\nurl = \"{url}\"\npassword_file = {secret:?}\n\
-             slow_interval = \"{INTERVAL}s\"\n",
-            url = S::url("monitor", None, port),
-        ),
+        &main_target::<S>(server.port(), dir.path(), &extra),
     );
     let exporter = super::Exporter::start(&[&format!("--config.file={}", config.display())]);
     let name = format!("stack_{kind}_database_size_bytes");

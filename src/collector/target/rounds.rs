@@ -210,8 +210,10 @@ impl<T: Clone> SlowCache<T> {
     /// The kept answers, for a round: due ones too (a refresh fetches them again after the
     /// round); none with an interval of 0, which asks for them in every round.
     pub fn get(&self, interval: Duration) -> Option<T> {
-        let kept = self.lock().as_ref().map(|(_, answers)| answers.clone());
-        kept.filter(|_| !interval.is_zero())
+        if interval.is_zero() {
+            return None;
+        }
+        self.lock().as_ref().map(|(_, answers)| answers.clone())
     }
 
     /// Whether the kept answers are `interval` old (never with an interval of 0).
