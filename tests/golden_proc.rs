@@ -33,6 +33,8 @@ const VARYING_VALUES: &[&str] = &[
     "stack_host_filesystem_files",
     "stack_host_filesystem_files_free",
     "stack_scrape_collector_duration_seconds",
+    // How long ago the fixtures' PSS was read: it grows between scrapes.
+    "stack_service_pss_age_seconds",
     // The exporter's own process, from the real /proc/self whatever --path.procfs says.
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",

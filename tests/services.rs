@@ -733,15 +733,26 @@ fn a_kept_pss_is_read_again_after_the_scrape_that_finds_it_due() {
     // has it read after it.
     let due = Duration::from_secs_f64(due_after + 0.2);
     std::thread::sleep(due.saturating_sub(first_read.elapsed()));
+    let due_scrape = exporter.scrape();
     assert_eq!(
-        pss(&exporter.scrape()),
+        pss(&due_scrape),
         before,
         "the scrape that finds it due publishes the kept figure"
     );
-    let mut now = before;
+    let due_age = must(&due_scrape, "stack_service_pss_age_seconds", &grower_label);
+    assert!(
+        due_age >= due_after + 0.2,
+        "the kept figure is published with its age: {due_age} s"
+    );
     wait_for("the PSS read again", Duration::from_secs(30), || {
-        now = pss(&exporter.scrape());
-        now != before
+        text = exporter.scrape();
+        pss(&text) != before
     });
+    let now = pss(&text);
     assert!(now > before + GROWTH * 0.9, "{before} -> {now}");
+    let fresh_age = must(&text, "stack_service_pss_age_seconds", &grower_label);
+    assert!(
+        fresh_age < due_after,
+        "the new reading's age starts again: {fresh_age} s"
+    );
 }

@@ -177,6 +177,9 @@ pub struct ServiceUsage {
     pub pss_fallbacks: u64,
     /// Σ SwapPss: the service's pages in swap, which PSS leaves out.
     pub swap: u64,
+    /// Age of the oldest PSS reading the sums hold: past the max age only while it is read again,
+    /// so one that keeps growing is a read stuck in the kernel.
+    pub pss_age: Duration,
     pub instance_max: u64,
     pub process_max: u64,
     pub cpu_ticks: u64,
@@ -308,10 +311,11 @@ impl Services {
             alive.insert(key);
             cpu_seen.insert(key, (service, root == index, process.stat.cpu_ticks));
             let rss = process.stat.rss_pages.saturating_mul(self.page_size);
-            let pss = self.pss(&mut cache, key, now, &mut due);
+            let (pss, pss_age) = self.pss(&mut cache, key, now, &mut due);
             let Some(u) = usage.get_mut(service) else {
                 continue;
             };
+            u.pss_age = u.pss_age.max(pss_age);
             u.processes += 1;
             u.rss = u.rss.saturating_add(rss);
             let (counted, anon) = match pss {
@@ -370,13 +374,14 @@ pub fn emit_service(
     memory: Memory,
 ) {
     let labels = || vec![("service", service.name.clone().into())];
-    let measured: [(&str, &'static str, f64); 9] = [
+    let measured: [(&str, &'static str, f64); 10] = [
         ("stack_service_up", "1 if at least one process of the service runs.", f64::from(usage.processes > 0)),
         ("stack_service_processes", "Processes of the service.", usage.processes as f64),
         ("stack_service_instances", "Instances of the service: process trees rooted at a matched process (one master and its workers).", usage.instances as f64),
         ("stack_service_resident_memory_bytes", "Sum of the RSS of the service's processes (shared pages counted in every process).", usage.rss as f64),
         ("stack_service_proportional_memory_bytes", "Sum of the PSS of the service's processes: shared pages split between their sharers, so forked workers are not double counted. RSS where PSS is refused.", usage.pss as f64),
         ("stack_service_pss_fallback_processes", "Processes whose PSS could not be read and which are counted at their RSS.", usage.pss_fallbacks as f64),
+        ("stack_service_pss_age_seconds", "How long ago the oldest of the PSS readings in the service's sums was made: up to --collector.services.pss-max-age, and about a scrape interval more while a reading that old is made again after the scrape that found it due; one that keeps growing is a reading stuck in the kernel.", usage.pss_age.as_secs_f64()),
         ("stack_service_swap_bytes", "Sum of the SwapPss of the service's processes: its pages in swap, which PSS leaves out (read with PSS, so as fresh as it).", usage.swap as f64),
         ("stack_service_instance_max_memory_bytes", "PSS of the service's largest instance.", usage.instance_max as f64),
         ("stack_service_process_max_memory_bytes", "PSS of the service's largest process.", usage.process_max as f64),
@@ -384,7 +389,9 @@ pub fn emit_service(
     for (name, help, value) in measured {
         let pss_only = matches!(
             name,
-            "stack_service_pss_fallback_processes" | "stack_service_swap_bytes"
+            "stack_service_pss_fallback_processes"
+                | "stack_service_pss_age_seconds"
+                | "stack_service_swap_bytes"
         );
         if memory == Memory::Pss || !pss_only {
             out.gauge(name, help, labels(), value);

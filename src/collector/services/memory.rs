@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{later, spread, Owner, PidMap, ProcessKey, ServiceUsage, Services, Snapshot};
 use crate::proc::{self, ProcFs};
@@ -19,6 +19,7 @@ pub(super) struct CgroupReading {
 pub(super) struct PssReading {
     /// `None` when the kernel refused smaps_rollup (EACCES happens even as root).
     pss: Option<proc::Pss>,
+    read_at: Instant,
     expires: Instant,
 }
 
@@ -105,26 +106,25 @@ impl Services {
     /// A process's PSS: the kept reading while it is younger than `pss_max_age`. An older one
     /// is returned once more and its key put in `due`, for [`Services::refresh_pss`] (never with
     /// a max age of 0, which asks for a reading on every scrape); a process without one is read
-    /// now.
+    /// now. With the reading's age.
     pub(super) fn pss(
         &self,
         cache: &mut PidMap<ProcessKey, PssReading>,
         key: ProcessKey,
         now: Instant,
         due: &mut Vec<ProcessKey>,
-    ) -> Option<proc::Pss> {
+    ) -> (Option<proc::Pss>, Duration) {
         match cache.get(&key) {
-            Some(reading) if reading.expires > now => return reading.pss,
+            Some(reading) if reading.expires > now => return reading.at(now),
             Some(reading) if !self.pss_max_age.is_zero() => {
                 due.push(key);
-                return reading.pss;
+                return reading.at(now);
             }
             _ => {}
         }
-        let pss = read_pss(&self.procfs, key.0);
-        let expires = later(now, spread(self.pss_max_age, key.0));
-        cache.insert(key, PssReading { pss, expires });
-        pss
+        let reading = PssReading::read(&self.procfs, key.0, now, self.pss_max_age);
+        cache.insert(key, reading);
+        reading.at(now)
     }
 
     /// Reads the PSS of the `due` processes again, off the scrape's path; the next scrape
@@ -141,23 +141,35 @@ impl Services {
         self.pss_refresh
             .start("services collector: PSS refresh", move || {
                 for key in due {
-                    let pss = read_pss(&procfs, key.0);
-                    let expires = later(Instant::now(), spread(max_age, key.0));
+                    let fresh = PssReading::read(&procfs, key.0, Instant::now(), max_age);
                     let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(reading) = cache.get_mut(&key) {
-                        *reading = PssReading { pss, expires };
+                        *reading = fresh;
                     }
                 }
             });
     }
 }
 
-/// A process's PSS from its smaps_rollup; `None` where the kernel refuses it (or it is gone).
-fn read_pss(procfs: &ProcFs, pid: u32) -> Option<proc::Pss> {
-    let path = procfs.pid_dir(pid).join("smaps_rollup");
-    proc::read_file(&path)
-        .ok()
-        .and_then(|text| proc::parse_smaps_rollup(&text))
+impl PssReading {
+    /// A process's PSS from its smaps_rollup, kept until a time spread over `max_age`; `None`
+    /// where the kernel refuses it (or the process is gone).
+    fn read(procfs: &ProcFs, pid: u32, now: Instant, max_age: Duration) -> PssReading {
+        let path = procfs.pid_dir(pid).join("smaps_rollup");
+        let pss = proc::read_file(&path)
+            .ok()
+            .and_then(|text| proc::parse_smaps_rollup(&text));
+        PssReading {
+            pss,
+            read_at: now,
+            expires: later(now, spread(max_age, pid)),
+        }
+    }
+
+    /// The reading, and its age at `now`.
+    fn at(&self, now: Instant) -> (Option<proc::Pss>, Duration) {
+        (self.pss, now.saturating_duration_since(self.read_at))
+    }
 }
 
 /// The memory cgroup a process runs in, from /proc/PID/cgroup.
